@@ -1,0 +1,209 @@
+//! The value grammars checked at compile time: rates, tool names and scope tokens.
+
+/// A parsed `rate = ...`: `calls` per `per_secs` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateSpec {
+    pub(crate) calls: u32,
+    pub(crate) per_secs: u64,
+}
+
+pub(crate) const RATE_GRAMMAR: &str = "expected `rate = N` (calls per minute) or `rate = \"N/s\"`, `\"N/min\"`, `\"N/h\"` or `\"N/day\"`";
+
+/// Parses the string form `"N/unit"`.
+pub(crate) fn parse_rate_str(text: &str) -> Result<RateSpec, String> {
+    let Some((count, unit)) = text.split_once('/') else {
+        return Err(format!("invalid rate `{text}`: {RATE_GRAMMAR}"));
+    };
+    let per_secs = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        "d" | "day" => 86_400,
+        other => {
+            return Err(format!(
+                "invalid rate unit `{other}` in `{text}`: {RATE_GRAMMAR}"
+            ));
+        }
+    };
+    let calls = parse_count(count.trim(), text)?;
+    check_rate(RateSpec { calls, per_secs })
+}
+
+/// Parses the integer form (calls per minute).
+pub(crate) fn parse_rate_int(digits: &str) -> Result<RateSpec, String> {
+    let calls = parse_count(digits, digits)?;
+    check_rate(RateSpec {
+        calls,
+        per_secs: 60,
+    })
+}
+
+fn parse_count(count: &str, whole: &str) -> Result<u32, String> {
+    if count.starts_with('-') {
+        return Err(format!("rate `{whole}` must be a positive number of calls"));
+    }
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
+        return Err(format!("invalid rate `{whole}`: {RATE_GRAMMAR}"));
+    }
+    let digits: String = count.chars().filter(|c| *c != '_').collect();
+    match digits.parse::<u32>() {
+        Ok(0) => Err(format!(
+            "rate `{whole}` allows no calls at all; use at least 1 (or remove the tool)"
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "rate `{whole}` is too large: at most {} calls per period",
+            u32::MAX
+        )),
+    }
+}
+
+/// The limiter spaces calls `per / calls` apart, which must be at least a nanosecond.
+fn check_rate(rate: RateSpec) -> Result<RateSpec, String> {
+    if u64::from(rate.calls) > rate.per_secs * 1_000_000_000 {
+        return Err(format!(
+            "rate of {} calls per {} s is too high to enforce (more than one call per nanosecond)",
+            rate.calls, rate.per_secs
+        ));
+    }
+    Ok(rate)
+}
+
+/// MCP tool names: 1 to 64 characters of `[A-Za-z0-9_.-]` (the intersection of what the spec
+/// recommends and what the conformance suite accepts).
+pub(crate) fn check_tool_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!(
+            "tool name `{name}` must be 1 to 64 characters long (it has {})",
+            name.chars().count()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "tool name `{name}` contains `{bad}`: use only ASCII letters, digits, `_`, `.` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 6749 §3.3 scope tokens: `1*( %x21 / %x23-5B / %x5D-7E )`.
+pub(crate) fn check_scope(scope: &str) -> Result<(), String> {
+    if scope.is_empty() {
+        return Err("empty scope: a scope is at least one character".into());
+    }
+    if let Some(bad) = scope.chars().find(|&c| {
+        !(c == '\x21' || ('\x23'..='\x5b').contains(&c) || ('\x5d'..='\x7e').contains(&c))
+    }) {
+        let shown = if bad.is_control() || bad == ' ' {
+            format!("{:?}", bad)
+        } else {
+            format!("`{bad}`")
+        };
+        return Err(format!(
+            "invalid scope `{scope}`: {shown} is not allowed in an OAuth scope token (RFC 6749 §3.3: visible ASCII except `\"` and `\\`)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_forms() {
+        assert_eq!(
+            parse_rate_int("10"),
+            Ok(RateSpec {
+                calls: 10,
+                per_secs: 60
+            })
+        );
+        assert_eq!(
+            parse_rate_str("5/s"),
+            Ok(RateSpec {
+                calls: 5,
+                per_secs: 1
+            })
+        );
+        assert_eq!(
+            parse_rate_str("50/min"),
+            Ok(RateSpec {
+                calls: 50,
+                per_secs: 60
+            })
+        );
+        assert_eq!(
+            parse_rate_str("1_000/h"),
+            Ok(RateSpec {
+                calls: 1000,
+                per_secs: 3600
+            })
+        );
+        assert_eq!(
+            parse_rate_str("7 / day"),
+            Ok(RateSpec {
+                calls: 7,
+                per_secs: 86_400
+            })
+        );
+    }
+
+    #[test]
+    fn rate_errors_say_what_is_accepted() {
+        assert!(
+            parse_rate_str("10/fortnight")
+                .unwrap_err()
+                .contains("`fortnight`")
+        );
+        assert!(
+            parse_rate_str("10")
+                .unwrap_err()
+                .contains("expected `rate = N`")
+        );
+        assert!(
+            parse_rate_str("x/min")
+                .unwrap_err()
+                .contains("invalid rate")
+        );
+        assert!(parse_rate_int("0").unwrap_err().contains("no calls"));
+        assert!(parse_rate_str("-3/min").unwrap_err().contains("positive"));
+        assert!(
+            parse_rate_int("99999999999")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            parse_rate_str("4000000000/s")
+                .unwrap_err()
+                .contains("too high")
+        );
+    }
+
+    #[test]
+    fn tool_names() {
+        assert!(check_tool_name("read-data").is_ok());
+        assert!(check_tool_name("a.b_c-D9").is_ok());
+        assert!(check_tool_name("").is_err());
+        assert!(check_tool_name(&"x".repeat(65)).is_err());
+        assert!(
+            check_tool_name("read data")
+                .unwrap_err()
+                .contains("contains ` `")
+        );
+        assert!(check_tool_name("ns/tool").is_err());
+    }
+
+    #[test]
+    fn scopes() {
+        assert!(check_scope("data:write").is_ok());
+        assert!(check_scope("https://api.example.com/read").is_ok());
+        assert!(check_scope("a\"b").is_err());
+        assert!(check_scope("a\\b").is_err());
+        assert!(check_scope("é").is_err());
+        assert!(check_scope("").is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! Authentication: turning the credential on an HTTP request into a [`Principal`].
+//!
+//! Every request passes through the configured [`Authenticator`]s in order. Each one either
+//! *recognises* the credential (and then decides: accept or reject) or passes it on. The first
+//! that recognises it decides; a credential that one authenticator rejected is never offered to
+//! the next, so a forged token can never be "rescued" by a more lenient scheme.
+
+mod api_key;
+mod chain;
+mod credential;
+mod error;
+mod jwt;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+pub use http::request::Parts;
+
+pub use api_key::{ApiKey, ApiKeys};
+pub(crate) use chain::AuthChain;
+pub use credential::{API_KEY_HEADER, Credential};
+pub use error::{AuthError, AuthErrorKind};
+pub use jwt::{Jwt, JwtAlgorithm};
+
+use crate::Principal;
+
+/// What an authenticator concluded about a request's credential.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Not a credential this authenticator handles; the next one is asked.
+    Pass,
+    /// The credential is valid and speaks for this principal.
+    Accept(Arc<Principal>),
+    /// The credential is one this authenticator handles, and it is not valid.
+    Reject(AuthError),
+}
+
+/// The result of [`Authenticator::authenticate`]: most schemes decide synchronously (API keys,
+/// JWTs with configured keys) and return `Ready` without allocating; schemes that must do I/O
+/// (fetching a key set, introspecting a token) return a boxed future.
+pub enum Authentication<'a> {
+    /// The verdict is known now.
+    Ready(Verdict),
+    /// The verdict needs I/O first.
+    Pending(BoxFuture<'a, Verdict>),
+}
+
+impl Authentication<'_> {
+    /// Waits for the verdict.
+    pub async fn verdict(self) -> Verdict {
+        match self {
+            Authentication::Ready(verdict) => verdict,
+            Authentication::Pending(future) => future.await,
+        }
+    }
+}
+
+impl From<Verdict> for Authentication<'_> {
+    fn from(verdict: Verdict) -> Self {
+        Authentication::Ready(verdict)
+    }
+}
+
+/// What an authenticator gets to look at: the one credential the request presented (if any)
+/// and the rest of the request head (for schemes such as mTLS that read extensions).
+#[derive(Debug)]
+pub struct AuthRequest<'a> {
+    /// The credential taken from the request headers, if one was presented.
+    pub credential: Option<Credential<'a>>,
+    /// The request head.
+    pub parts: &'a Parts,
+}
+
+/// A way of authenticating callers.
+///
+/// Implementations must never log or keep the credential, and should compare secrets in
+/// constant time.
+pub trait Authenticator: Send + Sync + 'static {
+    /// A short name for logs and errors (`"api_key"`, `"jwt"`).
+    fn name(&self) -> &'static str;
+
+    /// Decides about the request's credential.
+    fn authenticate<'a>(&'a self, request: &'a AuthRequest<'a>) -> Authentication<'a>;
+
+    /// The role names this authenticator can grant, so the server can refuse to start when a
+    /// configured role is not one of the tools' roles (a typo in a key file must not silently
+    /// lock a caller out, or in).
+    fn configured_roles(&self) -> Vec<String> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,392 @@
+//! The MCP side of a server: the one place every tool call is authorized, rate-limited and
+//! audited before the generated dispatch code runs the handler, and the per-caller `tools/list`.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::extract::ConnectInfo;
+use http::request::Parts;
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CacheScope, CallToolRequestParams, CallToolResponse, ErrorCode, Implementation,
+        ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
+        Tool, ToolAnnotations,
+    },
+    service::RequestContext,
+};
+use serde_json::json;
+
+use crate::{
+    ConfigError, McpTools, Principal, Rate,
+    audit::{AuditEvent, AuditLog, AuditRecord, Outcome},
+    rate_limit::{ToolLimiter, retry_after_seconds},
+    rbac::{Roles, includes, role_index},
+    tool::{ServerInfo, ToolCall, ToolDef},
+};
+
+/// JSON-RPC error codes of refusals. Application-defined (the JSON-RPC reserved range for
+/// servers), stable across releases, and documented so clients can act on them.
+pub mod codes {
+    /// The request reached a tool without an authenticated principal (the server was mounted
+    /// without the gatekeeper's HTTP layer). Fails closed.
+    pub const UNAUTHENTICATED: i32 = -32001;
+    /// The caller lacks the role or scopes the tool requires. `data.reason` is `missing_role`
+    /// or `missing_scope`.
+    pub const FORBIDDEN: i32 = -32003;
+    /// The caller exceeded the tool's rate limit; `data.retryAfterSeconds` says when to retry.
+    pub const RATE_LIMITED: i32 = -32029;
+}
+
+/// One tool, ready to serve.
+struct ServedTool<T> {
+    def: ToolDef<T>,
+    listing: Tool,
+    limiter: Option<ToolLimiter>,
+}
+
+/// Everything the handler needs, built once per server.
+pub(crate) struct Engine<T: McpTools> {
+    tools: Box<[ServedTool<T>]>,
+    by_name: HashMap<&'static str, usize>,
+    audit: AuditLog,
+    info: ServerConfig,
+    hide_forbidden: bool,
+}
+
+impl<T: McpTools> Engine<T> {
+    pub(crate) fn new(
+        info: ServerInfo,
+        audit: AuditLog,
+        hide_forbidden: bool,
+    ) -> Result<Self, ConfigError> {
+        let mut tools = Vec::new();
+        let mut by_name = HashMap::new();
+        for def in T::__tool_defs() {
+            let served = serve_tool(def)?;
+            if by_name.insert(served.def.name, tools.len()).is_some() {
+                return Err(ConfigError::Tool {
+                    tool: served.def.name.into(),
+                    message: "declared twice".into(),
+                });
+            }
+            tools.push(served);
+        }
+        let mut server = Implementation::new(info.name, info.version);
+        server.title = None;
+        let mut config = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        config.server_info = server;
+        config.instructions = info.instructions.map(Into::into);
+        Ok(Self {
+            tools: tools.into(),
+            by_name,
+            audit,
+            info: config,
+            hide_forbidden,
+        })
+    }
+
+    /// Periodic housekeeping: forget callers that are idle in every limiter.
+    pub(crate) fn forget_idle_callers(&self) {
+        for tool in self.tools.iter() {
+            if let Some(limiter) = &tool.limiter {
+                limiter.forget_idle_callers();
+            }
+        }
+    }
+
+    fn lookup(&self, name: &str) -> Option<&ServedTool<T>> {
+        self.by_name.get(name).map(|&i| &self.tools[i])
+    }
+
+    fn may_call(&self, tool: &ServedTool<T>, principal: &Principal) -> Result<(), Denial> {
+        let def = &tool.def;
+        if def.public {
+            return Ok(());
+        }
+        if let Some(required) = def.role {
+            let held = principal
+                .roles()
+                .filter_map(role_index::<T::Roles>)
+                .any(|held| includes::<T::Roles>(held, required));
+            if !held {
+                return Err(Denial::MissingRole {
+                    required: <T::Roles as Roles>::NAMES[required],
+                });
+            }
+        }
+        if def.scopes.iter().any(|s| !principal.has_scope(s)) {
+            return Err(Denial::MissingScopes {
+                required: def.scopes,
+                missing: def
+                    .scopes
+                    .iter()
+                    .copied()
+                    .filter(|s| !principal.has_scope(s))
+                    .collect(),
+            });
+        }
+        Ok(())
+    }
+
+    fn list_for(&self, principal: &Principal) -> Vec<Tool> {
+        self.tools
+            .iter()
+            .filter(|tool| self.may_call(tool, principal).is_ok())
+            .map(|tool| tool.listing.clone())
+            .collect()
+    }
+}
+
+/// Builds the listing and limiter of one tool, refusing a tool that cannot be served.
+fn serve_tool<T>(def: ToolDef<T>) -> Result<ServedTool<T>, ConfigError> {
+    let tool_error = |message: String| ConfigError::Tool {
+        tool: def.name.into(),
+        message,
+    };
+    let input_schema = (def.input_schema)().map_err(tool_error)?;
+    let mut listing = Tool::new_with_raw(def.name, def.description.map(Into::into), input_schema);
+    if let Some(output) = (def.output_schema)() {
+        listing = listing.with_raw_output_schema(output);
+    }
+    if let Some(title) = def.title {
+        listing = listing.with_title(title);
+    }
+    let hints = def.hints;
+    if hints != Default::default() || def.title.is_some() {
+        listing = listing.with_annotations(ToolAnnotations::from_raw(
+            def.title.map(Into::into),
+            hints.read_only,
+            hints.destructive,
+            hints.idempotent,
+            hints.open_world,
+        ));
+    }
+    let limiter = match def.rate {
+        None => None,
+        Some(rate) => Some(
+            ToolLimiter::new(rate)
+                .ok_or_else(|| tool_error(format!("rate {rate} cannot be enforced")))?,
+        ),
+    };
+    Ok(ServedTool {
+        def,
+        listing,
+        limiter,
+    })
+}
+
+/// Why a call was refused.
+enum Denial {
+    MissingRole {
+        required: &'static str,
+    },
+    MissingScopes {
+        required: &'static [&'static str],
+        missing: Vec<&'static str>,
+    },
+    RateLimited {
+        wait: Duration,
+        rate: Rate,
+    },
+}
+
+impl Denial {
+    fn reason(&self) -> &'static str {
+        match self {
+            Denial::MissingRole { .. } => "missing_role",
+            Denial::MissingScopes { .. } => "missing_scope",
+            Denial::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    fn into_error(self, tool: &str) -> ErrorData {
+        match self {
+            Denial::MissingRole { required } => ErrorData::new(
+                ErrorCode(codes::FORBIDDEN),
+                format!("forbidden: tool `{tool}` requires role `{required}`"),
+                Some(json!({ "reason": "missing_role", "tool": tool, "requiredRole": required })),
+            ),
+            Denial::MissingScopes { required, missing } => ErrorData::new(
+                ErrorCode(codes::FORBIDDEN),
+                format!(
+                    "forbidden: tool `{tool}` requires scope{} {}",
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some(json!({
+                    "reason": "missing_scope",
+                    "tool": tool,
+                    "requiredScopes": required,
+                    "missingScopes": missing,
+                })),
+            ),
+            Denial::RateLimited { wait, rate } => {
+                let seconds = retry_after_seconds(wait);
+                ErrorData::new(
+                    ErrorCode(codes::RATE_LIMITED),
+                    format!(
+                        "rate limit exceeded: tool `{tool}` allows {rate} per caller; retry in {seconds} s"
+                    ),
+                    Some(json!({
+                        "reason": "rate_limited",
+                        "tool": tool,
+                        "limit": rate.to_string(),
+                        "retryAfterSeconds": seconds,
+                    })),
+                )
+            }
+        }
+    }
+}
+
+fn principal_of(context: &RequestContext<RoleServer>) -> Option<&Arc<Principal>> {
+    context
+        .extensions
+        .get::<Parts>()?
+        .extensions
+        .get::<Arc<Principal>>()
+}
+
+fn remote_addr_of(context: &RequestContext<RoleServer>) -> Option<SocketAddr> {
+    context
+        .extensions
+        .get::<Parts>()?
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+fn tool_not_found() -> ErrorData {
+    ErrorData::invalid_params("tool not found", None)
+}
+
+/// The `rmcp` server handler of a gatekeeper: one per session (stateful) or request
+/// (stateless), sharing the tools and the engine.
+pub struct GatekeeperService<T: McpTools> {
+    tools: Arc<T>,
+    engine: Arc<Engine<T>>,
+}
+
+impl<T: McpTools> Clone for GatekeeperService<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tools: self.tools.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+impl<T: McpTools> GatekeeperService<T> {
+    pub(crate) fn new(tools: Arc<T>, engine: Arc<Engine<T>>) -> Self {
+        Self { tools, engine }
+    }
+
+    async fn guarded_call(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let engine = &*self.engine;
+        let remote_addr = remote_addr_of(&context);
+        let Some(principal) = principal_of(&context).cloned() else {
+            let mut record = AuditRecord::new(AuditEvent::ToolCall, Outcome::Denied);
+            record.reason = Some("unauthenticated");
+            record.tool = Some(&request.name);
+            record.remote_addr = remote_addr;
+            engine.audit.record(&record);
+            return Err(ErrorData::new(
+                ErrorCode(codes::UNAUTHENTICATED),
+                "unauthenticated: this server must be mounted behind the gatekeeper's authentication layer",
+                None,
+            ));
+        };
+        let Some(tool) = engine.lookup(&request.name) else {
+            return Err(tool_not_found());
+        };
+        let name = tool.def.name;
+        let decision = engine
+            .may_call(tool, &principal)
+            .and_then(|()| match &tool.limiter {
+                Some(limiter) => {
+                    limiter
+                        .check(principal.caller_key())
+                        .map_err(|wait| Denial::RateLimited {
+                            wait,
+                            rate: limiter.rate(),
+                        })
+                }
+                None => Ok(()),
+            });
+        let mut record =
+            AuditRecord::new(AuditEvent::ToolCall, Outcome::Allowed).principal(&principal);
+        record.tool = Some(name);
+        record.remote_addr = remote_addr;
+        if let Err(denial) = decision {
+            record.outcome = match denial {
+                Denial::RateLimited { wait, .. } => {
+                    record.retry_after_seconds = Some(retry_after_seconds(wait));
+                    Outcome::RateLimited
+                }
+                _ => Outcome::Denied,
+            };
+            record.reason = Some(denial.reason());
+            engine.audit.record(&record);
+            let hidden = engine.hide_forbidden && !matches!(denial, Denial::RateLimited { .. });
+            return Err(if hidden {
+                tool_not_found()
+            } else {
+                denial.into_error(name)
+            });
+        }
+        engine.audit.record(&record);
+        let call = ToolCall {
+            principal: &principal,
+            arguments: request.arguments,
+            context,
+        };
+        (tool.def.call)(&self.tools, call).await
+    }
+}
+
+impl<T: McpTools> ServerHandler for GatekeeperService<T> {
+    fn get_info(&self) -> ServerConfig {
+        self.engine.info.clone()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.guarded_call(request, context).await
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = match principal_of(&context) {
+            Some(principal) => self.engine.list_for(principal),
+            None => Vec::new(),
+        };
+        let mut result = ListToolsResult::with_all_items(tools);
+        // The list depends on who asks: no shared cache may serve it to anyone else.
+        if context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
+        {
+            result.ttl_ms = Some(0);
+            result.cache_scope = Some(CacheScope::Private);
+        }
+        Ok(result)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.engine.lookup(name).map(|t| t.listing.clone())
+    }
+}

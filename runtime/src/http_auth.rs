@@ -1,0 +1,174 @@
+//! The HTTP authentication layer in front of the MCP endpoint: every request (POST, GET,
+//! DELETE) is authenticated from its headers before rmcp sees it.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, Request},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, header};
+
+use crate::{
+    AuditLog,
+    audit::{AuditEvent, AuditRecord, Outcome},
+    auth::{AuthChain, AuthError, AuthErrorKind, AuthRequest, Credential},
+};
+
+pub(crate) struct AuthLayerState {
+    pub(crate) chain: AuthChain,
+    pub(crate) audit: AuditLog,
+}
+
+/// Query parameters that carry credentials in other APIs. OAuth 2.1 and MCP forbid tokens in
+/// URLs (they end up in logs and browser history), so a request carrying one is refused even
+/// if it also has a valid header.
+const CREDENTIAL_QUERY_PARAMS: [&str; 5] =
+    ["access_token", "api_key", "apikey", "api-key", "token"];
+
+pub(crate) async fn authenticate_request(
+    state: &AuthLayerState,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let remote_addr = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let query_credential = credential_in_query(parts.uri.query());
+    let outcome = match query_credential {
+        true => Err((
+            AuthError::new(
+                AuthErrorKind::InvalidRequest,
+                "credentials in the query string are not accepted; send an Authorization header",
+            ),
+            None,
+        )),
+        false => match Credential::from_headers(&parts.headers) {
+            Err(error) => Err((error, None)),
+            Ok(credential) => {
+                let request = AuthRequest {
+                    credential,
+                    parts: &parts,
+                };
+                let decision = state.chain.authenticate(&request).await;
+                decision.result.map_err(|e| (e, decision.authenticator))
+            }
+        },
+    };
+    match outcome {
+        Ok(principal) => {
+            let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed)
+                .principal(&principal);
+            record.remote_addr = remote_addr;
+            state.audit.record(&record);
+            parts.extensions.insert(principal);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err((error, authenticator)) => {
+            let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
+            record.reason = Some(error.kind().as_str());
+            record.detail = Some(error.description());
+            record.method = authenticator;
+            record.credential_id = error.credential_id();
+            record.remote_addr = remote_addr;
+            state.audit.record(&record);
+            let mut response = unauthorized(&error);
+            if query_credential {
+                // MCP: a request without a usable token is answered 401, so clients
+                // re-authorize instead of retrying the same URL.
+                *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+            }
+            response
+        }
+    }
+}
+
+fn credential_in_query(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            CREDENTIAL_QUERY_PARAMS
+                .iter()
+                .any(|p| name.eq_ignore_ascii_case(p))
+        })
+    })
+}
+
+/// `401`/`400` with an RFC 6750 challenge and a JSON body saying what is wrong.
+pub(crate) fn unauthorized(error: &AuthError) -> Response {
+    let kind = error.kind();
+    let mut challenge = String::from("Bearer realm=\"mcp\"");
+    if let Some(code) = kind.error_code() {
+        challenge.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{}\"",
+            quote_safe(error.description())
+        ));
+    }
+    let body = serde_json::json!({
+        "error": kind.error_code().unwrap_or("unauthorized"),
+        "error_description": match kind {
+            AuthErrorKind::Missing => "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key: <key>`",
+            _ => error.description(),
+        },
+    });
+    let mut response = (kind.status(), axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Keeps a description inside its quoted-string: drops `"`, `\` and control characters.
+fn quote_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_credentials_are_detected() {
+        assert!(credential_in_query(Some("access_token=abc")));
+        assert!(credential_in_query(Some("x=1&API_KEY=abc")));
+        assert!(credential_in_query(Some("token")));
+        assert!(!credential_in_query(Some("tokens=1&x=access_token")));
+        assert!(!credential_in_query(None));
+    }
+
+    #[test]
+    fn challenge_shapes_follow_rfc_6750() {
+        let missing = unauthorized(&AuthError::missing());
+        assert_eq!(missing.status(), 401);
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"mcp\""
+        );
+        let expired = unauthorized(&AuthError::expired());
+        assert_eq!(
+            expired.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"mcp\", error=\"invalid_token\", error_description=\"Token expired\""
+        );
+        let bad = unauthorized(&AuthError::new(
+            AuthErrorKind::InvalidRequest,
+            "two \"creds\"",
+        ));
+        assert_eq!(bad.status(), 400);
+        assert!(
+            bad.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("two creds")
+        );
+    }
+}

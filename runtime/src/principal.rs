@@ -1,0 +1,237 @@
+//! Who is calling: the authenticated identity every authorization decision is made on.
+
+use std::{fmt, sync::Arc, time::SystemTime};
+
+/// How a caller proved who they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A static API key (`X-API-Key` or `Authorization: Bearer`).
+    ApiKey,
+    /// A JSON Web Token verified with a configured key.
+    Jwt,
+    /// An access token issued by an OAuth 2.1 authorization server.
+    OAuth,
+    /// A TLS client certificate.
+    Mtls,
+    /// No credential at all; only possible when the server allows anonymous callers.
+    Anonymous,
+}
+
+impl AuthMethod {
+    /// A short, stable name for logs and audit records (`api_key`, `jwt`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::OAuth => "oauth",
+            AuthMethod::Mtls => "mtls",
+            AuthMethod::Anonymous => "anonymous",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+///
+/// Authenticators build one per credential; the HTTP layer stores it as an `Arc<Principal>` in the
+/// request extensions, where the generated tool guard and the [`Caller`](crate::Caller) extractor
+/// find it. A principal never holds a secret: only names, role and scope strings, and the id of
+/// the credential that was used, so it is safe to log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Principal {
+    subject: Arc<str>,
+    roles: Arc<[Arc<str>]>,
+    scopes: Arc<[Arc<str>]>,
+    client_id: Option<Arc<str>>,
+    credential_id: Option<Arc<str>>,
+    method: AuthMethod,
+    expires_at: Option<SystemTime>,
+    caller_key: Arc<str>,
+}
+
+impl Principal {
+    /// Starts a principal for `subject`, authenticated by `method`.
+    pub fn builder(method: AuthMethod, subject: impl Into<Arc<str>>) -> PrincipalBuilder {
+        PrincipalBuilder {
+            method,
+            subject: subject.into(),
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            client_id: None,
+            credential_id: None,
+            expires_at: None,
+        }
+    }
+
+    /// The caller of a server that lets unauthenticated requests through: no role, no scope.
+    pub fn anonymous() -> Self {
+        Self::builder(AuthMethod::Anonymous, "anonymous").build()
+    }
+
+    /// The subject: the user or service the credential speaks for (`sub` of a JWT, the owner
+    /// of an API key).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The role names the credential grants, as written in it (`"admin"`).
+    pub fn roles(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.roles.iter().map(|r| &**r)
+    }
+
+    /// The scopes the credential grants, sorted and without duplicates.
+    pub fn scopes(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.scopes.iter().map(|s| &**s)
+    }
+
+    /// Whether the credential grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.binary_search_by(|s| (**s).cmp(scope)).is_ok()
+    }
+
+    /// The OAuth client the credential was issued to, if any.
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// The id of the credential itself (API key id, token `jti`), for logs. Never the secret.
+    pub fn credential_id(&self) -> Option<&str> {
+        self.credential_id.as_deref()
+    }
+
+    /// How the caller authenticated.
+    pub fn method(&self) -> AuthMethod {
+        self.method
+    }
+
+    /// When the credential stops being valid, if it expires.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// The key rate limits are counted under: one per authentication method and subject, so
+    /// that a service token and a user that happen to share a `sub` never share a budget.
+    pub fn caller_key(&self) -> &Arc<str> {
+        &self.caller_key
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("subject", &self.subject)
+            .field("method", &self.method)
+            .field("roles", &self.roles)
+            .field("scopes", &self.scopes)
+            .field("client_id", &self.client_id)
+            .field("credential_id", &self.credential_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Principal`]; see [`Principal::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct PrincipalBuilder {
+    method: AuthMethod,
+    subject: Arc<str>,
+    roles: Vec<Arc<str>>,
+    scopes: Vec<Arc<str>>,
+    client_id: Option<Arc<str>>,
+    credential_id: Option<Arc<str>>,
+    expires_at: Option<SystemTime>,
+}
+
+impl PrincipalBuilder {
+    /// Adds a role name.
+    pub fn role(mut self, role: impl Into<Arc<str>>) -> Self {
+        self.roles.push(role.into());
+        self
+    }
+
+    /// Adds role names.
+    pub fn roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Arc<str>>,
+    {
+        self.roles.extend(roles.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds scopes.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Arc<str>>,
+    {
+        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the OAuth client id.
+    pub fn client_id(mut self, client_id: impl Into<Arc<str>>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets the credential id (API key id, token `jti`).
+    pub fn credential_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.credential_id = Some(id.into());
+        self
+    }
+
+    /// Sets when the credential expires.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Finishes the principal.
+    pub fn build(self) -> Principal {
+        let mut scopes = self.scopes;
+        scopes.sort_unstable();
+        scopes.dedup();
+        let mut roles = self.roles;
+        roles.dedup();
+        let caller_key: Arc<str> = format!("{}:{}", self.method.as_str(), self.subject).into();
+        Principal {
+            subject: self.subject,
+            roles: roles.into(),
+            scopes: scopes.into(),
+            client_id: self.client_id,
+            credential_id: self.credential_id,
+            method: self.method,
+            expires_at: self.expires_at,
+            caller_key,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_sorted_deduplicated_and_searchable() {
+        let p = Principal::builder(AuthMethod::Jwt, "alice")
+            .scopes(["b", "a", "b", "c"])
+            .build();
+        assert_eq!(p.scopes().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert!(p.has_scope("c"));
+        assert!(!p.has_scope("d"));
+    }
+
+    #[test]
+    fn caller_key_separates_methods() {
+        let a = Principal::builder(AuthMethod::Jwt, "svc").build();
+        let b = Principal::builder(AuthMethod::ApiKey, "svc").build();
+        assert_ne!(a.caller_key(), b.caller_key());
+    }
+}

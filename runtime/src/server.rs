@@ -1,0 +1,417 @@
+//! The builder that turns tools and authenticators into an axum router or a running server.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use axum::{Router, extract::Request, middleware::Next};
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService,
+    session::{local::LocalSessionManager, never::NeverSessionManager},
+};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    AuditLog, ConfigError, McpTools,
+    auth::{AuthChain, Authenticator},
+    handler::{Engine, GatekeeperService},
+    http_auth::{AuthLayerState, authenticate_request},
+    rbac::Roles,
+};
+
+/// Whether the MCP endpoint keeps sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `initialize` opens a session (`Mcp-Session-Id`); replies stream as SSE. Protocol
+    /// 2026-07-28 requests are always stateless.
+    Stateful,
+    /// Every request stands alone and is answered with plain JSON; scales behind any load
+    /// balancer.
+    Stateless,
+}
+
+/// Builds a secured MCP server from tools declared with `#[mcp_tools]`.
+///
+/// ```no_run
+/// use mcp_gatekeeper::prelude::*;
+/// # #[derive(Roles)] enum Role { Viewer }
+/// # struct Tools;
+/// # #[mcp_tools(roles = Role)]
+/// # impl Tools {
+/// #     /// Ping.
+/// #     #[mcp_tool(role = "viewer")]
+/// #     fn ping(&self) -> &'static str { "pong" }
+/// # }
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// Gatekeeper::new(Tools)
+///     .authenticate(ApiKeys::from_env("MCP_API_KEYS")?)
+///     .serve("127.0.0.1:3000")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct Gatekeeper<T: McpTools> {
+    tools: T,
+    authenticators: Vec<Arc<dyn Authenticator>>,
+    allow_anonymous: bool,
+    path: String,
+    mode: Mode,
+    allowed_hosts: Option<Vec<String>>,
+    allowed_origins: Vec<String>,
+    max_body_bytes: usize,
+    audit: AuditSetting,
+    hide_forbidden: bool,
+    extra_routes: Router,
+    name: Option<String>,
+    version: Option<String>,
+}
+
+enum AuditSetting {
+    Log(AuditLog),
+    File(PathBuf),
+}
+
+impl<T: McpTools> Gatekeeper<T> {
+    /// Starts a server for `tools`. With no authenticator added, every request is refused
+    /// (deny by default).
+    pub fn new(tools: T) -> Self {
+        Self {
+            tools,
+            authenticators: Vec::new(),
+            allow_anonymous: false,
+            path: "/mcp".into(),
+            mode: Mode::Stateful,
+            allowed_hosts: None,
+            allowed_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            audit: AuditSetting::Log(AuditLog::tracing_only()),
+            hide_forbidden: false,
+            extra_routes: Router::new(),
+            name: None,
+            version: None,
+        }
+    }
+
+    /// Adds an authenticator. Authenticators are asked in the order they were added; the first
+    /// that recognises a request's credential decides.
+    pub fn authenticate(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticators.push(Arc::new(authenticator));
+        self
+    }
+
+    /// Lets requests without any credential through as an anonymous principal, which can call
+    /// `public` tools only. A credential that is presented and invalid is still refused.
+    pub fn allow_anonymous(mut self) -> Self {
+        self.allow_anonymous = true;
+        self
+    }
+
+    /// The path of the MCP endpoint (default `/mcp`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Serve without sessions, answering each request with plain JSON (the default is
+    /// stateful, with `Mcp-Session-Id` sessions and SSE replies).
+    pub fn stateless(mut self) -> Self {
+        self.mode = Mode::Stateless;
+        self
+    }
+
+    /// The `Host` header values the endpoint answers to (DNS-rebinding protection). The
+    /// default allows only loopback names (`localhost`, `127.0.0.1`, `::1`), which is right
+    /// for a local server and refuses every request with `403` behind a public name: list the
+    /// public host names here when deploying.
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accept any `Host`. Only for servers behind a proxy that validates `Host` itself.
+    pub fn allow_any_host(mut self) -> Self {
+        self.allowed_hosts = Some(Vec::new());
+        self
+    }
+
+    /// Browser origins allowed to call the endpoint. A request whose `Origin` header is
+    /// present and not listed is refused with `403` (requests without `Origin` pass: they do
+    /// not come from a browser page).
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The largest request body accepted (default 1 MiB); larger ones get `413`.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Where audit records go (default: `tracing` only).
+    pub fn audit(mut self, log: AuditLog) -> Self {
+        self.audit = AuditSetting::Log(log);
+        self
+    }
+
+    /// Also write audit records as JSON lines to `path`.
+    pub fn audit_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.audit = AuditSetting::File(path.into());
+        self
+    }
+
+    /// Answer a call to a tool the caller may not call with "tool not found" (as if it did not
+    /// exist) instead of naming the missing role or scope. Rate-limit refusals are unaffected.
+    pub fn hide_forbidden_tools(mut self) -> Self {
+        self.hide_forbidden = true;
+        self
+    }
+
+    /// Mounts more routes on the same server (for example a token endpoint). They are not
+    /// behind the MCP authentication layer.
+    pub fn merge(mut self, routes: Router) -> Self {
+        self.extra_routes = self.extra_routes.merge(routes);
+        self
+    }
+
+    /// The name and version announced to clients (default: the tools crate's name and version).
+    pub fn server_info(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Builds the axum router: the MCP endpoint behind authentication, plus merged routes.
+    ///
+    /// Fails if a tool cannot be served (its input schema is not an object) or an
+    /// authenticator grants a role the tools do not declare.
+    pub fn into_router(self) -> Result<Router, ConfigError> {
+        Ok(self.build(CancellationToken::new())?.0)
+    }
+
+    fn build(self, shutdown: CancellationToken) -> Result<(Router, Arc<Engine<T>>), ConfigError> {
+        check_roles::<T::Roles>(&self.authenticators)?;
+        let audit = match self.audit {
+            AuditSetting::Log(log) => log,
+            AuditSetting::File(path) => AuditLog::json_lines(path)?,
+        };
+        let mut info = T::__server_info();
+        if let Some(name) = self.name {
+            info.name = name.into();
+        }
+        if let Some(version) = self.version {
+            info.version = version.into();
+        }
+        let engine = Arc::new(Engine::<T>::new(info, audit.clone(), self.hide_forbidden)?);
+        spawn_housekeeping(Arc::downgrade(&engine));
+        let service = GatekeeperService::new(Arc::new(self.tools), engine.clone());
+
+        let mut config = StreamableHttpServerConfig::default()
+            .with_max_request_body_bytes(self.max_body_bytes)
+            .with_cancellation_token(shutdown.child_token());
+        config = match self.allowed_hosts {
+            None => config,
+            Some(hosts) if hosts.is_empty() => config.disable_allowed_hosts(),
+            Some(hosts) => config.with_allowed_hosts(hosts),
+        };
+        if !self.allowed_origins.is_empty() {
+            config = config.with_allowed_origins(self.allowed_origins);
+        }
+        let factory = move || Ok(service.clone());
+        let mcp = match self.mode {
+            Mode::Stateful => Router::new().route_service(
+                &self.path,
+                StreamableHttpService::new(
+                    factory,
+                    Arc::new(LocalSessionManager::default()),
+                    config,
+                ),
+            ),
+            Mode::Stateless => Router::new().route_service(
+                &self.path,
+                StreamableHttpService::new(
+                    factory,
+                    Arc::new(NeverSessionManager::default()),
+                    config
+                        .with_legacy_session_mode(false)
+                        .with_json_response(true),
+                ),
+            ),
+        };
+        let layer_state = Arc::new(AuthLayerState {
+            chain: AuthChain::new(self.authenticators, self.allow_anonymous),
+            audit,
+        });
+        let mcp = mcp.layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let state = layer_state.clone();
+                async move { authenticate_request(&state, request, next).await }
+            },
+        ));
+        Ok((mcp.merge(self.extra_routes), engine))
+    }
+
+    /// Binds `addr` and serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn serve(self, addr: impl ToSocketAddrs) -> Result<(), ServeError> {
+        let server = self.bind(addr).await?;
+        tracing::info!(address = %server.local_addr(), "mcp-gatekeeper listening");
+        let handle = server.shutdown_handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            handle.cancel();
+        });
+        server.wait().await
+    }
+
+    /// Binds `addr` and starts serving in the background; the returned [`RunningServer`]
+    /// tells the bound address (useful with port 0) and stops the server.
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<RunningServer, ServeError> {
+        let listener = TcpListener::bind(addr).await.map_err(ServeError::Bind)?;
+        self.serve_on(listener)
+    }
+
+    /// Starts serving on an already bound listener.
+    pub fn serve_on(self, listener: TcpListener) -> Result<RunningServer, ServeError> {
+        let local_addr = listener.local_addr().map_err(ServeError::Bind)?;
+        let shutdown = CancellationToken::new();
+        let (router, _engine) = self.build(shutdown.clone())?;
+        let graceful = shutdown.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { graceful.cancelled().await })
+            .await
+        });
+        Ok(RunningServer {
+            local_addr,
+            shutdown,
+            task,
+        })
+    }
+}
+
+/// Refuses to start when a credential grants a role the tools do not know: such a key would
+/// silently never work (or, after a rename, work for the wrong tools).
+fn check_roles<R: Roles>(authenticators: &[Arc<dyn Authenticator>]) -> Result<(), ConfigError> {
+    for authenticator in authenticators {
+        for role in authenticator.configured_roles() {
+            if !R::NAMES.contains(&role.as_str()) {
+                return Err(ConfigError::UnknownRole {
+                    source_name: authenticator.name().into(),
+                    role,
+                    known: if R::NAMES.is_empty() {
+                        "none declared".into()
+                    } else {
+                        R::NAMES.join(", ")
+                    },
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Forgets idle rate-limit callers every minute, for as long as the server lives.
+fn spawn_housekeeping<T: McpTools>(engine: Weak<Engine<T>>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match engine.upgrade() {
+                Some(engine) => engine.forget_idle_callers(),
+                None => return,
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// A server started with [`Gatekeeper::bind`] or [`Gatekeeper::serve_on`].
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server when cancelled.
+    pub fn shutdown_handle(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting connections, ends sessions, and waits for in-flight requests.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server stops.
+    pub fn wait(self) -> impl Future<Output = Result<(), ServeError>> {
+        async move {
+            match self.task.await {
+                Ok(result) => result.map_err(ServeError::Serve),
+                Err(join) => Err(ServeError::Serve(std::io::Error::other(join))),
+            }
+        }
+    }
+}
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The address could not be bound.
+    #[error("cannot bind the server address: {0}")]
+    Bind(std::io::Error),
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}

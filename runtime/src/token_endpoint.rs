@@ -1,0 +1,1189 @@
+//! A minimal OAuth 2.0 token endpoint (`POST /auth/token`, client credentials grant) that
+//! issues HS256 JWTs to confidential clients.
+//!
+//! It is meant for small deployments and examples that have no authorization server: a
+//! service presents its client id and secret and receives a short-lived bearer token that a
+//! [`Jwt`] verifier configured with the same secret accepts (see
+//! [`TokenEndpoint::verifier`]).
+//!
+//! Clients authenticate with `application/json` (`{"client_id": "...", "client_secret":
+//! "..."}`), with `application/x-www-form-urlencoded` (`grant_type=client_credentials&client_id=
+//! ...&client_secret=...`), or with HTTP Basic (RFC 6749 §2.3.1). Only the SHA-256 digest of each
+//! client secret is kept, and digests are compared in constant time.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), mcp_gatekeeper::ConfigError> {
+//! use mcp_gatekeeper::{TokenClient, TokenEndpoint};
+//!
+//! // MCP_CLIENTS="reporting:s3cret:analyst:reports:read reports:export,ops:0ther:admin"
+//! let endpoint = TokenEndpoint::hs256_from_env("JWT_SECRET")?
+//!     .clients(TokenEndpoint::clients_from_env("MCP_CLIENTS")?)
+//!     .client(TokenClient::new("ci", "another-secret").role("deployer"));
+//! let verifier = endpoint.verifier()?; // mount it in the server's authenticators
+//! let router = endpoint.router();      // merge it into the HTTP app
+//! # let _ = (verifier, router); Ok(()) }
+//! ```
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Form, Json, Router,
+    body::Bytes,
+    extract::{FromRequest, Request, State},
+    middleware::map_response,
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+use crate::{AUDIT_TARGET as AUDIT, ConfigError, auth::Jwt};
+
+/// Where the endpoint is served.
+const TOKEN_PATH: &str = "/auth/token";
+/// The `iss` of issued tokens unless configured otherwise.
+const DEFAULT_ISSUER: &str = "mcp-auth-server";
+/// How long issued tokens are valid unless configured otherwise.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The only grant this endpoint implements.
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// The challenge sent when HTTP Basic client authentication failed.
+const BASIC_CHALLENGE: &str = r#"Basic realm="mcp-gatekeeper""#;
+/// Compared against when the client id is unknown, so that an unknown id costs the same hash
+/// and comparison as a known one. No secret hashes to all zeroes.
+const DUMMY_DIGEST: [u8; 32] = [0; 32];
+/// The format of [`TokenEndpoint::parse_clients`] entries, for error messages.
+const ENTRY_FORMAT: &str = "CLIENT_ID:SECRET:ROLE[:PERMISSION PERMISSION ...]";
+
+/// A confidential client allowed to obtain tokens from a [`TokenEndpoint`].
+///
+/// Only the SHA-256 digest of the secret is stored. A client whose secret is empty can never
+/// obtain a token.
+#[derive(Clone)]
+pub struct TokenClient {
+    id: String,
+    secret_digest: [u8; 32],
+    role: Option<String>,
+    permissions: Vec<String>,
+}
+
+impl TokenClient {
+    /// A client identified by `client_id` that authenticates with `secret`.
+    pub fn new(client_id: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
+        Self {
+            id: client_id.into(),
+            secret_digest: Sha256::digest(secret.as_ref()).into(),
+            role: None,
+            permissions: Vec::new(),
+        }
+    }
+
+    /// The role written into the client's tokens (`role` claim). Without it the tokens carry
+    /// no role.
+    #[must_use]
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
+    /// Adds permissions, written into the client's tokens as the `permissions` array and the
+    /// space-separated `scope`. A string containing whitespace counts as several permissions,
+    /// so that both claims always say the same.
+    #[must_use]
+    pub fn permissions<I, S>(mut self, permissions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for permission in permissions {
+            for p in permission.as_ref().split_whitespace() {
+                if !self.permissions.iter().any(|known| known == p) {
+                    self.permissions.push(p.to_owned());
+                }
+            }
+        }
+        self
+    }
+
+    /// The client id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether `secrets` holds this client's secret; see [`TokenEndpoint::authenticate`].
+    fn secret_matches(digest: &[u8; 32], secrets: &[&str]) -> Choice {
+        secrets.iter().fold(Choice::from(0), |matched, secret| {
+            let presented: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+            // An empty secret never authenticates, even if one was configured.
+            let non_empty = Choice::from(u8::from(!secret.is_empty()));
+            matched | (presented[..].ct_eq(&digest[..]) & non_empty)
+        })
+    }
+}
+
+impl fmt::Debug for TokenClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenClient")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `POST /auth/token` endpoint: exchanges client credentials for an HS256 JWT.
+///
+/// Issued tokens carry `sub` and `client_id` (the client id), `role`, `permissions` (array),
+/// `scope` (the permissions, space-separated), `iss`, `iat`, `exp` and a random 128-bit `jti`.
+///
+/// Responses (all with `Cache-Control: no-store` and `Pragma: no-cache`):
+/// - `200 {"access_token": "...", "token_type": "Bearer", "expires_in": 3600}`;
+/// - `401 {"error": "invalid_client", ...}` for an unknown client or a wrong secret, with
+///   `WWW-Authenticate: Basic realm="mcp-gatekeeper"` when the client used the
+///   `Authorization` header;
+/// - `400 {"error": "unsupported_grant_type", ...}` when `grant_type` is not
+///   `client_credentials`;
+/// - `400 {"error": "invalid_request", ...}` for a malformed body, an unsupported content type,
+///   missing fields or two authentication methods at once.
+///
+/// Every decision is recorded on the `mcp_gatekeeper::audit` target (`token_issued`,
+/// `token_refused`); secrets never are.
+pub struct TokenEndpoint {
+    secret: Vec<u8>,
+    key: EncodingKey,
+    issuer: String,
+    lifetime: Duration,
+    clients: HashMap<String, TokenClient>,
+}
+
+impl TokenEndpoint {
+    /// An endpoint signing with the HS256 `secret` (at least 32 bytes, RFC 7518 §3.2), issuer
+    /// `mcp-auth-server`, one-hour tokens and no clients yet.
+    ///
+    /// # Errors
+    /// When the secret is too short. The error never contains the secret.
+    pub fn hs256(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        // The verifier enforces the key-length rule; signing must follow the same one.
+        Jwt::hs256(secret)?;
+        Ok(Self {
+            secret: secret.to_vec(),
+            key: EncodingKey::from_secret(secret),
+            issuer: DEFAULT_ISSUER.to_owned(),
+            lifetime: DEFAULT_LIFETIME,
+            clients: HashMap::new(),
+        })
+    }
+
+    /// [`TokenEndpoint::hs256`] with the secret in environment variable `var` (its UTF-8
+    /// bytes, as written).
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingEnv`] when the variable is not set; [`ConfigError::Invalid`] when it
+    /// is not UTF-8 or too short.
+    pub fn hs256_from_env(var: &str) -> Result<Self, ConfigError> {
+        let secret = env_var(var)?;
+        Self::hs256(secret).map_err(|e| in_env_var(var, e))
+    }
+
+    /// The `iss` of issued tokens (default `mcp-auth-server`).
+    #[must_use]
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = issuer.into();
+        self
+    }
+
+    /// How long issued tokens are valid (default one hour; whole seconds, at least one).
+    #[must_use]
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Adds a client; one with the same id is replaced.
+    #[must_use]
+    pub fn client(mut self, client: TokenClient) -> Self {
+        self.clients.insert(client.id.clone(), client);
+        self
+    }
+
+    /// Adds clients; see [`TokenEndpoint::client`].
+    #[must_use]
+    pub fn clients(self, clients: impl IntoIterator<Item = TokenClient>) -> Self {
+        clients.into_iter().fold(self, Self::client)
+    }
+
+    /// Reads clients from environment variable `var`; see [`TokenEndpoint::parse_clients`] for
+    /// the format.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingEnv`] when the variable is not set; [`ConfigError::Invalid`] naming
+    /// the faulty entry's position (never its secret) when it does not parse.
+    pub fn clients_from_env(var: &str) -> Result<Vec<TokenClient>, ConfigError> {
+        Self::parse_clients(&env_var(var)?).map_err(|e| in_env_var(var, e))
+    }
+
+    /// Parses a client list: entries separated by commas, each
+    /// `CLIENT_ID:SECRET:ROLE[:PERMISSION PERMISSION ...]` (permissions separated by spaces).
+    ///
+    /// For example `reporting:s3cret:analyst:reports:read reports:export,ops:0ther:admin`
+    /// declares client `reporting` (role `analyst`, permissions `reports:read` and
+    /// `reports:export`) and client `ops` (role `admin`, no permissions). Client ids, secrets
+    /// and roles cannot contain `:` or `,`; permissions can contain `:` but not `,`. Whitespace
+    /// around fields and empty entries (a trailing comma, line breaks) are ignored.
+    ///
+    /// # Errors
+    /// When an entry lacks a field, has an empty id, secret or role, repeats a client id, or
+    /// there is no entry at all. The message names the entry's position (1-based), never its
+    /// secret.
+    pub fn parse_clients(spec: &str) -> Result<Vec<TokenClient>, ConfigError> {
+        let mut clients = Vec::new();
+        let mut ids = HashSet::new();
+        for (index, entry) in spec.split(',').enumerate() {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let position = index + 1;
+            let client = parse_client(entry).map_err(|problem| {
+                ConfigError::invalid(format!("client entry {position}: {problem}"))
+            })?;
+            if !ids.insert(client.id.clone()) {
+                return Err(ConfigError::invalid(format!(
+                    "client entry {position}: client id `{}` is declared twice",
+                    client.id
+                )));
+            }
+            clients.push(client);
+        }
+        if clients.is_empty() {
+            return Err(ConfigError::invalid(format!(
+                "no client entries; expected comma-separated {ENTRY_FORMAT}"
+            )));
+        }
+        Ok(clients)
+    }
+
+    /// A [`Jwt`] verifier for the tokens this endpoint issues: same secret, same issuer.
+    ///
+    /// # Errors
+    /// Never in practice (the secret was checked when the endpoint was built); the `Result`
+    /// keeps the verifier's own checks in one place.
+    pub fn verifier(&self) -> Result<Jwt, ConfigError> {
+        Ok(Jwt::hs256(&self.secret)?.issuer(self.issuer.clone()))
+    }
+
+    /// The router serving `POST /auth/token`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route(TOKEN_PATH, post(issue))
+            .with_state(Arc::new(self))
+            .layer(map_response(no_store))
+    }
+
+    /// Handles one token request.
+    async fn handle(&self, headers: &HeaderMap, request: Request) -> Result<Response, Refusal> {
+        let basic = basic_credentials(headers)?;
+        let body = read_body(headers, request).await?;
+        if body.grant_type().is_some_and(|g| g != CLIENT_CREDENTIALS) {
+            return Err(Refusal::new(RefusalKind::UnsupportedGrantType));
+        }
+        let presented = Presented::resolve(basic, body)?;
+        let Some(client) = self.authenticate(&presented) else {
+            let reason = if self.clients.contains_key(&presented.id) {
+                "wrong_secret"
+            } else {
+                "unknown_client"
+            };
+            return Err(Refusal::invalid_client(
+                presented.via_header,
+                reason,
+                presented.id,
+            ));
+        };
+        Ok(self.issue_token(client))
+    }
+
+    /// Finds the client and checks its secret. An unknown id is hashed and compared just like
+    /// a known one, so response times do not reveal which ids exist.
+    fn authenticate(&self, presented: &Presented) -> Option<&TokenClient> {
+        let client = self.clients.get(&presented.id);
+        let digest = client.map_or(&DUMMY_DIGEST, |c| &c.secret_digest);
+        let matched = TokenClient::secret_matches(digest, &presented.secrets());
+        let known = Choice::from(u8::from(client.is_some()));
+        if bool::from(matched & known) {
+            client
+        } else {
+            None
+        }
+    }
+
+    /// Signs a token for `client` and builds the success response.
+    fn issue_token(&self, client: &TokenClient) -> Response {
+        let issued_at = unix_now();
+        let lifetime = self.lifetime.as_secs();
+        let jti = hex::encode(rand::random::<[u8; 16]>());
+        let claims = IssuedClaims {
+            sub: &client.id,
+            client_id: &client.id,
+            role: client.role.as_deref(),
+            permissions: &client.permissions,
+            scope: client.permissions.join(" "),
+            iss: &self.issuer,
+            iat: issued_at,
+            exp: issued_at.saturating_add(lifetime),
+            jti: &jti,
+        };
+        let Ok(access_token) =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
+        else {
+            // HMAC signing of a serializable struct cannot fail; if it ever did, it would be a
+            // server fault unrelated to the request's input.
+            tracing::error!(
+                target: AUDIT,
+                event = "token_refused",
+                client_id = %client.id,
+                reason = "signing_failed",
+            );
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        tracing::info!(
+            target: AUDIT,
+            event = "token_issued",
+            client_id = %client.id,
+            role = client.role.as_deref().unwrap_or(""),
+            jti = %jti,
+            expires_in = lifetime,
+        );
+        let body = TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+        };
+        (StatusCode::OK, Json(body)).into_response()
+    }
+}
+
+impl fmt::Debug for TokenEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ids: Vec<&str> = self.clients.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        f.debug_struct("TokenEndpoint")
+            .field("secret", &"<redacted>")
+            .field("issuer", &self.issuer)
+            .field("lifetime", &self.lifetime)
+            .field("clients", &ids)
+            .finish()
+    }
+}
+
+/// The axum handler: runs the endpoint and turns a refusal into its response.
+async fn issue(
+    State(endpoint): State<Arc<TokenEndpoint>>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    match endpoint.handle(&headers, request).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// RFC 6749 §5.1: token responses must not be cached. Applied to every response of the router,
+/// errors included.
+async fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The fields of a token request body (JSON or form); others are ignored.
+#[derive(Default, Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+impl TokenRequest {
+    /// RFC 6749 §3.1: a parameter sent without a value counts as omitted.
+    fn grant_type(&self) -> Option<&str> {
+        non_empty(self.grant_type.as_deref())
+    }
+
+    fn client_id(&self) -> Option<&str> {
+        non_empty(self.client_id.as_deref())
+    }
+
+    fn client_secret(&self) -> Option<&str> {
+        non_empty(self.client_secret.as_deref())
+    }
+}
+
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// Reads the body as JSON or as a form, according to its content type. A request without a
+/// content type may have an empty body (Basic authentication needs nothing else).
+async fn read_body(headers: &HeaderMap, request: Request) -> Result<TokenRequest, Refusal> {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(|_| Refusal::invalid_request("the request body could not be read"))?;
+        return if body.is_empty() {
+            Ok(TokenRequest::default())
+        } else {
+            Err(unsupported_content_type())
+        };
+    };
+    let media_type = content_type
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or_default();
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Json::<TokenRequest>::from_request(request, &())
+            .await
+            .map(|Json(body)| body)
+            .map_err(|_| Refusal::invalid_request("the body is not a valid JSON token request"))
+    } else if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Form::<TokenRequest>::from_request(request, &())
+            .await
+            .map(|Form(body)| body)
+            .map_err(|_| Refusal::invalid_request("the body is not a valid form token request"))
+    } else {
+        Err(unsupported_content_type())
+    }
+}
+
+fn unsupported_content_type() -> Refusal {
+    Refusal::invalid_request(
+        "unsupported content type; send application/json or application/x-www-form-urlencoded",
+    )
+}
+
+/// Client credentials from an `Authorization: Basic` header (RFC 6749 §2.3.1), if one is sent.
+#[derive(Debug)]
+struct BasicCredentials {
+    id: String,
+    /// The secret as sent, and form-decoded when that differs (RFC 6749 says clients encode;
+    /// `curl -u` and many libraries do not, and a secret containing `+` or `%` must work with
+    /// both).
+    secrets: Vec<String>,
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, Refusal> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let malformed = || Refusal::invalid_client(true, "malformed_authorization", String::new());
+    if values.next().is_some() {
+        return Err(Refusal::invalid_request(
+            "more than one Authorization header",
+        ));
+    }
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(Refusal::invalid_client(
+            true,
+            "unsupported_authorization_scheme",
+            String::new(),
+        ));
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let id = form_decode(id).unwrap_or_else(|| id.to_owned());
+    let mut secrets = vec![secret.to_owned()];
+    if let Some(secret_decoded) = form_decode(secret).filter(|s| s != secret) {
+        secrets.push(secret_decoded);
+    }
+    Ok(Some(BasicCredentials { id, secrets }))
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte); `None` when
+/// an escape is malformed or the result is not UTF-8.
+fn form_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let (hex, tail) = rest.split_at_checked(2)?;
+                let mut decoded = [0u8; 1];
+                hex::decode_to_slice(hex, &mut decoded).ok()?;
+                bytes.push(decoded[0]);
+                rest = tail;
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// The client credentials of a request, wherever they came from.
+struct Presented {
+    id: String,
+    secrets: Vec<String>,
+    /// Whether the client authenticated with the `Authorization` header (then a failure
+    /// carries a `WWW-Authenticate` challenge, RFC 6749 §5.2).
+    via_header: bool,
+}
+
+impl Presented {
+    /// Combines header and body credentials, refusing two authentication methods at once
+    /// (RFC 6749 §2.3: a client must use only one).
+    fn resolve(basic: Option<BasicCredentials>, body: TokenRequest) -> Result<Self, Refusal> {
+        match basic {
+            Some(basic) => {
+                if body.client_secret().is_some() {
+                    return Err(Refusal::invalid_request(
+                        "send the client secret either in the Authorization header or in the body, not both",
+                    ));
+                }
+                if body.client_id().is_some_and(|id| id != basic.id) {
+                    return Err(Refusal::invalid_request(
+                        "the client_id in the body differs from the Authorization header",
+                    ));
+                }
+                Ok(Self {
+                    id: basic.id,
+                    secrets: basic.secrets,
+                    via_header: true,
+                })
+            }
+            None => match (body.client_id(), body.client_secret()) {
+                (Some(id), Some(secret)) => Ok(Self {
+                    id: id.to_owned(),
+                    secrets: vec![secret.to_owned()],
+                    via_header: false,
+                }),
+                _ => Err(Refusal::invalid_request(
+                    "client_id and client_secret are required",
+                )),
+            },
+        }
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+}
+
+/// The claims of an issued token.
+#[derive(Serialize)]
+struct IssuedClaims<'a> {
+    sub: &'a str,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    permissions: &'a [String],
+    scope: String,
+    iss: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: &'a str,
+}
+
+/// RFC 6749 §5.1 success body.
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+/// RFC 6749 §5.2 error body.
+#[derive(Serialize)]
+struct ErrorResponse {
+    error: &'static str,
+    error_description: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RefusalKind {
+    InvalidRequest(&'static str),
+    UnsupportedGrantType,
+    InvalidClient {
+        challenge: bool,
+        reason: &'static str,
+    },
+}
+
+/// Why a token request was refused, and by whom (for the audit record).
+#[derive(Debug)]
+struct Refusal {
+    kind: RefusalKind,
+    client_id: String,
+}
+
+impl Refusal {
+    fn new(kind: RefusalKind) -> Self {
+        Self {
+            kind,
+            client_id: String::new(),
+        }
+    }
+
+    fn invalid_request(description: &'static str) -> Self {
+        Self::new(RefusalKind::InvalidRequest(description))
+    }
+
+    fn invalid_client(challenge: bool, reason: &'static str, client_id: String) -> Self {
+        Self {
+            kind: RefusalKind::InvalidClient { challenge, reason },
+            client_id,
+        }
+    }
+
+    fn audit(&self) {
+        let reason = match self.kind {
+            RefusalKind::InvalidRequest(_) => "invalid_request",
+            RefusalKind::UnsupportedGrantType => "unsupported_grant_type",
+            RefusalKind::InvalidClient { reason, .. } => reason,
+        };
+        tracing::warn!(
+            target: AUDIT,
+            event = "token_refused",
+            client_id = %loggable(&self.client_id),
+            reason,
+        );
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        self.audit();
+        let (status, error, error_description) = match self.kind {
+            RefusalKind::InvalidRequest(description) => {
+                (StatusCode::BAD_REQUEST, "invalid_request", description)
+            }
+            RefusalKind::UnsupportedGrantType => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only the client_credentials grant is supported",
+            ),
+            RefusalKind::InvalidClient { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Invalid client credentials",
+            ),
+        };
+        let mut response = (
+            status,
+            Json(ErrorResponse {
+                error,
+                error_description,
+            }),
+        )
+            .into_response();
+        if matches!(
+            self.kind,
+            RefusalKind::InvalidClient {
+                challenge: true,
+                ..
+            }
+        ) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BASIC_CHALLENGE),
+            );
+        }
+        response
+    }
+}
+
+/// A client id as sent by a possibly hostile client, made safe for a log line: bounded in
+/// length, without control characters.
+fn loggable(client_id: &str) -> String {
+    client_id
+        .chars()
+        .take(128)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// Parses one `CLIENT_ID:SECRET:ROLE[:PERMISSIONS]` entry. The error never quotes the entry,
+/// which holds a secret.
+fn parse_client(entry: &str) -> Result<TokenClient, String> {
+    let mut fields = entry.splitn(4, ':').map(str::trim);
+    let (Some(id), Some(secret), Some(role)) = (fields.next(), fields.next(), fields.next()) else {
+        return Err(format!("expected {ENTRY_FORMAT}"));
+    };
+    let empty = [("client id", id), ("secret", secret), ("role", role)]
+        .into_iter()
+        .find(|(_, value)| value.is_empty());
+    if let Some((field, _)) = empty {
+        return Err(format!("the {field} is empty; expected {ENTRY_FORMAT}"));
+    }
+    let permissions = fields.next().unwrap_or_default().split_whitespace();
+    Ok(TokenClient::new(id, secret)
+        .role(role)
+        .permissions(permissions))
+}
+
+/// Reads a configuration value from the environment.
+fn env_var(var: &str) -> Result<String, ConfigError> {
+    match std::env::var(var) {
+        Ok(value) => Ok(value),
+        Err(std::env::VarError::NotPresent) => Err(ConfigError::MissingEnv(var.to_owned())),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::invalid(format!(
+            "environment variable `{var}` is not valid UTF-8"
+        ))),
+    }
+}
+
+/// Says which variable a configuration error came from.
+fn in_env_var(var: &str, error: ConfigError) -> ConfigError {
+    match error {
+        ConfigError::Invalid(message) => {
+            ConfigError::invalid(format!("environment variable `{var}`: {message}"))
+        }
+        other => other,
+    }
+}
+
+/// Seconds since the epoch; a clock before 1970 counts as the epoch rather than panicking.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use serde_json::{Value, json};
+    use tower::ServiceExt as _;
+
+    const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+
+    fn endpoint() -> TokenEndpoint {
+        TokenEndpoint::hs256(SECRET)
+            .unwrap()
+            .client(
+                TokenClient::new("reporting", "s3cret+/=")
+                    .role("analyst")
+                    .permissions(["reports:read", "reports:export"]),
+            )
+            .client(TokenClient::new("bare", "bare-secret"))
+    }
+
+    fn json_request(body: &Value) -> http::Request<Body> {
+        http::Request::post(TOKEN_PATH)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    fn form_request(body: &'static str) -> http::Request<Body> {
+        http::Request::post(TOKEN_PATH)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    fn basic_request(user_pass: &str) -> http::Request<Body> {
+        http::Request::post(TOKEN_PATH)
+            .header(
+                header::AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode(user_pass)),
+            )
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("grant_type=client_credentials"))
+            .unwrap()
+    }
+
+    async fn send(request: http::Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let response = endpoint().router().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    fn assert_no_store(headers: &HeaderMap) {
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::PRAGMA], "no-cache");
+    }
+
+    fn assert_issued(status: StatusCode, headers: &HeaderMap, body: &Value) -> String {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_no_store(headers);
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 3600);
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, error: &str) {
+        assert_eq!(status, expected, "{body}");
+        assert_eq!(body["error"], error, "{body}");
+        assert!(body["error_description"].is_string());
+    }
+
+    #[tokio::test]
+    async fn json_credentials_get_a_token_the_verifier_accepts() {
+        let (status, headers, body) = send(json_request(
+            &json!({"client_id": "reporting", "client_secret": "s3cret+/="}),
+        ))
+        .await;
+        let token = assert_issued(status, &headers, &body);
+        let principal = endpoint().verifier().unwrap().verify(&token).unwrap();
+        assert_eq!(principal.subject(), "reporting");
+        assert_eq!(principal.client_id(), Some("reporting"));
+        assert_eq!(principal.roles().collect::<Vec<_>>(), ["analyst"]);
+        assert_eq!(
+            principal.scopes().collect::<Vec<_>>(),
+            ["reports:export", "reports:read"]
+        );
+        assert_eq!(principal.credential_id().map(str::len), Some(32));
+    }
+
+    #[tokio::test]
+    async fn issued_claims_are_complete() {
+        let (status, headers, body) = send(json_request(
+            &json!({"client_id": "reporting", "client_secret": "s3cret+/="}),
+        ))
+        .await;
+        let token = assert_issued(status, &headers, &body);
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["sub"], "reporting");
+        assert_eq!(claims["client_id"], "reporting");
+        assert_eq!(claims["role"], "analyst");
+        assert_eq!(
+            claims["permissions"],
+            json!(["reports:read", "reports:export"])
+        );
+        assert_eq!(claims["scope"], "reports:read reports:export");
+        assert_eq!(claims["iss"], "mcp-auth-server");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            3600
+        );
+        assert!(
+            claims["jti"]
+                .as_str()
+                .unwrap()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        );
+    }
+
+    #[tokio::test]
+    async fn form_credentials_get_a_token() {
+        let (status, headers, body) = send(form_request(
+            "grant_type=client_credentials&client_id=reporting&client_secret=s3cret%2B%2F%3D",
+        ))
+        .await;
+        assert_issued(status, &headers, &body);
+    }
+
+    #[tokio::test]
+    async fn basic_credentials_get_a_token_encoded_or_not() {
+        for user_pass in ["reporting:s3cret%2B%2F%3D", "reporting:s3cret+/="] {
+            let (status, headers, body) = send(basic_request(user_pass)).await;
+            assert_issued(status, &headers, &body);
+        }
+        let request = http::Request::post(TOKEN_PATH)
+            .header(
+                header::AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode("bare:bare-secret")),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(request).await;
+        let token = assert_issued(status, &headers, &body);
+        let principal = endpoint().verifier().unwrap().verify(&token).unwrap();
+        assert_eq!(principal.roles().len(), 0);
+        assert_eq!(principal.scopes().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn wrong_secret_and_unknown_client_look_the_same() {
+        let wrong = send(json_request(
+            &json!({"client_id": "reporting", "client_secret": "nope"}),
+        ))
+        .await;
+        let unknown = send(json_request(
+            &json!({"client_id": "ghost", "client_secret": "nope"}),
+        ))
+        .await;
+        for (status, headers, body) in [&wrong, &unknown] {
+            assert_error(*status, body, StatusCode::UNAUTHORIZED, "invalid_client");
+            assert_eq!(body["error_description"], "Invalid client credentials");
+            assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
+            assert_no_store(headers);
+        }
+        assert_eq!(wrong.2, unknown.2);
+    }
+
+    #[tokio::test]
+    async fn failed_basic_authentication_is_challenged() {
+        for header_value in [
+            format!("Basic {}", STANDARD.encode("reporting:wrong")),
+            format!("Basic {}", STANDARD.encode("no-colon")),
+            "Basic !!!".to_owned(),
+            "Bearer abc".to_owned(),
+        ] {
+            let request = http::Request::post(TOKEN_PATH)
+                .header(header::AUTHORIZATION, header_value)
+                .body(Body::empty())
+                .unwrap();
+            let (status, headers, body) = send(request).await;
+            assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+            assert_eq!(headers[header::WWW_AUTHENTICATE], BASIC_CHALLENGE);
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_secrets_never_authenticate() {
+        let ep = TokenEndpoint::hs256(SECRET)
+            .unwrap()
+            .client(TokenClient::new("x", ""));
+        let request = json_request(&json!({"client_id": "x", "client_secret": ""}));
+        let response = ep.router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let ep = TokenEndpoint::hs256(SECRET)
+            .unwrap()
+            .client(TokenClient::new("x", ""));
+        let request = http::Request::post(TOKEN_PATH)
+            .header(
+                header::AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode("x:")),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let response = ep.router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn missing_fields_are_invalid_requests() {
+        for body in [
+            json!({"client_id": "reporting"}),
+            json!({"client_secret": "s3cret+/="}),
+            json!({"client_id": "", "client_secret": "s3cret+/="}),
+            json!({}),
+        ] {
+            let (status, headers, body) = send(json_request(&body)).await;
+            assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+            assert_no_store(&headers);
+        }
+        let (status, _, body) = send(form_request("grant_type=client_credentials")).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+
+    #[tokio::test]
+    async fn malformed_bodies_are_invalid_requests() {
+        for (content_type, body) in [
+            ("application/json", "{not json"),
+            (
+                "application/json",
+                r#"{"client_id": 1, "client_secret": "x"}"#,
+            ),
+            ("application/json", r#"["client_id"]"#),
+            (
+                "application/json",
+                r#"{"client_id":"a","client_id":"b","client_secret":"x"}"#,
+            ),
+            (
+                "application/x-www-form-urlencoded",
+                "client_id=a&client_id=b&client_secret=x",
+            ),
+            ("application/json", ""),
+        ] {
+            let request = http::Request::post(TOKEN_PATH)
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Body::from(body))
+                .unwrap();
+            let (status, _, json) = send(request).await;
+            assert_error(status, &json, StatusCode::BAD_REQUEST, "invalid_request");
+        }
+    }
+
+    #[tokio::test]
+    async fn unsupported_content_types_are_invalid_requests() {
+        for content_type in [
+            Some("text/plain"),
+            Some("multipart/form-data; boundary=x"),
+            None,
+        ] {
+            let mut request = http::Request::post(TOKEN_PATH);
+            if let Some(content_type) = content_type {
+                request = request.header(header::CONTENT_TYPE, content_type);
+            }
+            let request = request
+                .body(Body::from(
+                    r#"{"client_id":"reporting","client_secret":"s3cret+/="}"#,
+                ))
+                .unwrap();
+            let (status, headers, body) = send(request).await;
+            assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+            assert_no_store(&headers);
+        }
+    }
+
+    #[tokio::test]
+    async fn other_grant_types_are_unsupported() {
+        let (status, headers, body) = send(form_request(
+            "grant_type=password&client_id=reporting&client_secret=s3cret%2B%2F%3D",
+        ))
+        .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        );
+        assert_no_store(&headers);
+        let (status, _, body) = send(json_request(&json!({
+            "grant_type": "authorization_code", "client_id": "reporting", "client_secret": "s3cret+/="
+        })))
+        .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        );
+    }
+
+    #[tokio::test]
+    async fn two_authentication_methods_are_refused() {
+        let request = http::Request::post(TOKEN_PATH)
+            .header(
+                header::AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode("reporting:s3cret+/=")),
+            )
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                r#"{"client_id":"reporting","client_secret":"s3cret+/="}"#,
+            ))
+            .unwrap();
+        let (status, _, body) = send(request).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+
+    #[tokio::test]
+    async fn other_methods_still_get_no_store() {
+        let request = http::Request::get(TOKEN_PATH).body(Body::empty()).unwrap();
+        let (status, headers, _) = send(request).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_no_store(&headers);
+    }
+
+    #[tokio::test]
+    async fn custom_issuer_and_lifetime_are_used() {
+        let ep = endpoint()
+            .issuer("https://tokens.example")
+            .lifetime(Duration::from_secs(60));
+        let verifier = ep.verifier().unwrap();
+        let request =
+            json_request(&json!({"client_id": "reporting", "client_secret": "s3cret+/="}));
+        let response = ep.router().oneshot(request).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["expires_in"], 60);
+        let token = body["access_token"].as_str().unwrap();
+        assert!(verifier.verify(token).is_ok());
+        // A verifier expecting the default issuer refuses it.
+        assert!(endpoint().verifier().unwrap().verify(token).is_err());
+    }
+
+    #[test]
+    fn client_lists_parse() {
+        let clients = TokenEndpoint::parse_clients(
+            " reporting:s3cret:analyst:reports:read  reports:export ,\n ops:0ther:admin, ",
+        )
+        .unwrap();
+        assert_eq!(clients.len(), 2);
+        assert_eq!(clients[0].id(), "reporting");
+        assert_eq!(clients[0].role.as_deref(), Some("analyst"));
+        assert_eq!(clients[0].permissions, ["reports:read", "reports:export"]);
+        assert_eq!(
+            clients[0].secret_digest,
+            <[u8; 32]>::from(Sha256::digest(b"s3cret"))
+        );
+        assert_eq!(clients[1].id(), "ops");
+        assert!(clients[1].permissions.is_empty());
+    }
+
+    #[test]
+    fn client_list_errors_name_the_entry_not_the_secret() {
+        for (spec, position) in [
+            ("a:sekrit-one:r,b:sekrit-two", "entry 2"),
+            ("a:sekrit-one:r,:sekrit-two:r", "entry 2"),
+            ("a::r", "entry 1"),
+            ("a:sekrit-one:", "entry 1"),
+            ("a:sekrit-one:r,a:sekrit-two:r", "entry 2"),
+        ] {
+            let message = TokenEndpoint::parse_clients(spec).unwrap_err().to_string();
+            assert!(message.contains(position), "{message}");
+            assert!(!message.contains("sekrit"), "{message}");
+        }
+        assert!(TokenEndpoint::parse_clients(" , ").is_err());
+    }
+
+    #[test]
+    fn configuration_errors() {
+        assert!(TokenEndpoint::hs256("too-short").is_err());
+        let var = "MCP_GATEKEEPER_TEST_UNSET_VAR_19c2";
+        assert!(matches!(
+            TokenEndpoint::hs256_from_env(var),
+            Err(ConfigError::MissingEnv(_))
+        ));
+        assert!(matches!(
+            TokenEndpoint::clients_from_env(var),
+            Err(ConfigError::MissingEnv(_))
+        ));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let shown = format!("{:?}", endpoint());
+        assert!(!shown.contains(SECRET));
+        assert!(!shown.contains("s3cret"));
+        assert!(shown.contains("reporting"));
+    }
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(form_decode("a+b%2Bc%3a").as_deref(), Some("a b+c:"));
+        assert_eq!(form_decode("%"), None);
+        assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("%+f"), None);
+        assert_eq!(form_decode("%ff"), None);
+        assert_eq!(form_decode("%C3%A9").as_deref(), Some("é"));
+    }
+
+    #[test]
+    fn log_fields_are_sanitised() {
+        assert_eq!(loggable("a\nb"), "a\u{fffd}b");
+        assert_eq!(loggable(&"x".repeat(500)).len(), 128);
+    }
+}
