@@ -7,7 +7,7 @@
 use mcp_gatekeeper::prelude::*;
 
 /// Greets people.
-struct Hello;
+pub struct Hello;
 
 #[mcp_tools]
 impl Hello {

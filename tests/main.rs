@@ -1,1 +1,20 @@
+//! Integration tests: the example servers on ephemeral loopback ports, real HTTP, real clients.
 
+#![allow(unreachable_pub, missing_docs)]
+
+#[path = "../examples/rbac.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod rbac;
+
+#[path = "../examples/hello.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod hello;
+
+mod common;
+
+mod audit;
+mod authentication;
+mod authorization;
+mod rmcp_client;
+mod token_endpoint;
+mod transport;

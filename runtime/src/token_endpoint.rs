@@ -327,10 +327,17 @@ impl TokenEndpoint {
         }
     }
 
-    /// Signs a token for `client` and builds the success response.
-    fn issue_token(&self, client: &TokenClient) -> Response {
+    /// Signs a token for the registered client `client_id` without asking for its secret: for
+    /// demos, tests and tooling that hold the signing secret anyway. `None` for an unknown
+    /// client.
+    pub fn token_for(&self, client_id: &str) -> Option<String> {
+        let client = self.clients.get(client_id)?;
+        self.sign(client).ok().map(|(token, _)| token)
+    }
+
+    /// Signs a token for `client`; returns it and its `jti`.
+    fn sign(&self, client: &TokenClient) -> Result<(String, String), jsonwebtoken::errors::Error> {
         let issued_at = unix_now();
-        let lifetime = self.lifetime.as_secs();
         let jti = hex::encode(rand::random::<[u8; 16]>());
         let claims = IssuedClaims {
             sub: &client.id,
@@ -340,12 +347,17 @@ impl TokenEndpoint {
             scope: client.permissions.join(" "),
             iss: &self.issuer,
             iat: issued_at,
-            exp: issued_at.saturating_add(lifetime),
+            exp: issued_at.saturating_add(self.lifetime.as_secs()),
             jti: &jti,
         };
-        let Ok(access_token) =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
-        else {
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)?;
+        Ok((token, jti))
+    }
+
+    /// Signs a token for `client` and builds the success response.
+    fn issue_token(&self, client: &TokenClient) -> Response {
+        let lifetime = self.lifetime.as_secs();
+        let Ok((access_token, jti)) = self.sign(client) else {
             // HMAC signing of a serializable struct cannot fail; if it ever did, it would be a
             // server fault unrelated to the request's input.
             tracing::error!(

@@ -1,0 +1,100 @@
+//! The JSON-lines audit trail: every decision recorded, no secret ever written.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+async fn read_records(path: &std::path::Path, at_least: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let records: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if records.len() >= at_least {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the audit file never reached {at_least} records");
+}
+
+#[tokio::test]
+async fn decisions_are_audited_without_secrets() {
+    let dir = std::env::temp_dir().join(format!("mcpgk-audit-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let mut config = rbac_config(true);
+    config.audit_log = Some(path.clone());
+    let server = start(crate::rbac::gatekeeper(config).unwrap()).await;
+
+    let viewer_token = jwt("auditee", "viewer");
+    let viewer = Mcp::connect(
+        &server.url,
+        Cred::Bearer(viewer_token.clone()),
+        Version::V2025_06_18,
+    )
+    .await;
+    viewer.call("read-data", json!({ "key": "k" })).await;
+    viewer.call("delete-data", json!({ "key": "k" })).await;
+    let stranger = Mcp::new(
+        &server.url,
+        Cred::ApiKey("wrong-key-abcdefghijkl".into()),
+        Version::V2025_06_18,
+    );
+    stranger.call("read-data", json!({ "key": "k" })).await;
+    let admin = Mcp::connect(
+        &server.url,
+        Cred::ApiKey(ADMIN_KEY.into()),
+        Version::V2025_06_18,
+    )
+    .await;
+    for _ in 0..11 {
+        admin.call("delete-data", json!({ "key": "k" })).await;
+    }
+
+    let records = read_records(&path, 20).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    for secret in [
+        viewer_token.as_str(),
+        ADMIN_KEY,
+        "wrong-key-abcdefghijkl",
+        SECRET,
+    ] {
+        assert!(!text.contains(secret), "the audit log contains a secret");
+    }
+    let find = |pred: &dyn Fn(&Value) -> bool| records.iter().find(|r| pred(r)).cloned();
+    let allowed = find(&|r| {
+        r["event"] == "tool_call" && r["outcome"] == "allowed" && r["subject"] == "auditee"
+    })
+    .unwrap();
+    assert_eq!(allowed["tool"], "read-data");
+    assert_eq!(allowed["method"], "jwt");
+    assert!(
+        allowed["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let denied = find(&|r| r["event"] == "tool_call" && r["outcome"] == "denied").unwrap();
+    assert_eq!(
+        (denied["tool"].as_str(), denied["reason"].as_str()),
+        (Some("delete-data"), Some("missing_role"))
+    );
+    let refused = find(&|r| r["event"] == "authentication" && r["outcome"] == "denied").unwrap();
+    assert_eq!(refused["reason"], "invalid_credential");
+    assert_eq!(refused["method"], "api_key");
+    let limited = find(&|r| r["outcome"] == "rate_limited").unwrap();
+    assert_eq!(limited["tool"], "delete-data");
+    assert!(limited["retry_after_seconds"].as_u64().unwrap() >= 1);
+    assert!(
+        limited["credential_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("env-")
+    );
+    server.stop().await;
+}

@@ -1,0 +1,14 @@
+use mcp_gatekeeper::{mcp_tool, mcp_tools};
+
+struct Tools;
+
+#[mcp_tools]
+impl Tools {
+    /// Say hello.
+    #[mcp_tool(public)]
+    async fn hello(&self) -> String {
+        "hello".into()
+    }
+}
+
+fn main() {}
