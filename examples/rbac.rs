@@ -280,16 +280,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {:<12} {token}", client.id());
         }
     }
-    if let Some(admin) = config.clients.iter().find(|c| c.id().contains("admin")) {
-        if let Some(token) = tokens.token_for(admin.id()) {
-            println!("\ntry it:");
-            println!(
-                "  curl -s {url} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-06-18' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'"
-            );
-            println!(
-                "  npx @modelcontextprotocol/inspector --cli {url} --transport http --header 'Authorization: Bearer {token}' --method tools/list"
-            );
-        }
+    if let Some(admin) = config.clients.iter().find(|c| c.id().contains("admin"))
+        && let Some(token) = tokens.token_for(admin.id())
+    {
+        println!("\ntry it:");
+        println!(
+            "  curl -s {url} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-06-18' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'"
+        );
+        println!(
+            "  npx @modelcontextprotocol/inspector --cli {url} --transport http --header 'Authorization: Bearer {token}' --method tools/list"
+        );
     }
     println!();
     gatekeeper(config)?.serve(bind).await?;

@@ -160,7 +160,7 @@ async fn malformed_or_ambiguous_credentials_are_bad_requests() {
         ("empty bearer", vec![("authorization", "Bearer ")]),
         (
             "two credentials",
-            vec![("authorization", &"Bearer x"[..]), ("x-api-key", ADMIN_KEY)],
+            vec![("authorization", "Bearer x"), ("x-api-key", ADMIN_KEY)],
         ),
         (
             "two bearer headers",

@@ -141,7 +141,7 @@ fn hierarchy(roles: &[Role]) -> syn::Result<Vec<u64>> {
     for (i, role) in roles.iter().enumerate() {
         direct[i] |= 1 << i;
         if !explicit {
-            direct[i] |= (1u64 << i) - 1 | (1 << i);
+            direct[i] |= (1u64 << i) - 1;
             continue;
         }
         for included in &role.includes {

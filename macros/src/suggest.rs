@@ -15,7 +15,7 @@ pub(crate) fn did_you_mean<'a>(
 }
 
 /// A help line suggesting the closest candidate, or a note listing all of them.
-pub(crate) fn hint<'a>(input: &str, candidates: &[&'a str], what: &str) -> Option<String> {
+pub(crate) fn hint(input: &str, candidates: &[&str], what: &str) -> Option<String> {
     if let Some(best) = did_you_mean(input, candidates.iter().copied()) {
         return Some(format!("help: did you mean `{best}`?"));
     }

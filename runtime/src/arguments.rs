@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::JsonObject;
 use schemars::{SchemaGenerator, generate::SchemaSettings};
 use serde_json::Value;
 
-use crate::tool::{ToolArgument, ToolCall};
+use crate::tool::{Rejection, ToolArgument, ToolCall};
 
 /// The `inputSchema` of a tool with plain parameters: an object with one property per
 /// parameter, required unless the parameter's type accepts `null` (`Option<T>`), and no other
@@ -87,31 +87,26 @@ impl Arguments {
 
     /// Removes and deserialises argument `name`. A missing argument is `null` to its type, so
     /// `Option<T>` parameters may be left out and others may not.
-    pub fn take<T: ToolArgument>(&mut self, name: &str) -> Result<T, CallToolResponse> {
+    pub fn take<T: ToolArgument>(&mut self, name: &str) -> Result<T, Rejection> {
         match self.remaining.remove(name) {
             Some(value) => serde_json::from_value(value)
-                .map_err(|e| invalid_arguments(format!("argument `{name}`: {e}"))),
-            None => T::deserialize(Value::Null)
-                .map_err(|_| invalid_arguments(format!("missing required argument `{name}`"))),
+                .map_err(|e| Rejection::invalid_arguments(format!("argument `{name}`: {e}"))),
+            None => T::deserialize(Value::Null).map_err(|_| {
+                Rejection::invalid_arguments(format!("missing required argument `{name}`"))
+            }),
         }
     }
 
     /// Refuses arguments the tool does not declare: a misspelt optional argument must not be
     /// silently ignored.
-    pub fn finish(self) -> Result<(), CallToolResponse> {
+    pub fn finish(self) -> Result<(), Rejection> {
         match self.remaining.keys().next() {
             None => Ok(()),
-            Some(unknown) => Err(invalid_arguments(format!("unknown argument `{unknown}`"))),
+            Some(unknown) => Err(Rejection::invalid_arguments(format!(
+                "unknown argument `{unknown}`"
+            ))),
         }
     }
-}
-
-/// An argument error, reported to the model as a tool error it can correct.
-pub(crate) fn invalid_arguments(message: String) -> CallToolResponse {
-    CallToolResult::error(vec![ContentBlock::text(format!(
-        "invalid arguments: {message}"
-    ))])
-    .into()
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ pub use rbac::{Caller, Granted, Guard, Includes, NoRoleGuard, NoRoles, RoleMarke
 pub use server::{Gatekeeper, RunningServer, ServeError};
 pub use token_endpoint::{TokenClient, TokenEndpoint};
 pub use tool::{
-    Args, FromToolCall, IntoToolError, IntoToolResult, Json, McpTools, Rate, ServerInfo, ToolError,
-    ToolHints,
+    Args, FromToolCall, IntoToolError, IntoToolResult, Json, McpTools, Rate, Rejection, ServerInfo,
+    ToolError, ToolHints,
 };
 
 /// Declares the tools of an impl block. See the [crate documentation](crate) for the full

@@ -1,7 +1,6 @@
 //! The builder that turns tools and authenticators into an axum router or a running server.
 
 use std::{
-    future::Future,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Weak},
@@ -391,12 +390,10 @@ impl RunningServer {
     }
 
     /// Waits until the server stops.
-    pub fn wait(self) -> impl Future<Output = Result<(), ServeError>> {
-        async move {
-            match self.task.await {
-                Ok(result) => result.map_err(ServeError::Serve),
-                Err(join) => Err(ServeError::Serve(std::io::Error::other(join))),
-            }
+    pub async fn wait(self) -> Result<(), ServeError> {
+        match self.task.await {
+            Ok(result) => result.map_err(ServeError::Serve),
+            Err(join) => Err(ServeError::Serve(std::io::Error::other(join))),
         }
     }
 }

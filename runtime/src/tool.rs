@@ -113,10 +113,48 @@ impl ToolCall<'_> {
     /// Deserialises the call's arguments into `A`. An argument error is the model's to fix, so
     /// it becomes a tool result with `isError: true` that says what is wrong (as MCP asks for
     /// input validation errors), not a protocol error.
-    pub fn arguments<A: DeserializeOwned>(&mut self) -> Result<A, CallToolResponse> {
+    pub fn arguments<A: DeserializeOwned>(&mut self) -> Result<A, Rejection> {
         let arguments = self.arguments.take().unwrap_or_default();
         serde_json::from_value(serde_json::Value::Object(arguments))
-            .map_err(|e| crate::arguments::invalid_arguments(e.to_string()))
+            .map_err(|e| Rejection::invalid_arguments(e.to_string()))
+    }
+}
+
+/// Why a call stopped before its handler ran.
+#[derive(Debug)]
+pub struct Rejection(RejectionKind);
+
+#[derive(Debug)]
+enum RejectionKind {
+    /// The arguments do not fit the tool: the model's mistake, reported as a tool error.
+    InvalidArguments(String),
+    /// A protocol-level refusal.
+    Protocol(Box<ErrorData>),
+}
+
+impl Rejection {
+    /// Arguments that do not fit the tool's schema.
+    pub fn invalid_arguments(message: impl Into<String>) -> Self {
+        Self(RejectionKind::InvalidArguments(message.into()))
+    }
+
+    /// A JSON-RPC error.
+    pub fn protocol(error: ErrorData) -> Self {
+        Self(RejectionKind::Protocol(Box::new(error)))
+    }
+
+    /// The answer to the call.
+    #[doc(hidden)]
+    pub fn into_result(self) -> Result<CallToolResponse, ErrorData> {
+        match self.0 {
+            RejectionKind::InvalidArguments(message) => {
+                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "invalid arguments: {message}"
+                ))])
+                .into())
+            }
+            RejectionKind::Protocol(error) => Err(*error),
+        }
     }
 }
 
@@ -129,11 +167,11 @@ impl ToolCall<'_> {
 )]
 pub trait FromToolCall<G: Guard>: Sized {
     /// Builds the value from the call.
-    fn from_tool_call(call: &mut ToolCall<'_>) -> Result<Self, CallToolResponse>;
+    fn from_tool_call(call: &mut ToolCall<'_>) -> Result<Self, Rejection>;
 }
 
 impl<G: Guard> FromToolCall<G> for Caller<G::Roles> {
-    fn from_tool_call(call: &mut ToolCall<'_>) -> Result<Self, CallToolResponse> {
+    fn from_tool_call(call: &mut ToolCall<'_>) -> Result<Self, Rejection> {
         Ok(Caller::new(call.principal.clone()))
     }
 }
@@ -143,14 +181,14 @@ where
     G: Guard + Includes<M>,
     M: RoleMarker,
 {
-    fn from_tool_call(_: &mut ToolCall<'_>) -> Result<Self, CallToolResponse> {
+    fn from_tool_call(_: &mut ToolCall<'_>) -> Result<Self, Rejection> {
         // The guard already checked the caller's role against G, and G includes M.
         Ok(Granted::new())
     }
 }
 
 impl<G: Guard> FromToolCall<G> for tokio_util::sync::CancellationToken {
-    fn from_tool_call(call: &mut ToolCall<'_>) -> Result<Self, CallToolResponse> {
+    fn from_tool_call(call: &mut ToolCall<'_>) -> Result<Self, Rejection> {
         Ok(call.context.ct.clone())
     }
 }
@@ -159,6 +197,9 @@ impl<G: Guard> FromToolCall<G> for tokio_util::sync::CancellationToken {
 ///
 /// ```no_run
 /// # use mcp_gatekeeper::prelude::*;
+/// use schemars::JsonSchema;
+/// use serde::Deserialize;
+///
 /// #[derive(Deserialize, JsonSchema)]
 /// struct WriteArgs {
 ///     /// Key to write.
@@ -180,7 +221,7 @@ impl<G: Guard> FromToolCall<G> for tokio_util::sync::CancellationToken {
 pub struct Args<T>(pub T);
 
 impl<G: Guard, T: DeserializeOwned> FromToolCall<G> for Args<T> {
-    fn from_tool_call(call: &mut ToolCall<'_>) -> Result<Self, CallToolResponse> {
+    fn from_tool_call(call: &mut ToolCall<'_>) -> Result<Self, Rejection> {
         call.arguments().map(Args)
     }
 }

@@ -297,15 +297,15 @@ fn call_function(tool: &ToolMethod, guard: &TokenStream, call_fn: &syn::Ident) -
         extract.push(quote! {
             let #local = match #value {
                 #private::Result::Ok(value) => value,
-                #private::Result::Err(response) => return #private::Result::Ok(response),
+                #private::Result::Err(rejection) => return rejection.into_result(),
             };
         });
         locals.push(local);
     }
     if has_json {
         extract.push(quote! {
-            if let #private::Result::Err(response) = #arguments.finish() {
-                return #private::Result::Ok(response);
+            if let #private::Result::Err(rejection) = #arguments.finish() {
+                return rejection.into_result();
             }
         });
     }

@@ -1,0 +1,6 @@
+use mcp_gatekeeper::prelude::*;
+
+#[mcp_tools]
+fn read() {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use mcp_gatekeeper::prelude::*;
+
+#[derive(Roles)]
+enum Role {
+    Viewer,
+    Admin { level: u8 },
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+use mcp_gatekeeper::prelude::*;
+
+struct Tools;
+
+#[mcp_tools]
+impl Tools {
+    /// Read.
+    #[mcp_tool(public)]
+    async fn read() -> String {
+        String::new()
+    }
+}
+
+fn main() {}
