@@ -1,6 +1,9 @@
 //! Every refused credential gets the right status, challenge and message — never a 500.
 
+use std::time::Duration;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use mcp_gatekeeper::Lockout;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -67,7 +70,14 @@ async fn missing_credentials_get_a_plain_bearer_challenge() {
 
 #[tokio::test]
 async fn bad_tokens_get_401_invalid_token() {
-    let server = start_rbac(false).await;
+    // More bad tokens than the default lockout allows from one address.
+    let lenient = Lockout::new(100, Duration::from_secs(60), Duration::from_secs(60));
+    let server = start(
+        crate::rbac::gatekeeper(rbac_config(false))
+            .unwrap()
+            .lockout(lenient),
+    )
+    .await;
     let mut expired = valid_claims();
     expired["exp"] = json!(now() - 3600);
     expired["iat"] = json!(now() - 7200);
@@ -290,6 +300,106 @@ async fn anonymous_callers_reach_public_tools_only_when_allowed() {
             .await
             .status,
         401
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn guessing_credentials_locks_the_address_out() {
+    let policy = Lockout::new(5, Duration::from_secs(60), Duration::from_secs(2));
+    let server = start(
+        crate::rbac::gatekeeper(rbac_config(false))
+            .unwrap()
+            .lockout(policy),
+    )
+    .await;
+    for i in 0..5 {
+        let reply = initialize(&server, Cred::ApiKey(format!("guess-{i:020}"))).await;
+        assert_eq!(reply.status, 401, "guess {i}");
+    }
+    // Locked out now: even the right key is refused, with a retry time.
+    let reply = initialize(&server, Cred::ApiKey(ADMIN_KEY.into())).await;
+    assert_eq!(reply.status, 429, "{reply:#?}");
+    let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(reply.json_body()["error"], "too_many_requests");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        initialize(&server, Cred::ApiKey(ADMIN_KEY.into()))
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn missing_credentials_do_not_count_as_guesses() {
+    let policy = Lockout::new(3, Duration::from_secs(60), Duration::from_secs(60));
+    let server = start(
+        crate::rbac::gatekeeper(rbac_config(false))
+            .unwrap()
+            .lockout(policy),
+    )
+    .await;
+    for _ in 0..10 {
+        assert_eq!(initialize(&server, Cred::None).await.status, 401);
+    }
+    assert_eq!(
+        initialize(&server, Cred::ApiKey(ADMIN_KEY.into()))
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_serves_only_the_caller_that_opened_it() {
+    let server = start_rbac(false).await;
+    let admin = Mcp::connect(
+        &server.url,
+        Cred::Bearer(jwt("owner", "admin")),
+        Version::V2025_11_25,
+    )
+    .await;
+    let session = admin.session.clone().unwrap();
+    // Another valid caller presenting the admin's session id is not let into it.
+    let mut intruder = Mcp::new(
+        &server.url,
+        Cred::ApiKey(VIEWER_KEY.into()),
+        Version::V2025_11_25,
+    );
+    intruder.session = Some(session.clone());
+    let reply = intruder.call("read-data", json!({ "key": "k" })).await;
+    assert_eq!(reply.status, 404, "{reply:#?}");
+    // Even with a token of the same role but another subject.
+    let mut other_admin = Mcp::new(
+        &server.url,
+        Cred::Bearer(jwt("someone", "admin")),
+        Version::V2025_11_25,
+    );
+    other_admin.session = Some(session.clone());
+    assert_eq!(
+        other_admin
+            .call("delete-data", json!({ "key": "k" }))
+            .await
+            .status,
+        404
+    );
+    // The owner, with a fresh token for the same subject, keeps working.
+    let mut owner = Mcp::new(
+        &server.url,
+        Cred::Bearer(jwt("owner", "admin")),
+        Version::V2025_11_25,
+    );
+    owner.session = Some(session);
+    assert!(
+        owner
+            .call("read-data", json!({ "key": "k" }))
+            .await
+            .result()
+            .is_object()
     );
     server.stop().await;
 }

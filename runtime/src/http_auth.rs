@@ -14,12 +14,19 @@ use crate::{
     AuditLog,
     audit::{AuditEvent, AuditRecord, Outcome},
     auth::{AuthChain, AuthError, AuthErrorKind, AuthRequest, Credential},
+    lockout::LockoutTable,
+    rate_limit::retry_after_seconds,
+    sessions::{Binding, SessionBindings},
 };
 
 pub(crate) struct AuthLayerState {
     pub(crate) chain: AuthChain,
     pub(crate) audit: AuditLog,
+    pub(crate) lockout: LockoutTable,
+    pub(crate) sessions: SessionBindings,
 }
+
+const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Query parameters that carry credentials in other APIs. OAuth 2.1 and MCP forbid tokens in
 /// URLs (they end up in logs and browser history), so a request carrying one is refused even
@@ -37,6 +44,14 @@ pub(crate) async fn authenticate_request(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    if let Some(wait) = remote_addr.and_then(|a| state.lockout.locked(a.ip())) {
+        let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
+        record.reason = Some("locked_out");
+        record.remote_addr = remote_addr;
+        record.retry_after_seconds = Some(retry_after_seconds(wait));
+        state.audit.record(&record);
+        return locked_out(wait);
+    }
     let query_credential = credential_in_query(parts.uri.query());
     let outcome = match query_credential {
         true => Err((
@@ -58,15 +73,8 @@ pub(crate) async fn authenticate_request(
             }
         },
     };
-    match outcome {
-        Ok(principal) => {
-            let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed)
-                .principal(&principal);
-            record.remote_addr = remote_addr;
-            state.audit.record(&record);
-            parts.extensions.insert(principal);
-            next.run(Request::from_parts(parts, body)).await
-        }
+    let principal = match outcome {
+        Ok(principal) => principal,
         Err((error, authenticator)) => {
             let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
             record.reason = Some(error.kind().as_str());
@@ -75,15 +83,83 @@ pub(crate) async fn authenticate_request(
             record.credential_id = error.credential_id();
             record.remote_addr = remote_addr;
             state.audit.record(&record);
+            let guessing = matches!(
+                error.kind(),
+                AuthErrorKind::InvalidToken | AuthErrorKind::Expired
+            );
+            if guessing
+                && let Some(addr) = remote_addr
+                && let Some(wait) = state.lockout.record_failure(addr.ip())
+            {
+                let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
+                record.reason = Some("lockout_started");
+                record.remote_addr = remote_addr;
+                record.retry_after_seconds = Some(retry_after_seconds(wait));
+                state.audit.record(&record);
+            }
             let mut response = unauthorized(&error);
             if query_credential {
                 // MCP: a request without a usable token is answered 401, so clients
                 // re-authorize instead of retrying the same URL.
                 *response.status_mut() = http::StatusCode::UNAUTHORIZED;
             }
-            response
+            return response;
         }
+    };
+    let caller = principal.caller_key().clone();
+    let session = parts
+        .headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let mut record =
+        AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed).principal(&principal);
+    record.remote_addr = remote_addr;
+    if let Some(session) = session
+        && state.sessions.check(session, &caller) == Binding::Foreign
+    {
+        record.outcome = Outcome::Denied;
+        record.reason = Some("foreign_session");
+        state.audit.record(&record);
+        // The same answer as for a session that does not exist: no hint that it does.
+        return (http::StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
     }
+    state.audit.record(&record);
+    let ending_session = (parts.method == http::Method::DELETE)
+        .then(|| session.map(str::to_owned))
+        .flatten();
+    let opening_session = session.is_none();
+    parts.extensions.insert(principal);
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if opening_session
+        && let Some(new_session) = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+    {
+        state.sessions.bind(new_session, caller);
+    }
+    if let Some(session) = ending_session
+        && response.status().is_success()
+    {
+        state.sessions.forget(&session);
+    }
+    response
+}
+
+/// `429` for a locked-out address.
+fn locked_out(wait: std::time::Duration) -> Response {
+    let seconds = retry_after_seconds(wait);
+    let body = serde_json::json!({
+        "error": "too_many_requests",
+        "error_description": format!(
+            "too many failed authentication attempts from this address; retry in {seconds} s"
+        ),
+    });
+    let mut response = (http::StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 fn credential_in_query(query: Option<&str>) -> bool {

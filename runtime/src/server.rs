@@ -20,7 +20,9 @@ use crate::{
     auth::{AuthChain, Authenticator},
     handler::{Engine, GatekeeperService},
     http_auth::{AuthLayerState, authenticate_request},
+    lockout::{Lockout, LockoutTable},
     rbac::Roles,
+    sessions::SessionBindings,
 };
 
 /// Whether the MCP endpoint keeps sessions.
@@ -65,6 +67,7 @@ pub struct Gatekeeper<T: McpTools> {
     max_body_bytes: usize,
     audit: AuditSetting,
     hide_forbidden: bool,
+    lockout: Lockout,
     extra_routes: Router,
     name: Option<String>,
     version: Option<String>,
@@ -90,6 +93,7 @@ impl<T: McpTools> Gatekeeper<T> {
             max_body_bytes: 1024 * 1024,
             audit: AuditSetting::Log(AuditLog::tracing_only()),
             hide_forbidden: false,
+            lockout: Lockout::default(),
             extra_routes: Router::new(),
             name: None,
             version: None,
@@ -179,6 +183,13 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
+    /// When to lock out an address that keeps presenting invalid credentials (default: 10
+    /// failures in a minute lock it out for 5 minutes, with `429` and `Retry-After`).
+    pub fn lockout(mut self, lockout: Lockout) -> Self {
+        self.lockout = lockout;
+        self
+    }
+
     /// Mounts more routes on the same server (for example a token endpoint). They are not
     /// behind the MCP authentication layer.
     pub fn merge(mut self, routes: Router) -> Self {
@@ -253,6 +264,8 @@ impl<T: McpTools> Gatekeeper<T> {
         let layer_state = Arc::new(AuthLayerState {
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
             audit,
+            lockout: LockoutTable::new(self.lockout),
+            sessions: SessionBindings::default(),
         });
         let mcp = mcp.layer(axum::middleware::from_fn(
             move |request: Request, next: Next| {
