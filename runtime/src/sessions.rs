@@ -19,7 +19,13 @@ const SWEEP_ABOVE: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub(crate) struct SessionBindings {
-    owners: Mutex<HashMap<Box<str>, (Arc<str>, Instant)>>,
+    owners: Mutex<HashMap<Box<str>, Owner>>,
+}
+
+#[derive(Debug)]
+struct Owner {
+    caller: Arc<str>,
+    last_seen: Instant,
 }
 
 /// Whether a request may use a session.
@@ -35,8 +41,8 @@ impl SessionBindings {
     pub(crate) fn check(&self, session: &str, caller: &Arc<str>) -> Binding {
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         match owners.get_mut(session) {
-            Some((owner, last_seen)) if owner == caller => {
-                *last_seen = Instant::now();
+            Some(owner) if owner.caller == *caller => {
+                owner.last_seen = Instant::now();
                 Binding::Allowed
             }
             Some(_) => Binding::Foreign,
@@ -48,9 +54,15 @@ impl SessionBindings {
         let now = Instant::now();
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         if owners.len() > SWEEP_ABOVE {
-            owners.retain(|_, (_, seen)| now.duration_since(*seen) < IDLE);
+            owners.retain(|_, owner| now.duration_since(owner.last_seen) < IDLE);
         }
-        owners.insert(session.into(), (caller, now));
+        owners.insert(
+            session.into(),
+            Owner {
+                caller,
+                last_seen: now,
+            },
+        );
     }
 
     pub(crate) fn forget(&self, session: &str) {
