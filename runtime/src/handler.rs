@@ -128,7 +128,7 @@ impl<T: McpTools> Engine<T> {
         Ok(())
     }
 
-    fn list_for(&self, principal: &Principal) -> Vec<Tool> {
+    pub(crate) fn list_for(&self, principal: &Principal) -> Vec<Tool> {
         self.tools
             .iter()
             .filter(|tool| self.may_call(tool, principal).is_ok())

@@ -60,6 +60,45 @@ pub mod prelude {
     };
 }
 
+/// Entry points for the benchmarks in `runtime/benches`: the per-request building blocks,
+/// callable without a server. Not public API.
+#[doc(hidden)]
+pub mod __bench {
+    use std::{sync::Arc, time::Duration};
+
+    use crate::{AuditLog, ConfigError, McpTools, Principal, Rate};
+
+    /// One tool's rate limiter.
+    pub struct Limiter(crate::rate_limit::ToolLimiter);
+
+    impl Limiter {
+        /// A limiter for `rate`.
+        pub fn new(rate: Rate) -> Option<Self> {
+            crate::rate_limit::ToolLimiter::new(rate).map(Self)
+        }
+
+        /// One check for `caller`.
+        pub fn check(&self, caller: &Arc<str>) -> Result<(), Duration> {
+            self.0.check(caller)
+        }
+    }
+
+    /// The tool table of `T` as a server builds it.
+    pub struct Catalog<T: McpTools>(crate::handler::Engine<T>);
+
+    impl<T: McpTools> Catalog<T> {
+        /// Builds the table once.
+        pub fn new() -> Result<Self, ConfigError> {
+            crate::handler::Engine::new(T::__server_info(), AuditLog::tracing_only(), false).map(Self)
+        }
+
+        /// The names of the tools `principal` may call (what `tools/list` returns).
+        pub fn list_for(&self, principal: &Principal) -> usize {
+            self.0.list_for(principal).len()
+        }
+    }
+}
+
 /// Used by the code the macros generate. Not public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
