@@ -47,3 +47,25 @@ impl ConfigError {
         ConfigError::Invalid(message.into())
     }
 }
+
+/// Reads environment variable `var`: unset is [`ConfigError::MissingEnv`], not UTF-8 is
+/// [`ConfigError::Invalid`]. The value is never part of an error.
+pub(crate) fn env_var(var: &str) -> Result<String, ConfigError> {
+    match std::env::var(var) {
+        Ok(value) => Ok(value),
+        Err(std::env::VarError::NotPresent) => Err(ConfigError::MissingEnv(var.to_owned())),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::invalid(format!(
+            "environment variable `{var}` is not valid UTF-8"
+        ))),
+    }
+}
+
+/// Says which environment variable a configuration error came from.
+pub(crate) fn in_env_var(var: &str, error: ConfigError) -> ConfigError {
+    match error {
+        ConfigError::Invalid(message) => {
+            ConfigError::invalid(format!("environment variable `{var}`: {message}"))
+        }
+        other => other,
+    }
+}

@@ -191,8 +191,8 @@ impl TokenEndpoint {
     /// [`ConfigError::MissingEnv`] when the variable is not set; [`ConfigError::Invalid`] when it
     /// is not UTF-8 or too short.
     pub fn hs256_from_env(var: &str) -> Result<Self, ConfigError> {
-        let secret = env_var(var)?;
-        Self::hs256(secret).map_err(|e| in_env_var(var, e))
+        let secret = crate::error::env_var(var)?;
+        Self::hs256(secret).map_err(|e| crate::error::in_env_var(var, e))
     }
 
     /// The `iss` of issued tokens (default `mcp-auth-server`).
@@ -229,7 +229,8 @@ impl TokenEndpoint {
     /// [`ConfigError::MissingEnv`] when the variable is not set; [`ConfigError::Invalid`] naming
     /// the faulty entry's position (never its secret) when it does not parse.
     pub fn clients_from_env(var: &str) -> Result<Vec<TokenClient>, ConfigError> {
-        Self::parse_clients(&env_var(var)?).map_err(|e| in_env_var(var, e))
+        Self::parse_clients(&crate::error::env_var(var)?)
+            .map_err(|e| crate::error::in_env_var(var, e))
     }
 
     /// Parses a client list: entries separated by commas, each
@@ -748,27 +749,6 @@ fn parse_client(entry: &str) -> Result<TokenClient, String> {
     Ok(TokenClient::new(id, secret)
         .role(role)
         .permissions(permissions))
-}
-
-/// Reads a configuration value from the environment.
-fn env_var(var: &str) -> Result<String, ConfigError> {
-    match std::env::var(var) {
-        Ok(value) => Ok(value),
-        Err(std::env::VarError::NotPresent) => Err(ConfigError::MissingEnv(var.to_owned())),
-        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::invalid(format!(
-            "environment variable `{var}` is not valid UTF-8"
-        ))),
-    }
-}
-
-/// Says which variable a configuration error came from.
-fn in_env_var(var: &str, error: ConfigError) -> ConfigError {
-    match error {
-        ConfigError::Invalid(message) => {
-            ConfigError::invalid(format!("environment variable `{var}`: {message}"))
-        }
-        other => other,
-    }
 }
 
 /// Seconds since the epoch; a clock before 1970 counts as the epoch rather than panicking.

@@ -57,7 +57,6 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
-    env::VarError,
     fmt,
     path::Path,
     sync::Arc,
@@ -339,15 +338,7 @@ impl ApiKeys {
     /// not UTF-8, holds no key, or an entry is malformed, too short, or repeated (the message
     /// names the entry by position, never by its key).
     pub fn from_env(var: &str) -> Result<Self, ConfigError> {
-        let value = match std::env::var(var) {
-            Ok(value) => value,
-            Err(VarError::NotPresent) => return Err(ConfigError::MissingEnv(var.to_owned())),
-            Err(VarError::NotUnicode(_)) => {
-                return Err(ConfigError::invalid(format!(
-                    "environment variable `{var}` is not valid UTF-8"
-                )));
-            }
-        };
+        let value = crate::error::env_var(var)?;
         let keys = Self::parse_env_list(&value, var)?;
         // A variable that is set but empty is almost always a deployment template that failed
         // to fill it in; starting anyway would lock every key holder out without a word.

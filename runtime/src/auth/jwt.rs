@@ -193,8 +193,8 @@ impl Jwt {
     /// [`ConfigError::MissingEnv`] when the variable is not set; [`ConfigError::Invalid`] when it
     /// is not UTF-8 or too short.
     pub fn hs256_from_env(var: &str) -> Result<Self, ConfigError> {
-        let secret = secret_from_env(var)?;
-        Self::hs256(secret).map_err(|e| in_env_var(var, e))
+        let secret = crate::error::env_var(var)?;
+        Self::hs256(secret).map_err(|e| crate::error::in_env_var(var, e))
     }
 
     /// Verifies tokens signed with an HMAC `algorithm` and a shared secret.
@@ -659,27 +659,6 @@ fn check_secret(algorithm: JwtAlgorithm, secret: &[u8]) -> Result<(), ConfigErro
         )));
     }
     Ok(())
-}
-
-/// Reads a secret from the environment.
-fn secret_from_env(var: &str) -> Result<String, ConfigError> {
-    match std::env::var(var) {
-        Ok(secret) => Ok(secret),
-        Err(std::env::VarError::NotPresent) => Err(ConfigError::MissingEnv(var.to_owned())),
-        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::invalid(format!(
-            "environment variable `{var}` is not valid UTF-8"
-        ))),
-    }
-}
-
-/// Says which variable a configuration error came from.
-fn in_env_var(var: &str, error: ConfigError) -> ConfigError {
-    match error {
-        ConfigError::Invalid(message) => {
-            ConfigError::invalid(format!("environment variable `{var}`: {message}"))
-        }
-        other => other,
-    }
 }
 
 fn not_a_public_key(algorithm: JwtAlgorithm) -> ConfigError {
