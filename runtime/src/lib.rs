@@ -30,14 +30,128 @@ pub use tool::{
     ToolError, ToolHints,
 };
 
-/// Declares the tools of an impl block. See the [crate documentation](crate) for the full
-/// grammar and the compile-time checks.
+/// Declares the tools of an impl block: `#[mcp_tools]` or `#[mcp_tools(roles = Role)]`.
+///
+/// Every method marked [`#[mcp_tool(...)]`](macro@mcp_tool) becomes a tool; other methods stay
+/// ordinary methods. The doc comment of the impl block becomes the server's instructions. The
+/// type can then be served with [`Gatekeeper`].
+///
+/// # Grammar
+///
+/// ```text
+/// #[mcp_tools]                      tools guarded by scopes or public only
+/// #[mcp_tools(roles = PATH)]        PATH names an enum with #[derive(Roles)] in this crate
+/// ```
+///
+/// # Expansion
+///
+/// The impl block is kept as written (minus the `#[mcp_tool]` attributes), and an
+/// `impl McpTools for T` is added inside a `const _: () = { ... };` block: one table entry per
+/// tool (name, description, access rule, rate, input and output schema) and one generated
+/// function per tool that extracts its parameters and converts its result. The table is built
+/// once per server; the role, scope and rate checks run in the runtime before the generated
+/// function is called. With `MCP_GATEKEEPER_MACROS_DEBUG=1` set, the expansion is printed to
+/// stderr.
+///
+/// # Errors
+///
+/// Every problem of every tool in the block is reported in one build, at the offending token,
+/// and the impl block is kept so no "method not found" errors follow. For example, a role the
+/// enum does not declare:
+///
+/// ```compile_fail
+/// use mcp_gatekeeper::prelude::*;
+/// #[derive(Roles)]
+/// enum Role { Viewer, Admin }
+/// struct Tools;
+/// #[mcp_tools(roles = Role)]
+/// impl Tools {
+///     /// Delete everything.
+///     #[mcp_tool(role = "admn")] // error: unknown role `admn` for `Role`, did you mean `admin`?
+///     fn wipe(&self) -> &'static str { "done" }
+/// }
+/// ```
 pub use mcp_gatekeeper_macros::mcp_tools;
 
-/// Marks a method of an `#[mcp_tools]` impl block as a tool and declares its access rule.
+/// Marks a method of an [`#[mcp_tools]`](macro@mcp_tools) impl block as a tool and declares
+/// who may call it and how often.
+///
+/// # Grammar
+///
+/// ```text
+/// #[mcp_tool(ARG, ...)]
+/// ARG := role = "NAME"                       a role of the roles enum (or one including it)
+///      | scope = "SCOPE [SCOPE ...]"         OAuth scope tokens the credential must carry (repeatable)
+///      | public                              no role or scope required
+///      | rate = N                            N calls per minute per caller
+///      | rate = "N/s" | "N/min" | "N/h" | "N/day"
+///      | name = "TOOL-NAME"                  1 to 64 of [A-Za-z0-9_.-]; default: the method name
+///      | title = "TEXT"
+///      | read_only | destructive | idempotent | open_world   (each also `= true|false`)
+/// ```
+///
+/// At least one of `role`, `scope` and `public` is required: tools are denied by default.
+///
+/// ```compile_fail
+/// use mcp_gatekeeper::prelude::*;
+/// struct Tools;
+/// #[mcp_tools]
+/// impl Tools {
+///     /// Who may call this?
+///     #[mcp_tool(rate = 10)] // error: tool `ping` declares no access rule
+///     fn ping(&self) -> &'static str { "pong" }
+/// }
+/// ```
+///
+/// # Typing requirements
+///
+/// - The method takes `&self`, may be `async`, and is not generic.
+/// - Each parameter is a JSON argument named like the parameter (`Deserialize + JsonSchema`;
+///   `Option<T>` parameters are optional), or all arguments as one [`Args<T>`] (a struct), or an
+///   extractor: [`Caller<R>`], [`Granted<M>`], [`CancellationToken`], or any
+///   [`FromToolCall`] type marked `#[extract]`. Describe arguments in a `# Arguments` section of
+///   the doc comment (`` * `name` - text ``) or with `#[arg(description = "...")]`.
+/// - A handler may take `Granted<M>` only if its guard grants `M`:
+///
+/// ```compile_fail,E0277
+/// use mcp_gatekeeper::prelude::*;
+/// #[derive(Roles)]
+/// enum Role { Viewer, Admin }
+/// struct Tools;
+/// #[mcp_tools(roles = Role)]
+/// impl Tools {
+///     /// Viewers may call this, so it cannot hold proof of admin.
+///     #[mcp_tool(role = "viewer")]
+///     fn peek(&self, _proof: Granted<Admin>) -> &'static str { "no" } // error: guard does not grant `Admin`
+/// }
+/// ```
+///
+/// - The return type is an [`IntoToolResult`]: `String`, `&str`, `()`, [`Json<T>`] (structured
+///   output with an `outputSchema`), [`model::CallToolResult`], or `Result<T, E>` of those with
+///   `E` one of [`ToolError`], `String`, `&str`.
 pub use mcp_gatekeeper_macros::mcp_tool;
 
-/// Declares a roles enum and its hierarchy.
+/// Declares a roles enum and its hierarchy: `#[derive(Roles)]` on a fieldless enum.
+///
+/// Each variant is a role named in snake_case (`SuperAdmin` is `"super_admin"`; override with
+/// `#[role(name = "...")]`). By default each role includes every role declared before it; with
+/// `#[role(includes(a, b))]` on any variant, the hierarchy is exactly the declared inclusions,
+/// closed transitively. Cycles are compile errors:
+///
+/// ```compile_fail
+/// use mcp_gatekeeper::Roles;
+/// #[derive(Roles)]
+/// enum Role {
+///     #[role(includes(b))]
+///     A,
+///     #[role(includes(a))] // error: role hierarchy has a cycle
+///     B,
+/// }
+/// ```
+///
+/// The derive also declares, next to the enum and with its visibility, one uninhabited marker
+/// type per role (for [`Granted<M>`]), and a hidden macro under the enum's name through which
+/// [`#[mcp_tools(roles = ...)]`](macro@mcp_tools) learns the role names.
 pub use mcp_gatekeeper_macros::Roles;
 
 /// Cancelled when the client cancels the call or the server shuts down; take it as a tool
@@ -89,7 +203,8 @@ pub mod __bench {
     impl<T: McpTools> Catalog<T> {
         /// Builds the table once.
         pub fn new() -> Result<Self, ConfigError> {
-            crate::handler::Engine::new(T::__server_info(), AuditLog::tracing_only(), false).map(Self)
+            crate::handler::Engine::new(T::__server_info(), AuditLog::tracing_only(), false)
+                .map(Self)
         }
 
         /// The names of the tools `principal` may call (what `tools/list` returns).
