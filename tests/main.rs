@@ -16,5 +16,6 @@ mod audit;
 mod authentication;
 mod authorization;
 mod rmcp_client;
+mod step_up;
 mod token_endpoint;
 mod transport;

@@ -48,6 +48,8 @@ struct ServedTool<T> {
 pub(crate) struct Engine<T: McpTools> {
     tools: Box<[ServedTool<T>]>,
     by_name: HashMap<&'static str, usize>,
+    /// Every scope some tool requires, sorted, without duplicates.
+    scopes: Vec<&'static str>,
     audit: AuditLog,
     info: ServerConfig,
     hide_forbidden: bool,
@@ -71,6 +73,12 @@ impl<T: McpTools> Engine<T> {
             }
             tools.push(served);
         }
+        let mut scopes: Vec<&'static str> = tools
+            .iter()
+            .flat_map(|t| t.def.scopes.iter().copied())
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
         let mut server = Implementation::new(info.name, info.version);
         server.title = None;
         let mut config = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
@@ -79,6 +87,7 @@ impl<T: McpTools> Engine<T> {
         Ok(Self {
             tools: tools.into(),
             by_name,
+            scopes,
             audit,
             info: config,
             hide_forbidden,
@@ -134,6 +143,31 @@ impl<T: McpTools> Engine<T> {
             .filter(|tool| self.may_call(tool, principal).is_ok())
             .map(|tool| tool.listing.clone())
             .collect()
+    }
+}
+
+/// What the HTTP layer asks before rmcp runs, to answer a missing scope with a real
+/// `403 insufficient_scope` the client can act on (step-up authorization).
+pub(crate) trait ScopeOracle: Send + Sync + 'static {
+    /// Every scope some tool requires.
+    fn declared_scopes(&self) -> &[&'static str];
+
+    /// The scopes tool `name` requires, if the principal lacks some of them *and* holds the
+    /// tool's role (re-authorizing with more scopes cannot grant a role). `None` otherwise,
+    /// including for unknown tools.
+    fn step_up(&self, name: &str, principal: &Principal) -> Option<&'static [&'static str]>;
+}
+
+impl<T: McpTools> ScopeOracle for Engine<T> {
+    fn declared_scopes(&self) -> &[&'static str] {
+        &self.scopes
+    }
+
+    fn step_up(&self, name: &str, principal: &Principal) -> Option<&'static [&'static str]> {
+        match self.may_call(self.lookup(name)?, principal) {
+            Err(Denial::MissingScopes { required, .. }) => Some(required),
+            _ => None,
+        }
     }
 }
 

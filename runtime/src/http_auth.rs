@@ -1,9 +1,10 @@
 //! The HTTP authentication layer in front of the MCP endpoint: every request (POST, GET,
 //! DELETE) is authenticated from its headers before rmcp sees it.
 
-use std::net::SocketAddr;
+use std::{borrow::Cow, net::SocketAddr, sync::Arc};
 
 use axum::{
+    body::Body,
     extract::{ConnectInfo, Request},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -14,7 +15,9 @@ use crate::{
     AuditLog,
     audit::{AuditEvent, AuditRecord, Outcome},
     auth::{AuthChain, AuthError, AuthErrorKind, AuthRequest, Credential},
+    handler::ScopeOracle,
     lockout::LockoutTable,
+    principal::Principal,
     rate_limit::retry_after_seconds,
     sessions::{Binding, SessionBindings},
 };
@@ -24,6 +27,33 @@ pub(crate) struct AuthLayerState {
     pub(crate) audit: AuditLog,
     pub(crate) lockout: LockoutTable,
     pub(crate) sessions: SessionBindings,
+    pub(crate) challenge: Challenge,
+    pub(crate) scopes: Arc<dyn ScopeOracle>,
+    pub(crate) max_body_bytes: usize,
+}
+
+/// The parameters every challenge of this server carries, formatted once at start-up.
+#[derive(Debug, Default)]
+pub(crate) struct Challenge {
+    /// `, resource_metadata="<url>"` when the server is an OAuth protected resource.
+    resource_metadata: String,
+    /// `, scope="<scopes>"` for `401`s, when scopes are advertised.
+    scope: String,
+}
+
+impl Challenge {
+    pub(crate) fn new(metadata_url: Option<&str>, scopes: &[String]) -> Self {
+        Self {
+            resource_metadata: metadata_url
+                .map(|url| format!(", resource_metadata=\"{}\"", quote_safe(url)))
+                .unwrap_or_default(),
+            scope: if scopes.is_empty() {
+                String::new()
+            } else {
+                format!(", scope=\"{}\"", quote_safe(&scopes.join(" ")))
+            },
+        }
+    }
 }
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -97,7 +127,7 @@ pub(crate) async fn authenticate_request(
                 record.retry_after_seconds = Some(retry_after_seconds(wait));
                 state.audit.record(&record);
             }
-            let mut response = unauthorized(&error);
+            let mut response = unauthorized(&error, &state.challenge);
             if query_credential {
                 // MCP: a request without a usable token is answered 401, so clients
                 // re-authorize instead of retrying the same URL.
@@ -124,6 +154,10 @@ pub(crate) async fn authenticate_request(
         return (http::StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
     }
     state.audit.record(&record);
+    let body = match step_up(state, &parts, body, &principal, remote_addr).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let ending_session = (parts.method == http::Method::DELETE)
         .then(|| session.map(str::to_owned))
         .flatten();
@@ -142,6 +176,107 @@ pub(crate) async fn authenticate_request(
         && response.status().is_success()
     {
         state.sessions.forget(&session);
+    }
+    response
+}
+
+/// Refuses, with `403 insufficient_scope`, a tool call whose tool needs scopes the caller's
+/// token lacks, before rmcp runs, so the client can re-authorize with them. Returns the body
+/// (read, for clients older than 2026-07-28 that name the tool only in it) to pass on.
+async fn step_up(
+    state: &AuthLayerState,
+    parts: &http::request::Parts,
+    body: Body,
+    principal: &Principal,
+    remote_addr: Option<SocketAddr>,
+) -> Result<Body, Response> {
+    // Most requests never need a look: no tool declares scopes, or this caller holds them all.
+    let declared = state.scopes.declared_scopes();
+    if parts.method != http::Method::POST || declared.iter().all(|s| principal.has_scope(s)) {
+        return Ok(body);
+    }
+    let (tool, body) = match tool_named_in_headers(parts) {
+        Some(tool) => (Some(tool.to_owned()), body),
+        None => {
+            let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+                .await
+                .map_err(|_| {
+                    (http::StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large").into_response()
+                })?;
+            (tool_named_in_body(&bytes), Body::from(bytes))
+        }
+    };
+    let Some(required) = tool
+        .as_deref()
+        .and_then(|t| state.scopes.step_up(t, principal))
+    else {
+        return Ok(body);
+    };
+    let mut record = AuditRecord::new(AuditEvent::ToolCall, Outcome::Denied).principal(principal);
+    record.tool = tool.as_deref();
+    record.reason = Some("insufficient_scope");
+    record.remote_addr = remote_addr;
+    state.audit.record(&record);
+    Err(insufficient_scope(
+        tool.as_deref().unwrap_or_default(),
+        required,
+        &state.challenge,
+    ))
+}
+
+/// The tool of a 2026-07-28 `tools/call`, from its `Mcp-Name` header. Trusted only for those
+/// versions: rmcp rejects a request whose headers disagree with its body.
+fn tool_named_in_headers(parts: &http::request::Parts) -> Option<&str> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let version = header("mcp-protocol-version")?;
+    if version < "2026-07-28" || header("mcp-method")? != "tools/call" {
+        return None;
+    }
+    header("mcp-name")
+}
+
+/// The tool of a `tools/call` request body, reading only `method` and `params.name`.
+fn tool_named_in_body(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        method: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow)]
+        name: Option<Cow<'a, str>>,
+    }
+    let message: Message<'_> = serde_json::from_slice(bytes).ok()?;
+    if message.method.as_deref() != Some("tools/call") {
+        return None;
+    }
+    message.params?.name.map(Cow::into_owned)
+}
+
+/// `403` with an RFC 6750 `insufficient_scope` challenge naming every scope the tool needs
+/// (one challenge for the whole operation, as MCP 2026-07-28 asks).
+fn insufficient_scope(tool: &str, required: &[&str], challenge: &Challenge) -> Response {
+    let scope = required.join(" ");
+    let description = format!("tool `{tool}` requires scope `{scope}`");
+    let header_value = format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{}\", error_description=\"{}\"{}",
+        quote_safe(&scope),
+        quote_safe(&description),
+        challenge.resource_metadata
+    );
+    let body = serde_json::json!({
+        "error": "insufficient_scope",
+        "error_description": description,
+        "scope": scope,
+    });
+    let mut response = (http::StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&header_value) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
     }
     response
 }
@@ -174,9 +309,13 @@ fn credential_in_query(query: Option<&str>) -> bool {
 }
 
 /// `401`/`400` with an RFC 6750 challenge and a JSON body saying what is wrong.
-pub(crate) fn unauthorized(error: &AuthError) -> Response {
+pub(crate) fn unauthorized(error: &AuthError, params: &Challenge) -> Response {
     let kind = error.kind();
     let mut challenge = String::from("Bearer realm=\"mcp\"");
+    challenge.push_str(&params.resource_metadata);
+    if kind == AuthErrorKind::Missing {
+        challenge.push_str(&params.scope);
+    }
     if let Some(code) = kind.error_code() {
         challenge.push_str(&format!(
             ", error=\"{code}\", error_description=\"{}\"",
@@ -214,6 +353,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tool_is_read_from_the_body_cheaply() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write","arguments":{"x":[1,2,3]}}}"#;
+        assert_eq!(tool_named_in_body(body).as_deref(), Some("write"));
+        assert_eq!(tool_named_in_body(br#"{"method":"tools/list"}"#), None);
+        assert_eq!(tool_named_in_body(b"not json"), None);
+        assert_eq!(tool_named_in_body(br#"[{"method":"tools/call"}]"#), None);
+    }
+
+    #[test]
+    fn challenges_carry_the_metadata_url_and_scopes() {
+        let params = Challenge::new(
+            Some("https://h/.well-known/oauth-protected-resource/mcp"),
+            &["a".into(), "b".into()],
+        );
+        let missing = unauthorized(&AuthError::missing(), &params);
+        assert_eq!(
+            missing.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"mcp\", resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", scope=\"a b\""
+        );
+        let forbidden = insufficient_scope("w", &["a", "c"], &params);
+        assert_eq!(forbidden.status(), 403);
+        assert_eq!(
+            forbidden.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"insufficient_scope\", scope=\"a c\", error_description=\"tool `w` requires scope `a c`\", resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\""
+        );
+    }
+
+    #[test]
     fn query_credentials_are_detected() {
         assert!(credential_in_query(Some("access_token=abc")));
         assert!(credential_in_query(Some("x=1&API_KEY=abc")));
@@ -224,21 +391,22 @@ mod tests {
 
     #[test]
     fn challenge_shapes_follow_rfc_6750() {
-        let missing = unauthorized(&AuthError::missing());
+        let none = Challenge::default();
+        let missing = unauthorized(&AuthError::missing(), &none);
         assert_eq!(missing.status(), 401);
         assert_eq!(
             missing.headers()[header::WWW_AUTHENTICATE],
             "Bearer realm=\"mcp\""
         );
-        let expired = unauthorized(&AuthError::expired());
+        let expired = unauthorized(&AuthError::expired(), &none);
         assert_eq!(
             expired.headers()[header::WWW_AUTHENTICATE],
             "Bearer realm=\"mcp\", error=\"invalid_token\", error_description=\"Token expired\""
         );
-        let bad = unauthorized(&AuthError::new(
-            AuthErrorKind::InvalidRequest,
-            "two \"creds\"",
-        ));
+        let bad = unauthorized(
+            &AuthError::new(AuthErrorKind::InvalidRequest, "two \"creds\""),
+            &none,
+        );
         assert_eq!(bad.status(), 400);
         assert!(
             bad.headers()[header::WWW_AUTHENTICATE]

@@ -11,6 +11,7 @@ mod lockout;
 mod principal;
 mod rate_limit;
 mod rbac;
+mod resource;
 mod server;
 mod sessions;
 pub mod token_endpoint;
@@ -23,6 +24,7 @@ pub use handler::{GatekeeperService, codes};
 pub use lockout::Lockout;
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
 pub use rbac::{Caller, Granted, Guard, Includes, NoRoleGuard, NoRoles, RoleMarker, Roles};
+pub use resource::ProtectedResource;
 pub use server::{Gatekeeper, RunningServer, ServeError};
 pub use token_endpoint::{TokenClient, TokenEndpoint};
 pub use tool::{

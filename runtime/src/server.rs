@@ -18,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     AuditLog, ConfigError, McpTools,
     auth::{AuthChain, Authenticator},
-    handler::{Engine, GatekeeperService},
-    http_auth::{AuthLayerState, authenticate_request},
+    handler::{Engine, GatekeeperService, ScopeOracle},
+    http_auth::{AuthLayerState, Challenge, authenticate_request},
     lockout::{Lockout, LockoutTable},
     rbac::Roles,
+    resource::ProtectedResource,
     sessions::SessionBindings,
 };
 
@@ -68,6 +69,7 @@ pub struct Gatekeeper<T: McpTools> {
     audit: AuditSetting,
     hide_forbidden: bool,
     lockout: Lockout,
+    resource: Option<ProtectedResource>,
     extra_routes: Router,
     name: Option<String>,
     version: Option<String>,
@@ -94,6 +96,7 @@ impl<T: McpTools> Gatekeeper<T> {
             audit: AuditSetting::Log(AuditLog::tracing_only()),
             hide_forbidden: false,
             lockout: Lockout::default(),
+            resource: None,
             extra_routes: Router::new(),
             name: None,
             version: None,
@@ -190,6 +193,15 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
+    /// Declares the endpoint an OAuth protected resource: serves its RFC 9728 metadata (at the
+    /// path-inserted and the root well-known URLs), names it in every `401` challenge
+    /// (`resource_metadata`, `scope`), and answers a tool call missing scopes with a
+    /// `403 insufficient_scope` challenge clients can step up from.
+    pub fn protected_resource(mut self, resource: ProtectedResource) -> Self {
+        self.resource = Some(resource);
+        self
+    }
+
     /// Mounts more routes on the same server (for example a token endpoint). They are not
     /// behind the MCP authentication layer.
     pub fn merge(mut self, routes: Router) -> Self {
@@ -261,11 +273,25 @@ impl<T: McpTools> Gatekeeper<T> {
                 ),
             ),
         };
+        let (challenge, metadata_routes) = match &self.resource {
+            Some(resource) => {
+                resource.check()?;
+                let scopes = resource.advertised_scopes(engine.declared_scopes());
+                (
+                    Challenge::new(Some(&resource.metadata_url()), &scopes),
+                    resource.routes(&scopes),
+                )
+            }
+            None => (Challenge::default(), Router::new()),
+        };
         let layer_state = Arc::new(AuthLayerState {
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
             audit,
             lockout: LockoutTable::new(self.lockout),
             sessions: SessionBindings::default(),
+            challenge,
+            scopes: engine.clone(),
+            max_body_bytes: self.max_body_bytes,
         });
         let mcp = mcp.layer(axum::middleware::from_fn(
             move |request: Request, next: Next| {
@@ -273,7 +299,7 @@ impl<T: McpTools> Gatekeeper<T> {
                 async move { authenticate_request(&state, request, next).await }
             },
         ));
-        Ok((mcp.merge(self.extra_routes), engine))
+        Ok((mcp.merge(metadata_routes).merge(self.extra_routes), engine))
     }
 
     /// Binds `addr` and serves until Ctrl-C or SIGTERM, then shuts down gracefully.
