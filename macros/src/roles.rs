@@ -2,7 +2,7 @@
 //! callback macro through which `#[mcp_tools(roles = ...)]` learns the role names.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{Data, DeriveInput, Ident, LitStr, Visibility, spanned::Spanned};
 
 use crate::{errors::Errors, suggest};
@@ -49,8 +49,8 @@ fn parse(input: &DeriveInput) -> syn::Result<Vec<Role>> {
     };
     let mut errors = Errors::default();
     if !input.generics.params.is_empty() {
-        errors.push(syn::Error::new(
-            input.generics.span(),
+        errors.push(syn::Error::new_spanned(
+            &input.generics,
             "a roles enum cannot be generic",
         ));
     }
@@ -210,9 +210,28 @@ fn generate(input: &DeriveInput, roles: &[Role], includes: &[u64]) -> TokenStrea
         let included = (0..roles.len())
             .filter(|j| includes[i] & (1 << j) != 0)
             .map(|j| &roles[j].ident);
-        quote! {
+        // Spanned at the variant: when a guard does not grant a `Granted<...>`, rustc lists
+        // what it does grant, and shows the role's declaration rather than the derive.
+        let includes_impls = included.map(|included| {
+            quote_spanned! {marker.span()=>
+                impl ::mcp_gatekeeper::Includes<#included> for #marker {}
+            }
+        });
+        // Also the declaration, which rustc shows for "not implemented for `Lead`".
+        let vis: TokenStream = vis
+            .to_token_stream()
+            .into_iter()
+            .map(|mut token| {
+                token.set_span(marker.span());
+                token
+            })
+            .collect();
+        let declaration = quote_spanned! {marker.span()=>
             #[doc = #doc]
             #vis enum #marker {}
+        };
+        quote! {
+            #declaration
             impl ::mcp_gatekeeper::RoleMarker for #marker {
                 type Roles = #ty;
                 const INDEX: usize = #i;
@@ -223,7 +242,7 @@ fn generate(input: &DeriveInput, roles: &[Role], includes: &[u64]) -> TokenStrea
             impl ::mcp_gatekeeper::__private::RoleAt<#i> for #ty {
                 type Marker = #marker;
             }
-            #( impl ::mcp_gatekeeper::Includes<#included> for #marker {} )*
+            #(#includes_impls)*
         }
     });
     let callback = format_ident!("__mcp_gatekeeper_roles_of_{}", ty);
@@ -255,6 +274,7 @@ fn generate(input: &DeriveInput, roles: &[Role], includes: &[u64]) -> TokenStrea
             };
         }
         #[doc(hidden)]
+        #[allow(unused_imports)]
         #reexport_vis use #callback as #ty;
     }
 }

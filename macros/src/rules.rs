@@ -12,7 +12,12 @@ pub(crate) const RATE_GRAMMAR: &str = "expected `rate = N` (calls per minute) or
 /// Parses the string form `"N/unit"`.
 pub(crate) fn parse_rate_str(text: &str) -> Result<RateSpec, String> {
     let Some((count, unit)) = text.split_once('/') else {
-        return Err(format!("invalid rate `{text}`: {RATE_GRAMMAR}"));
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
+            return Err(format!(
+                "rate `\"{text}\"` has no unit\n= help: write `rate = \"{text}/min\"` (or `/s`, `/h`, `/day`), or the number `rate = {text}` for calls per minute"
+            ));
+        }
+        return Err(format!("invalid rate `\"{text}\"`\n= note: {RATE_GRAMMAR}"));
     };
     let per_secs = match unit.trim() {
         "s" | "sec" | "second" => 1,
@@ -20,9 +25,12 @@ pub(crate) fn parse_rate_str(text: &str) -> Result<RateSpec, String> {
         "h" | "hour" => 3600,
         "d" | "day" => 86_400,
         other => {
-            return Err(format!(
-                "invalid rate unit `{other}` in `{text}`: {RATE_GRAMMAR}"
-            ));
+            const UNITS: &[&str] = &["s", "sec", "second", "min", "minute", "h", "hour", "day"];
+            let hint = match crate::suggest::did_you_mean(other, UNITS.iter().copied()) {
+                Some(unit) => format!("help: did you mean `{unit}`?"),
+                None => "note: the units are `s`, `min`, `h` and `day`".to_owned(),
+            };
+            return Err(format!("unknown rate unit `{other}`\n= {hint}"));
         }
     };
     let calls = parse_count(count.trim(), text)?;
@@ -43,13 +51,11 @@ fn parse_count(count: &str, whole: &str) -> Result<u32, String> {
         return Err(format!("rate `{whole}` must be a positive number of calls"));
     }
     if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
-        return Err(format!("invalid rate `{whole}`: {RATE_GRAMMAR}"));
+        return Err(format!("invalid rate `{whole}`\n= note: {RATE_GRAMMAR}"));
     }
     let digits: String = count.chars().filter(|c| *c != '_').collect();
     match digits.parse::<u32>() {
-        Ok(0) => Err(format!(
-            "rate `{whole}` allows no calls at all; use at least 1 (or remove the tool)"
-        )),
+        Ok(0) => Err(format!("rate `{whole}` allows no calls: use at least 1")),
         Ok(n) => Ok(n),
         Err(_) => Err(format!(
             "rate `{whole}` is too large: at most {} calls per period",
@@ -72,21 +78,23 @@ fn check_rate(rate: RateSpec) -> Result<RateSpec, String> {
 /// MCP tool names: 1 to 64 characters of `[A-Za-z0-9_.-]` (the intersection of what the spec
 /// recommends and what the conformance suite accepts).
 pub(crate) fn check_tool_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(format!(
-            "tool name `{name}` must be 1 to 64 characters long (it has {})",
-            name.chars().count()
-        ));
-    }
+    const ALLOWED: &str = "help: use only ASCII letters, digits, `_`, `.` and `-`";
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
         return Err(format!(
-            "tool name `{name}` contains `{bad}`: use only ASCII letters, digits, `_`, `.` and `-`"
+            "tool name `{name}` contains {}\n= {ALLOWED}",
+            describe(bad)
         ));
     }
-    Ok(())
+    match name.len() {
+        0 => Err(format!("empty tool name\n= {ALLOWED}")),
+        1..=64 => Ok(()),
+        n => Err(format!(
+            "tool name is too long: {n} characters, at most 64 are allowed"
+        )),
+    }
 }
 
 /// RFC 6749 §3.3 scope tokens: `1*( %x21 / %x23-5B / %x5D-7E )`.
@@ -97,16 +105,21 @@ pub(crate) fn check_scope(scope: &str) -> Result<(), String> {
     if let Some(bad) = scope.chars().find(|&c| {
         !(c == '\x21' || ('\x23'..='\x5b').contains(&c) || ('\x5d'..='\x7e').contains(&c))
     }) {
-        let shown = if bad.is_control() || bad == ' ' {
-            format!("{:?}", bad)
-        } else {
-            format!("`{bad}`")
-        };
         return Err(format!(
-            "invalid scope `{scope}`: {shown} is not allowed in an OAuth scope token (RFC 6749 §3.3: visible ASCII except `\"` and `\\`)"
+            "invalid scope `{scope}`: {} is not allowed in a scope\n= note: OAuth scopes are made of visible ASCII characters except `\"` and `\\` (RFC 6749, section 3.3)",
+            describe(bad)
         ));
     }
     Ok(())
+}
+
+/// A character as an error message shows it.
+fn describe(c: char) -> String {
+    match c {
+        ' ' => "a space".to_owned(),
+        c if c.is_control() || c.is_whitespace() => format!("{c:?}"),
+        c => format!("`{c}`"),
+    }
 }
 
 #[cfg(test)]
@@ -159,10 +172,16 @@ mod tests {
                 .unwrap_err()
                 .contains("`fortnight`")
         );
+        assert!(parse_rate_str("10").unwrap_err().contains("has no unit"));
         assert!(
-            parse_rate_str("10")
+            parse_rate_str("ten")
                 .unwrap_err()
                 .contains("expected `rate = N`")
+        );
+        assert!(
+            parse_rate_str("10/mins")
+                .unwrap_err()
+                .contains("did you mean `min`?")
         );
         assert!(
             parse_rate_str("x/min")
@@ -192,7 +211,7 @@ mod tests {
         assert!(
             check_tool_name("read data")
                 .unwrap_err()
-                .contains("contains ` `")
+                .contains("contains a space")
         );
         assert!(check_tool_name("ns/tool").is_err());
     }

@@ -138,11 +138,14 @@ impl<T: McpTools> Engine<T> {
     }
 
     pub(crate) fn list_for(&self, principal: &Principal) -> Vec<Tool> {
-        self.tools
-            .iter()
-            .filter(|tool| self.may_call(tool, principal).is_ok())
-            .map(|tool| tool.listing.clone())
-            .collect()
+        let mut listed = Vec::with_capacity(self.tools.len());
+        listed.extend(
+            self.tools
+                .iter()
+                .filter(|tool| self.may_call(tool, principal).is_ok())
+                .map(|tool| tool.listing.clone()),
+        );
+        listed
     }
 }
 

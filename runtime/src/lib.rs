@@ -14,6 +14,7 @@ mod rbac;
 mod resource;
 mod server;
 mod sessions;
+pub mod store;
 pub mod token_endpoint;
 mod tool;
 

@@ -98,8 +98,8 @@ pub trait Guard: 'static {
 /// `#[derive(Roles)]` for every pair the hierarchy allows, and for nothing else.
 #[diagnostic::on_unimplemented(
     message = "this tool's guard does not grant `{M}`",
-    label = "`Granted<{M}>` needs a guard of at least `{M}`, but the tool checks only `{Self}`",
-    note = "a handler can never assume more privilege than its guard checks: raise the tool's `role = \"...\"` or take a lower `Granted<...>`"
+    label = "`Granted<{M}>` needs a tool guarded by `{M}` or a role that includes it",
+    note = "a handler can never assume more privilege than its guard checks: guard the tool with `role = \"...\"` of a role that includes `{M}`, or take a lower `Granted<...>`"
 )]
 pub trait Includes<M: RoleMarker> {}
 

@@ -235,6 +235,8 @@ impl<G: Guard, T: DeserializeOwned> FromToolCall<G> for Args<T> {
 )]
 pub trait ToolArgument: DeserializeOwned + schemars::JsonSchema + 'static {}
 
+// Report the type as not a tool argument, once, rather than each trait it lacks.
+#[diagnostic::do_not_recommend]
 impl<T: DeserializeOwned + schemars::JsonSchema + 'static> ToolArgument for T {}
 
 /// Structured tool output: serialised into `structuredContent` (and a text copy), with the

@@ -12,7 +12,12 @@ struct Tools;
 impl Tools {
     /// Who is calling, and whether the call was cancelled; extractors mix with arguments.
     #[mcp_tool(role = "viewer")]
-    async fn whoami(&self, caller: Caller<Role>, cancel: CancellationToken, greeting: String) -> String {
+    async fn whoami(
+        &self,
+        caller: Caller<Role>,
+        cancel: CancellationToken,
+        greeting: String,
+    ) -> String {
         if cancel.is_cancelled() {
             return String::new();
         }

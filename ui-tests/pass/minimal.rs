@@ -1,4 +1,4 @@
-use mcp_gatekeeper::{mcp_tool, mcp_tools};
+use mcp_gatekeeper::prelude::*;
 
 struct Tools;
 

@@ -59,6 +59,9 @@ pub(crate) struct ToolArgs {
     pub(crate) destructive: Option<bool>,
     pub(crate) idempotent: Option<bool>,
     pub(crate) open_world: Option<bool>,
+    /// The attribute had an error, so what it declares is incomplete: checks of the whole
+    /// declaration (such as "no access rule") would only repeat that error.
+    pub(crate) has_errors: bool,
 }
 
 pub(crate) const TOOL_KEYS: &[&str] = &[
@@ -76,11 +79,13 @@ pub(crate) const TOOL_KEYS: &[&str] = &[
 
 impl ToolArgs {
     /// Parses the attribute, recording every problem in `errors` (so all of them show at once).
-    pub(crate) fn parse(attr: &syn::Attribute, errors: &mut Errors) -> Self {
+    pub(crate) fn parse(attr: &syn::Attribute, all_errors: &mut Errors) -> Self {
         let mut args = ToolArgs::default();
         if matches!(attr.meta, syn::Meta::Path(_)) {
             return args;
         }
+        let mut errors = Errors::default();
+        let errors = &mut errors;
         let result = attr.parse_nested_meta(|meta| {
             let key = meta
                 .path
@@ -128,6 +133,10 @@ impl ToolArgs {
             }
         });
         errors.take(result);
+        if let Err(error) = std::mem::take(errors).finish() {
+            args.has_errors = true;
+            all_errors.push(error);
+        }
         args
     }
 }
@@ -146,7 +155,10 @@ fn set_once<T>(slot: &mut Option<T>, value: T, meta: &ParseNestedMeta<'_>) -> sy
             .get_ident()
             .map(ToString::to_string)
             .unwrap_or_default();
-        return Err(meta.error(format!("duplicate `{key}`")));
+        return Err(syn::Error::new(
+            meta.path.span(),
+            format!("duplicate `#[mcp_tool]` argument `{key}`"),
+        ));
     }
     *slot = Some(value);
     Ok(())
@@ -208,12 +220,24 @@ fn rate_value(meta: &ParseNestedMeta<'_>) -> syn::Result<RateSpec> {
             lit: Lit::Str(lit), ..
         }) => (rules::parse_rate_str(&lit.value()), lit.span()),
         Expr::Unary(ExprUnary {
-            op: UnOp::Neg(_), ..
-        }) => (
-            Err("rate must be a positive number of calls".to_owned()),
-            expr.span(),
-        ),
-        other => (Err(rules::RATE_GRAMMAR.to_owned()), other.span()),
+            op: UnOp::Neg(_),
+            expr: operand,
+            ..
+        }) => {
+            let shown = match &**operand {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(lit), ..
+                }) => format!(" `-{lit}`"),
+                _ => String::new(),
+            };
+            return Err(syn::Error::new_spanned(
+                &expr,
+                format!("rate{shown} must be a positive number of calls"),
+            ));
+        }
+        other => {
+            return Err(syn::Error::new_spanned(other, rules::RATE_GRAMMAR));
+        }
     };
     result.map_err(|message| syn::Error::new(span, message))
 }
@@ -242,4 +266,57 @@ fn unknown_key(meta: &ParseNestedMeta<'_>, attribute: &str, known: &[&str]) -> s
         format!("unknown `{attribute}` argument `{key}`"),
         suggest::hint(&key, known, "accepted arguments"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    fn parse(attr: syn::Attribute) -> (ToolArgs, syn::Result<()>) {
+        let mut errors = Errors::default();
+        let args = ToolArgs::parse(&attr, &mut errors);
+        (args, errors.finish())
+    }
+
+    #[test]
+    fn all_keys() {
+        let (args, result) = parse(parse_quote!(#[mcp_tool(
+            role = "admin", scope = "a b", scope = "c", rate = "5/s", name = "n", title = "T",
+            read_only, destructive = false
+        )]));
+        assert!(result.is_ok() && !args.has_errors);
+        assert_eq!(args.role.map(|r| r.value).as_deref(), Some("admin"));
+        assert_eq!(args.scopes.len(), 3);
+        assert_eq!(args.rate.map(|r| (r.calls, r.per_secs)), Some((5, 1)));
+        assert_eq!(
+            (args.read_only, args.destructive),
+            (Some(true), Some(false))
+        );
+    }
+
+    #[test]
+    fn errors_mark_the_declaration_incomplete() {
+        for attr in [
+            parse_quote!(#[mcp_tool(rol = "admin")]),
+            parse_quote!(#[mcp_tool(scope = "")]),
+            parse_quote!(#[mcp_tool(public = true)]),
+            parse_quote!(#[mcp_tool(role = "a", role = "b")]),
+        ] {
+            let (args, result) = parse(attr);
+            assert!(args.has_errors && result.is_err());
+        }
+        let (_, result) = parse(parse_quote!(#[mcp_tool(role = "a", role = "b")]));
+        let message = result.unwrap_err().to_string();
+        assert_eq!(message, "duplicate `#[mcp_tool]` argument `role`");
+    }
+
+    #[test]
+    fn rate_forms_and_errors() {
+        let (_, result) = parse(parse_quote!(#[mcp_tool(public, rate = -5)]));
+        let message = result.unwrap_err().to_string();
+        assert_eq!(message, "rate `-5` must be a positive number of calls");
+        let (args, _) = parse(parse_quote!(#[mcp_tool(public, rate = 10)]));
+        assert_eq!(args.rate.map(|r| (r.calls, r.per_secs)), Some((10, 60)));
+    }
 }

@@ -24,7 +24,11 @@ pub(crate) fn doc_lines(attrs: &[Attribute]) -> Vec<String> {
             },
             _ => None,
         })
-        .flat_map(|text| text.lines().map(str::to_owned).collect::<Vec<_>>())
+        // An empty `///` line is `""`, which has no `lines()` but separates paragraphs.
+        .flat_map(|text| match text.as_str() {
+            "" => vec![String::new()],
+            _ => text.lines().map(str::to_owned).collect(),
+        })
         .collect()
 }
 

@@ -22,7 +22,11 @@ pub(crate) fn check(tools: &[ToolMethod], roles: Option<&RoleSet>, errors: &mut 
     for tool in tools {
         let args = &tool.args;
         let (name, name_span) = tool.tool_name();
-        if args.role.is_none() && args.scopes.is_empty() && args.public.is_none() {
+        if !args.has_errors
+            && args.role.is_none()
+            && args.scopes.is_empty()
+            && args.public.is_none()
+        {
             errors.push(with_hint(
                 tool.attr_span,
                 format!("tool `{name}` declares no access rule"),
@@ -192,6 +196,11 @@ fn tool_def(
     let idempotent = option(args.idempotent);
     let open_world = option(args.open_world);
     let output = output_type(tool);
+    // The same tokens as the call function's conversion, so that a return type that is not a
+    // tool result gives one error, not one per use.
+    let output_schema = quote_spanned! {output_span(tool)=>
+        <#output as #private::IntoToolResult>::output_schema
+    };
     quote! {
         #private::ToolDef {
             name: #name,
@@ -208,7 +217,7 @@ fn tool_def(
                 open_world: #open_world,
             },
             input_schema: Self::#schema_fn,
-            output_schema: #private::output_schema::<#output>,
+            output_schema: #output_schema,
             call: Self::#call_fn,
         }
     }
@@ -219,6 +228,10 @@ fn output_type(tool: &ToolMethod) -> TokenStream {
         Some(ty) => quote!(#ty),
         None => quote!(()),
     }
+}
+
+fn output_span(tool: &ToolMethod) -> Span {
+    tool.output.as_ref().map_or(tool.ident.span(), |t| t.span())
 }
 
 /// The input schema: the `Args<T>` struct's, or an object with one property per plain
@@ -287,8 +300,22 @@ fn call_function(tool: &ToolMethod, guard: &TokenStream, call_fn: &syn::Ident) -
         let local = format_ident!("__p{}", i, span = Span::mixed_site());
         let ty = &param.ty;
         let value = match &param.kind {
-            ParamKind::Json { name, .. } => quote! { #arguments.take::<#ty>(#name) },
-            ParamKind::Extractor | ParamKind::ArgsStruct { .. } => {
+            // The schema function asserts the same, with the same tokens: rustc reports a type
+            // that is not an argument once, and not again for `take`, at the same span.
+            ParamKind::Json { name, .. } => {
+                let assert = assert_argument(ty);
+                quote! {{ #assert #arguments.take::<#ty>(#name) }}
+            }
+            // Deserialised here rather than through `FromToolCall`, so that a `T` that is not an
+            // argument is reported once, at `T`, like a plain parameter.
+            ParamKind::ArgsStruct { inner } => {
+                let assert = assert_argument(inner);
+                quote! {{
+                    #assert
+                    #call.arguments::<#inner>().map(::mcp_gatekeeper::Args)
+                }}
+            }
+            ParamKind::Extractor => {
                 quote_spanned! {ty.span()=>
                     <#ty as #private::FromToolCall<#guard>>::from_tool_call(&mut #call)
                 }
@@ -317,14 +344,16 @@ fn call_function(tool: &ToolMethod, guard: &TokenStream, call_fn: &syn::Ident) -
         quote!(Self::#method(#this, #(#locals),*))
     };
     let output = output_type(tool);
-    let output_span = tool.output.as_ref().map_or(tool.ident.span(), |t| t.span());
-    let convert = quote_spanned! {output_span=>
-        <#output as #private::IntoToolResult>::into_tool_result(result)
+    // One hygiene context for the local, whatever contexts the method name and the return
+    // type come from (they differ when a `macro_rules!` writes part of the signature).
+    let result = quote_spanned!(Span::mixed_site()=> result);
+    let convert = quote_spanned! {output_span(tool)=>
+        <#output as #private::IntoToolResult>::into_tool_result(#result)
     };
     let boxed = quote_spanned! {tool.ident.span()=>
         #private::Box::pin(async move {
             #(#extract)*
-            let result: #output = #invoke;
+            let #result: #output = #invoke;
             #convert
         })
     };

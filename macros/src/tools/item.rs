@@ -70,8 +70,8 @@ pub(crate) fn analyze(
 ) -> ToolMethod {
     let sig = &mut method.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new(
-            sig.generics.span(),
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
             "a tool method cannot be generic: its arguments and result need one concrete schema",
         ));
     }
@@ -111,23 +111,35 @@ pub(crate) fn analyze(
         typed.attrs = kept;
         let ty = (*typed.ty).clone();
         let kind = if let Some(inner) = args_struct_inner(&ty) {
-            if let Some(previous) = args_struct_span.replace(ty.span()) {
-                let _ = previous;
-                errors.push(syn::Error::new(
-                    ty.span(),
+            if args_struct_span.replace(ty.span()).is_some() {
+                errors.push(syn::Error::new_spanned(
+                    &ty,
                     "a tool takes at most one `Args<T>` parameter",
                 ));
             }
             check_object_type(&inner, errors);
             ParamKind::ArgsStruct { inner }
         } else if extract || is_extractor(&ty) {
+            if args.role.is_none() && !args.has_errors && is_granted(&ty) {
+                let (tool, fix) = if args.public.is_some() {
+                    ("a `public` tool", "replace `public` with")
+                } else {
+                    ("a tool without `role = \"...\"`", "add")
+                };
+                errors.push(syn::Error::new_spanned(
+                    &ty,
+                    format!(
+                        "{tool} checks no role, so it cannot take `Granted<...>`\n= help: {fix} `role = \"...\"` of a role that includes this one, or remove the parameter"
+                    ),
+                ));
+            }
             ParamKind::Extractor
         } else {
             let name = match &*typed.pat {
                 Pat::Ident(p) if p.subpat.is_none() => p.ident.unraw_string(),
                 other => {
-                    errors.push(syn::Error::new(
-                        other.span(),
+                    errors.push(syn::Error::new_spanned(
+                        other,
                         "a tool argument must be a plain name (`key: String`): its name is the JSON argument's name",
                     ));
                     String::new()
@@ -168,8 +180,8 @@ pub(crate) fn analyze(
 fn check_receiver(sig: &syn::Signature, errors: &mut Errors) {
     match sig.inputs.first() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
-        Some(FnArg::Receiver(r)) => errors.push(syn::Error::new(
-            r.span(),
+        Some(FnArg::Receiver(r)) => errors.push(syn::Error::new_spanned(
+            r,
             "a tool method takes `&self`: tools run concurrently, so they cannot take `self` or `&mut self`",
         )),
         _ => errors.push(syn::Error::new(
@@ -191,6 +203,10 @@ const EXTRACTORS: &[&str] = &["Caller", "Granted", "CancellationToken"];
 
 fn is_extractor(ty: &Type) -> bool {
     last_segment(ty).is_some_and(|s| EXTRACTORS.iter().any(|e| s.ident == e))
+}
+
+fn is_granted(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == "Granted")
 }
 
 fn args_struct_inner(ty: &Type) -> Option<Type> {
@@ -221,9 +237,9 @@ fn check_object_type(inner: &Type, errors: &mut Errors) {
         _ => last_segment(inner).is_some_and(|s| NOT_OBJECTS.iter().any(|n| s.ident == n)),
     };
     if not_object {
-        errors.push(syn::Error::new(
-            inner.span(),
-            "tool arguments must form a JSON object: use a struct with named fields in `Args<T>`, or plain parameters",
+        errors.push(syn::Error::new_spanned(
+            inner,
+            "`Args<T>` needs a struct with named fields: a tool's arguments are a JSON object\n= help: declare a struct with one field per argument, or take the arguments as plain parameters",
         ));
     }
 }

@@ -33,8 +33,8 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut item_impl: ItemImpl = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
+            let error = item_head_error(
+                &item,
                 "`#[mcp_tools]` goes on an impl block: `#[mcp_tools] impl MyTools { ... }`",
             );
             let error = error.into_compile_error();
@@ -48,10 +48,15 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
             quote!(#item_impl #error)
         }
         Ok(ToolsArgs { roles: Some(path) }) => {
-            // Ask the roles enum for its names; it calls `__mcp_tools_with_roles!` back.
-            quote!(#path ! { @args (#args) #item_impl })
+            // The impl block itself is emitted here, so it survives even if `path` does not
+            // name a roles enum (one error, no "method not found" cascade). The roles enum's
+            // macro then calls `__mcp_tools_with_roles!` back with the names, which checks the
+            // tools and generates the table only.
+            let mut stripped = item_impl.clone();
+            collect_tools(&mut stripped, &mut Errors::default());
+            quote!(#stripped #path ! { @args (#args) #item_impl })
         }
-        Ok(ToolsArgs { roles: None }) => expand_checked(item_impl, None),
+        Ok(ToolsArgs { roles: None }) => expand_checked(item_impl, None, true),
     }
 }
 
@@ -97,50 +102,78 @@ pub(crate) fn with_roles(input: TokenStream) -> TokenStream {
             path,
             names: input.names,
         }),
+        false,
     )
 }
 
 /// `#[mcp_tool]` outside an `#[mcp_tools]` impl block (where it is consumed) is a mistake.
 pub(crate) fn stray_tool(item: TokenStream) -> TokenStream {
-    let error = syn::Error::new(
-        Span::call_site(),
-        "`#[mcp_tool]` only works on a method of an impl block marked `#[mcp_tools]`",
+    let error = item_head_error(
+        &item,
+        "`#[mcp_tool]` only works on a method of an impl block marked `#[mcp_tools]`\n= help: add `#[mcp_tools]` to the impl block",
     )
     .into_compile_error();
     quote!(#item #error)
 }
 
-fn expand_checked(mut item: ItemImpl, roles: Option<RoleSet>) -> TokenStream {
+/// An error at the head of `item` (`async fn read`, `struct Tools`): the attribute itself is
+/// not available to an attribute macro, and an error at `Span::call_site()` comes with a note
+/// about macro backtraces.
+fn item_head_error(item: &TokenStream, message: &str) -> syn::Error {
+    use proc_macro2::TokenTree;
+    let mut tokens = item.clone().into_iter().peekable();
+    let mut head = TokenStream::new();
+    while let Some(token) = tokens.next() {
+        match &token {
+            // Attributes and `pub(...)` come before the head.
+            TokenTree::Punct(p) if p.as_char() == '#' && head.is_empty() => {
+                tokens.next_if(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == '!'));
+                tokens.next();
+            }
+            TokenTree::Ident(i) if i == "pub" && head.is_empty() => {
+                tokens.next_if(|t| matches!(t, TokenTree::Group(_)));
+            }
+            TokenTree::Ident(_) | TokenTree::Literal(_) => head.extend([token]),
+            TokenTree::Punct(_) | TokenTree::Group(_) => break,
+        }
+    }
+    if head.is_empty() {
+        syn::Error::new(Span::call_site(), message)
+    } else {
+        syn::Error::new_spanned(head, message)
+    }
+}
+
+/// Checks the tools and generates their table; with `emit_item`, also the (stripped) impl block.
+fn expand_checked(mut item: ItemImpl, roles: Option<RoleSet>, emit_item: bool) -> TokenStream {
     let mut errors = Errors::default();
     let tools = collect_tools(&mut item, &mut errors);
     if let Some((_, trait_path, _)) = &item.trait_ {
-        errors.push(syn::Error::new(
-            trait_path.span(),
+        errors.push(syn::Error::new_spanned(
+            trait_path,
             "`#[mcp_tools]` goes on an inherent impl block (`impl MyTools`), not a trait impl",
         ));
     }
     if !item.generics.params.is_empty() {
-        errors.push(syn::Error::new(
-            item.generics.span(),
+        errors.push(syn::Error::new_spanned(
+            &item.generics,
             "`#[mcp_tools]` does not support generic impl blocks",
         ));
     }
     if tools.is_empty() && errors.is_empty() {
         errors.push(syn::Error::new(
             item.impl_token.span,
-            "this `#[mcp_tools]` impl block declares no tool: mark methods with `#[mcp_tool(...)]`",
+            "this `#[mcp_tools]` impl block declares no tool\n= help: mark each tool method with `#[mcp_tool(...)]`",
         ));
     }
     expand::check(&tools, roles.as_ref(), &mut errors);
-    match errors.finish() {
-        Ok(()) => {
-            let generated = expand::generate(&item, &tools, roles.as_ref());
-            quote!(#item #generated)
-        }
-        Err(error) => {
-            let error = error.into_compile_error();
-            quote!(#item #error)
-        }
+    let output = match errors.finish() {
+        Ok(()) => expand::generate(&item, &tools, roles.as_ref()),
+        Err(error) => error.into_compile_error(),
+    };
+    match emit_item {
+        true => quote!(#item #output),
+        false => output,
     }
 }
 

@@ -5,7 +5,10 @@ struct Tools;
 #[mcp_tools]
 impl Tools {
     /// Read.
-    #[mcp_tool(public, name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")]
+    #[mcp_tool(
+        public,
+        name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    )]
     async fn read(&self) -> String {
         String::new()
     }

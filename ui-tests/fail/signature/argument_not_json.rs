@@ -1,13 +1,17 @@
 use mcp_gatekeeper::prelude::*;
 
+struct Filter {
+    pattern: String,
+}
+
 struct Tools;
 
 #[mcp_tools]
 impl Tools {
-    /// Read.
+    /// Search.
     #[mcp_tool(public)]
-    async fn read(&self, file: std::fs::File) -> String {
-        String::new()
+    async fn search(&self, filter: Filter) -> String {
+        filter.pattern
     }
 }
 

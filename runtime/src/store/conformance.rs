@@ -1,0 +1,910 @@
+//! The behaviour every [`Store`] backend must show, written once and run against each backend
+//! with [`store_conformance_tests!`].
+
+use std::sync::Arc;
+
+use super::*;
+
+/// Generates one `#[tokio::test]` per conformance check. `$make` is a function returning
+/// `(Arc<dyn Store>, keep_alive)`; `keep_alive` lives until the test ends (a temp file guard).
+macro_rules! store_conformance_tests {
+    ($make:path) => {
+        $crate::store::conformance::store_conformance_tests!(@by_ref $make:
+            client_round_trip,
+            user_round_trip,
+            code_single_use,
+            code_replay_returns_family_and_revokes_it,
+            expired_and_unknown_codes,
+            code_conflicts_and_unknown_client,
+            refresh_rotation,
+            refresh_reuse_revokes_family,
+            expired_and_unknown_refresh_tokens,
+            refresh_invariants,
+            revoke_refresh_revokes_family,
+            revoked_family_refuses_later_tokens,
+            access_token_revocation,
+            signing_keys_order_and_retirement,
+            purge_expired,
+            delete_client_cascades,
+        );
+        $crate::store::conformance::store_conformance_tests!(@by_arc $make:
+            concurrent_redeem_has_one_winner,
+            concurrent_rotation_has_one_winner,
+        );
+    };
+    (@by_ref $make:path : $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (store, _keep_alive) = $make();
+            $crate::store::conformance::$name(&*store).await;
+        }
+    )*};
+    (@by_arc $make:path : $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let (store, _keep_alive) = $make();
+            $crate::store::conformance::$name(store).await;
+        }
+    )*};
+}
+pub(crate) use store_conformance_tests;
+
+/// Records to test with.
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// The hash of a named test secret.
+    pub(crate) fn h(name: &str) -> [u8; 32] {
+        hash_secret(name)
+    }
+
+    pub(crate) fn client(client_id: &str) -> ClientRecord {
+        ClientRecord {
+            client_id: client_id.into(),
+            secret_hash: Some(h("client-secret")),
+            name: "Test client".into(),
+            redirect_uris: vec![
+                "http://127.0.0.1/callback".into(),
+                "https://app.example/cb".into(),
+            ],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            allowed_scopes: vec!["data:read".into(), "data:write".into()],
+            role: Some("editor".into()),
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            metadata_url: None,
+            created_at: 1_000,
+        }
+    }
+
+    pub(crate) fn public_client(client_id: &str) -> ClientRecord {
+        ClientRecord {
+            secret_hash: None,
+            role: None,
+            token_endpoint_auth_method: "none".into(),
+            metadata_url: Some(client_id.into()),
+            grant_types: vec![],
+            ..client(client_id)
+        }
+    }
+
+    pub(crate) fn user(username: &str) -> UserRecord {
+        UserRecord {
+            username: username.into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+            role: Some("viewer".into()),
+            scopes: vec!["data:read".into()],
+            created_at: 1_000,
+        }
+    }
+
+    pub(crate) fn code(
+        name: &str,
+        client_id: &str,
+        family_id: &str,
+        expires_at: i64,
+    ) -> AuthCodeRecord {
+        AuthCodeRecord {
+            code_hash: h(name),
+            client_id: client_id.into(),
+            subject: "alice".into(),
+            redirect_uri: "http://127.0.0.1/callback".into(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            scope: "data:read data:write".into(),
+            resource: Some("https://api.example/mcp".into()),
+            family_id: family_id.into(),
+            expires_at,
+        }
+    }
+
+    pub(crate) fn refresh(
+        name: &str,
+        client_id: &str,
+        family_id: &str,
+        expires_at: i64,
+    ) -> RefreshTokenRecord {
+        RefreshTokenRecord {
+            token_hash: h(name),
+            family_id: family_id.into(),
+            client_id: client_id.into(),
+            subject: "alice".into(),
+            scope: "data:read".into(),
+            resource: Some("https://api.example/mcp".into()),
+            expires_at,
+        }
+    }
+
+    pub(crate) fn key(kid: &str, created_at: i64) -> SigningKeyRecord {
+        SigningKeyRecord {
+            kid: kid.into(),
+            algorithm: if kid.len().is_multiple_of(2) {
+                "ES256"
+            } else {
+                "EdDSA"
+            }
+            .into(),
+            private_key_der: format!("private-{kid}").into_bytes(),
+            public_key_der: format!("public-{kid}").into_bytes(),
+            created_at,
+            retired_at: None,
+        }
+    }
+
+    /// Stores one of everything, in every state, as of `now`.
+    pub(crate) async fn put_all(store: &dyn Store, now: i64) {
+        store.put_client(client("c1")).await.unwrap();
+        store
+            .put_client(public_client("https://app.example/client.json"))
+            .await
+            .unwrap();
+        store.put_user(user("alice")).await.unwrap();
+        store
+            .put_code(code("used", "c1", "f-used", now + 600))
+            .await
+            .unwrap();
+        store
+            .put_code(code("fresh", "c1", "f-fresh", now + 600))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.redeem_code(h("used"), now).await.unwrap(),
+            CodeRedemption::Redeemed(_)
+        ));
+        let r1 = refresh("r1", "c1", "f-used", now + 3_600);
+        store.put_refresh(r1.clone()).await.unwrap();
+        let r2 = r1.successor(h("r2"), now + 7_200);
+        assert!(matches!(
+            store.rotate_refresh(h("r1"), r2, now).await.unwrap(),
+            Rotation::Rotated(_)
+        ));
+        store
+            .put_refresh(refresh("dead", "c1", "f-dead", now + 3_600))
+            .await
+            .unwrap();
+        store.revoke_family("f-dead", now).await.unwrap();
+        store.revoke_access_token("jti-1", now + 300).await.unwrap();
+        store.put_signing_key(key("old", now - 100)).await.unwrap();
+        store.put_signing_key(key("new", now)).await.unwrap();
+        store.retire_signing_key("old", now).await.unwrap();
+    }
+
+    /// Finds everything [`put_all`] stored, in the same state.
+    pub(crate) async fn check_all(store: &dyn Store, now: i64) {
+        assert_eq!(store.get_client("c1").await.unwrap(), Some(client("c1")));
+        let cimd = "https://app.example/client.json";
+        assert_eq!(
+            store.get_client(cimd).await.unwrap(),
+            Some(public_client(cimd))
+        );
+        assert_eq!(store.get_user("alice").await.unwrap(), Some(user("alice")));
+        assert_eq!(
+            store.redeem_code(h("used"), now).await.unwrap(),
+            CodeRedemption::Replayed {
+                family_id: "f-used".into()
+            }
+        );
+        assert_eq!(
+            store.redeem_code(h("fresh"), now).await.unwrap(),
+            CodeRedemption::Redeemed(code("fresh", "c1", "f-fresh", now + 600))
+        );
+        // The replay above revoked f-used, so its current token is refused now.
+        assert_eq!(
+            store
+                .rotate_refresh(h("r2"), refresh("r3", "c1", "f-used", now + 9_000), now)
+                .await
+                .unwrap(),
+            Rotation::Revoked
+        );
+        assert_eq!(
+            store.get_refresh(h("r2")).await.unwrap(),
+            Some(refresh("r1", "c1", "f-used", now + 3_600).successor(h("r2"), now + 7_200))
+        );
+        assert!(store.is_family_revoked("f-dead").await.unwrap());
+        assert_eq!(
+            store
+                .rotate_refresh(h("dead"), refresh("x", "c1", "f-dead", now + 9_000), now)
+                .await
+                .unwrap(),
+            Rotation::Revoked
+        );
+        assert!(store.is_access_token_revoked("jti-1").await.unwrap());
+        let mut old = key("old", now - 100);
+        old.retired_at = Some(now);
+        assert_eq!(
+            store.signing_keys().await.unwrap(),
+            vec![key("new", now), old]
+        );
+    }
+}
+
+use fixtures::*;
+
+pub(crate) async fn client_round_trip(store: &dyn Store) {
+    assert_eq!(store.get_client("c1").await.unwrap(), None);
+    store.put_client(client("c1")).await.unwrap();
+    assert_eq!(store.get_client("c1").await.unwrap(), Some(client("c1")));
+
+    let cimd = "https://app.example/client.json";
+    store.put_client(public_client(cimd)).await.unwrap();
+    let stored = store.get_client(cimd).await.unwrap().unwrap();
+    assert_eq!(stored, public_client(cimd));
+    assert_eq!(stored.secret_hash, None);
+    assert!(stored.grant_types.is_empty());
+
+    let renamed = ClientRecord {
+        name: "Renamed".into(),
+        secret_hash: Some(h("rotated-secret")),
+        redirect_uris: vec!["https://other.example/cb".into()],
+        role: None,
+        ..client("c1")
+    };
+    store.put_client(renamed.clone()).await.unwrap();
+    assert_eq!(store.get_client("c1").await.unwrap(), Some(renamed));
+
+    assert!(store.delete_client("c1").await.unwrap());
+    assert!(!store.delete_client("c1").await.unwrap());
+    assert_eq!(store.get_client("c1").await.unwrap(), None);
+    assert!(store.get_client(cimd).await.unwrap().is_some());
+}
+
+pub(crate) async fn user_round_trip(store: &dyn Store) {
+    assert_eq!(store.get_user("alice").await.unwrap(), None);
+    store.put_user(user("alice")).await.unwrap();
+    assert_eq!(store.get_user("alice").await.unwrap(), Some(user("alice")));
+    assert_eq!(
+        store.get_user("Alice").await.unwrap(),
+        None,
+        "usernames are exact"
+    );
+
+    let promoted = UserRecord {
+        role: Some("admin".into()),
+        scopes: vec![],
+        ..user("alice")
+    };
+    store.put_user(promoted.clone()).await.unwrap();
+    assert_eq!(store.get_user("alice").await.unwrap(), Some(promoted));
+
+    assert!(store.delete_user("alice").await.unwrap());
+    assert!(!store.delete_user("alice").await.unwrap());
+    assert_eq!(store.get_user("alice").await.unwrap(), None);
+}
+
+pub(crate) async fn code_single_use(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    let code = code("code-1", "c1", "fam-1", 600);
+    store.put_code(code.clone()).await.unwrap();
+    assert_eq!(
+        store.redeem_code(h("code-1"), 100).await.unwrap(),
+        CodeRedemption::Redeemed(code)
+    );
+    assert!(matches!(
+        store.redeem_code(h("code-1"), 101).await.unwrap(),
+        CodeRedemption::Replayed { .. }
+    ));
+}
+
+pub(crate) async fn code_replay_returns_family_and_revokes_it(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    store
+        .put_code(code("code-1", "c1", "fam-1", 600))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.redeem_code(h("code-1"), 100).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    // The tokens issued from the code.
+    store
+        .put_refresh(refresh("rt-1", "c1", "fam-1", 10_000))
+        .await
+        .unwrap();
+    assert!(!store.is_family_revoked("fam-1").await.unwrap());
+
+    for now in [200, 10_000] {
+        // Also after expiry: a used code is remembered until purged.
+        assert_eq!(
+            store.redeem_code(h("code-1"), now).await.unwrap(),
+            CodeRedemption::Replayed {
+                family_id: "fam-1".into()
+            }
+        );
+    }
+    assert!(store.is_family_revoked("fam-1").await.unwrap());
+    assert_eq!(
+        store
+            .rotate_refresh(h("rt-1"), refresh("rt-2", "c1", "fam-1", 20_000), 300)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+}
+
+pub(crate) async fn expired_and_unknown_codes(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    store
+        .put_code(code("late", "c1", "fam-1", 600))
+        .await
+        .unwrap();
+    store
+        .put_code(code("in-time", "c1", "fam-2", 600))
+        .await
+        .unwrap();
+    // Expired exactly at expires_at.
+    assert_eq!(
+        store.redeem_code(h("late"), 600).await.unwrap(),
+        CodeRedemption::Expired
+    );
+    // An expired code stays unused: still expired, not a replay.
+    assert_eq!(
+        store.redeem_code(h("late"), 700).await.unwrap(),
+        CodeRedemption::Expired
+    );
+    assert!(!store.is_family_revoked("fam-1").await.unwrap());
+    assert!(matches!(
+        store.redeem_code(h("in-time"), 599).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    assert_eq!(
+        store.redeem_code(h("never-issued"), 0).await.unwrap(),
+        CodeRedemption::Unknown
+    );
+}
+
+pub(crate) async fn code_conflicts_and_unknown_client(store: &dyn Store) {
+    match store.put_code(code("code-1", "nobody", "fam-1", 600)).await {
+        Err(StoreError::UnknownClient(id)) => assert_eq!(id, "nobody"),
+        other => panic!("expected UnknownClient, got {other:?}"),
+    }
+    store.put_client(client("c1")).await.unwrap();
+    store
+        .put_code(code("code-1", "c1", "fam-1", 600))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_code(code("code-1", "c1", "fam-2", 900)).await,
+        Err(StoreError::Conflict("authorization code"))
+    ));
+    // The first code is untouched.
+    assert_eq!(
+        store.redeem_code(h("code-1"), 0).await.unwrap(),
+        CodeRedemption::Redeemed(code("code-1", "c1", "fam-1", 600))
+    );
+}
+
+pub(crate) async fn refresh_rotation(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = refresh("r1", "c1", "fam", 1_000);
+    store.put_refresh(r1.clone()).await.unwrap();
+    assert_eq!(store.get_refresh(h("r1")).await.unwrap(), Some(r1.clone()));
+
+    let r2 = r1.successor(h("r2"), 2_000);
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r2.clone(), 500)
+            .await
+            .unwrap(),
+        Rotation::Rotated(r1.clone())
+    );
+    let r3 = r2.successor(h("r3"), 3_000);
+    assert_eq!(
+        store
+            .rotate_refresh(h("r2"), r3.clone(), 1_500)
+            .await
+            .unwrap(),
+        Rotation::Rotated(r2.clone())
+    );
+    // Rotated tokens are remembered (for reuse detection) and still readable.
+    assert_eq!(store.get_refresh(h("r1")).await.unwrap(), Some(r1));
+    assert_eq!(store.get_refresh(h("r3")).await.unwrap(), Some(r3.clone()));
+    assert!(!store.is_family_revoked("fam").await.unwrap());
+    // The current token keeps working until it expires.
+    assert_eq!(
+        store
+            .rotate_refresh(h("r3"), r3.successor(h("r4"), 4_000), 2_999)
+            .await
+            .unwrap(),
+        Rotation::Rotated(r3)
+    );
+}
+
+pub(crate) async fn refresh_reuse_revokes_family(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = refresh("r1", "c1", "fam", 10_000);
+    store.put_refresh(r1.clone()).await.unwrap();
+    store
+        .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100)
+        .await
+        .unwrap();
+
+    // The rotated r1 comes back: reuse.
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r1.successor(h("r2-attacker"), 10_000), 200)
+            .await
+            .unwrap(),
+        Rotation::Reused {
+            family_id: "fam".into()
+        }
+    );
+    assert!(store.is_family_revoked("fam").await.unwrap());
+    assert_eq!(store.get_refresh(h("r2-attacker")).await.unwrap(), None);
+    // The family's current token no longer works either.
+    assert_eq!(
+        store
+            .rotate_refresh(h("r2"), r1.successor(h("r3"), 10_000), 300)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+    // Neither does r1 again.
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r1.successor(h("r4"), 10_000), 400)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+}
+
+pub(crate) async fn expired_and_unknown_refresh_tokens(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = refresh("r1", "c1", "fam", 1_000);
+    store.put_refresh(r1.clone()).await.unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r1.successor(h("r2"), 2_000), 1_000)
+            .await
+            .unwrap(),
+        Rotation::Expired
+    );
+    assert_eq!(store.get_refresh(h("r2")).await.unwrap(), None);
+    assert!(!store.is_family_revoked("fam").await.unwrap());
+    assert_eq!(
+        store
+            .rotate_refresh(h("nope"), r1.successor(h("r3"), 2_000), 0)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+    assert_eq!(store.get_refresh(h("nope")).await.unwrap(), None);
+}
+
+pub(crate) async fn refresh_invariants(store: &dyn Store) {
+    let r1 = refresh("r1", "c1", "fam", 10_000);
+    match store.put_refresh(r1.clone()).await {
+        Err(StoreError::UnknownClient(id)) => assert_eq!(id, "c1"),
+        other => panic!("expected UnknownClient, got {other:?}"),
+    }
+    store.put_client(client("c1")).await.unwrap();
+    store.put_refresh(r1.clone()).await.unwrap();
+    assert!(matches!(
+        store
+            .put_refresh(refresh("r1", "c1", "other", 10_000))
+            .await,
+        Err(StoreError::Conflict("refresh token"))
+    ));
+    assert!(matches!(
+        store.put_refresh(refresh("r1b", "c1", "fam", 10_000)).await,
+        Err(StoreError::Conflict("current refresh token of the family"))
+    ));
+
+    // A successor that does not continue the grant changes nothing.
+    let wrong = [
+        RefreshTokenRecord {
+            family_id: "other".into(),
+            ..r1.successor(h("r2"), 10_000)
+        },
+        RefreshTokenRecord {
+            client_id: "c2".into(),
+            ..r1.successor(h("r2"), 10_000)
+        },
+        RefreshTokenRecord {
+            subject: "mallory".into(),
+            ..r1.successor(h("r2"), 10_000)
+        },
+        RefreshTokenRecord {
+            scope: "data:read data:admin".into(),
+            ..r1.successor(h("r2"), 10_000)
+        },
+        RefreshTokenRecord {
+            resource: None,
+            ..r1.successor(h("r2"), 10_000)
+        },
+    ];
+    for new in wrong {
+        assert!(matches!(
+            store.rotate_refresh(h("r1"), new, 100).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    // A successor under an existing hash changes nothing either.
+    store
+        .put_refresh(refresh("taken", "c1", "fam-2", 10_000))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .rotate_refresh(h("r1"), r1.successor(h("taken"), 10_000), 100)
+            .await,
+        Err(StoreError::Conflict("refresh token"))
+    ));
+    assert_eq!(store.get_refresh(h("r2")).await.unwrap(), None);
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100)
+            .await
+            .unwrap(),
+        Rotation::Rotated(r1)
+    );
+}
+
+pub(crate) async fn revoke_refresh_revokes_family(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = refresh("r1", "c1", "fam", 10_000);
+    store.put_refresh(r1.clone()).await.unwrap();
+    store
+        .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100)
+        .await
+        .unwrap();
+    // Revoking the current token ends the family.
+    assert!(store.revoke_refresh(h("r2"), 200).await.unwrap());
+    assert!(store.is_family_revoked("fam").await.unwrap());
+    assert_eq!(
+        store
+            .rotate_refresh(h("r2"), r1.successor(h("r3"), 10_000), 300)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+    assert!(!store.revoke_refresh(h("unknown"), 200).await.unwrap());
+
+    // Revoking an old (rotated) token of another family ends that family too.
+    let s1 = refresh("s1", "c1", "fam-2", 10_000);
+    store.put_refresh(s1.clone()).await.unwrap();
+    store
+        .rotate_refresh(h("s1"), s1.successor(h("s2"), 10_000), 100)
+        .await
+        .unwrap();
+    assert!(store.revoke_refresh(h("s1"), 200).await.unwrap());
+    assert_eq!(
+        store
+            .rotate_refresh(h("s2"), s1.successor(h("s3"), 10_000), 300)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+}
+
+pub(crate) async fn revoked_family_refuses_later_tokens(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    assert!(!store.is_family_revoked("fam").await.unwrap());
+    store.revoke_family("fam", 100).await.unwrap();
+    store.revoke_family("fam", 200).await.unwrap();
+    assert!(store.is_family_revoked("fam").await.unwrap());
+    assert!(!store.is_family_revoked("fam-other").await.unwrap());
+    // A token issued into the family after its revocation (a race with a code replay) is stored
+    // but refused.
+    let r1 = refresh("r1", "c1", "fam", 10_000);
+    store.put_refresh(r1.clone()).await.unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 300)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+    // The first revocation time is kept: purged one retention period after 100, not 200.
+    let cutoff = 100 + FAMILY_REVOCATION_RETENTION_SECS;
+    store.purge_expired(10_000).await.unwrap(); // the token expires
+    assert!(store.is_family_revoked("fam").await.unwrap());
+    assert_eq!(store.purge_expired(cutoff - 1).await.unwrap(), 0);
+    assert_eq!(store.purge_expired(cutoff).await.unwrap(), 1);
+    assert!(!store.is_family_revoked("fam").await.unwrap());
+}
+
+pub(crate) async fn access_token_revocation(store: &dyn Store) {
+    assert!(!store.is_access_token_revoked("jti-1").await.unwrap());
+    store.revoke_access_token("jti-1", 200).await.unwrap();
+    assert!(store.is_access_token_revoked("jti-1").await.unwrap());
+    assert!(!store.is_access_token_revoked("jti-2").await.unwrap());
+
+    // Revoking again keeps the later expiry.
+    store.revoke_access_token("jti-2", 300).await.unwrap();
+    store.revoke_access_token("jti-2", 100).await.unwrap();
+
+    assert_eq!(store.purge_expired(199).await.unwrap(), 0);
+    assert_eq!(store.purge_expired(200).await.unwrap(), 1);
+    assert!(!store.is_access_token_revoked("jti-1").await.unwrap());
+    assert!(store.is_access_token_revoked("jti-2").await.unwrap());
+    assert_eq!(store.purge_expired(300).await.unwrap(), 1);
+    assert!(!store.is_access_token_revoked("jti-2").await.unwrap());
+}
+
+pub(crate) async fn signing_keys_order_and_retirement(store: &dyn Store) {
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    for (kid, created_at) in [("k1", 100), ("k2", 200), ("k3", 200), ("k0", 50)] {
+        store.put_signing_key(key(kid, created_at)).await.unwrap();
+    }
+    let kids = |keys: Vec<SigningKeyRecord>| keys.into_iter().map(|k| k.kid).collect::<Vec<_>>();
+    // Newest first; k3 and k2 were created in the same second, k3 stored last.
+    assert_eq!(
+        kids(store.signing_keys().await.unwrap()),
+        ["k3", "k2", "k1", "k0"]
+    );
+    assert_eq!(store.signing_keys().await.unwrap()[3], key("k0", 50));
+
+    assert!(matches!(
+        store.put_signing_key(key("k1", 999)).await,
+        Err(StoreError::Conflict("signing key"))
+    ));
+
+    assert!(store.retire_signing_key("k2", 300).await.unwrap());
+    assert!(store.retire_signing_key("k2", 400).await.unwrap());
+    assert!(!store.retire_signing_key("nope", 300).await.unwrap());
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(kids(keys.clone()), ["k3", "k2", "k1", "k0"]);
+    assert_eq!(
+        keys[1].retired_at,
+        Some(300),
+        "the first retirement time is kept"
+    );
+    assert!(
+        keys.iter()
+            .filter(|k| k.kid != "k2")
+            .all(|k| k.retired_at.is_none())
+    );
+
+    assert!(store.delete_signing_key("k0").await.unwrap());
+    assert!(!store.delete_signing_key("k0").await.unwrap());
+    assert_eq!(
+        kids(store.signing_keys().await.unwrap()),
+        ["k3", "k2", "k1"]
+    );
+}
+
+pub(crate) async fn purge_expired(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    // Codes: one used, one never used.
+    store
+        .put_code(code("code-a", "c1", "fam-a", 100))
+        .await
+        .unwrap();
+    store
+        .put_code(code("code-b", "c1", "fam-b", 200))
+        .await
+        .unwrap();
+    store.redeem_code(h("code-a"), 10).await.unwrap();
+    // Family 1: r1 (expires 100) rotated into r2 (expires 300).
+    let r1 = refresh("r1", "c1", "fam-1", 100);
+    store.put_refresh(r1.clone()).await.unwrap();
+    store
+        .rotate_refresh(h("r1"), r1.successor(h("r2"), 300), 10)
+        .await
+        .unwrap();
+    // Family 2: revoked at 20, its token expires at 150.
+    store
+        .put_refresh(refresh("r3", "c1", "fam-2", 150))
+        .await
+        .unwrap();
+    store.revoke_family("fam-2", 20).await.unwrap();
+    // Family 3: revoked at 30, no tokens.
+    store.revoke_family("fam-3", 30).await.unwrap();
+    // Family 4: revoked at 0, a long-lived token.
+    store
+        .put_refresh(refresh("r5", "c1", "fam-4", 200_000))
+        .await
+        .unwrap();
+    store.revoke_family("fam-4", 0).await.unwrap();
+    // Access-token revocations.
+    store.revoke_access_token("jti-1", 100).await.unwrap();
+    store.revoke_access_token("jti-2", 500).await.unwrap();
+
+    assert_eq!(store.purge_expired(99).await.unwrap(), 0);
+    // code-a, r1, jti-1.
+    assert_eq!(store.purge_expired(100).await.unwrap(), 3);
+    assert_eq!(
+        store.redeem_code(h("code-a"), 100).await.unwrap(),
+        CodeRedemption::Unknown
+    );
+    assert_eq!(store.get_refresh(h("r1")).await.unwrap(), None);
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r1.successor(h("x"), 300), 100)
+            .await
+            .unwrap(),
+        Rotation::Unknown,
+        "reuse of a purged token is no longer detected"
+    );
+    assert!(!store.is_access_token_revoked("jti-1").await.unwrap());
+    assert!(store.is_access_token_revoked("jti-2").await.unwrap());
+    assert!(store.get_refresh(h("r2")).await.unwrap().is_some());
+
+    // r3.
+    assert_eq!(store.purge_expired(150).await.unwrap(), 1);
+    assert!(
+        store.is_family_revoked("fam-2").await.unwrap(),
+        "kept for the retention period"
+    );
+
+    let retention = FAMILY_REVOCATION_RETENTION_SECS;
+    // code-b, r2, jti-2, fam-2 (revoked at 20).
+    assert_eq!(store.purge_expired(20 + retention).await.unwrap(), 4);
+    assert!(!store.is_family_revoked("fam-2").await.unwrap());
+    assert!(store.is_family_revoked("fam-3").await.unwrap());
+    assert_eq!(
+        store.redeem_code(h("code-b"), 0).await.unwrap(),
+        CodeRedemption::Unknown
+    );
+    // fam-3.
+    assert_eq!(store.purge_expired(30 + retention).await.unwrap(), 1);
+    assert!(!store.is_family_revoked("fam-3").await.unwrap());
+
+    // fam-4 stays revoked while its token exists, then goes with it.
+    assert_eq!(store.purge_expired(199_999).await.unwrap(), 0);
+    assert!(store.is_family_revoked("fam-4").await.unwrap());
+    assert_eq!(store.purge_expired(200_000).await.unwrap(), 2);
+    assert!(!store.is_family_revoked("fam-4").await.unwrap());
+
+    // Clients, users and signing keys never expire.
+    assert!(store.get_client("c1").await.unwrap().is_some());
+    assert_eq!(store.purge_expired(i64::MAX).await.unwrap(), 0);
+}
+
+pub(crate) async fn delete_client_cascades(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    store.put_client(client("c2")).await.unwrap();
+    store
+        .put_code(code("code-1", "c1", "fam-1", 600))
+        .await
+        .unwrap();
+    store
+        .put_code(code("code-2", "c2", "fam-2", 600))
+        .await
+        .unwrap();
+    store
+        .put_refresh(refresh("r1", "c1", "fam-1", 600))
+        .await
+        .unwrap();
+    store
+        .put_refresh(refresh("r2", "c2", "fam-2", 600))
+        .await
+        .unwrap();
+
+    // Replacing a client keeps its codes and tokens.
+    store
+        .put_client(ClientRecord {
+            name: "Renamed".into(),
+            ..client("c1")
+        })
+        .await
+        .unwrap();
+    assert!(store.get_refresh(h("r1")).await.unwrap().is_some());
+
+    assert!(store.delete_client("c1").await.unwrap());
+    assert_eq!(
+        store.redeem_code(h("code-1"), 0).await.unwrap(),
+        CodeRedemption::Unknown
+    );
+    assert_eq!(store.get_refresh(h("r1")).await.unwrap(), None);
+    // The other client is untouched.
+    assert!(matches!(
+        store.redeem_code(h("code-2"), 0).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    assert!(store.get_refresh(h("r2")).await.unwrap().is_some());
+    // The family's current token went with the client: the family can start again if the
+    // client comes back.
+    assert!(matches!(
+        store.put_refresh(refresh("r1", "c1", "fam-1", 600)).await,
+        Err(StoreError::UnknownClient(_))
+    ));
+    store.put_client(client("c1")).await.unwrap();
+    store
+        .put_refresh(refresh("r1", "c1", "fam-1", 600))
+        .await
+        .unwrap();
+}
+
+/// Tasks that wait for each other, then race.
+const RACERS: usize = 20;
+
+pub(crate) async fn concurrent_redeem_has_one_winner(store: Arc<dyn Store>) {
+    store.put_client(client("c1")).await.unwrap();
+    store
+        .put_code(code("code-1", "c1", "fam-1", 600))
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.redeem_code(h("code-1"), 100).await.unwrap()
+            })
+        })
+        .collect();
+    let mut redeemed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            CodeRedemption::Redeemed(_) => redeemed += 1,
+            CodeRedemption::Replayed { family_id } => assert_eq!(family_id, "fam-1"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(redeemed, 1);
+    assert!(store.is_family_revoked("fam-1").await.unwrap());
+}
+
+pub(crate) async fn concurrent_rotation_has_one_winner(store: Arc<dyn Store>) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = refresh("r1", "c1", "fam", 10_000);
+    store.put_refresh(r1.clone()).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            let next = r1.successor(h(&format!("next-{i}")), 20_000);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (i, store.rotate_refresh(h("r1"), next, 100).await.unwrap())
+            })
+        })
+        .collect();
+    let (mut rotated, mut reused, mut winner) = (0, 0, None);
+    for task in tasks {
+        match task.await.unwrap() {
+            (i, Rotation::Rotated(old)) => {
+                assert_eq!(old, r1);
+                rotated += 1;
+                winner = Some(i);
+            }
+            (_, Rotation::Reused { family_id }) => {
+                assert_eq!(family_id, "fam");
+                reused += 1;
+            }
+            (_, Rotation::Revoked) => {}
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(rotated, 1);
+    assert!(reused >= 1, "the first loser detects the reuse");
+    assert!(store.is_family_revoked("fam").await.unwrap());
+    // Only the winner's successor was stored, and the revocation covers it.
+    let winner = winner.unwrap();
+    for i in 0..RACERS {
+        let stored = store.get_refresh(h(&format!("next-{i}"))).await.unwrap();
+        assert_eq!(stored.is_some(), i == winner);
+    }
+    assert_eq!(
+        store
+            .rotate_refresh(
+                h(&format!("next-{winner}")),
+                r1.successor(h("after"), 30_000),
+                200
+            )
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+}

@@ -1,0 +1,433 @@
+//! [`MemoryStore`]: the whole store in one mutex-guarded struct.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
+use futures::{
+    FutureExt,
+    future::{self, BoxFuture},
+};
+
+use super::{
+    AuthCodeRecord, ClientRecord, CodeRedemption, FAMILY_REVOCATION_RETENTION_SECS,
+    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError, UserRecord,
+};
+
+/// A [`Store`] kept in memory: for tests and servers whose grants may end with the process.
+///
+/// Every operation runs synchronously under one `std::sync::Mutex` (never held across an
+/// `await`), so every operation is atomic; the futures are ready at once.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` under the lock. A panic in an earlier operation cannot leave a half-made change
+    /// behind (every operation checks before it mutates), so a poisoned lock is taken over.
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<T, StoreError>,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let result = f(&mut self.lock());
+        future::ready(result).boxed()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("clients", &state.clients.len())
+            .field("users", &state.users.len())
+            .field("codes", &state.codes.len())
+            .field("refresh_tokens", &state.refresh.len())
+            .field("signing_keys", &state.signing_keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    clients: HashMap<String, ClientRecord>,
+    users: HashMap<String, UserRecord>,
+    codes: HashMap<[u8; 32], StoredCode>,
+    refresh: HashMap<[u8; 32], StoredRefresh>,
+    /// family id → hash of the family's current (unrotated) refresh token.
+    current: HashMap<String, [u8; 32]>,
+    /// family id → revoked at.
+    revoked_families: HashMap<String, i64>,
+    /// jti → expires at.
+    revoked_access: HashMap<String, i64>,
+    /// In insertion order.
+    signing_keys: Vec<SigningKeyRecord>,
+}
+
+struct StoredCode {
+    record: AuthCodeRecord,
+    used_at: Option<i64>,
+}
+
+struct StoredRefresh {
+    record: RefreshTokenRecord,
+    rotated_at: Option<i64>,
+}
+
+impl State {
+    fn revoke_family(&mut self, family_id: &str, now: i64) {
+        self.revoked_families
+            .entry(family_id.to_owned())
+            .or_insert(now);
+    }
+
+    fn remove_refresh(&mut self, hash: &[u8; 32]) {
+        if let Some(token) = self.refresh.remove(hash)
+            && self.current.get(&token.record.family_id) == Some(hash)
+        {
+            self.current.remove(&token.record.family_id);
+        }
+    }
+
+    fn require_client(&self, client_id: &str) -> Result<(), StoreError> {
+        if self.clients.contains_key(client_id) {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownClient(client_id.to_owned()))
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_client(&self, client: ClientRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |s| {
+            s.clients.insert(client.client_id.clone(), client);
+            Ok(())
+        })
+    }
+
+    fn get_client<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRecord>, StoreError>> {
+        self.with(|s| Ok(s.clients.get(client_id).cloned()))
+    }
+
+    fn delete_client<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.with(|s| {
+            if s.clients.remove(client_id).is_none() {
+                return Ok(false);
+            }
+            s.codes.retain(|_, code| code.record.client_id != client_id);
+            let tokens: Vec<[u8; 32]> = s
+                .refresh
+                .iter()
+                .filter(|(_, token)| token.record.client_id == client_id)
+                .map(|(hash, _)| *hash)
+                .collect();
+            for hash in &tokens {
+                s.remove_refresh(hash);
+            }
+            Ok(true)
+        })
+    }
+
+    fn put_user(&self, user: UserRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |s| {
+            s.users.insert(user.username.clone(), user);
+            Ok(())
+        })
+    }
+
+    fn get_user<'a>(
+        &'a self,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Option<UserRecord>, StoreError>> {
+        self.with(|s| Ok(s.users.get(username).cloned()))
+    }
+
+    fn delete_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.with(|s| Ok(s.users.remove(username).is_some()))
+    }
+
+    fn put_code(&self, code: AuthCodeRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |s| {
+            if s.codes.contains_key(&code.code_hash) {
+                return Err(StoreError::Conflict("authorization code"));
+            }
+            s.require_client(&code.client_id)?;
+            s.codes.insert(
+                code.code_hash,
+                StoredCode {
+                    record: code,
+                    used_at: None,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    fn redeem_code(
+        &self,
+        code_hash: [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'_, Result<CodeRedemption, StoreError>> {
+        self.with(move |s| {
+            let Some(code) = s.codes.get_mut(&code_hash) else {
+                return Ok(CodeRedemption::Unknown);
+            };
+            if code.used_at.is_some() {
+                let family_id = code.record.family_id.clone();
+                s.revoke_family(&family_id, now);
+                return Ok(CodeRedemption::Replayed { family_id });
+            }
+            if now >= code.record.expires_at {
+                return Ok(CodeRedemption::Expired);
+            }
+            code.used_at = Some(now);
+            Ok(CodeRedemption::Redeemed(code.record.clone()))
+        })
+    }
+
+    fn put_refresh(&self, token: RefreshTokenRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |s| {
+            if s.refresh.contains_key(&token.token_hash) {
+                return Err(StoreError::Conflict("refresh token"));
+            }
+            if s.current.contains_key(&token.family_id) {
+                return Err(StoreError::Conflict("current refresh token of the family"));
+            }
+            s.require_client(&token.client_id)?;
+            s.current.insert(token.family_id.clone(), token.token_hash);
+            s.refresh.insert(
+                token.token_hash,
+                StoredRefresh {
+                    record: token,
+                    rotated_at: None,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    fn get_refresh(
+        &self,
+        token_hash: [u8; 32],
+    ) -> BoxFuture<'_, Result<Option<RefreshTokenRecord>, StoreError>> {
+        self.with(move |s| Ok(s.refresh.get(&token_hash).map(|t| t.record.clone())))
+    }
+
+    fn rotate_refresh(
+        &self,
+        old_hash: [u8; 32],
+        new: RefreshTokenRecord,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Rotation, StoreError>> {
+        self.with(move |s| {
+            let Some(old) = s.refresh.get(&old_hash) else {
+                return Ok(Rotation::Unknown);
+            };
+            let family_id = old.record.family_id.clone();
+            if s.revoked_families.contains_key(&family_id) {
+                return Ok(Rotation::Revoked);
+            }
+            if old.rotated_at.is_some() {
+                s.revoke_family(&family_id, now);
+                return Ok(Rotation::Reused { family_id });
+            }
+            if now >= old.record.expires_at {
+                return Ok(Rotation::Expired);
+            }
+            if !old.record.same_grant(&new) {
+                return Err(StoreError::Invalid(
+                    "the new refresh token does not continue the old one's grant",
+                ));
+            }
+            if s.refresh.contains_key(&new.token_hash) {
+                return Err(StoreError::Conflict("refresh token"));
+            }
+            let Some(old) = s.refresh.get_mut(&old_hash) else {
+                return Ok(Rotation::Unknown);
+            };
+            old.rotated_at = Some(now);
+            let previous = old.record.clone();
+            s.current.insert(family_id, new.token_hash);
+            s.refresh.insert(
+                new.token_hash,
+                StoredRefresh {
+                    record: new,
+                    rotated_at: None,
+                },
+            );
+            Ok(Rotation::Rotated(previous))
+        })
+    }
+
+    fn revoke_refresh(
+        &self,
+        token_hash: [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.with(move |s| {
+            let Some(token) = s.refresh.get(&token_hash) else {
+                return Ok(false);
+            };
+            let family_id = token.record.family_id.clone();
+            s.revoke_family(&family_id, now);
+            Ok(true)
+        })
+    }
+
+    fn revoke_family<'a>(
+        &'a self,
+        family_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.with(move |s| {
+            s.revoke_family(family_id, now);
+            Ok(())
+        })
+    }
+
+    fn is_family_revoked<'a>(
+        &'a self,
+        family_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.with(|s| Ok(s.revoked_families.contains_key(family_id)))
+    }
+
+    fn revoke_access_token<'a>(
+        &'a self,
+        jti: &'a str,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.with(move |s| {
+            let until = s.revoked_access.entry(jti.to_owned()).or_insert(expires_at);
+            *until = (*until).max(expires_at);
+            Ok(())
+        })
+    }
+
+    fn is_access_token_revoked<'a>(
+        &'a self,
+        jti: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.with(|s| Ok(s.revoked_access.contains_key(jti)))
+    }
+
+    fn put_signing_key(&self, key: SigningKeyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.with(move |s| {
+            if s.signing_keys.iter().any(|k| k.kid == key.kid) {
+                return Err(StoreError::Conflict("signing key"));
+            }
+            s.signing_keys.push(key);
+            Ok(())
+        })
+    }
+
+    fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<SigningKeyRecord>, StoreError>> {
+        self.with(|s| {
+            // Newest insertion first, then a stable sort by creation time, newest first.
+            let mut keys: Vec<SigningKeyRecord> = s.signing_keys.iter().rev().cloned().collect();
+            keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+            Ok(keys)
+        })
+    }
+
+    fn retire_signing_key<'a>(
+        &'a self,
+        kid: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.with(move |s| {
+            let Some(key) = s.signing_keys.iter_mut().find(|k| k.kid == kid) else {
+                return Ok(false);
+            };
+            key.retired_at.get_or_insert(now);
+            Ok(true)
+        })
+    }
+
+    fn delete_signing_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.with(|s| {
+            let before = s.signing_keys.len();
+            s.signing_keys.retain(|k| k.kid != kid);
+            Ok(s.signing_keys.len() != before)
+        })
+    }
+
+    fn purge_expired(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.with(move |s| {
+            let mut removed = 0usize;
+
+            let before = s.codes.len();
+            s.codes.retain(|_, code| now < code.record.expires_at);
+            removed += before - s.codes.len();
+
+            let expired: Vec<[u8; 32]> = s
+                .refresh
+                .iter()
+                .filter(|(_, token)| now >= token.record.expires_at)
+                .map(|(hash, _)| *hash)
+                .collect();
+            for hash in &expired {
+                s.remove_refresh(hash);
+            }
+            removed += expired.len();
+
+            let before = s.revoked_access.len();
+            s.revoked_access.retain(|_, expires_at| now < *expires_at);
+            removed += before - s.revoked_access.len();
+
+            let State {
+                codes,
+                refresh,
+                revoked_families,
+                ..
+            } = s;
+            let live: HashSet<&str> = codes
+                .values()
+                .map(|c| c.record.family_id.as_str())
+                .chain(refresh.values().map(|t| t.record.family_id.as_str()))
+                .collect();
+            let cutoff = now.saturating_sub(FAMILY_REVOCATION_RETENTION_SECS);
+            let before = revoked_families.len();
+            revoked_families.retain(|family_id, revoked_at| {
+                *revoked_at > cutoff || live.contains(family_id.as_str())
+            });
+            removed += before - revoked_families.len();
+
+            Ok(removed as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn store() -> (Arc<dyn Store>, ()) {
+        (Arc::new(MemoryStore::new()), ())
+    }
+
+    crate::store::conformance::store_conformance_tests!(store);
+
+    #[test]
+    fn debug_shows_counts_only() {
+        let printed = format!("{:?}", MemoryStore::new());
+        assert!(printed.starts_with("MemoryStore { clients: 0"), "{printed}");
+    }
+}

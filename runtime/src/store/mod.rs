@@ -1,0 +1,625 @@
+//! Durable state of the OAuth authorization server: clients, users, authorization codes,
+//! refresh-token families, revocations and signing keys.
+//!
+//! [`Store`] is the interface the OAuth endpoints use; [`MemoryStore`] keeps everything in
+//! the process (tests, throw-away servers) and [`SqliteStore`] in one SQLite file (one process,
+//! survives restarts). A shared backend (Postgres) implements the same trait, so callers hold
+//! an `Arc<dyn Store>` and never name the backend.
+//!
+//! # Contract of every backend
+//!
+//! - **Time comes from the caller.** Every operation that depends on time takes `now` (unix
+//!   seconds); the store never reads the clock. A record is expired when `now >= expires_at`.
+//! - **Secrets are stored only as hashes.** Authorization codes, refresh tokens and client
+//!   secrets are generated with high entropy and stored as their SHA-256 ([`hash_secret`]);
+//!   user passwords as argon2 PHC strings, hashed by the caller. The `Debug` output of every
+//!   record hides hashes, secrets and key material, and [`StoreError`] never contains them.
+//! - **Codes and tokens belong to a stored client.** [`Store::put_code`] and
+//!   [`Store::put_refresh`] fail with [`StoreError::UnknownClient`] otherwise (store a Client
+//!   ID Metadata Document client with [`Store::put_client`] first, with its `metadata_url`), and
+//!   [`Store::delete_client`] deletes the client's codes and refresh tokens with it.
+//! - **Grants form families.** The authorization request picks a random `family_id` and stores
+//!   it in the code; every refresh token issued from that code, directly or by rotation,
+//!   carries the same `family_id`. Revoking the family ([`Store::revoke_family`]) makes every
+//!   refresh token of it fail with [`Rotation::Revoked`], including ones stored afterwards.
+//!   Access tokens are JWTs the store never sees: a resource server that must honour family
+//!   revocation checks [`Store::is_family_revoked`] with a family claim, or the caller revokes
+//!   the tokens' `jti`s with [`Store::revoke_access_token`].
+//! - **Single use is atomic.** [`Store::redeem_code`] and [`Store::rotate_refresh`] decide and
+//!   record in one step: of any number of concurrent calls for the same code or token, exactly
+//!   one succeeds. A replayed code or a reused (already rotated) refresh token revokes its family
+//!   in the same step (RFC 9700 §4.14.2, OAuth 2.1 §4.1.3). There is no grace window for the
+//!   previous refresh token: a client that retries a refresh whose answer it lost ends its
+//!   grant, and must sign in again.
+//! - **Nothing expires by itself.** Expired records are still answered as expired (or replayed,
+//!   for used codes and rotated tokens) until [`Store::purge_expired`] removes them; call it
+//!   periodically (every few minutes).
+//! - **Futures run to completion.** Dropping a future does not undo an operation that already
+//!   reached the backend (a redeemed code stays redeemed).
+//!
+//! # Typical token-endpoint flows
+//!
+//! ```no_run
+//! # use mcp_gatekeeper::store::*;
+//! # async fn flows(store: &dyn Store, code: &str, refresh: &str, new_refresh: &str, now: i64)
+//! # -> Result<(), StoreError> {
+//! // authorization_code grant
+//! match store.redeem_code(hash_secret(code), now).await? {
+//!     CodeRedemption::Redeemed(grant) => { /* check client, redirect_uri, PKCE; issue tokens */ }
+//!     CodeRedemption::Replayed { family_id } => { /* invalid_grant; the family is revoked */ }
+//!     CodeRedemption::Expired | CodeRedemption::Unknown => { /* invalid_grant */ }
+//! }
+//!
+//! // refresh_token grant: check the client the token was issued to before using the token up
+//! let Some(old) = store.get_refresh(hash_secret(refresh)).await? else { return Ok(()) };
+//! let next = old.successor(hash_secret(new_refresh), now + 30 * 86_400);
+//! match store.rotate_refresh(old.token_hash, next, now).await? {
+//!     Rotation::Rotated(grant) => { /* issue an access token for grant.scope/resource */ }
+//!     Rotation::Reused { family_id } => { /* invalid_grant; the family is revoked */ }
+//!     Rotation::Expired | Rotation::Revoked | Rotation::Unknown => { /* invalid_grant */ }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+
+mod memory;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// How long a family revocation is remembered after it was made, in seconds, once no code or
+/// refresh token of the family is left (one day: longer than any access-token lifetime, so a
+/// resource server checking [`Store::is_family_revoked`] never sees a revoked family come back).
+pub const FAMILY_REVOCATION_RETENTION_SECS: i64 = 86_400;
+
+/// The SHA-256 of a generated secret (authorization code, refresh token, client secret), the
+/// form in which the store keeps it.
+///
+/// Only for secrets with at least 128 bits of entropy; user passwords are argon2-hashed.
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Durable OAuth state. Object safe: hold it as `Arc<dyn Store>`.
+///
+/// Every method returns a boxed `Send` future; see the [module documentation](self) for the
+/// rules all backends follow. Methods named `put_*` for codes, refresh tokens and signing keys
+/// insert and fail with [`StoreError::Conflict`] when the key exists; `put_client` and
+/// `put_user` insert or replace.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a client, or replaces the client with the same `client_id` (its codes and
+    /// refresh tokens stay).
+    fn put_client(&self, client: ClientRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The client with this `client_id`.
+    fn get_client<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRecord>, StoreError>>;
+
+    /// Deletes a client with its authorization codes and refresh tokens; `false` if there was
+    /// no such client.
+    fn delete_client<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Inserts a user, or replaces the user with the same `username` (compared exactly).
+    fn put_user(&self, user: UserRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The user with this `username`.
+    fn get_user<'a>(
+        &'a self,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Option<UserRecord>, StoreError>>;
+
+    /// Deletes a user; `false` if there was no such user. Tokens already issued to the user stay
+    /// valid: revoke their families to end them.
+    fn delete_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Stores a new, unused authorization code.
+    ///
+    /// Fails with [`StoreError::Conflict`] if a code with this hash exists and with
+    /// [`StoreError::UnknownClient`] if its client is not stored.
+    fn put_code(&self, code: AuthCodeRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Uses up an authorization code, atomically.
+    ///
+    /// In this order: no such code → [`CodeRedemption::Unknown`]; the code was redeemed before →
+    /// its family is revoked (as of `now`) and [`CodeRedemption::Replayed`]; `now >=
+    /// expires_at` → [`CodeRedemption::Expired`]; otherwise the code is marked used and
+    /// [`CodeRedemption::Redeemed`] returns its grant. A used code is remembered until it is
+    /// purged after its expiry.
+    fn redeem_code(
+        &self,
+        code_hash: [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'_, Result<CodeRedemption, StoreError>>;
+
+    /// Stores the first refresh token of a family (the one issued with the code's access token)
+    /// as the family's current token.
+    ///
+    /// Fails with [`StoreError::Conflict`] if a token with this hash exists or the family
+    /// already has a current token (continue a family with [`Store::rotate_refresh`]), and with
+    /// [`StoreError::UnknownClient`] if its client is not stored. A token stored into a revoked
+    /// family is stored, and refused when used.
+    fn put_refresh(&self, token: RefreshTokenRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The refresh token with this hash, whatever its state (current, rotated, expired, or of a
+    /// revoked family).
+    ///
+    /// For checking, before [`Store::rotate_refresh`] or [`Store::revoke_refresh`], that the
+    /// token was issued to the authenticated client (RFC 6749 §6, RFC 7009 §2.1), and for
+    /// building the successor ([`RefreshTokenRecord::successor`]). Whether the token may be
+    /// used is decided only by [`Store::rotate_refresh`].
+    fn get_refresh(
+        &self,
+        token_hash: [u8; 32],
+    ) -> BoxFuture<'_, Result<Option<RefreshTokenRecord>, StoreError>>;
+
+    /// Exchanges a refresh token for its successor `new`, atomically.
+    ///
+    /// In this order: no token `old_hash` → [`Rotation::Unknown`]; its family is revoked →
+    /// [`Rotation::Revoked`]; it was rotated before (reuse: a copy was stolen, or the client
+    /// replayed it) → the family is revoked (as of `now`) and [`Rotation::Reused`]; `now >=
+    /// expires_at` → [`Rotation::Expired`]; otherwise `old` is marked rotated, `new` becomes the
+    /// family's current token, and [`Rotation::Rotated`] returns the old record.
+    ///
+    /// `new` must continue the grant: same `family_id`, `client_id`, `subject`, `scope` and
+    /// `resource` as `old` (RFC 6749 §6), else [`StoreError::Invalid`] and nothing changes;
+    /// build it with [`RefreshTokenRecord::successor`]. A `new.token_hash` that exists is a
+    /// [`StoreError::Conflict`]. A rotated token is remembered until it is purged after its own
+    /// expiry; reuse after that is [`Rotation::Unknown`].
+    fn rotate_refresh(
+        &self,
+        old_hash: [u8; 32],
+        new: RefreshTokenRecord,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Rotation, StoreError>>;
+
+    /// Revokes a refresh token by revoking its whole family (RFC 7009 §2.1: revoking a refresh
+    /// token ends the grant); `false` if the token is unknown (RFC 7009 answers success anyway).
+    fn revoke_refresh(
+        &self,
+        token_hash: [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Revokes a family as of `now`: its refresh tokens, present and future, are refused.
+    /// Revoking a revoked family keeps the first revocation time.
+    fn revoke_family<'a>(
+        &'a self,
+        family_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Whether the family is revoked (remembered as long as
+    /// [`FAMILY_REVOCATION_RETENTION_SECS`] describes).
+    fn is_family_revoked<'a>(
+        &'a self,
+        family_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Revokes an access token by its `jti` until `expires_at` (its `exp`), after which the
+    /// token is refused anyway and the revocation may be purged. Revoking again keeps the later
+    /// expiry.
+    fn revoke_access_token<'a>(
+        &'a self,
+        jti: &'a str,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Whether the access token with this `jti` is revoked.
+    fn is_access_token_revoked<'a>(
+        &'a self,
+        jti: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Stores a new signing key; [`StoreError::Conflict`] if its `kid` exists (key material is
+    /// never replaced under a published `kid`).
+    fn put_signing_key(&self, key: SigningKeyRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Every signing key, retired ones included, newest first (by `created_at`; keys created in
+    /// the same second: the one stored last first). Sign with the newest unretired key; publish
+    /// every key whose tokens may still be alive.
+    fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<SigningKeyRecord>, StoreError>>;
+
+    /// Retires a signing key as of `now`: no longer used for signing, still published for
+    /// verification. Retiring a retired key keeps the first time; `false` if the key is unknown.
+    fn retire_signing_key<'a>(
+        &'a self,
+        kid: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Deletes a signing key (once no token signed with it can be alive); `false` if unknown.
+    fn delete_signing_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Removes what has expired by `now`: authorization codes and refresh tokens (used or not),
+    /// access-token revocations, and family revocations older than
+    /// [`FAMILY_REVOCATION_RETENTION_SECS`] with no code or refresh token left. Returns the
+    /// number of records removed.
+    fn purge_expired(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+/// A registered OAuth client (RFC 7591 registration, a Client ID Metadata Document, or
+/// configuration).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// The `client_id` (for a metadata-document client, the document's URL).
+    pub client_id: String,
+    /// SHA-256 of the client secret ([`hash_secret`]); `None` for a public client.
+    pub secret_hash: Option<[u8; 32]>,
+    /// Human-readable name shown on the consent page (`client_name`).
+    pub name: String,
+    /// The registered redirect URIs, matched exactly (loopback ports aside) by the caller.
+    pub redirect_uris: Vec<String>,
+    /// The grant types the client may use (`authorization_code`, `refresh_token`,
+    /// `client_credentials`).
+    pub grant_types: Vec<String>,
+    /// The scopes the client may be granted.
+    pub allowed_scopes: Vec<String>,
+    /// The role of client-credentials tokens issued to this client, if any.
+    pub role: Option<String>,
+    /// How the client authenticates at the token endpoint (`none`, `client_secret_basic`,
+    /// `client_secret_post`, `private_key_jwt`).
+    pub token_endpoint_auth_method: String,
+    /// The URL of the client's metadata document (CIMD), if it registered that way.
+    pub metadata_url: Option<String>,
+    /// When the client was registered (unix seconds).
+    pub created_at: i64,
+}
+
+impl fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("client_id", &self.client_id)
+            .field("secret_hash", &self.secret_hash.as_ref().map(|_| Redacted))
+            .field("name", &self.name)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("grant_types", &self.grant_types)
+            .field("allowed_scopes", &self.allowed_scopes)
+            .field("role", &self.role)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
+            .field("metadata_url", &self.metadata_url)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A user who can sign in at the authorization endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The login name, also the `sub` of the user's tokens.
+    pub username: String,
+    /// The password as an argon2 PHC string (`$argon2id$v=19$...`).
+    pub password_hash: String,
+    /// The user's role, if any.
+    pub role: Option<String>,
+    /// The scopes the user may grant.
+    pub scopes: Vec<String>,
+    /// When the user was created (unix seconds).
+    pub created_at: i64,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("username", &self.username)
+            .field("password_hash", &Redacted)
+            .field("role", &self.role)
+            .field("scopes", &self.scopes)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// An authorization code and the grant it stands for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthCodeRecord {
+    /// SHA-256 of the code ([`hash_secret`]).
+    pub code_hash: [u8; 32],
+    /// The client the code was issued to.
+    pub client_id: String,
+    /// The user who consented (the tokens' `sub`).
+    pub subject: String,
+    /// The `redirect_uri` of the authorization request, to compare at the token endpoint.
+    pub redirect_uri: String,
+    /// The PKCE `code_challenge` (method `S256`).
+    pub code_challenge: String,
+    /// The consented scopes, space-separated.
+    pub scope: String,
+    /// The RFC 8707 `resource` the tokens are for, if one was requested.
+    pub resource: Option<String>,
+    /// The family of every token issued from this code.
+    pub family_id: String,
+    /// When the code expires (unix seconds; at most 10 minutes after issue).
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for AuthCodeRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthCodeRecord")
+            .field("code_hash", &Redacted)
+            .field("client_id", &self.client_id)
+            .field("subject", &self.subject)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("code_challenge", &Redacted)
+            .field("scope", &self.scope)
+            .field("resource", &self.resource)
+            .field("family_id", &self.family_id)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A refresh token and the grant it continues.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// SHA-256 of the token ([`hash_secret`]).
+    pub token_hash: [u8; 32],
+    /// The family (grant) the token belongs to.
+    pub family_id: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// The user the grant is for (the tokens' `sub`).
+    pub subject: String,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// The RFC 8707 `resource` the grant is for, if any.
+    pub resource: Option<String>,
+    /// When the token expires (unix seconds).
+    pub expires_at: i64,
+}
+
+impl RefreshTokenRecord {
+    /// The token that replaces this one on rotation: the same grant (family, client, subject,
+    /// scope, resource) under a new hash and expiry.
+    pub fn successor(&self, token_hash: [u8; 32], expires_at: i64) -> Self {
+        Self {
+            token_hash,
+            expires_at,
+            ..self.clone()
+        }
+    }
+
+    /// Whether `next` continues the same grant as `self`.
+    fn same_grant(&self, next: &Self) -> bool {
+        self.family_id == next.family_id
+            && self.client_id == next.client_id
+            && self.subject == next.subject
+            && self.scope == next.scope
+            && self.resource == next.resource
+    }
+}
+
+impl fmt::Debug for RefreshTokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenRecord")
+            .field("token_hash", &Redacted)
+            .field("family_id", &self.family_id)
+            .field("client_id", &self.client_id)
+            .field("subject", &self.subject)
+            .field("scope", &self.scope)
+            .field("resource", &self.resource)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A key the authorization server signs access tokens with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// The key id (`kid` header and JWKS entry).
+    pub kid: String,
+    /// The JWS algorithm: `ES256` or `EdDSA`.
+    pub algorithm: String,
+    /// The private key, PKCS#8 DER.
+    pub private_key_der: Vec<u8>,
+    /// The public key, SubjectPublicKeyInfo DER.
+    pub public_key_der: Vec<u8>,
+    /// When the key was created (unix seconds).
+    pub created_at: i64,
+    /// When the key stopped being used for signing, if it did.
+    pub retired_at: Option<i64>,
+}
+
+impl fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_key_der", &Redacted)
+            .field(
+                "public_key_der",
+                &format_args!("{} bytes", self.public_key_der.len()),
+            )
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+/// The outcome of [`Store::redeem_code`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// The code was unused and unexpired; it is now used. The grant to check and issue.
+    Redeemed(AuthCodeRecord),
+    /// The code was redeemed before. The store has revoked the family; the caller answers
+    /// `invalid_grant` and revokes whatever else it issued from the code (access-token `jti`s).
+    Replayed {
+        /// The family of the tokens issued from the code.
+        family_id: String,
+    },
+    /// The code expired unused.
+    Expired,
+    /// No such code (never issued, or purged).
+    Unknown,
+}
+
+/// The outcome of [`Store::rotate_refresh`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was its family's current token; the successor replaced it. The old record, for
+    /// the grant's client, subject, scope and resource.
+    Rotated(RefreshTokenRecord),
+    /// The token had been rotated before: reuse. The store has revoked the family.
+    Reused {
+        /// The revoked family.
+        family_id: String,
+    },
+    /// The token expired.
+    Expired,
+    /// The token's family is revoked.
+    Revoked,
+    /// No such token (never issued, or purged).
+    Unknown,
+}
+
+/// Why a store operation failed. Messages never contain secrets or hashes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed (I/O, database error, a task that did not finish).
+    #[error("store backend failed: {0}")]
+    Backend(String),
+    /// A record with the same key exists: the named kind of record (`authorization code`,
+    /// `refresh token`, `current refresh token of the family`, `signing key`).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The record names a client the store does not hold.
+    #[error("unknown client `{0}`")]
+    UnknownClient(String),
+    /// The request is inconsistent (a rotation that does not continue the grant).
+    #[error("invalid store request: {0}")]
+    Invalid(&'static str),
+    /// Stored data could not be read back (a corrupt or hand-edited database).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer version with a schema this version does not know.
+    #[error("database schema version {found} is newer than the newest this build knows ({known})")]
+    SchemaTooNew {
+        /// The schema version found in the database.
+        found: i64,
+        /// The newest schema version this build knows.
+        known: i64,
+    },
+}
+
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let client = ClientRecord {
+            client_id: "c1".into(),
+            secret_hash: Some([0xAB; 32]),
+            name: "Client".into(),
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            grant_types: vec!["authorization_code".into()],
+            allowed_scopes: vec!["read".into()],
+            role: None,
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            metadata_url: None,
+            created_at: 1,
+        };
+        let user = UserRecord {
+            username: "alice".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            role: Some("admin".into()),
+            scopes: vec![],
+            created_at: 1,
+        };
+        let code = AuthCodeRecord {
+            code_hash: [0xAB; 32],
+            client_id: "c1".into(),
+            subject: "alice".into(),
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            code_challenge: "CHALLENGE-VALUE".into(),
+            scope: "read".into(),
+            resource: None,
+            family_id: "f1".into(),
+            expires_at: 10,
+        };
+        let refresh = RefreshTokenRecord {
+            token_hash: [0xAB; 32],
+            family_id: "f1".into(),
+            client_id: "c1".into(),
+            subject: "alice".into(),
+            scope: "read".into(),
+            resource: None,
+            expires_at: 10,
+        };
+        let key = SigningKeyRecord {
+            kid: "k1".into(),
+            algorithm: "ES256".into(),
+            private_key_der: vec![0xAB; 40],
+            public_key_der: vec![0xCD; 20],
+            created_at: 1,
+            retired_at: None,
+        };
+        let printed = format!(
+            "{client:?} {user:?} {code:?} {refresh:?} {key:?} {:?}",
+            CodeRedemption::Redeemed(code.clone())
+        );
+        for secret in ["171", "ab", "AB", "argon2", "CHALLENGE", "205", "cd"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("<redacted>"));
+        assert!(printed.contains("alice") && printed.contains("f1") && printed.contains("k1"));
+        assert!(printed.contains("20 bytes"));
+    }
+
+    #[test]
+    fn hash_secret_is_sha256() {
+        assert_eq!(
+            hex::encode(hash_secret("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn successor_keeps_the_grant() {
+        let old = RefreshTokenRecord {
+            token_hash: [1; 32],
+            family_id: "f".into(),
+            client_id: "c".into(),
+            subject: "s".into(),
+            scope: "a b".into(),
+            resource: Some("https://rs.example/mcp".into()),
+            expires_at: 100,
+        };
+        let next = old.successor([2; 32], 200);
+        assert_eq!(next.token_hash, [2; 32]);
+        assert_eq!(next.expires_at, 200);
+        assert!(old.same_grant(&next));
+        assert!(!old.same_grant(&RefreshTokenRecord {
+            scope: "a".into(),
+            ..next
+        }));
+    }
+
+    #[test]
+    fn store_is_object_safe() {
+        fn takes(_: &dyn Store) {}
+        takes(&MemoryStore::new());
+    }
+}

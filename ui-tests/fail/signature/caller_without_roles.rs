@@ -1,0 +1,21 @@
+use mcp_gatekeeper::prelude::*;
+
+#[derive(Roles)]
+enum Role {
+    Viewer,
+    Admin,
+}
+
+struct Tools;
+
+// `Caller<Role>` needs `#[mcp_tools(roles = Role)]`.
+#[mcp_tools]
+impl Tools {
+    /// Who am I?
+    #[mcp_tool(public)]
+    async fn whoami(&self, caller: Caller<Role>) -> String {
+        caller.subject().to_owned()
+    }
+}
+
+fn main() {}
