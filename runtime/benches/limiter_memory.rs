@@ -2,17 +2,16 @@
 //!
 //! Inserts 1,000,000 callers into a fresh limiter and reports the growth of the resident set
 //! (`VmRSS`, the same figure as the second field of `/proc/self/statm`, read in kB), divided
-//! by the number of callers. The key strings are counted separately: in a server they are the
-//! principals' `caller_key`s, which the limiter shares (`Arc<str>`) while the principal is
-//! alive and keeps alone once it is gone, so the total is what an idle caller costs.
+//! by the number of callers. Limiters are keyed by `CallerId` (a 64-bit hash), so the limiter
+//! keeps no key string: the figure is what an idle tracked caller costs.
 //!
 //! Target (issue "Side-by-side performance"): ≤ 200 bytes per tracked caller.
 //!
 //! Run with `cargo bench -p mcp-gatekeeper --bench limiter_memory` (Linux only).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use mcp_gatekeeper::{__bench::Limiter, Rate};
+use mcp_gatekeeper::{__bench::Limiter, CallerId, Rate};
 
 const CALLERS: usize = 1_000_000;
 
@@ -43,39 +42,20 @@ fn main() {
     })
     .expect("a representable rate");
 
-    // The vector of key pointers is allocated and touched before the first reading, so that
-    // only the key strings themselves count as "keys".
-    let placeholder: Arc<str> = Arc::from("");
-    let mut keys = vec![placeholder; callers];
+    let ids: Vec<CallerId> = (0..callers)
+        .map(|i| CallerId::of(&format!("jwt:user-{i:07}")))
+        .collect();
     let start = rss_bytes();
-    for (i, key) in keys.iter_mut().enumerate() {
-        *key = format!("jwt:user-{i:07}").into();
+    for &id in &ids {
+        assert!(limiter.check(id).is_ok());
     }
-    let after_keys = rss_bytes();
-    for key in &keys {
-        assert!(limiter.check(key).is_ok());
-    }
-    let after_limiter = rss_bytes();
-    // The limiter now holds the only reference to each key, as it does for a caller whose
-    // principal is gone.
-    drop(keys);
+    let state = rss_bytes().saturating_sub(start);
     std::hint::black_box(&limiter);
-
-    let keys = after_keys.saturating_sub(start);
-    let state = after_limiter.saturating_sub(after_keys);
     if !bench {
         return;
     }
     println!(
-        "limiter memory: {} bytes per tracked caller, key string included \
-         ({} limiter state + {} key `Arc<str>` such as \"jwt:user-0000123\"; \
-         RSS growth over {callers} callers)",
-        per_caller(keys + state, callers),
-        per_caller(state, callers),
-        per_caller(keys, callers),
-    );
-    println!(
-        "limiter memory: {} bytes per tracked caller, limiter state only (key strings not counted)",
+        "limiter memory: {} bytes per tracked caller (RSS growth over {callers} callers)",
         per_caller(state, callers)
     );
 }

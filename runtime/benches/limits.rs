@@ -6,10 +6,10 @@
 //!
 //! Run with `cargo bench -p mcp-gatekeeper --bench limits`.
 
-use std::{hint::black_box, sync::Arc, time::Duration};
+use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mcp_gatekeeper::{__bench::Limiter, Rate};
+use mcp_gatekeeper::{__bench::Limiter, CallerId, Rate};
 
 const CALLERS: usize = 1_000_000;
 
@@ -23,9 +23,9 @@ fn limiter() -> Limiter {
     .expect("u32::MAX calls a day is a representable rate")
 }
 
-/// A caller key as `Principal::caller_key` builds it (`method:subject`).
-fn caller(i: usize) -> Arc<str> {
-    format!("jwt:user-{i:07}").into()
+/// A caller as `Principal::caller_id` computes it, from a key like `Principal::caller_key`.
+fn caller(i: usize) -> CallerId {
+    CallerId::of(&format!("jwt:user-{i:07}"))
 }
 
 fn bench_rate_limit(c: &mut Criterion) {
@@ -34,26 +34,26 @@ fn bench_rate_limit(c: &mut Criterion) {
     let one = limiter();
     let alice = caller(123);
     group.bench_function("1_caller", |b| {
-        b.iter(|| one.check(black_box(&alice)));
+        b.iter(|| one.check(black_box(alice)));
     });
-    assert!(one.check(&alice).is_ok(), "the rate was never exceeded");
+    assert!(one.check(alice).is_ok(), "the rate was never exceeded");
 
     // 10,000 callers fit in cache; 1,000,000 do not, as in a large deployment.
     for n in [10_000, CALLERS] {
         let limiter = limiter();
-        let callers: Vec<Arc<str>> = (0..n).map(caller).collect();
-        for key in &callers {
+        let callers: Vec<CallerId> = (0..n).map(caller).collect();
+        for &key in &callers {
             assert!(limiter.check(key).is_ok());
         }
         let mut i = 0;
         group.bench_function(format!("{n}_callers"), |b| {
             b.iter(|| {
                 i = (i + 1) % n;
-                limiter.check(black_box(&callers[i]))
+                limiter.check(black_box(callers[i]))
             });
         });
         assert!(
-            limiter.check(&callers[0]).is_ok(),
+            limiter.check(callers[0]).is_ok(),
             "the rate was never exceeded"
         );
     }

@@ -350,7 +350,7 @@ impl<T: McpTools> GatekeeperService<T> {
             .and_then(|()| match &tool.limiter {
                 Some(limiter) => {
                     limiter
-                        .check(principal.caller_key())
+                        .check(principal.caller_id())
                         .map_err(|wait| Denial::RateLimited {
                             wait,
                             rate: limiter.rate(),

@@ -23,7 +23,7 @@ pub use auth::{ApiKey, ApiKeys, Jwt, JwtAlgorithm};
 pub use error::ConfigError;
 pub use handler::{GatekeeperService, codes};
 pub use lockout::Lockout;
-pub use principal::{AuthMethod, Principal, PrincipalBuilder};
+pub use principal::{AuthMethod, CallerId, Principal, PrincipalBuilder};
 pub use rbac::{Caller, Granted, Guard, Includes, NoRoleGuard, NoRoles, RoleMarker, Roles};
 pub use resource::ProtectedResource;
 pub use server::{Gatekeeper, RunningServer, ServeError};
@@ -181,9 +181,9 @@ pub mod prelude {
 /// callable without a server. Not public API.
 #[doc(hidden)]
 pub mod __bench {
-    use std::{sync::Arc, time::Duration};
+    use std::time::Duration;
 
-    use crate::{AuditLog, ConfigError, McpTools, Principal, Rate};
+    use crate::{AuditLog, CallerId, ConfigError, McpTools, Principal, Rate};
 
     /// One tool's rate limiter.
     pub struct Limiter(crate::rate_limit::ToolLimiter);
@@ -195,7 +195,7 @@ pub mod __bench {
         }
 
         /// One check for `caller`.
-        pub fn check(&self, caller: &Arc<str>) -> Result<(), Duration> {
+        pub fn check(&self, caller: CallerId) -> Result<(), Duration> {
             self.0.check(caller)
         }
     }

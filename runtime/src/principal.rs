@@ -1,6 +1,11 @@
 //! Who is calling: the authenticated identity every authorization decision is made on.
 
-use std::{fmt, sync::Arc, time::SystemTime};
+use std::{
+    fmt,
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, LazyLock},
+    time::SystemTime,
+};
 
 /// How a caller proved who they are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +58,27 @@ pub struct Principal {
     method: AuthMethod,
     expires_at: Option<SystemTime>,
     caller_key: Arc<str>,
+    caller_id: CallerId,
+}
+
+/// A caller as a number: a 64-bit hash of [`Principal::caller_key`] under a key chosen at
+/// random when the process starts, so nobody outside can aim for collisions. Rate limiters are
+/// keyed by it: a check then compares 8 bytes instead of chasing a string, and a tracked
+/// caller costs a few dozen bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallerId(u64);
+
+impl CallerId {
+    /// The id of the caller `key` (`method:subject`).
+    pub fn of(key: &str) -> Self {
+        static KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+        CallerId(KEYS.hash_one(key))
+    }
+
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
 }
 
 impl Principal {
@@ -119,6 +145,11 @@ impl Principal {
     /// that a service token and a user that happen to share a `sub` never share a budget.
     pub fn caller_key(&self) -> &Arc<str> {
         &self.caller_key
+    }
+
+    /// [`Principal::caller_key`] as a number, for rate limiting.
+    pub fn caller_id(&self) -> CallerId {
+        self.caller_id
     }
 }
 
@@ -209,6 +240,7 @@ impl PrincipalBuilder {
             credential_id: self.credential_id,
             method: self.method,
             expires_at: self.expires_at,
+            caller_id: CallerId::of(&caller_key),
             caller_key,
         }
     }
@@ -233,5 +265,8 @@ mod tests {
         let a = Principal::builder(AuthMethod::Jwt, "svc").build();
         let b = Principal::builder(AuthMethod::ApiKey, "svc").build();
         assert_ne!(a.caller_key(), b.caller_key());
+        assert_ne!(a.caller_id(), b.caller_id());
+        let again = Principal::builder(AuthMethod::Jwt, "svc").build();
+        assert_eq!(a.caller_id(), again.caller_id());
     }
 }

@@ -1,21 +1,46 @@
 //! Per-tool, per-caller rate limits (GCRA).
 //!
 //! Each rate-limited tool owns one keyed limiter; the key is the caller
-//! ([`Principal::caller_key`](crate::Principal::caller_key)). A check is one lock-free
+//! ([`Principal::caller_id`](crate::Principal::caller_id)). A check is one lock-free
 //! compare-and-swap on the caller's cell, so the limit is exact under concurrency: with
 //! `rate = 10`, exactly 10 of 100 simultaneous calls get through.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    hash::{BuildHasherDefault, Hasher},
+    num::NonZeroU32,
+    time::Duration,
+};
 
 use governor::{
     Quota, RateLimiter,
     clock::{Clock, DefaultClock},
-    state::keyed::DefaultKeyedStateStore,
+    state::keyed::DashMapStateStore,
 };
 
-use crate::Rate;
+use crate::{Rate, principal::CallerId};
 
-type KeyedLimiter = RateLimiter<Arc<str>, DefaultKeyedStateStore<Arc<str>>, DefaultClock>;
+type KeyedLimiter =
+    RateLimiter<CallerId, DashMapStateStore<CallerId, BuildHasherDefault<PreHashed>>, DefaultClock>;
+
+/// Caller ids are already uniformly distributed hashes: hashing them again would only cost time.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// The limiter of one tool.
 pub(crate) struct ToolLimiter {
@@ -34,7 +59,7 @@ impl ToolLimiter {
         let clock = DefaultClock::default();
         Some(Self {
             rate,
-            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
+            limiter: RateLimiter::new(quota, DashMapStateStore::default(), clock.clone()),
             clock,
         })
     }
@@ -45,9 +70,9 @@ impl ToolLimiter {
     }
 
     /// Counts one call by `caller`; on refusal, says how long until the next call would pass.
-    pub(crate) fn check(&self, caller: &Arc<str>) -> Result<(), Duration> {
+    pub(crate) fn check(&self, caller: CallerId) -> Result<(), Duration> {
         self.limiter
-            .check_key(caller)
+            .check_key(&caller)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
@@ -84,11 +109,11 @@ mod tests {
     #[test]
     fn allows_the_burst_then_refuses_with_a_wait() {
         let limiter = per_minute(10);
-        let alice: Arc<str> = "jwt:alice".into();
+        let alice = CallerId::of("jwt:alice");
         for _ in 0..10 {
-            assert!(limiter.check(&alice).is_ok());
+            assert!(limiter.check(alice).is_ok());
         }
-        let wait = limiter.check(&alice).unwrap_err();
+        let wait = limiter.check(alice).unwrap_err();
         assert!(
             wait > Duration::from_secs(5) && wait <= Duration::from_secs(6),
             "{wait:?}"
@@ -99,22 +124,21 @@ mod tests {
     #[test]
     fn callers_have_separate_budgets() {
         let limiter = per_minute(1);
-        assert!(limiter.check(&"a".into()).is_ok());
-        assert!(limiter.check(&"b".into()).is_ok());
-        assert!(limiter.check(&"a".into()).is_err());
+        assert!(limiter.check(CallerId::of("a")).is_ok());
+        assert!(limiter.check(CallerId::of("b")).is_ok());
+        assert!(limiter.check(CallerId::of("a")).is_err());
         assert_eq!(limiter.tracked_callers(), 2);
     }
 
     #[test]
     fn exact_under_contention() {
-        let limiter = Arc::new(per_minute(10));
-        let caller: Arc<str> = "api_key:bot".into();
+        let limiter = std::sync::Arc::new(per_minute(10));
+        let caller = CallerId::of("api_key:bot");
         let passed: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
                     let limiter = limiter.clone();
-                    let caller = caller.clone();
-                    s.spawn(move || (0..25).filter(|_| limiter.check(&caller).is_ok()).count())
+                    s.spawn(move || (0..25).filter(|_| limiter.check(caller).is_ok()).count())
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).sum()
