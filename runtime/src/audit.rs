@@ -12,7 +12,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
-        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
+        mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel},
     },
     time::Duration,
 };
@@ -157,9 +157,10 @@ impl AuditLog {
 
     /// Also append one JSON object per line to `path` (created if missing, mode 0600 on Unix).
     ///
-    /// Lines are written by a dedicated thread, so a slow disk never delays a request. If the
-    /// writer falls more than 65,536 records behind, further records are counted as dropped and
-    /// reported on the `tracing` target instead of blocking callers.
+    /// Lines are written by a dedicated thread in batches, at most 20 ms after the event, so a
+    /// slow disk never delays a request. If the writer falls more than 65,536 records behind,
+    /// further records are counted as dropped and reported on the `tracing` target instead of
+    /// blocking callers.
     pub fn json_lines(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         Ok(Self {
             file: Some(Arc::new(JsonLinesSink::open(path.as_ref())?)),
@@ -269,26 +270,36 @@ impl JsonLinesSink {
     }
 }
 
-/// The writer thread: writes lines as they come and flushes whenever the queue is empty, so a
-/// record reaches the file within milliseconds without a syscall per line under load.
+/// How long a record may wait in memory before it is written to the file.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+/// The writer thread: every [`FLUSH_EVERY`] it writes whatever is queued and flushes once.
+///
+/// It polls instead of blocking on the queue so that a busy server never pays for waking it:
+/// a record costs the request one queue push, never a syscall, and the file sees one write per
+/// batch instead of one per record.
 fn write_lines(mut out: BufWriter<std::fs::File>, lines: Receiver<String>) {
     loop {
-        match lines.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                if writeln!(out, "{line}").is_err() {
-                    tracing::error!(target: AUDIT_TARGET, "cannot write to the audit file");
+        let mut wrote = false;
+        loop {
+            match lines.try_recv() {
+                Ok(line) => {
+                    if writeln!(out, "{line}").is_err() {
+                        tracing::error!(target: AUDIT_TARGET, "cannot write to the audit file");
+                    }
+                    wrote = true;
                 }
-                while let Ok(line) = lines.try_recv() {
-                    let _ = writeln!(out, "{line}");
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
                 }
-                let _ = out.flush();
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = out.flush();
-                return;
             }
         }
+        if wrote && out.flush().is_err() {
+            tracing::error!(target: AUDIT_TARGET, "cannot write to the audit file");
+        }
+        std::thread::sleep(FLUSH_EVERY);
     }
 }
 
