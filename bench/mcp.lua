@@ -1,0 +1,90 @@
+-- wrk script for bench/run.sh: POSTs a JSON-RPC `tools/call` of `echo` and checks every reply.
+--
+-- Environment:
+--   BENCH_AUTH      one header line sent with every request ("X-API-Key: ..."), or empty
+--   BENCH_SESSIONS  space-separated Mcp-Session-Id values (stateful servers), or empty
+--
+-- A reply counts as good when its status is 200 and its body holds a JSON-RPC result with the
+-- echoed text and no `"isError":true`; otherwise it is counted as non-2xx or as a JSON-RPC
+-- error. done() prints one machine-readable RESULT line.
+
+local text = "hello"
+local protocol = "2025-06-18"
+local auth = os.getenv("BENCH_AUTH") or ""
+local sessions = {}
+for sid in (os.getenv("BENCH_SESSIONS") or ""):gmatch("%S+") do
+  sessions[#sessions + 1] = sid
+end
+
+local function body_with_id(id)
+  return '{"jsonrpc":"2.0","id":' .. id
+    .. ',"method":"tools/call","params":{"name":"echo","arguments":{"text":"' .. text .. '"}}}'
+end
+
+wrk.method = "POST"
+wrk.path = "/mcp"
+wrk.body = body_with_id(1)
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = protocol
+do
+  local name, value = auth:match("^%s*([^:]+):%s*(.-)%s*$")
+  if name then
+    wrk.headers[name] = value
+  end
+end
+
+-- Counters of this thread (read by done() through thread:get).
+good, non2xx, rpc_errors, bad_sample = 0, 0, 0, ""
+thread_index = 0
+
+local threads = {}
+function setup(thread)
+  threads[#threads + 1] = thread
+  thread:set("thread_index", #threads)
+end
+
+if #sessions > 0 then
+  -- Stateful: rotate over the sessions; request ids are unique per session and thread, as a
+  -- session requires for requests in flight at the same time.
+  local n = 0
+  function request()
+    n = n + 1
+    wrk.headers["Mcp-Session-Id"] = sessions[n % #sessions + 1]
+    return wrk.format(nil, nil, nil, body_with_id(thread_index * 1000000000 + n))
+  end
+end
+
+local expected = '"text":"' .. text .. '"'
+function response(status, headers, body)
+  if status ~= 200 then
+    non2xx = non2xx + 1
+    if bad_sample == "" then bad_sample = status .. " " .. (body or "") end
+  elseif body:find('"result"', 1, true) and body:find(expected, 1, true)
+      and not body:find('"isError":true', 1, true) then
+    good = good + 1
+  else
+    rpc_errors = rpc_errors + 1
+    if bad_sample == "" then bad_sample = status .. " " .. body end
+  end
+end
+
+function done(summary, latency, requests)
+  local g, n, r, sample = 0, 0, 0, ""
+  for _, thread in ipairs(threads) do
+    g = g + thread:get("good")
+    n = n + thread:get("non2xx")
+    r = r + thread:get("rpc_errors")
+    if sample == "" then sample = thread:get("bad_sample") end
+  end
+  local e = summary.errors
+  local socket_errors = e.connect + e.read + e.write + e.timeout
+  io.write(string.format(
+    "RESULT requests=%d duration_us=%d rps=%.1f p50_us=%d p90_us=%d p99_us=%d max_us=%d good=%d non2xx=%d rpc_errors=%d socket_errors=%d\n",
+    summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    g, n, r, socket_errors))
+  if sample ~= "" then
+    io.write("SAMPLE_BAD " .. sample:gsub("[\r\n]+", " "):sub(1, 300) .. "\n")
+  end
+end

@@ -1,0 +1,163 @@
+//! mcp-gatekeeper with the same one tool, behind a role guard, a rate limit that never
+//! triggers and a JSON-lines audit trail; callers authenticate with an API key or a JWT.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mcp_gatekeeper::{AuditLog, prelude::*};
+use serde::Serialize;
+
+use crate::{Mode, Options, listen, stop_signal, write_credential};
+
+/// The benchmark's one role.
+#[derive(Roles, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// May call `echo`.
+    Viewer,
+}
+
+/// The benchmark's tools.
+pub(crate) struct EchoTools;
+
+#[mcp_tools(roles = Role)]
+impl EchoTools {
+    /// Echo the text back.
+    ///
+    /// # Arguments
+    /// * `text` - The text to echo.
+    #[mcp_tool(role = "viewer", rate = "1000000000/s")]
+    async fn echo(&self, text: String) -> String {
+        text
+    }
+}
+
+/// The claims of the benchmark's JWTs.
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    iss: &'a str,
+    role: &'a str,
+    iat: u64,
+    exp: u64,
+}
+
+const ISSUER: &str = "mcp-gatekeeper-bench";
+
+/// A random hex string of `bytes` bytes.
+fn random_hex(bytes: usize) -> String {
+    hex::encode(
+        (0..bytes)
+            .map(|_| rand::random::<u8>())
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// A one-day token for a `viewer`, signed with `key`.
+fn mint(algorithm: Algorithm, key: &EncodingKey) -> Result<String, String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let claims = Claims {
+        sub: "bench-client",
+        iss: ISSUER,
+        role: "viewer",
+        iat: now,
+        exp: now + 86_400,
+    };
+    jsonwebtoken::encode(&Header::new(algorithm), &claims, key)
+        .map_err(|e| format!("cannot sign the benchmark token: {e}"))
+}
+
+fn read(path: Option<&std::path::PathBuf>) -> Result<Vec<u8>, String> {
+    let path = path.ok_or("missing key file")?;
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The server for `options` (credentials configured, not yet bound) and the header line a
+/// client must send.
+fn server(options: &Options, audit: AuditLog) -> Result<(Gatekeeper<EchoTools>, String), String> {
+    let server = Gatekeeper::new(EchoTools).audit(audit);
+    let (server, header) = match options.mode {
+        Mode::ApiKey => {
+            let key = format!("bench-{}", random_hex(16));
+            let keys = ApiKeys::new().with_key(ApiKey::new("bench", &key).role("viewer"));
+            (server.authenticate(keys), format!("X-API-Key: {key}"))
+        }
+        Mode::Hs256 => {
+            let secret = random_hex(32);
+            let jwt = Jwt::hs256(&secret)
+                .map_err(|e| e.to_string())?
+                .issuer(ISSUER);
+            let token = mint(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )?;
+            (
+                server.authenticate(jwt),
+                format!("Authorization: Bearer {token}"),
+            )
+        }
+        Mode::Es256 => {
+            let public = read(options.es256_public.as_ref())?;
+            let private = read(options.es256_private.as_ref())?;
+            let jwt = Jwt::es256_pem(&public)
+                .map_err(|e| e.to_string())?
+                .issuer(ISSUER);
+            let key = EncodingKey::from_ec_pem(&private)
+                .map_err(|e| format!("bad ES256 private key (PKCS#8 PEM expected): {e}"))?;
+            let token = mint(Algorithm::ES256, &key)?;
+            (
+                server.authenticate(jwt),
+                format!("Authorization: Bearer {token}"),
+            )
+        }
+        Mode::Bare => return Err("not a gatekeeper mode".into()),
+    };
+    Ok(if options.stateful {
+        (server, header)
+    } else {
+        (server.stateless(), header)
+    })
+}
+
+/// Serves mcp-gatekeeper until SIGTERM, then reports dropped audit records on stderr.
+pub(crate) async fn run(options: &Options) -> Result<(), String> {
+    // The same sink `.audit_file(path)` builds; kept here to report drops at the end.
+    let audit = match &options.audit_file {
+        Some(path) => AuditLog::json_lines(path).map_err(|e| e.to_string())?,
+        None => AuditLog::tracing_only(),
+    };
+    let (server, header) = server(options, audit.clone())?;
+    write_credential(options, &header)?;
+    if options.tcp_nodelay {
+        // Diagnostic only: the same router, served with TCP_NODELAY on accepted connections.
+        let router = server.into_router().map_err(|e| e.to_string())?;
+        let listener = listen(options).await?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+        eprintln!("bench-server: audit records dropped: {}", audit.dropped());
+        return Ok(());
+    }
+    let running = server
+        .bind(options.bind.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    stop_signal().await;
+    let stopped = tokio::time::timeout(Duration::from_secs(5), running.shutdown()).await;
+    eprintln!(
+        "bench-server: audit records dropped: {}{}",
+        audit.dropped(),
+        if stopped.is_err() {
+            " (shutdown timed out)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! `bench-server`: the Rust servers of the side-by-side load benchmark (`bench/run.sh`).
+//!
+//! Every mode serves one trivial tool, `echo` (`{"text": "..."}` back as text), at
+//! `http://ADDR/mcp`:
+//!
+//! - `--mode bare`: a plain rmcp 3.11 server (router built once and stored in a field), no
+//!   authentication;
+//! - `--mode apikey`: mcp-gatekeeper, `X-API-Key` authentication, a `viewer` role guard, a rate
+//!   limit that never triggers (`1000000000/s`) and audit records to a JSON-lines file;
+//! - `--mode hs256` / `--mode es256`: the same with an HS256 / ES256 JWT
+//!   (`Authorization: Bearer ...`).
+//!
+//! ```text
+//! bench-server --mode apikey [--stateful] [--bind 127.0.0.1:8801]
+//!              [--credential-file FILE] [--audit-file FILE]
+//!              [--es256-private PEM --es256-public PEM]
+//! ```
+//!
+//! Stateless mode (the default) is rmcp's `NeverSessionManager` with legacy sessions off and
+//! plain JSON replies; `--stateful` serves `Mcp-Session-Id` sessions with SSE replies.
+//! The credential a client must send is written to `--credential-file` as one header line
+//! (`X-API-Key: ...` or `Authorization: Bearer ...`; empty for `bare`) before the port opens.
+//! The server stops on SIGTERM or Ctrl-C.
+//!
+//! `--no-audit-file` (a diagnostic) keeps audit records on `tracing` only, to measure what the
+//! JSON-lines sink costs.
+//! `--tcp-nodelay` (a diagnostic, off in the benchmark table) sets `TCP_NODELAY` on accepted
+//! connections; for the gatekeeper modes it serves `Gatekeeper::into_router()` with its own
+//! `axum::serve` instead of `Gatekeeper::bind`, since the builder offers no such switch.
+
+mod bare;
+mod gate;
+
+use std::{path::PathBuf, process::ExitCode};
+
+/// Which server to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Plain rmcp, no authentication.
+    Bare,
+    /// mcp-gatekeeper with an API key.
+    ApiKey,
+    /// mcp-gatekeeper with an HS256 JWT.
+    Hs256,
+    /// mcp-gatekeeper with an ES256 JWT.
+    Es256,
+}
+
+/// The command line.
+#[derive(Debug)]
+struct Options {
+    mode: Mode,
+    stateful: bool,
+    tcp_nodelay: bool,
+    bind: String,
+    credential_file: Option<PathBuf>,
+    audit_file: Option<PathBuf>,
+    es256_private: Option<PathBuf>,
+    es256_public: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: bench-server --mode bare|apikey|hs256|es256 [--stateful] [--tcp-nodelay] [--bind ADDR] \
+[--credential-file FILE] [--audit-file FILE | --no-audit-file] [--es256-private PEM --es256-public PEM]";
+
+fn parse_options() -> Result<Options, String> {
+    let mut mode = None;
+    let mut options = Options {
+        mode: Mode::Bare,
+        stateful: false,
+        tcp_nodelay: false,
+        bind: "127.0.0.1:8801".into(),
+        credential_file: None,
+        audit_file: Some(std::env::temp_dir().join("mcp-gatekeeper-bench-audit.jsonl")),
+        es256_private: None,
+        es256_public: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--mode" => {
+                mode = Some(match value("--mode")?.as_str() {
+                    "bare" => Mode::Bare,
+                    "apikey" => Mode::ApiKey,
+                    "hs256" => Mode::Hs256,
+                    "es256" => Mode::Es256,
+                    other => return Err(format!("unknown mode `{other}`")),
+                });
+            }
+            "--stateful" => options.stateful = true,
+            "--tcp-nodelay" => options.tcp_nodelay = true,
+            "--bind" => options.bind = value("--bind")?,
+            "--credential-file" => {
+                options.credential_file = Some(value("--credential-file")?.into())
+            }
+            "--audit-file" => options.audit_file = Some(value("--audit-file")?.into()),
+            "--no-audit-file" => options.audit_file = None,
+            "--es256-private" => options.es256_private = Some(value("--es256-private")?.into()),
+            "--es256-public" => options.es256_public = Some(value("--es256-public")?.into()),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    options.mode = mode.ok_or_else(|| format!("--mode is required\n{USAGE}"))?;
+    if options.mode == Mode::Es256
+        && (options.es256_private.is_none() || options.es256_public.is_none())
+    {
+        return Err("--mode es256 needs --es256-private and --es256-public".into());
+    }
+    Ok(options)
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Binds `options.bind`; with `--tcp-nodelay`, accepted connections get `TCP_NODELAY`.
+async fn listen(
+    options: &Options,
+) -> Result<
+    axum::serve::TapIo<
+        tokio::net::TcpListener,
+        impl FnMut(&mut tokio::net::TcpStream) + Send + 'static,
+    >,
+    String,
+> {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind(&options.bind)
+        .await
+        .map_err(|e| format!("cannot bind {}: {e}", options.bind))?;
+    let nodelay = options.tcp_nodelay;
+    Ok(listener.tap_io(move |stream| {
+        if nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+    }))
+}
+
+/// Writes the header line a client must send (empty when none is needed).
+fn write_credential(options: &Options, header: &str) -> Result<(), String> {
+    if let Some(path) = &options.credential_file {
+        std::fs::write(path, format!("{header}\n"))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A production-like subscriber: warnings and errors only, so audit INFO events cost what a
+    // disabled callsite costs.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match options.mode {
+        Mode::Bare => bare::run(&options).await,
+        Mode::ApiKey | Mode::Hs256 | Mode::Es256 => gate::run(&options).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("bench-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
