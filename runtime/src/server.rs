@@ -327,6 +327,11 @@ impl<T: McpTools> Gatekeeper<T> {
         let shutdown = CancellationToken::new();
         let (router, _engine) = self.build(shutdown.clone())?;
         let graceful = shutdown.clone();
+        // Replies, SSE ones especially, go out in several small writes: without TCP_NODELAY,
+        // Nagle's algorithm and delayed ACKs stall each of them for up to 40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             axum::serve(
                 listener,
