@@ -20,7 +20,9 @@ use rmcp::{
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Options, listen, stop_signal, write_credential};
+use mcp_gatekeeper::shutdown_signal as stop_signal;
+
+use crate::{Options, listen, write_credential};
 
 /// The arguments of `echo`.
 #[derive(Deserialize, JsonSchema)]

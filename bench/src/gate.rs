@@ -7,7 +7,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcp_gatekeeper::{AuditLog, prelude::*};
 use serde::Serialize;
 
-use crate::{Mode, Options, listen, stop_signal, write_credential};
+use mcp_gatekeeper::shutdown_signal as stop_signal;
+
+use crate::{Mode, Options, listen, write_credential};
 
 /// The benchmark's one role.
 #[derive(Roles, Debug, Clone, Copy, PartialEq, Eq)]

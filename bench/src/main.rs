@@ -110,28 +110,6 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-}
-
 /// Binds `options.bind`; with `--tcp-nodelay`, accepted connections get `TCP_NODELAY`.
 async fn listen(
     options: &Options,

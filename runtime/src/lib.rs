@@ -26,7 +26,7 @@ pub use lockout::Lockout;
 pub use principal::{AuthMethod, CallerId, Principal, PrincipalBuilder};
 pub use rbac::{Caller, Granted, Guard, Includes, NoRoleGuard, NoRoles, RoleMarker, Roles};
 pub use resource::ProtectedResource;
-pub use server::{Gatekeeper, RunningServer, ServeError};
+pub use server::{Gatekeeper, RunningServer, ServeError, shutdown_signal};
 pub use token_endpoint::{TokenClient, TokenEndpoint};
 pub use tool::{
     Args, FromToolCall, IntoToolError, IntoToolResult, Json, McpTools, Rate, Rejection, ServerInfo,

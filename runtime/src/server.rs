@@ -387,7 +387,9 @@ fn spawn_housekeeping<T: McpTools>(engine: Weak<Engine<T>>) {
     });
 }
 
-async fn shutdown_signal() {
+/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix): what
+/// [`Gatekeeper::serve`] waits for before shutting down gracefully.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
