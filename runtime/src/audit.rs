@@ -34,6 +34,17 @@ pub enum AuditEvent {
     Authentication,
     /// A tool call was decided.
     ToolCall,
+    /// The authorization server's token endpoint answered (`detail` names the grant).
+    Token,
+    /// An authorization request was decided (consent given or refused, or the request refused).
+    Authorization,
+    /// A user signed in, or failed to, at the authorization endpoint.
+    Login,
+    /// A client registered (RFC 7591) or was loaded from its metadata document.
+    Registration,
+    /// A token was revoked (RFC 7009), or tokens were revoked because a code or refresh token
+    /// was replayed.
+    Revocation,
 }
 
 impl AuditEvent {
@@ -42,6 +53,11 @@ impl AuditEvent {
         match self {
             AuditEvent::Authentication => "authentication",
             AuditEvent::ToolCall => "tool_call",
+            AuditEvent::Token => "token",
+            AuditEvent::Authorization => "authorization",
+            AuditEvent::Login => "login",
+            AuditEvent::Registration => "registration",
+            AuditEvent::Revocation => "revocation",
         }
     }
 }

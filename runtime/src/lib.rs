@@ -8,6 +8,7 @@ mod error;
 mod handler;
 mod http_auth;
 mod lockout;
+pub mod oauth;
 mod principal;
 mod rate_limit;
 mod rbac;

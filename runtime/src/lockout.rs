@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
@@ -62,17 +63,38 @@ struct Entry {
     locked_until: Option<Instant>,
 }
 
-/// The failure counters of one server.
+/// What failures are counted by: a network address, or an account name (client id, username).
+pub(crate) trait LockoutKey: Hash + Eq + Clone {
+    /// The form under which failures are counted (attempts that must count together map to the
+    /// same key).
+    fn normalize(self) -> Self;
+}
+
+impl LockoutKey for IpAddr {
+    fn normalize(self) -> Self {
+        key(self)
+    }
+}
+
+impl LockoutKey for String {
+    /// Account names are counted case-insensitively, so `Alice` and `alice` share a budget.
+    fn normalize(mut self) -> Self {
+        self.make_ascii_lowercase();
+        self
+    }
+}
+
+/// The failure counters of one server (by address unless another key is named).
 #[derive(Debug)]
-pub(crate) struct LockoutTable {
+pub(crate) struct LockoutTable<K: LockoutKey = IpAddr> {
     policy: Lockout,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    entries: Mutex<HashMap<K, Entry>>,
 }
 
 /// Past this many tracked addresses, stale entries are swept on the next failure.
 const SWEEP_ABOVE: usize = 10_000;
 
-impl LockoutTable {
+impl<K: LockoutKey> LockoutTable<K> {
     pub(crate) fn new(policy: Lockout) -> Self {
         Self {
             policy,
@@ -81,18 +103,18 @@ impl LockoutTable {
     }
 
     /// How long `addr` stays locked out, if it is.
-    pub(crate) fn locked(&self, addr: IpAddr) -> Option<Duration> {
+    pub(crate) fn locked(&self, addr: K) -> Option<Duration> {
         if self.policy.is_disabled() {
             return None;
         }
         let now = Instant::now();
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let until = entries.get(&key(addr))?.locked_until?;
+        let until = entries.get(&addr.normalize())?.locked_until?;
         until.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
     /// Counts a failed authentication; returns the lockout it starts, if it starts one.
-    pub(crate) fn record_failure(&self, addr: IpAddr) -> Option<Duration> {
+    pub(crate) fn record_failure(&self, addr: K) -> Option<Duration> {
         if self.policy.is_disabled() {
             return None;
         }
@@ -105,7 +127,7 @@ impl LockoutTable {
                     || e.locked_until.is_some_and(|u| u > now)
             });
         }
-        let entry = entries.entry(key(addr)).or_insert(Entry {
+        let entry = entries.entry(addr.normalize()).or_insert(Entry {
             window_start: now,
             failures: 0,
             locked_until: None,
@@ -146,7 +168,7 @@ mod tests {
 
     #[test]
     fn locks_out_after_the_limit_and_only_that_address() {
-        let table = LockoutTable::new(Lockout::new(
+        let table = LockoutTable::<IpAddr>::new(Lockout::new(
             3,
             Duration::from_secs(60),
             Duration::from_secs(30),
@@ -167,7 +189,7 @@ mod tests {
 
     #[test]
     fn ipv6_counts_per_64() {
-        let table = LockoutTable::new(Lockout::new(
+        let table = LockoutTable::<IpAddr>::new(Lockout::new(
             2,
             Duration::from_secs(60),
             Duration::from_secs(30),
@@ -180,7 +202,7 @@ mod tests {
 
     #[test]
     fn disabled_never_locks() {
-        let table = LockoutTable::new(Lockout::disabled());
+        let table = LockoutTable::<IpAddr>::new(Lockout::disabled());
         let addr: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..1000 {
             assert_eq!(table.record_failure(addr), None);

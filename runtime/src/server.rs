@@ -70,6 +70,8 @@ pub struct Gatekeeper<T: McpTools> {
     hide_forbidden: bool,
     lockout: Lockout,
     resource: Option<ProtectedResource>,
+    /// The issuer and scopes of the mounted authorization server, to check the tools' scopes.
+    oauth_scopes: Option<(String, Vec<String>)>,
     extra_routes: Router,
     name: Option<String>,
     version: Option<String>,
@@ -97,6 +99,7 @@ impl<T: McpTools> Gatekeeper<T> {
             hide_forbidden: false,
             lockout: Lockout::default(),
             resource: None,
+            oauth_scopes: None,
             extra_routes: Router::new(),
             name: None,
             version: None,
@@ -202,6 +205,33 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
+    /// Serves an OAuth authorization server on the same origin and protects the MCP endpoint
+    /// with it: accepts its access tokens issued for `resource` (the canonical URI of this
+    /// endpoint as clients reach it, e.g. `https://mcp.example.com/mcp`), serves the
+    /// protected-resource metadata naming it, and mounts its routes.
+    ///
+    /// Every scope the tools declare must be one the authorization server grants (give it
+    /// [`McpTools::declared_scopes`] with
+    /// [`AuthorizationServer::scopes`](crate::oauth::AuthorizationServer::scopes)); otherwise
+    /// building the router fails, since no client could ever call those tools.
+    ///
+    /// # Errors
+    /// When `resource` is not one of the authorization server's resources.
+    pub fn oauth(
+        self,
+        server: &crate::oauth::OAuthServer,
+        resource: &str,
+    ) -> Result<Self, ConfigError> {
+        let authenticator = server.authenticator(resource)?;
+        let metadata = server.protected_resource(resource)?;
+        let mut this = self;
+        this.oauth_scopes = Some((server.issuer().to_owned(), server.scopes().to_vec()));
+        Ok(this
+            .authenticate(authenticator)
+            .protected_resource(metadata)
+            .merge(server.router()))
+    }
+
     /// Mounts more routes on the same server (for example a token endpoint). They are not
     /// behind the MCP authentication layer.
     pub fn merge(mut self, routes: Router) -> Self {
@@ -226,6 +256,19 @@ impl<T: McpTools> Gatekeeper<T> {
 
     fn build(self, shutdown: CancellationToken) -> Result<(Router, Arc<Engine<T>>), ConfigError> {
         check_roles::<T::Roles>(&self.authenticators)?;
+        if let Some((issuer, granted)) = &self.oauth_scopes {
+            let missing: Vec<&str> = T::declared_scopes()
+                .into_iter()
+                .filter(|s| !granted.iter().any(|g| g == s))
+                .collect();
+            if !missing.is_empty() {
+                return Err(ConfigError::invalid(format!(
+                    "authorization server `{issuer}` cannot grant the scopes some tools require \
+                     ({}); add them with AuthorizationServer::scopes",
+                    missing.join(" ")
+                )));
+            }
+        }
         let audit = match self.audit {
             AuditSetting::Log(log) => log,
             AuditSetting::File(path) => AuditLog::json_lines(path)?,

@@ -30,6 +30,18 @@ pub trait McpTools: Send + Sync + Sized + 'static {
     /// The server's name and version (by default the crate's).
     #[doc(hidden)]
     fn __server_info() -> ServerInfo;
+
+    /// Every scope some tool requires, sorted, each once: what an authorization server for
+    /// these tools must be able to grant.
+    fn declared_scopes() -> Vec<&'static str> {
+        let mut scopes: Vec<&'static str> = Self::__tool_defs()
+            .iter()
+            .flat_map(|t| t.scopes.iter().copied())
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    }
 }
 
 /// The name, version and instructions a server announces to clients.

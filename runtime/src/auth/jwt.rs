@@ -98,7 +98,7 @@ impl JwtAlgorithm {
         }
     }
 
-    const fn to_jsonwebtoken(self) -> Algorithm {
+    pub(crate) const fn to_jsonwebtoken(self) -> Algorithm {
         match self {
             JwtAlgorithm::Hs256 => Algorithm::HS256,
             JwtAlgorithm::Hs384 => Algorithm::HS384,
@@ -159,6 +159,8 @@ pub struct Jwt {
     /// Whether a configured role or scope claim is not one of the fields [`Claims`] reads, so
     /// the rest of the payload must be kept to find it.
     needs_extra_claims: bool,
+    /// How principals built from verified tokens say they authenticated.
+    method: AuthMethod,
 }
 
 impl Jwt {
@@ -289,6 +291,15 @@ impl Jwt {
         Ok(Self::with_key(algorithm, key))
     }
 
+    /// A verifier for tokens of this crate's own authorization server: the key comes from its
+    /// key ring, and the principals it builds say [`AuthMethod::OAuth`].
+    pub(crate) fn from_decoding_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
+        Self {
+            method: AuthMethod::OAuth,
+            ..Self::with_key(algorithm, key)
+        }
+    }
+
     /// Builds the verifier with the default rules; the builder methods refine them.
     fn with_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
         let mut validation = Validation::new(algorithm.to_jsonwebtoken());
@@ -308,6 +319,7 @@ impl Jwt {
             role_claim: DEFAULT_ROLE_CLAIM.to_owned(),
             scope_claims: DEFAULT_SCOPE_CLAIMS.map(str::to_owned).to_vec(),
             needs_extra_claims: false,
+            method: AuthMethod::Jwt,
         }
     }
 
@@ -436,7 +448,7 @@ impl Jwt {
         let expires_at = numeric_date(&claims.exp)
             .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp)))
             .ok_or_else(|| refused("claim_format"))?;
-        let mut builder = Principal::builder(AuthMethod::Jwt, claims.sub.as_str())
+        let mut builder = Principal::builder(self.method, claims.sub.as_str())
             .roles(self.roles(decoded)?)
             .scopes(self.scopes(decoded)?)
             .expires_at(expires_at);

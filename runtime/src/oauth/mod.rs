@@ -1,0 +1,582 @@
+//! An OAuth 2.1 authorization server for MCP: discovery (RFC 8414), a JWKS, the token endpoint
+//! (client credentials, authorization code with PKCE, refresh-token rotation), the authorization
+//! endpoint with a login and consent page, Dynamic Client Registration (RFC 7591), Client ID
+//! Metadata Documents, and revocation (RFC 7009), with its state in a [`Store`].
+//!
+//! Configure it with [`AuthorizationServer`], build it once (keys are loaded or generated, users
+//! and clients stored), and either mount it on the MCP server with [`Gatekeeper::oauth`] — which
+//! also makes the MCP endpoint a protected resource that accepts the server's tokens — or serve
+//! [`OAuthServer::router`] on its own and verify its tokens elsewhere with
+//! [`OAuthServer::authenticator`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use mcp_gatekeeper::{oauth::{AuthorizationServer, User}, store::SqliteStore};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let oauth = AuthorizationServer::new("https://mcp.example.com")?
+//!     .resource("https://mcp.example.com/mcp")?
+//!     .store(Arc::new(SqliteStore::open("data/oauth.db").await?))
+//!     .scopes(["data:read", "data:write"])
+//!     .user(User::new("alice", std::env::var("ALICE_PASSWORD")?).role("admin"))
+//!     .build()
+//!     .await?;
+//! # let _ = oauth; Ok(()) }
+//! ```
+//!
+//! [`Gatekeeper::oauth`]: crate::Gatekeeper::oauth
+
+mod authorize;
+mod cimd;
+mod clients;
+mod error;
+mod issue;
+mod keys;
+mod metadata;
+mod redirect;
+mod register;
+mod revoke;
+mod token;
+mod users;
+mod verifier;
+
+use std::{
+    fmt,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Router, extract::DefaultBodyLimit};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+
+pub use cimd::ClientMetadataDocuments;
+pub use clients::OAuthClient;
+pub use keys::SigningAlgorithm;
+pub use users::{Login, LoginFuture, SignedIn, User};
+pub use verifier::OAuthTokens;
+
+use crate::{
+    AuditLog, ConfigError, Lockout, ProtectedResource,
+    lockout::LockoutTable,
+    store::{MemoryStore, Store, StoreError},
+};
+
+/// Where the endpoints are served, relative to the issuer.
+pub(crate) mod paths {
+    /// RFC 8414 metadata.
+    pub(crate) const METADATA: &str = "/.well-known/oauth-authorization-server";
+    /// The JWKS.
+    pub(crate) const JWKS: &str = "/.well-known/jwks.json";
+    /// The authorization endpoint (GET: the request; POST: login and consent forms).
+    pub(crate) const AUTHORIZE: &str = "/oauth/authorize";
+    /// The token endpoint.
+    pub(crate) const TOKEN: &str = "/oauth/token";
+    /// Dynamic Client Registration.
+    pub(crate) const REGISTER: &str = "/oauth/register";
+    /// Token revocation.
+    pub(crate) const REVOKE: &str = "/oauth/revoke";
+}
+
+/// The grant types this server implements.
+pub(crate) mod grants {
+    /// RFC 6749 §4.1 with PKCE.
+    pub(crate) const AUTHORIZATION_CODE: &str = "authorization_code";
+    /// RFC 6749 §6, rotated on every use.
+    pub(crate) const REFRESH_TOKEN: &str = "refresh_token";
+    /// RFC 6749 §4.4, confidential clients only.
+    pub(crate) const CLIENT_CREDENTIALS: &str = "client_credentials";
+}
+
+/// Largest form or JSON body the OAuth endpoints read.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Configures an [`OAuthServer`]. Nothing is checked or stored until [`build`](Self::build).
+#[must_use]
+pub struct AuthorizationServer {
+    issuer: String,
+    resources: Vec<String>,
+    store: Option<Arc<dyn Store>>,
+    scopes: Vec<String>,
+    access_token_lifetime: Duration,
+    refresh_token_lifetime: Duration,
+    code_lifetime: Duration,
+    algorithm: SigningAlgorithm,
+    clients: Vec<OAuthClient>,
+    users: Vec<User>,
+    login: Option<Arc<dyn Login>>,
+    dynamic_registration: bool,
+    metadata_documents: Option<ClientMetadataDocuments>,
+    auto_approve: Option<String>,
+    lockout: Lockout,
+    audit: AuditLog,
+}
+
+impl fmt::Debug for AuthorizationServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationServer")
+            .field("issuer", &self.issuer)
+            .field("resources", &self.resources)
+            .field("scopes", &self.scopes)
+            .field("clients", &self.clients)
+            .field("users", &self.users)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthorizationServer {
+    /// An authorization server whose issuer identifier is `issuer`: an origin, `https://host`
+    /// (or `http://` on a loopback address for local use), where the server's routes are
+    /// mounted. The metadata, the tokens' `iss` and the
+    /// `iss` of authorization responses all carry exactly this string.
+    ///
+    /// # Errors
+    /// When `issuer` is not such a URL (it has a query, a fragment, or a non-loopback `http`).
+    pub fn new(issuer: &str) -> Result<Self, ConfigError> {
+        let issuer = check_issuer(issuer)?;
+        Ok(Self {
+            issuer,
+            resources: Vec::new(),
+            store: None,
+            scopes: Vec::new(),
+            access_token_lifetime: Duration::from_secs(3600),
+            refresh_token_lifetime: Duration::from_secs(30 * 86_400),
+            code_lifetime: Duration::from_secs(600),
+            algorithm: SigningAlgorithm::default(),
+            clients: Vec::new(),
+            users: Vec::new(),
+            login: None,
+            dynamic_registration: true,
+            metadata_documents: Some(ClientMetadataDocuments::default()),
+            auto_approve: None,
+            lockout: Lockout::default(),
+            audit: AuditLog::tracing_only(),
+        })
+    }
+
+    /// A resource (MCP endpoint URI) tokens may be issued for; the first one is the default
+    /// audience when a request names none (RFC 8707). At least one is required.
+    ///
+    /// # Errors
+    /// When `uri` is not a valid resource URI (see [`ProtectedResource::new`]).
+    pub fn resource(mut self, uri: &str) -> Result<Self, ConfigError> {
+        let canonical = ProtectedResource::new(uri)?.resource().to_owned();
+        if !self.resources.contains(&canonical) {
+            self.resources.push(canonical);
+        }
+        Ok(self)
+    }
+
+    /// Where clients, users, codes, refresh tokens, revocations and keys are kept (default: in
+    /// memory, lost on restart).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The scopes the server grants (`scopes_supported`). [`Gatekeeper::oauth`] adds the
+    /// scopes the tools declare.
+    ///
+    /// [`Gatekeeper::oauth`]: crate::Gatekeeper::oauth
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for scope in scopes {
+            let scope = scope.into();
+            if !self.scopes.contains(&scope) {
+                self.scopes.push(scope);
+            }
+        }
+        self
+    }
+
+    /// How long access tokens live (default one hour).
+    pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.access_token_lifetime = lifetime;
+        self
+    }
+
+    /// How long a refresh token lives unused (default 30 days; each rotation starts anew).
+    pub fn refresh_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.refresh_token_lifetime = lifetime;
+        self
+    }
+
+    /// How long an authorization code lives (default and maximum 10 minutes).
+    pub fn code_lifetime(mut self, lifetime: Duration) -> Self {
+        self.code_lifetime = lifetime.min(Duration::from_secs(600));
+        self
+    }
+
+    /// The algorithm access tokens are signed with (default ES256).
+    pub fn signing_algorithm(mut self, algorithm: SigningAlgorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// A pre-registered client, stored (replacing an earlier version) when the server is built.
+    pub fn client(mut self, client: OAuthClient) -> Self {
+        self.clients.push(client);
+        self
+    }
+
+    /// A user who can sign in on the login page, stored with an argon2 hash of the password
+    /// when the server is built.
+    pub fn user(mut self, user: User) -> Self {
+        self.users.push(user);
+        self
+    }
+
+    /// Signs users in with the application's own logic instead of (before) the stored users.
+    pub fn login(mut self, login: impl Login) -> Self {
+        self.login = Some(Arc::new(login));
+        self
+    }
+
+    /// Whether clients may register themselves (RFC 7591; default on). Self-registered clients
+    /// are public or confidential clients of the authorization-code grant only.
+    pub fn dynamic_registration(mut self, enabled: bool) -> Self {
+        self.dynamic_registration = enabled;
+        self
+    }
+
+    /// How Client ID Metadata Documents are fetched; `None` turns them off (default: on, with
+    /// private and loopback addresses refused).
+    pub fn client_metadata_documents(mut self, documents: Option<ClientMetadataDocuments>) -> Self {
+        self.metadata_documents = documents;
+        self
+    }
+
+    /// **For tests only:** every valid authorization request is approved at once for
+    /// `username`, without a login or consent page. Logged loudly at start-up.
+    pub fn insecure_auto_approve(mut self, username: impl Into<String>) -> Self {
+        self.auto_approve = Some(username.into());
+        self
+    }
+
+    /// When repeated failed client authentications or logins lock an account name and an
+    /// address out (default: 10 in a minute lock out for 5 minutes).
+    pub fn lockout(mut self, lockout: Lockout) -> Self {
+        self.lockout = lockout;
+        self
+    }
+
+    /// Where the server's audit records go (default: `tracing` only).
+    pub fn audit(mut self, log: AuditLog) -> Self {
+        self.audit = log;
+        self
+    }
+
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Checks the configuration, loads (or generates) the signing keys and stores the
+    /// configured clients and users.
+    ///
+    /// # Errors
+    /// When no resource is configured, a client or user is invalid, or the store fails.
+    pub async fn build(self) -> Result<OAuthServer, ConfigError> {
+        if self.resources.is_empty() {
+            return Err(ConfigError::invalid(format!(
+                "authorization server `{}` names no resource to issue tokens for \
+                 (AuthorizationServer::resource)",
+                self.issuer
+            )));
+        }
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let mut configured_roles: Vec<String> = self
+            .users
+            .iter()
+            .filter_map(User::role_name)
+            .chain(self.clients.iter().filter_map(OAuthClient::role_name))
+            .map(str::to_owned)
+            .collect();
+        configured_roles.sort_unstable();
+        configured_roles.dedup();
+        let now = unix_now();
+        let store_error = |e: StoreError| ConfigError::invalid(format!("OAuth store: {e}"));
+        for client in &self.clients {
+            for user in &self.users {
+                if user.username() == client.id() {
+                    return Err(ConfigError::invalid(format!(
+                        "client id `{}` is also a username: tokens of the two would share a \
+                         subject (RFC 9700 §4.15)",
+                        client.id()
+                    )));
+                }
+            }
+            let record = client.to_record(&self.scopes, now)?;
+            store.put_client(record).await.map_err(store_error)?;
+        }
+        for user in self.users {
+            let record = user.into_record(now).await?;
+            store.put_user(record).await.map_err(store_error)?;
+        }
+        let keys = keys::KeyRing::load(
+            store.as_ref(),
+            self.algorithm,
+            self.access_token_lifetime.as_secs() as i64,
+            now,
+        )
+        .await?;
+        let metadata_documents = match self.metadata_documents {
+            Some(documents) => Some(documents.into_fetcher()?),
+            None => None,
+        };
+        if let Some(user) = &self.auto_approve {
+            tracing::warn!(
+                target: crate::AUDIT_TARGET,
+                user = %user,
+                "authorization server auto-approves every authorization request (tests only)"
+            );
+        }
+        let state = Arc::new(AsState {
+            issuer: self.issuer,
+            resources: self.resources,
+            scopes: self.scopes,
+            access_token_lifetime: self.access_token_lifetime.as_secs() as i64,
+            refresh_token_lifetime: self.refresh_token_lifetime.as_secs() as i64,
+            code_lifetime: self.code_lifetime.as_secs() as i64,
+            users: users::Users::new(store.clone(), self.login),
+            store,
+            keys,
+            dynamic_registration: self.dynamic_registration,
+            metadata_documents,
+            auto_approve: self.auto_approve,
+            client_lockout: LockoutTable::new(self.lockout),
+            address_lockout: LockoutTable::new(self.lockout),
+            audit: self.audit,
+            configured_roles,
+            pending: authorize::PendingRequests::default(),
+        });
+        Ok(OAuthServer { state })
+    }
+}
+
+/// A built authorization server: its routes, a verifier for its tokens, and key rotation.
+#[derive(Clone)]
+pub struct OAuthServer {
+    state: Arc<AsState>,
+}
+
+impl fmt::Debug for OAuthServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthServer")
+            .field("issuer", &self.state.issuer)
+            .field("resources", &self.state.resources)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuthServer {
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// The URL of the RFC 8414 metadata document.
+    pub fn metadata_url(&self) -> String {
+        self.state.url(paths::METADATA)
+    }
+
+    /// The scopes the server grants.
+    pub fn scopes(&self) -> &[String] {
+        &self.state.scopes
+    }
+
+    /// The store the server keeps its state in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.store
+    }
+
+    /// Every endpoint: metadata, JWKS, authorize, token, register, revoke. Mount it at the
+    /// issuer's origin (the paths are absolute).
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .merge(metadata::routes())
+            .merge(token::routes())
+            .merge(register::routes())
+            .merge(revoke::routes())
+            .layer(axum::middleware::from_fn(error::cors));
+        Router::new()
+            .merge(api)
+            .merge(authorize::routes())
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self.state.clone())
+    }
+
+    /// An authenticator that accepts this server's access tokens for `resource` (its `aud`):
+    /// signature with a published key, issuer, audience, expiry, and not revoked.
+    ///
+    /// # Errors
+    /// When `resource` is not one of the server's resources.
+    pub fn authenticator(&self, resource: &str) -> Result<OAuthTokens, ConfigError> {
+        let canonical = ProtectedResource::new(resource)?.resource().to_owned();
+        if !self.state.resources.contains(&canonical) {
+            return Err(ConfigError::invalid(format!(
+                "`{canonical}` is not a resource of authorization server `{}` (its resources: {})",
+                self.state.issuer,
+                self.state.resources.join(", ")
+            )));
+        }
+        Ok(OAuthTokens::new(self.state.clone(), canonical))
+    }
+
+    /// The protected-resource metadata for `resource`, naming this server.
+    ///
+    /// # Errors
+    /// When `resource` is not a valid resource URI.
+    pub fn protected_resource(&self, resource: &str) -> Result<ProtectedResource, ConfigError> {
+        Ok(ProtectedResource::new(resource)?.authorization_server(self.state.issuer.clone()))
+    }
+
+    /// Starts signing with a new key. The previous key stays in the JWKS until the last token
+    /// it signed has expired, so no issued token stops working. Returns the new `kid`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn rotate_signing_key(&self) -> Result<String, StoreError> {
+        self.state
+            .keys
+            .rotate(self.state.store.as_ref(), unix_now())
+            .await
+    }
+}
+
+/// Everything the endpoints share.
+pub(crate) struct AsState {
+    /// The issuer identifier, exactly as published.
+    pub(crate) issuer: String,
+    /// The resources tokens may be issued for; the first is the default audience.
+    pub(crate) resources: Vec<String>,
+    /// `scopes_supported`.
+    pub(crate) scopes: Vec<String>,
+    /// Seconds.
+    pub(crate) access_token_lifetime: i64,
+    /// Seconds.
+    pub(crate) refresh_token_lifetime: i64,
+    /// Seconds.
+    pub(crate) code_lifetime: i64,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: keys::KeyRing,
+    pub(crate) users: users::Users,
+    pub(crate) dynamic_registration: bool,
+    pub(crate) metadata_documents: Option<cimd::Fetcher>,
+    /// The user every authorization request is approved for, in test mode.
+    pub(crate) auto_approve: Option<String>,
+    /// Failed client authentications and logins, per client id / username.
+    pub(crate) client_lockout: LockoutTable<String>,
+    /// Failed client authentications and logins, per address.
+    pub(crate) address_lockout: LockoutTable<IpAddr>,
+    pub(crate) audit: AuditLog,
+    /// The roles configured users and clients hold, for the start-up check that every role
+    /// names one the tools declare.
+    pub(crate) configured_roles: Vec<String>,
+    /// Authorization requests waiting for login and consent.
+    pub(crate) pending: authorize::PendingRequests,
+}
+
+impl AsState {
+    /// The absolute URL of an endpoint.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer.trim_end_matches('/'))
+    }
+
+    /// The resource a request names, or the default one; `None` when it names another.
+    pub(crate) fn resource_for(&self, requested: Option<&str>) -> Option<String> {
+        match requested {
+            None | Some("") => Some(self.resources[0].clone()),
+            Some(uri) => {
+                let canonical = ProtectedResource::new(uri).ok()?.resource().to_owned();
+                self.resources.contains(&canonical).then_some(canonical)
+            }
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A random secret of 256 bits, base64url (codes, refresh tokens, client secrets, CSRF tokens).
+pub(crate) fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A random identifier of 128 bits, base64url (client ids, families, `jti`s).
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Validates an issuer identifier (RFC 8414 §2): https (or http on loopback), no query or
+/// fragment, no trailing slash.
+fn check_issuer(issuer: &str) -> Result<String, ConfigError> {
+    let invalid = |why: &str| ConfigError::invalid(format!("issuer `{issuer}`: {why}"));
+    let url = url::Url::parse(issuer).map_err(|_| invalid("not an absolute URL"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("an issuer has no query or fragment (RFC 8414 §2)"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if redirect::is_loopback_host(url.host_str().unwrap_or_default()) => {}
+        _ => {
+            return Err(invalid(
+                "expected https:// (http:// only on a loopback address)",
+            ));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("missing host"));
+    }
+    if url.path() != "/" || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "the issuer is an origin: no path, user or password (the endpoints are mounted at its root)",
+        ));
+    }
+    Ok(issuer.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuers_are_checked() {
+        assert_eq!(
+            check_issuer("https://auth.example.com/").unwrap(),
+            "https://auth.example.com"
+        );
+        assert!(check_issuer("http://127.0.0.1:3000").is_ok());
+        assert!(check_issuer("http://localhost:3000").is_ok());
+        for bad in [
+            "http://auth.example.com",
+            "https://auth.example.com?x=1",
+            "https://auth.example.com#f",
+            "auth.example.com",
+            "ftp://auth.example.com",
+            "https://auth.example.com/tenant",
+        ] {
+            assert!(check_issuer(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn build_requires_a_resource() {
+        let err = AuthorizationServer::new("http://127.0.0.1:1")
+            .unwrap()
+            .build()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("names no resource"), "{err}");
+    }
+}

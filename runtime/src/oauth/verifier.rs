@@ -1,0 +1,139 @@
+//! The resource-server side: accepting the access tokens this authorization server issued.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, RwLock},
+};
+
+use super::{AsState, issue::family_of};
+use crate::{
+    Principal,
+    auth::{AuthError, AuthRequest, Authentication, Authenticator, Credential, Jwt, Verdict},
+};
+
+/// Authenticates `Authorization: Bearer` access tokens issued by an
+/// [`OAuthServer`](super::OAuthServer) for one resource. Make one with
+/// [`OAuthServer::authenticator`](super::OAuthServer::authenticator).
+///
+/// A JWT whose `kid` is one of the server's published keys is decided here: accepted when the
+/// signature verifies, `iss` is the server, `aud` is this resource (RFC 8707: a token for another
+/// resource is refused), it has not expired, and neither the token (`jti`, RFC 7009) nor its
+/// grant (a replayed code, a reused refresh token) was revoked. Other credentials are passed on
+/// to the next authenticator.
+#[derive(Clone)]
+pub struct OAuthTokens {
+    state: Arc<AsState>,
+    resource: String,
+    /// One verifier per `kid`, built on first use (keys only ever get added under new kids).
+    verifiers: Arc<RwLock<HashMap<String, Arc<Jwt>>>>,
+}
+
+impl fmt::Debug for OAuthTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthTokens")
+            .field("issuer", &self.state.issuer)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuthTokens {
+    pub(crate) fn new(state: Arc<AsState>, resource: String) -> Self {
+        Self {
+            state,
+            resource,
+            verifiers: Arc::default(),
+        }
+    }
+
+    /// The resource (audience) accepted.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The verifier for key `kid`, if the server publishes it.
+    fn verifier(&self, kid: &str) -> Option<Arc<Jwt>> {
+        let keys = self.state.keys.current();
+        if !keys.publishes(kid) {
+            return None; // retired and dropped, or never ours
+        }
+        if let Some(jwt) = self
+            .verifiers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kid)
+        {
+            return Some(jwt.clone());
+        }
+        let (algorithm, key) = keys.decoding_key(kid)?;
+        let jwt = Arc::new(
+            Jwt::from_decoding_key(algorithm, key)
+                .issuer(self.state.issuer.clone())
+                .audience(self.resource.clone()),
+        );
+        self.verifiers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kid.to_owned(), jwt.clone());
+        Some(jwt)
+    }
+
+    /// Whether the token or its grant was revoked. Fails closed: a store error refuses.
+    async fn check_not_revoked(&self, principal: Principal) -> Verdict {
+        let Some(jti) = principal.credential_id() else {
+            return Verdict::Reject(AuthError::invalid_token());
+        };
+        let store = &self.state.store;
+        let revoked = match store.is_access_token_revoked(jti).await {
+            Ok(true) => true,
+            Ok(false) => match family_of(jti) {
+                Some(family) => match store.is_family_revoked(family).await {
+                    Ok(revoked) => revoked,
+                    Err(error) => return store_failed(error),
+                },
+                None => false,
+            },
+            Err(error) => return store_failed(error),
+        };
+        if revoked {
+            tracing::debug!(target: "mcp_gatekeeper::auth", "revoked access token refused");
+            return Verdict::Reject(AuthError::invalid_token().with_credential_id(jti));
+        }
+        Verdict::Accept(Arc::new(principal))
+    }
+}
+
+fn store_failed(error: crate::store::StoreError) -> Verdict {
+    tracing::error!(target: crate::AUDIT_TARGET, %error, "revocation check failed; token refused");
+    Verdict::Reject(AuthError::invalid_token())
+}
+
+impl Authenticator for OAuthTokens {
+    fn name(&self) -> &'static str {
+        "oauth"
+    }
+
+    fn authenticate<'a>(&'a self, request: &'a AuthRequest<'a>) -> Authentication<'a> {
+        let Some(credential @ Credential::Bearer(token)) = request.credential else {
+            return Verdict::Pass.into();
+        };
+        if !credential.looks_like_jwt() {
+            return Verdict::Pass.into();
+        }
+        let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) else {
+            return Verdict::Pass.into();
+        };
+        let Some(verifier) = self.verifier(&kid) else {
+            return Verdict::Pass.into();
+        };
+        match verifier.verify(token) {
+            Ok(principal) => Authentication::Pending(Box::pin(self.check_not_revoked(principal))),
+            Err(error) => Verdict::Reject(error).into(),
+        }
+    }
+
+    fn configured_roles(&self) -> Vec<String> {
+        self.state.configured_roles.clone()
+    }
+}
