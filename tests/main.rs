@@ -15,6 +15,7 @@ mod common;
 mod audit;
 mod authentication;
 mod authorization;
+mod oauth;
 mod rmcp_client;
 mod step_up;
 mod token_endpoint;
