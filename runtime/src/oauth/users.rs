@@ -101,6 +101,10 @@ impl User {
     }
 }
 
+/// The stored password hash of users signed in by a [`Login`] hook: not a PHC string, so no
+/// password ever verifies against it.
+const NO_PASSWORD: &str = "!login-hook";
+
 /// Stored in a user's scopes to mean "every scope the server supports".
 pub(crate) const ALL_SCOPES: &str = "*";
 
@@ -163,6 +167,17 @@ impl Users {
         if let Some(hook) = &self.hook
             && let Some(user) = hook.sign_in(username, password).await
         {
+            // Remembered (with a password no one can sign in with), so the token endpoint finds
+            // the user's current role and scopes on every refresh, as for stored users.
+            self.store
+                .put_user(UserRecord {
+                    username: user.subject.clone(),
+                    password_hash: NO_PASSWORD.into(),
+                    role: user.role.clone(),
+                    scopes: user.scopes.clone().unwrap_or_else(|| vec![ALL_SCOPES.into()]),
+                    created_at: super::unix_now(),
+                })
+                .await?;
             return Ok(Some(user));
         }
         let user = self.store.get_user(username).await?;
@@ -179,7 +194,8 @@ impl Users {
         })
     }
 
-    /// The user with this subject, for a grant made earlier (the auto-approve test mode).
+    /// The user with this subject as of now: the token endpoint issues with the current role and
+    /// scopes (a demoted or deleted user's grants shrink or end at the next refresh).
     pub(crate) async fn get(&self, username: &str) -> Result<Option<SignedIn>, StoreError> {
         Ok(self.store.get_user(username).await?.map(signed_in))
     }
@@ -257,5 +273,9 @@ mod tests {
         let carol = users.sign_in("carol", "from-ldap").await.unwrap().unwrap();
         assert_eq!(carol.subject, "carol@corp");
         assert_eq!(users.sign_in("carol", "nope").await.unwrap(), None);
+        // Remembered for refreshes, but never by password.
+        assert_eq!(users.get("carol@corp").await.unwrap(), Some(carol));
+        assert_eq!(users.sign_in("carol@corp", "!login-hook").await.unwrap(), None);
+        assert_eq!(users.sign_in("carol@corp", "").await.unwrap(), None);
     }
 }
