@@ -35,11 +35,18 @@ pub enum Role {
     Admin,
 }
 
-/// The data store the tools work on.
+/// The data the tools work on: values by key and the store's users. The tools below (and the
+/// OAuth example's) are thin, guarded wrappers around these methods.
 #[derive(Default)]
-pub struct DataTools {
+pub struct DataStore {
     data: Mutex<HashMap<String, String>>,
     users: Mutex<BTreeMap<String, Role>>,
+}
+
+/// The RBAC server's tools.
+#[derive(Default)]
+pub struct DataTools {
+    store: DataStore,
 }
 
 /// What `write-data` reports.
@@ -65,71 +72,47 @@ pub enum UserAction {
     Remove,
 }
 
-/// An RBAC-protected key-value store. Read with `read-data`, write with `write-data` (editors),
-/// delete with `delete-data` and administer users with `manage-users` (admins).
-#[mcp_tools(roles = Role)]
-impl DataTools {
-    /// Read the value stored under a key.
-    ///
-    /// # Arguments
-    /// * `key` - The key to read.
-    #[mcp_tool(name = "read-data", role = "viewer", rate = 100, read_only)]
-    async fn read_data(&self, key: String) -> Result<String, ToolError> {
+impl DataStore {
+    /// The value under `key`.
+    pub fn read(&self, key: &str) -> Result<String, ToolError> {
         let data = self
             .data
             .lock()
             .map_err(|_| ToolError::internal("store unavailable"))?;
-        data.get(&key)
+        data.get(key)
             .cloned()
             .ok_or_else(|| ToolError::new(format!("no value stored under `{key}`")))
     }
 
-    /// Store a value under a key.
-    ///
-    /// # Arguments
-    /// * `key` - The key to write.
-    /// * `value` - The value to store.
-    #[mcp_tool(name = "write-data", role = "editor", rate = "50/min", idempotent)]
-    async fn write_data(
-        &self,
-        caller: Caller<Role>,
-        key: String,
-        value: String,
-    ) -> Result<Json<Receipt>, ToolError> {
+    /// Stores `value` under `key` for `writer`.
+    pub fn write(&self, writer: &str, key: String, value: String) -> Result<Receipt, ToolError> {
         let mut data = self
             .data
             .lock()
             .map_err(|_| ToolError::internal("store unavailable"))?;
         let replaced = data.insert(key.clone(), value).is_some();
-        Ok(Json(Receipt {
+        Ok(Receipt {
             key,
             replaced,
-            written_by: caller.subject().to_owned(),
-        }))
+            written_by: writer.to_owned(),
+        })
     }
 
-    /// Delete the value stored under a key.
-    ///
-    /// # Arguments
-    /// * `key` - The key to delete.
-    #[mcp_tool(name = "delete-data", role = "admin", rate = "10/min", destructive)]
-    async fn delete_data(&self, proof: Granted<Admin>, key: String) -> Result<String, ToolError> {
-        let removed = remove_key(&proof, &self.data, &key)?;
-        Ok(if removed {
+    /// Deletes `key`. Only code holding proof of the admin role can call it.
+    pub fn delete(&self, _proof: &Granted<Admin>, key: &str) -> Result<String, ToolError> {
+        let mut data = self
+            .data
+            .lock()
+            .map_err(|_| ToolError::internal("store unavailable"))?;
+        Ok(if data.remove(key).is_some() {
             format!("deleted `{key}`")
         } else {
             format!("`{key}` was not stored")
         })
     }
 
-    /// List, add or remove users of the store.
-    ///
-    /// # Arguments
-    /// * `action` - `list`, `add` or `remove`.
-    /// * `username` - The user to add or remove.
-    /// * `role` - The role of an added user: `viewer`, `editor` or `admin`.
-    #[mcp_tool(name = "manage-users", role = "admin", rate = "20/min")]
-    async fn manage_users(
+    /// Lists, adds or removes users of the store.
+    pub fn manage_users(
         &self,
         action: UserAction,
         username: Option<String>,
@@ -163,16 +146,58 @@ impl DataTools {
     }
 }
 
-/// Only code holding proof of the admin role can delete.
-fn remove_key(
-    _proof: &Granted<Admin>,
-    data: &Mutex<HashMap<String, String>>,
-    key: &str,
-) -> Result<bool, ToolError> {
-    let mut data = data
-        .lock()
-        .map_err(|_| ToolError::internal("store unavailable"))?;
-    Ok(data.remove(key).is_some())
+/// An RBAC-protected key-value store. Read with `read-data`, write with `write-data` (editors),
+/// delete with `delete-data` and administer users with `manage-users` (admins).
+#[mcp_tools(roles = Role)]
+impl DataTools {
+    /// Read the value stored under a key.
+    ///
+    /// # Arguments
+    /// * `key` - The key to read.
+    #[mcp_tool(name = "read-data", role = "viewer", rate = 100, read_only)]
+    async fn read_data(&self, key: String) -> Result<String, ToolError> {
+        self.store.read(&key)
+    }
+
+    /// Store a value under a key.
+    ///
+    /// # Arguments
+    /// * `key` - The key to write.
+    /// * `value` - The value to store.
+    #[mcp_tool(name = "write-data", role = "editor", rate = "50/min", idempotent)]
+    async fn write_data(
+        &self,
+        caller: Caller<Role>,
+        key: String,
+        value: String,
+    ) -> Result<Json<Receipt>, ToolError> {
+        self.store.write(caller.subject(), key, value).map(Json)
+    }
+
+    /// Delete the value stored under a key.
+    ///
+    /// # Arguments
+    /// * `key` - The key to delete.
+    #[mcp_tool(name = "delete-data", role = "admin", rate = "10/min", destructive)]
+    async fn delete_data(&self, proof: Granted<Admin>, key: String) -> Result<String, ToolError> {
+        self.store.delete(&proof, &key)
+    }
+
+    /// List, add or remove users of the store.
+    ///
+    /// # Arguments
+    /// * `action` - `list`, `add` or `remove`.
+    /// * `username` - The user to add or remove.
+    /// * `role` - The role of an added user: `viewer`, `editor` or `admin`.
+    #[mcp_tool(name = "manage-users", role = "admin", rate = "20/min")]
+    async fn manage_users(
+        &self,
+        action: UserAction,
+        username: Option<String>,
+        role: Option<String>,
+    ) -> Result<String, ToolError> {
+        self.store.manage_users(action, username, role)
+    }
 }
 
 /// How the example is configured.

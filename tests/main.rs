@@ -6,6 +6,10 @@
 #[allow(dead_code, unreachable_pub)]
 mod rbac;
 
+#[path = "../examples/oauth.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod oauth_example;
+
 #[path = "../examples/hello.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod hello;

@@ -18,6 +18,8 @@ use crate::step_up::Notes;
 
 mod authorize;
 mod clients;
+mod e2e;
+mod restart;
 mod token;
 
 /// A member who signs in with a password.

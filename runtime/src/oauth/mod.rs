@@ -15,7 +15,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let oauth = AuthorizationServer::new("https://mcp.example.com")?
 //!     .resource("https://mcp.example.com/mcp")?
-//!     .store(Arc::new(SqliteStore::open("data/oauth.db").await?))
+//!     .store(Arc::new(SqliteStore::open("data/oauth.db")?))
 //!     .scopes(["data:read", "data:write"])
 //!     .user(User::new("alice", std::env::var("ALICE_PASSWORD")?).role("admin"))
 //!     .build()

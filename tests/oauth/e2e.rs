@@ -1,0 +1,1 @@
+//! Placeholder; filled in by the end-to-end work (Node SDK client, Chromium, conformance suite).
