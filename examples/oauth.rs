@@ -54,7 +54,13 @@ impl OAuthDataTools {
     ///
     /// # Arguments
     /// * `key` - The key to read.
-    #[mcp_tool(name = "read-data", role = "viewer", scope = "data:read", rate = 100, read_only)]
+    #[mcp_tool(
+        name = "read-data",
+        role = "viewer",
+        scope = "data:read",
+        rate = 100,
+        read_only
+    )]
     async fn read_data(&self, key: String) -> Result<String, ToolError> {
         self.store.read(&key)
     }
@@ -64,7 +70,12 @@ impl OAuthDataTools {
     /// # Arguments
     /// * `key` - The key to write.
     /// * `value` - The value to store.
-    #[mcp_tool(name = "write-data", role = "editor", scope = "data:write", rate = "50/min")]
+    #[mcp_tool(
+        name = "write-data",
+        role = "editor",
+        scope = "data:write",
+        rate = "50/min"
+    )]
     async fn write_data(
         &self,
         caller: Caller<Role>,
@@ -95,7 +106,12 @@ impl OAuthDataTools {
     /// * `action` - `list`, `add` or `remove`.
     /// * `username` - The user to add or remove.
     /// * `role` - The role of an added user: `viewer`, `editor` or `admin`.
-    #[mcp_tool(name = "manage-users", role = "admin", scope = "users:manage", rate = "20/min")]
+    #[mcp_tool(
+        name = "manage-users",
+        role = "admin",
+        scope = "users:manage",
+        rate = "20/min"
+    )]
     async fn manage_users(
         &self,
         action: UserAction,
@@ -213,7 +229,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("protected resource:     {issuer}/.well-known/oauth-protected-resource/mcp");
     println!("sign in as:             {user}");
     println!("\ntry it (opens a browser for the login and consent page):");
-    println!("  npx @modelcontextprotocol/inspector --cli {issuer}/mcp --transport http --method tools/list");
+    println!(
+        "  npx @modelcontextprotocol/inspector --cli {issuer}/mcp --transport http --method tools/list"
+    );
     println!("listening on {}", running.local_addr());
     running.wait().await?;
     Ok(())

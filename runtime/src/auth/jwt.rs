@@ -21,7 +21,10 @@ use jsonwebtoken::{
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Map, Number, Value};
 
-use super::{AuthError, AuthRequest, Authentication, Authenticator, Credential, Verdict};
+use super::{
+    AuthError, AuthRequest, Authentication, Authenticator, Credential, Verdict,
+    token_cache::VerifiedTokens,
+};
 use crate::{AuthMethod, ConfigError, Principal};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` unless configured otherwise.
@@ -161,6 +164,8 @@ pub struct Jwt {
     needs_extra_claims: bool,
     /// How principals built from verified tokens say they authenticated.
     method: AuthMethod,
+    /// Tokens already verified, shared by the clones of this verifier.
+    verified: Arc<VerifiedTokens>,
 }
 
 impl Jwt {
@@ -320,6 +325,7 @@ impl Jwt {
             scope_claims: DEFAULT_SCOPE_CLAIMS.map(str::to_owned).to_vec(),
             needs_extra_claims: false,
             method: AuthMethod::Jwt,
+            verified: Arc::default(),
         }
     }
 
@@ -327,6 +333,8 @@ impl Jwt {
     /// the issuer.
     #[must_use]
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        // Other rules: tokens accepted under the old ones must be checked again.
+        self.verified = Arc::default();
         let issuer = issuer.into();
         self.validation.set_issuer(&[&issuer]);
         self.validation
@@ -340,6 +348,8 @@ impl Jwt {
     /// to accept any of several audiences. Without it, `aud` is not checked.
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        // Other rules: tokens accepted under the old ones must be checked again.
+        self.verified = Arc::default();
         self.audiences.push(audience.into());
         self.validation.set_audience(&self.audiences);
         self.validation.validate_aud = true;
@@ -353,6 +363,8 @@ impl Jwt {
     /// most one day).
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
+        // Other rules: tokens accepted under the old ones must be checked again.
+        self.verified = Arc::default();
         self.leeway = leeway.min(MAX_LEEWAY).as_secs();
         self.validation.leeway = self.leeway;
         self
@@ -363,6 +375,8 @@ impl Jwt {
     /// the registered ones (`sub`, `jti`, ...).
     #[must_use]
     pub fn role_claim(mut self, name: impl Into<String>) -> Self {
+        // Other rules: tokens accepted under the old ones must be checked again.
+        self.verified = Arc::default();
         self.role_claim = name.into();
         self.update_needs_extra_claims();
         self
@@ -377,6 +391,8 @@ impl Jwt {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        // Other rules: tokens accepted under the old ones must be checked again.
+        self.verified = Arc::default();
         self.scope_claims = names.into_iter().map(Into::into).collect();
         self.update_needs_extra_claims();
         self
@@ -402,6 +418,23 @@ impl Jwt {
         let decoded = self.decode(token)?;
         self.check_times(&decoded.claims)?;
         self.principal(&decoded)
+    }
+
+    /// [`verify`](Self::verify), answered from the cache of tokens this verifier accepted before
+    /// when `token` is one of them and still unexpired: a client presents the same token on
+    /// every request, and the signature check is the expensive part.
+    pub(crate) fn verify_shared(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let now = now();
+        if let Some(principal) = self.verified.get(token, now) {
+            return Ok(principal);
+        }
+        let principal = Arc::new(self.verify(token)?);
+        let valid_until = principal
+            .expires_at()
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs().saturating_add(self.leeway));
+        self.verified.insert(token, principal.clone(), valid_until);
+        Ok(principal)
     }
 
     /// Checks the signature and the rules `jsonwebtoken` knows (algorithm, exp, nbf, iss, aud,
@@ -501,8 +534,8 @@ impl Authenticator for Jwt {
         if !credential.looks_like_jwt() {
             return Verdict::Pass.into();
         }
-        match self.verify(token) {
-            Ok(principal) => Verdict::Accept(Arc::new(principal)),
+        match self.verify_shared(token) {
+            Ok(principal) => Verdict::Accept(principal),
             Err(error) => Verdict::Reject(error),
         }
         .into()
@@ -837,6 +870,38 @@ TlvHNUaF7TxkpfrVfQIDAQAB
 
     fn hs256() -> Jwt {
         Jwt::hs256(SECRET).unwrap()
+    }
+
+    #[test]
+    fn cached_tokens_follow_the_rules_of_the_verifier_they_were_checked_by() {
+        let token = hs256_token(&json!({ "sub": "a", "iss": "one", "exp": now() + 600 }));
+        let one = hs256().issuer("one");
+        let first = one.verify_shared(&token).unwrap();
+        let again = one.clone().verify_shared(&token).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second check is a cache hit"
+        );
+        // A clone reconfigured with other rules does not inherit what the original accepted.
+        assert!(one.clone().issuer("two").verify_shared(&token).is_err());
+        assert!(one.clone().audience("aud").verify_shared(&token).is_err());
+        // A refused token is never cached, and a forged one never matches a cached one.
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        assert!(one.verify_shared(&forged).is_err());
+        assert!(one.verify_shared(&forged).is_err());
+    }
+
+    #[test]
+    fn a_cached_token_expires_like_any_other() {
+        let token = hs256_token(&json!({ "sub": "a", "exp": now() + 1 }));
+        let jwt = hs256().leeway(Duration::ZERO);
+        assert!(jwt.verify_shared(&token).is_ok());
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(
+            jwt.verify_shared(&token).unwrap_err().kind(),
+            AuthErrorKind::Expired,
+            "the cache does not extend a token's life"
+        );
     }
 
     fn assert_invalid(result: Result<Principal, AuthError>) {

@@ -10,6 +10,7 @@ mod chain;
 mod credential;
 mod error;
 mod jwt;
+mod token_cache;
 
 use std::sync::Arc;
 

@@ -80,7 +80,7 @@ impl OAuthTokens {
     }
 
     /// Whether the token or its grant was revoked. Fails closed: a store error refuses.
-    async fn check_not_revoked(&self, principal: Principal) -> Verdict {
+    async fn check_not_revoked(&self, principal: Arc<Principal>) -> Verdict {
         let Some(jti) = principal.credential_id() else {
             return Verdict::Reject(AuthError::invalid_token());
         };
@@ -100,7 +100,7 @@ impl OAuthTokens {
             tracing::debug!(target: "mcp_gatekeeper::auth", "revoked access token refused");
             return Verdict::Reject(AuthError::invalid_token().with_credential_id(jti));
         }
-        Verdict::Accept(Arc::new(principal))
+        Verdict::Accept(principal)
     }
 }
 
@@ -127,7 +127,7 @@ impl Authenticator for OAuthTokens {
         let Some(verifier) = self.verifier(&kid) else {
             return Verdict::Pass.into();
         };
-        match verifier.verify(token) {
+        match verifier.verify_shared(token) {
             Ok(principal) => Authentication::Pending(Box::pin(self.check_not_revoked(principal))),
             Err(error) => Verdict::Reject(error).into(),
         }
