@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::request::Parts;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use mcp_gatekeeper::{
-    ApiKey, ApiKeys, Jwt,
+    ApiKey, ApiKeys, Jwt, __bench,
     auth::{AuthRequest, Authentication, Authenticator, Credential, Verdict},
 };
 use serde_json::json;
@@ -186,6 +186,10 @@ fn bench_jwt(c: &mut Criterion) {
         assert_eq!(principal.subject(), "user-0000123");
         group.bench_function(name, |b| {
             b.iter(|| jwt.verify(black_box(&token)).unwrap());
+        });
+        // What a request pays once its token has been seen: the verified-token cache.
+        group.bench_function(format!("{name}_cached"), |b| {
+            b.iter(|| assert!(__bench::verify_cached(&jwt, black_box(&token))));
         });
     }
     group.finish();
