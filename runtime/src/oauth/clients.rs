@@ -228,11 +228,17 @@ pub(crate) async fn find(
     client_id: &str,
 ) -> Result<Option<ClientRecord>, OAuthError> {
     if let Some(fetcher) = &state.metadata_documents
-        && super::cimd::is_metadata_url(client_id)
+        && fetcher.is_metadata_url(client_id)
     {
         return fetcher.client(state, client_id).await;
     }
-    Ok(state.store.get_client(client_id).await?)
+    // A client stored from a metadata document is trusted only through the fetcher, which
+    // re-fetches it when its cache lifetime ends (and not at all once documents are off).
+    Ok(state
+        .store
+        .get_client(client_id)
+        .await?
+        .filter(|c| c.metadata_url.is_none()))
 }
 
 /// The credentials a request to the token or revocation endpoint presents.
