@@ -174,7 +174,10 @@ impl Users {
                     username: user.subject.clone(),
                     password_hash: NO_PASSWORD.into(),
                     role: user.role.clone(),
-                    scopes: user.scopes.clone().unwrap_or_else(|| vec![ALL_SCOPES.into()]),
+                    scopes: user
+                        .scopes
+                        .clone()
+                        .unwrap_or_else(|| vec![ALL_SCOPES.into()]),
                     created_at: super::unix_now(),
                 })
                 .await?;
@@ -275,7 +278,10 @@ mod tests {
         assert_eq!(users.sign_in("carol", "nope").await.unwrap(), None);
         // Remembered for refreshes, but never by password.
         assert_eq!(users.get("carol@corp").await.unwrap(), Some(carol));
-        assert_eq!(users.sign_in("carol@corp", "!login-hook").await.unwrap(), None);
+        assert_eq!(
+            users.sign_in("carol@corp", "!login-hook").await.unwrap(),
+            None
+        );
         assert_eq!(users.sign_in("carol@corp", "").await.unwrap(), None);
     }
 }
