@@ -104,15 +104,6 @@ impl OAuthError {
         )
     }
 
-    /// RFC 7009 §2.2.1: the server does not revoke this kind of token.
-    pub(crate) fn unsupported_token_type() -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_token_type",
-            "this token type cannot be revoked",
-        )
-    }
-
     /// Too many failures: locked out for `wait`.
     pub(crate) fn locked_out(wait: Duration) -> Self {
         Self {

@@ -106,6 +106,7 @@ impl KeySet {
     }
 
     /// The `kid`s published.
+    #[cfg(test)]
     pub(crate) fn kids(&self) -> impl Iterator<Item = &str> {
         self.verifying.keys().map(String::as_str)
     }
