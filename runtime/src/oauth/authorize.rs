@@ -1,16 +1,144 @@
-//! TODO(helper): the authorization endpoint, login and consent pages.
+//! The authorization endpoint (RFC 6749 §4.1 with PKCE, as OAuth 2.1 and the MCP spec require)
+//! with its login and consent pages.
+//!
+//! `GET /oauth/authorize` validates the request and keeps it server-side as a pending request
+//! (random id, CSRF token, at most ten minutes), then shows the consent page to a signed-in
+//! browser or the login page. The login form signs the user in (lockout by username and by
+//! address), starts a server-side session (cookie: a random id only) and sends the browser to
+//! the consent page. The consent form's decision uses the pending request up: approve stores an
+//! authorization code (only its hash) and sends the browser back to the client with it; deny
+//! sends `access_denied`.
+//!
+//! Forms are protected three ways: a per-request CSRF token, the session cookie being
+//! `SameSite=Lax` (not sent by another site's form POST), and Fetch Metadata (a browser's
+//! `Sec-Fetch-Site: cross-site` POST is refused, which also stops login CSRF).
 
-use std::sync::Arc;
+mod consent;
+mod cookie;
+mod form;
+mod login;
+mod pages;
+mod pending;
+mod request;
+mod respond;
+mod start;
 
-use axum::Router;
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, sync::Mutex};
 
-use super::AsState;
+use axum::{
+    Router,
+    extract::{ConnectInfo, FromRequestParts},
+    routing::{get, post},
+};
+use http::{HeaderMap, request::Parts};
 
-/// Authorization requests waiting for the user to sign in and consent.
-#[derive(Default)]
-pub(crate) struct PendingRequests {}
+use super::{AsState, paths};
+use crate::{AuditEvent, AuditRecord, Outcome};
+
+/// The login form's target.
+const LOGIN: &str = "/oauth/authorize/login";
+/// The consent page (`?request=<id>`); without a session it shows the login page.
+const CONSENT: &str = "/oauth/authorize/consent";
+/// The consent form's target.
+const DECISION: &str = "/oauth/authorize/decision";
+/// The "not you?" form's target.
+const LOGOUT: &str = "/oauth/authorize/logout";
+
+/// Authorization requests waiting for the user to sign in and consent, and the sessions of
+/// signed-in users (both bounded and expiring; see [`pending`]).
+pub(crate) struct PendingRequests {
+    requests: Mutex<pending::Bounded<String, pending::PendingRequest>>,
+    sessions: Mutex<pending::Bounded<pending::SessionKey, pending::Session>>,
+}
 
 /// The endpoint's routes.
 pub(super) fn routes() -> Router<Arc<AsState>> {
     Router::new()
+        .route(paths::AUTHORIZE, get(start::authorize))
+        .route(LOGIN, post(login::sign_in))
+        .route(CONSENT, get(consent::show))
+        .route(DECISION, post(consent::decide))
+        .route(LOGOUT, post(login::sign_out))
+}
+
+/// The peer's address, when the server was started with connect info.
+pub(super) struct Remote(pub(super) Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Remote {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Remote(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0),
+        ))
+    }
+}
+
+/// Whether a browser says this form POST comes from another site's page (Fetch Metadata). Such
+/// a POST is never legitimate: the forms are served by this origin. Clients that send no such
+/// header (non-browsers, old browsers) rely on the CSRF token and the `SameSite` cookie.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site == "cross-site" || site == "same-site")
+}
+
+/// An audit record of this endpoint.
+fn audit<'a>(
+    state: &AsState,
+    event: AuditEvent,
+    outcome: Outcome,
+    fill: impl FnOnce(&mut AuditRecord<'a>),
+) {
+    let mut record = AuditRecord::new(event, outcome);
+    fill(&mut record);
+    state.audit.record(&record);
+}
+
+/// The consent page's URL for request `id`.
+fn consent_url(id: &str) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("request", id)
+        .finish();
+    format!("{CONSENT}?{query}")
+}
+
+/// A real server state (keys, store, audit) for the unit tests of the pages.
+#[cfg(test)]
+pub(super) async fn test_state(issuer: &str) -> Arc<AsState> {
+    super::AuthorizationServer::new(issuer)
+        .and_then(|s| s.resource(&format!("{issuer}/mcp")))
+        .expect("valid test issuer")
+        .build()
+        .await
+        .expect("test server builds")
+        .state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_live_under_the_authorization_endpoint() {
+        for path in [LOGIN, CONSENT, DECISION, LOGOUT] {
+            assert!(path.starts_with(paths::AUTHORIZE), "{path}");
+            // The session cookie of a loopback issuer is scoped to /oauth.
+            assert!(path.starts_with("/oauth/"), "{path}");
+        }
+        assert_eq!(consent_url("a b"), "/oauth/authorize/consent?request=a+b");
+    }
+
+    #[test]
+    fn cross_site_posts_are_recognised() {
+        let mut headers = HeaderMap::new();
+        assert!(!from_another_site(&headers));
+        headers.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(!from_another_site(&headers));
+        headers.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(from_another_site(&headers));
+    }
 }
