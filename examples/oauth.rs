@@ -34,8 +34,8 @@ use mcp_gatekeeper::{
 use tokio::net::TcpListener;
 
 #[path = "rbac.rs"]
-#[allow(dead_code)]
-mod rbac;
+#[allow(dead_code, unreachable_pub)]
+pub(crate) mod rbac;
 
 use rbac::{Admin, DataStore, Receipt, Role, UserAction};
 

@@ -2,13 +2,12 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
-#[path = "../examples/rbac.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod rbac;
-
 #[path = "../examples/oauth.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod oauth_example;
+
+// The RBAC example, through the OAuth example that builds on it (a file is compiled once).
+use oauth_example::rbac;
 
 #[path = "../examples/hello.rs"]
 #[allow(dead_code, unreachable_pub)]

@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::request::Parts;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use mcp_gatekeeper::{
-    ApiKey, ApiKeys, Jwt, __bench,
+    __bench, ApiKey, ApiKeys, Jwt,
     auth::{AuthRequest, Authentication, Authenticator, Credential, Verdict},
 };
 use serde_json::json;
