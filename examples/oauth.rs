@@ -22,6 +22,14 @@
 //!   (intranets, tests);
 //! - `OAUTH_INSECURE_AUTO_APPROVE=1`: **tests only** — approve every authorization request at
 //!   once as the demo user, with no login or consent page.
+//!
+//! Pre-register a client from the command line (stored in the same SQLite file; a confidential
+//! client's secret is printed once):
+//!
+//! ```text
+//! cargo run --example oauth -- add-client my-app --name "My App" --redirect-uri https://my.app/cb
+//! cargo run --example oauth -- add-client reporting --confidential --role viewer --scope data:read
+//! ```
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -198,14 +206,88 @@ fn config_from_env(bind: &str) -> OAuthConfig {
         clients.push(OAuthClient::confidential(id, secret).role(role));
     }
     OAuthConfig {
-        issuer: var("OAUTH_ISSUER").unwrap_or_else(|| format!("http://{bind}")),
-        data_dir: var("OAUTH_DATA_DIR").map_or_else(|| "oauth-data".into(), PathBuf::from),
         user: var("OAUTH_USER").unwrap_or_else(|| "alice".into()),
         password,
         role: var("OAUTH_USER_ROLE").unwrap_or_else(|| "admin".into()),
         clients,
         cimd_allow_private: var("OAUTH_CIMD_ALLOW_PRIVATE").is_some_and(|v| v == "1"),
         auto_approve: var("OAUTH_INSECURE_AUTO_APPROVE").is_some_and(|v| v == "1"),
+        ..config_without_user(bind)
+    }
+}
+
+/// `add-client`: registers a client in the data directory's store ahead of time (the CLI way
+/// of pre-registering; the running server sees it at once).
+async fn add_client(args: &[String], bind: &str) -> Result<(), Box<dyn std::error::Error>> {
+    const USAGE: &str = "usage: cargo run --example oauth -- add-client <client-id> \
+        [--name NAME] [--redirect-uri URI]... [--confidential] [--role ROLE] [--scope SCOPE]...";
+    let mut args = args.iter();
+    let id = args.next().filter(|a| !a.starts_with("--")).ok_or(USAGE)?;
+    let (mut name, mut redirects, mut confidential, mut role, mut scopes) =
+        (None, Vec::new(), false, None, Vec::new());
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().cloned().ok_or(USAGE);
+        match flag.as_str() {
+            "--name" => name = Some(value()?),
+            "--redirect-uri" => redirects.push(value()?),
+            "--role" => role = Some(value()?),
+            "--scope" => scopes.push(value()?),
+            "--confidential" => confidential = true,
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let secret = confidential.then(|| {
+        let mut bytes = [0u8; 24];
+        rand::fill(&mut bytes);
+        hex::encode(bytes)
+    });
+    let mut client = match &secret {
+        Some(secret) => OAuthClient::confidential(id, secret),
+        None => OAuthClient::public(id),
+    }
+    .redirect_uris(redirects);
+    if let Some(name) = name {
+        client = client.name(name);
+    }
+    if let Some(role) = role {
+        client = client.role(role);
+    }
+    if !scopes.is_empty() {
+        client = client.scopes(scopes);
+    }
+    let config = OAuthConfig {
+        clients: vec![client],
+        ..config_without_user(bind)
+    };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = SqliteStore::open(config.data_dir.join("oauth.db"))?;
+    // Building the server validates the client and stores it.
+    AuthorizationServer::new(&config.issuer)?
+        .resource(&format!("{}/mcp", config.issuer.trim_end_matches('/')))?
+        .store(Arc::new(store))
+        .scopes(OAuthDataTools::declared_scopes())
+        .client(config.clients.into_iter().next().ok_or(USAGE)?)
+        .build()
+        .await?;
+    println!("client `{id}` stored in {}", config.data_dir.display());
+    if let Some(secret) = secret {
+        println!("client secret (shown once, only its hash is stored): {secret}");
+    }
+    Ok(())
+}
+
+/// The parts of the configuration that do not concern the demo user.
+fn config_without_user(bind: &str) -> OAuthConfig {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    OAuthConfig {
+        issuer: var("OAUTH_ISSUER").unwrap_or_else(|| format!("http://{bind}")),
+        data_dir: var("OAUTH_DATA_DIR").map_or_else(|| "oauth-data".into(), PathBuf::from),
+        user: String::new(),
+        password: String::new(),
+        role: String::new(),
+        clients: Vec::new(),
+        cimd_allow_private: false,
+        auto_approve: false,
     }
 }
 
@@ -219,6 +301,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let bind = std::env::var("OAUTH_BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "add-client") {
+        return add_client(&args[1..], &bind).await;
+    }
     let config = config_from_env(&bind);
     let issuer = config.issuer.trim_end_matches('/').to_owned();
     let user = config.user.clone();
