@@ -34,7 +34,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 use mcp_gatekeeper::{
-    Gatekeeper, McpTools, RunningServer,
+    AuditLog, Gatekeeper, McpTools, RunningServer,
     oauth::{AuthorizationServer, ClientMetadataDocuments, OAuthClient, User},
     prelude::*,
     store::SqliteStore,
@@ -163,7 +163,10 @@ pub async fn serve(
     if config.cimd_allow_private {
         documents = documents.allow_private_addresses();
     }
+    // One audit trail for both servers: logins, consents and tokens next to the tool calls.
+    let audit = AuditLog::json_lines(config.data_dir.join("audit.jsonl"))?;
     let mut authorization = AuthorizationServer::new(&config.issuer)?
+        .audit(audit.clone())
         .resource(&resource)?
         .store(Arc::new(store))
         .scopes(OAuthDataTools::declared_scopes())
@@ -178,7 +181,7 @@ pub async fn serve(
     let oauth = authorization.build().await?;
     let server = Gatekeeper::new(OAuthDataTools::default())
         .oauth(&oauth, &resource)?
-        .audit_file(config.data_dir.join("audit.jsonl"));
+        .audit(audit);
     Ok(server.serve_on(listener)?)
 }
 
