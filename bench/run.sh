@@ -11,7 +11,7 @@
 # every reply (status 200 and a JSON-RPC result with the echoed text), stops the server, and
 # finally prints one table (bench/results/ keeps it with the raw wrk output).
 #
-# Settings (environment): DURATION=10s WARMUP=3s CONNECTIONS=32 THREADS=2 ROUNDS=2
+# Settings (environment): DURATION=10s WARMUP=3s CONNECTIONS=32 THREADS=2 ROUNDS=3
 #   ROWS="bare apikey hs256 es256 ts py bare-stateful apikey-stateful" (a subset for quick runs)
 #   (diagnostic row, not in the default set: apikey-noaudit = API key without the JSON-lines
 #   audit file, records on tracing only)
@@ -26,7 +26,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 ROWS=${ROWS:-"bare apikey hs256 es256 ts py bare-stateful apikey-stateful"}
 SESSIONS=${SESSIONS:-32}
 BASE_PORT=${BASE_PORT:-18800}
@@ -224,9 +224,13 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 # ---------------------------------------------------------------- measure
 declare -A R
 say "client: wrk, $THREADS threads, $CONNECTIONS connections, $WARMUP warm-up + $DURATION measured, $ROUNDS rounds"
+# Each round starts one row later than the previous one: the load of other tenants on a shared
+# machine drifts over minutes, and no row should always run first or last.
+read -r -a ROW_LIST <<<"$ROWS"
 for round in $(seq 1 "$ROUNDS"); do
   index=0
-  for row in $ROWS; do
+  for offset in "${!ROW_LIST[@]}"; do
+    row=${ROW_LIST[$(((offset + round - 1) % ${#ROW_LIST[@]}))]}
     index=$((index + 1))
     port=$((BASE_PORT + 10 * round + index))
     say "round $round: $(label "$row")"
