@@ -72,6 +72,8 @@ pub struct Gatekeeper<T: McpTools> {
     resource: Option<ProtectedResource>,
     /// The issuer and scopes of the mounted authorization server, to check the tools' scopes.
     oauth_scopes: Option<(String, Vec<String>)>,
+    /// `TCP_NODELAY` on accepted connections; `None`: on in stateful mode only.
+    tcp_nodelay: Option<bool>,
     extra_routes: Router,
     name: Option<String>,
     version: Option<String>,
@@ -100,6 +102,7 @@ impl<T: McpTools> Gatekeeper<T> {
             lockout: Lockout::default(),
             resource: None,
             oauth_scopes: None,
+            tcp_nodelay: None,
             extra_routes: Router::new(),
             name: None,
             version: None,
@@ -230,6 +233,16 @@ impl<T: McpTools> Gatekeeper<T> {
             .authenticate(authenticator)
             .protected_resource(metadata)
             .merge(server.router()))
+    }
+
+    /// Whether accepted connections get `TCP_NODELAY` (when served by [`serve`](Self::serve),
+    /// [`bind`](Self::bind) or [`serve_on`](Self::serve_on)). Default: on in stateful mode,
+    /// whose SSE replies go out as several small writes that Nagle's algorithm and delayed ACKs
+    /// would stall for up to 40 ms each; off in stateless mode, where a reply is one write that
+    /// Nagle does not hold back, and where setting it costs measurably more CPU per request.
+    pub fn tcp_nodelay(mut self, on: bool) -> Self {
+        self.tcp_nodelay = Some(on);
+        self
     }
 
     /// Mounts more routes on the same server (for example a token endpoint). They are not
@@ -368,12 +381,13 @@ impl<T: McpTools> Gatekeeper<T> {
     pub fn serve_on(self, listener: TcpListener) -> Result<RunningServer, ServeError> {
         let local_addr = listener.local_addr().map_err(ServeError::Bind)?;
         let shutdown = CancellationToken::new();
+        let nodelay = self.tcp_nodelay.unwrap_or(self.mode == Mode::Stateful);
         let (router, _engine) = self.build(shutdown.clone())?;
         let graceful = shutdown.clone();
-        // Replies, SSE ones especially, go out in several small writes: without TCP_NODELAY,
-        // Nagle's algorithm and delayed ACKs stall each of them for up to 40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+            if nodelay {
+                let _ = tcp.set_nodelay(true);
+            }
         });
         let task = tokio::spawn(async move {
             axum::serve(
