@@ -100,3 +100,57 @@ async fn decisions_are_audited_without_secrets() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn one_record_per_tool_call_and_one_per_other_request() {
+    let dir = std::env::temp_dir().join(format!("mcpgk-audit-once-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let mut config = rbac_config(true);
+    config.audit_log = Some(path.clone());
+    let server = start(crate::rbac::gatekeeper(config).unwrap()).await;
+    let client = Mcp::connect(
+        &server.url,
+        Cred::Bearer(jwt("counted", "viewer")),
+        Version::V2025_06_18,
+    )
+    .await;
+    client.call("read-data", json!({ "key": "k" })).await;
+    client.call("delete-data", json!({ "key": "k" })).await;
+    client.list().await;
+    read_records(&path, |r| {
+        r["event"] == "authentication" && r["subject"] == "counted"
+    })
+    .await;
+    // Let any straggler be written before counting.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let records: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["subject"] == "counted")
+        .collect();
+    assert!(records.len() >= 4);
+    let tool_calls: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "tool_call")
+        .collect();
+    assert_eq!(tool_calls.len(), 2, "{records:#?}");
+    assert_eq!(
+        (
+            tool_calls[0]["outcome"].as_str(),
+            tool_calls[1]["outcome"].as_str()
+        ),
+        (Some("allowed"), Some("denied"))
+    );
+    // initialize and notifications/initialized (made by `connect`) and tools/list are audited
+    // as authentications; the two tool calls are not audited twice.
+    let authentications = records
+        .iter()
+        .filter(|r| r["event"] == "authentication" && r["outcome"] == "allowed")
+        .count();
+    assert_eq!(authentications, 3, "{records:#?}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,6 +19,7 @@ use serde_json::json;
 use crate::{
     ConfigError, McpTools, Principal, Rate,
     audit::{AuditEvent, AuditLog, AuditRecord, Outcome},
+    http_auth::ToolCallAudited,
     rate_limit::{ToolLimiter, retry_after_seconds},
     rbac::{Roles, includes, role_index},
     tool::{ServerInfo, ToolCall, ToolDef},
@@ -288,6 +289,17 @@ fn principal_of(context: &RequestContext<RoleServer>) -> Option<&Arc<Principal>>
         .get::<Arc<Principal>>()
 }
 
+/// Tells the HTTP layer that this request's tool call has its audit record.
+fn mark_audited(context: &RequestContext<RoleServer>) {
+    if let Some(marker) = context
+        .extensions
+        .get::<Parts>()
+        .and_then(|parts| parts.extensions.get::<ToolCallAudited>())
+    {
+        marker.set();
+    }
+}
+
 fn remote_addr_of(context: &RequestContext<RoleServer>) -> Option<SocketAddr> {
     context
         .extensions
@@ -372,6 +384,7 @@ impl<T: McpTools> GatekeeperService<T> {
             };
             record.reason = Some(denial.reason());
             engine.audit.record(&record);
+            mark_audited(&context);
             let hidden = engine.hide_forbidden && !matches!(denial, Denial::RateLimited { .. });
             return Err(if hidden {
                 tool_not_found()
@@ -380,6 +393,7 @@ impl<T: McpTools> GatekeeperService<T> {
             });
         }
         engine.audit.record(&record);
+        mark_audited(&context);
         let call = ToolCall {
             principal: &principal,
             arguments: request.arguments,

@@ -1,7 +1,14 @@
 //! The HTTP authentication layer in front of the MCP endpoint: every request (POST, GET,
 //! DELETE) is authenticated from its headers before rmcp sees it.
 
-use std::{borrow::Cow, net::SocketAddr, sync::Arc};
+use std::{
+    borrow::Cow,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use axum::{
     body::Body,
@@ -141,19 +148,17 @@ pub(crate) async fn authenticate_request(
         .headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok());
-    let mut record =
-        AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed).principal(&principal);
-    record.remote_addr = remote_addr;
     if let Some(session) = session
         && state.sessions.check(session, &caller) == Binding::Foreign
     {
-        record.outcome = Outcome::Denied;
+        let mut record =
+            AuditRecord::new(AuditEvent::Authentication, Outcome::Denied).principal(&principal);
+        record.remote_addr = remote_addr;
         record.reason = Some("foreign_session");
         state.audit.record(&record);
         // The same answer as for a session that does not exist: no hint that it does.
         return (http::StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
     }
-    state.audit.record(&record);
     let body = match step_up(state, &parts, body, &principal, remote_addr).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -162,8 +167,19 @@ pub(crate) async fn authenticate_request(
         .then(|| session.map(str::to_owned))
         .flatten();
     let opening_session = session.is_none();
-    parts.extensions.insert(principal);
+    // A tool call's own audit record names the caller, its credential and address, so the
+    // "authentication allowed" record is written only for requests that made no tool-call
+    // record (initialize, tools/list, ...): one record per call instead of two.
+    let tool_call_audited = ToolCallAudited::default();
+    parts.extensions.insert(tool_call_audited.clone());
+    parts.extensions.insert(principal.clone());
     let response = next.run(Request::from_parts(parts, body)).await;
+    if !tool_call_audited.is_set() {
+        let mut record =
+            AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed).principal(&principal);
+        record.remote_addr = remote_addr;
+        state.audit.record(&record);
+    }
     if opening_session
         && let Some(new_session) = response
             .headers()
@@ -414,5 +430,21 @@ mod tests {
                 .unwrap()
                 .contains("two creds")
         );
+    }
+}
+
+/// Set by the tool-call handler once it has written the call's audit record, which makes the
+/// request's "authentication allowed" record redundant. Shared through the request extensions.
+#[derive(Clone, Default)]
+pub(crate) struct ToolCallAudited(Arc<AtomicBool>);
+
+impl ToolCallAudited {
+    /// Marks the request's tool call as audited.
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
