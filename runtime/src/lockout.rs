@@ -147,6 +147,20 @@ impl<K: LockoutKey> LockoutTable<K> {
     }
 }
 
+impl<K: LockoutKey> LockoutTable<K> {
+    /// Forgets the failures counted for `key` after it succeeded (a user who mistyped a
+    /// password twice and then got it right starts afresh). A running lockout is kept: it ends
+    /// only when its time is up. Only for account names: an address that succeeds once (an
+    /// attacker's own account) must not wipe the failures it made against others.
+    pub(crate) fn forgive(&self, key: K) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let key = key.normalize();
+        if entries.get(&key).is_some_and(|e| e.locked_until.is_none()) {
+            entries.remove(&key);
+        }
+    }
+}
+
 /// IPv4 addresses count alone; IPv6 addresses by their /64 network.
 fn key(addr: IpAddr) -> IpAddr {
     match addr {
@@ -208,5 +222,30 @@ mod tests {
             assert_eq!(table.record_failure(addr), None);
         }
         assert!(table.locked(addr).is_none());
+    }
+
+    #[test]
+    fn success_forgives_an_account_but_not_a_running_lockout() {
+        let table = LockoutTable::<String>::new(Lockout::new(
+            3,
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+        ));
+        table.record_failure("Alice".into());
+        table.record_failure("alice".into());
+        table.forgive("ALICE".into());
+        table.record_failure("alice".into());
+        table.record_failure("alice".into());
+        assert!(
+            table.locked("alice".into()).is_none(),
+            "the count started afresh"
+        );
+        table.record_failure("alice".into());
+        assert!(table.locked("alice".into()).is_some());
+        table.forgive("alice".into());
+        assert!(
+            table.locked("alice".into()).is_some(),
+            "a lockout runs its course"
+        );
     }
 }

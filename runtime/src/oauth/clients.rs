@@ -308,7 +308,10 @@ pub(crate) async fn authenticate(
         }
     };
     match client {
-        Some(client) if accepted => Ok(client),
+        Some(client) if accepted => {
+            state.client_lockout.forgive(client_id);
+            Ok(client)
+        }
         _ => {
             let locked = remote
                 .and_then(|addr| state.address_lockout.record_failure(addr))

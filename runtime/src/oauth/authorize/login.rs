@@ -76,6 +76,7 @@ pub(super) async fn sign_in(
             return unavailable(&state);
         }
     };
+    state.client_lockout.forgive(username.to_owned());
     audit(&state, AuditEvent::Login, Outcome::Allowed, |r| {
         r.subject = Some(&user.subject);
         r.client_id = Some(&request.client_id);
