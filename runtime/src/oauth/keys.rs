@@ -57,6 +57,7 @@ struct LoadedKey {
     /// The public key as a JWK (`kty`, `crv`, `x`, `y`), without `kid`/`alg`/`use`.
     public_jwk: Value,
     decoding: DecodingKey,
+    created_at: i64,
     retired_at: Option<i64>,
 }
 
@@ -98,6 +99,11 @@ impl KeySet {
         self.verifying
             .get(kid)
             .map(|k| (k.algorithm.jwt_algorithm(), k.decoding.clone()))
+    }
+
+    /// When the signing key was created (unix seconds).
+    pub(crate) fn signing_created_at(&self) -> i64 {
+        self.signing.created_at
     }
 
     /// Whether key `kid` is published.
@@ -321,6 +327,7 @@ fn load_key(record: &SigningKeyRecord) -> Result<LoadedKey, String> {
         encoding,
         public_jwk,
         decoding,
+        created_at: record.created_at,
         retired_at: record.retired_at,
     })
 }

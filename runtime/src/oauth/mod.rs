@@ -109,7 +109,12 @@ pub struct AuthorizationServer {
     auto_approve: Option<String>,
     lockout: Lockout,
     audit: AuditLog,
+    signing_key_lifetime: Option<Duration>,
 }
+
+/// How often the background housekeeping runs (purging expired codes and tokens, rotating
+/// the signing key when it is due).
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(300);
 
 impl fmt::Debug for AuthorizationServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,6 +155,7 @@ impl AuthorizationServer {
             auto_approve: None,
             lockout: Lockout::default(),
             audit: AuditLog::tracing_only(),
+            signing_key_lifetime: Some(Duration::from_secs(30 * 86_400)),
         })
     }
 
@@ -212,6 +218,15 @@ impl AuthorizationServer {
     /// The algorithm access tokens are signed with (default ES256).
     pub fn signing_algorithm(mut self, algorithm: SigningAlgorithm) -> Self {
         self.algorithm = algorithm;
+        self
+    }
+
+    /// How long a signing key signs before a new one replaces it (default 30 days; `None`:
+    /// only [`OAuthServer::rotate_signing_key`] rotates). Checked at start-up and by the
+    /// background housekeeping; a retired key stays in the JWKS until the tokens it signed have
+    /// expired, so rotation never breaks an issued token.
+    pub fn signing_key_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.signing_key_lifetime = lifetime;
         self
     }
 
@@ -351,8 +366,15 @@ impl AuthorizationServer {
             audit: self.audit,
             configured_roles,
             pending: authorize::PendingRequests::default(),
+            signing_key_lifetime: self.signing_key_lifetime.map(|d| d.as_secs() as i64),
         });
-        Ok(OAuthServer { state })
+        let server = OAuthServer { state };
+        server
+            .rotate_if_due(now)
+            .await
+            .map_err(|e| ConfigError::invalid(format!("rotating the signing key: {e}")))?;
+        spawn_housekeeping(Arc::downgrade(&server.state));
+        Ok(server)
     }
 }
 
@@ -433,6 +455,34 @@ impl OAuthServer {
         Ok(ProtectedResource::new(resource)?.authorization_server(self.state.issuer.clone()))
     }
 
+    /// One pass of housekeeping: removes expired codes, refresh tokens and revocations from the
+    /// store, and rotates the signing key when its lifetime is over. Runs every five minutes in
+    /// the background while the server exists; call it yourself to run it now. Returns the
+    /// number of records purged.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn housekeeping(&self) -> Result<u64, StoreError> {
+        let now = unix_now();
+        self.rotate_if_due(now).await?;
+        self.state.store.purge_expired(now).await
+    }
+
+    async fn rotate_if_due(&self, now: i64) -> Result<(), StoreError> {
+        let Some(lifetime) = self.state.signing_key_lifetime else {
+            return Ok(());
+        };
+        if now - self.state.keys.current().signing_created_at() >= lifetime {
+            let kid = self
+                .state
+                .keys
+                .rotate(self.state.store.as_ref(), now)
+                .await?;
+            tracing::info!(target: crate::AUDIT_TARGET, kid = %kid, "signing key rotated");
+        }
+        Ok(())
+    }
+
     /// Starts signing with a new key. The previous key stays in the JWKS until the last token
     /// it signed has expired, so no issued token stops working. Returns the new `kid`.
     ///
@@ -477,6 +527,28 @@ pub(crate) struct AsState {
     pub(crate) configured_roles: Vec<String>,
     /// Authorization requests waiting for login and consent.
     pub(crate) pending: authorize::PendingRequests,
+    /// Seconds a signing key signs before it is rotated, if rotation is scheduled.
+    pub(crate) signing_key_lifetime: Option<i64>,
+}
+
+/// Runs [`OAuthServer::housekeeping`] every [`HOUSEKEEPING_EVERY`] until the server is dropped.
+fn spawn_housekeeping(state: std::sync::Weak<AsState>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            if let Err(error) = (OAuthServer { state }).housekeeping().await {
+                tracing::error!(target: crate::AUDIT_TARGET, %error, "OAuth housekeeping failed");
+            }
+        }
+    });
 }
 
 impl AsState {
@@ -568,6 +640,77 @@ mod tests {
         ] {
             assert!(check_issuer(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn signing_keys_rotate_when_their_lifetime_is_over() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let server = |lifetime| {
+            AuthorizationServer::new("http://127.0.0.1:1")
+                .unwrap()
+                .resource("http://127.0.0.1:1/mcp")
+                .unwrap()
+                .store(store.clone())
+                .signing_key_lifetime(lifetime)
+                .build()
+        };
+        let first = server(Some(Duration::from_secs(3600))).await.unwrap();
+        let first_kid = first.state.keys.current().signing_kid().to_owned();
+        let again = server(Some(Duration::from_secs(3600))).await.unwrap();
+        assert_eq!(
+            again.state.keys.current().signing_kid(),
+            first_kid,
+            "not due yet"
+        );
+        let due = server(Some(Duration::ZERO)).await.unwrap();
+        let keys = due.state.keys.current();
+        assert_ne!(keys.signing_kid(), first_kid, "rotated at start-up");
+        assert!(keys.publishes(&first_kid), "the old key stays published");
+        due.housekeeping().await.unwrap();
+        assert_ne!(
+            due.state.keys.current().signing_kid(),
+            keys.signing_kid(),
+            "and again"
+        );
+    }
+
+    #[tokio::test]
+    async fn housekeeping_purges_expired_codes() {
+        use crate::store::{AuthCodeRecord, CodeRedemption, hash_secret};
+        let server = AuthorizationServer::new("http://127.0.0.1:1")
+            .unwrap()
+            .resource("http://127.0.0.1:1/mcp")
+            .unwrap()
+            .client(OAuthClient::public("app").redirect_uris(["http://127.0.0.1/cb"]))
+            .build()
+            .await
+            .unwrap();
+        let code = |hash| AuthCodeRecord {
+            code_hash: hash,
+            client_id: "app".into(),
+            subject: "alice".into(),
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            code_challenge: "c".into(),
+            scope: String::new(),
+            resource: None,
+            family_id: random_id(),
+            expires_at: unix_now() - 1,
+        };
+        server
+            .store()
+            .put_code(code(hash_secret("old")))
+            .await
+            .unwrap();
+        assert!(server.housekeeping().await.unwrap() >= 1);
+        assert_eq!(
+            server
+                .store()
+                .redeem_code(hash_secret("old"), unix_now())
+                .await
+                .unwrap(),
+            CodeRedemption::Unknown,
+            "purged, not merely expired"
+        );
     }
 
     #[tokio::test]
