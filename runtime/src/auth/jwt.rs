@@ -305,6 +305,14 @@ impl Jwt {
         }
     }
 
+    /// Remembers accepted tokens in `cache`, shared with other verifiers of the same issuer and
+    /// audience (the OAuth verifier's one per key). Call after the rule-changing builders, which
+    /// start a cache of their own.
+    pub(crate) fn sharing_cache(mut self, cache: Arc<VerifiedTokens>) -> Self {
+        self.verified = cache;
+        self
+    }
+
     /// Builds the verifier with the default rules; the builder methods refine them.
     fn with_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
         let mut validation = Validation::new(algorithm.to_jsonwebtoken());

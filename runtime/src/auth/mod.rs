@@ -22,6 +22,7 @@ pub(crate) use chain::AuthChain;
 pub use credential::{API_KEY_HEADER, Credential};
 pub use error::{AuthError, AuthErrorKind};
 pub use jwt::{Jwt, JwtAlgorithm};
+pub(crate) use token_cache::VerifiedTokens;
 
 use crate::Principal;
 

@@ -477,16 +477,13 @@ async fn issue_for_code(
     check_requested_resource(state, request.resource, &resource)?;
     let user = current_user(state, &grant.subject).await?;
     let scope = token_scope(&grant.scope, client, &user);
-    let access = issue::access_token(
+    let access = user_access_token(
         state,
-        TokenGrant {
-            subject: &grant.subject,
-            client_id: &client.client_id,
-            scope: &scope,
-            role: user.role.as_deref(),
-            resource: &resource,
-            family_id: Some(&grant.family_id),
-        },
+        client,
+        &user,
+        (&grant.subject, &grant.family_id),
+        &scope,
+        &resource,
         now,
     )?;
     if !client
@@ -561,6 +558,31 @@ async fn current_user(state: &AsState, subject: &str) -> Result<SignedIn, OAuthE
         .ok_or_else(|| OAuthError::invalid_grant("the user of this grant no longer exists"))
 }
 
+/// An access token for a user's grant (authorization code or refresh): the user's current role,
+/// the grant's family.
+fn user_access_token(
+    state: &AsState,
+    client: &ClientRecord,
+    user: &SignedIn,
+    (subject, family_id): (&str, &str),
+    scope: &str,
+    resource: &str,
+    now: i64,
+) -> Result<AccessToken, OAuthError> {
+    issue::access_token(
+        state,
+        TokenGrant {
+            subject,
+            client_id: &client.client_id,
+            scope,
+            role: user.role.as_deref(),
+            resource,
+            family_id: Some(family_id),
+        },
+        now,
+    )
+}
+
 /// The scope of an access token: the grant's scopes the client may still be granted and the user
 /// may still grant (a demoted user's or reconfigured client's tokens shrink).
 fn token_scope(scope: &str, client: &ClientRecord, user: &SignedIn) -> String {
@@ -623,16 +645,13 @@ async fn refresh(
         Rotation::Expired | Rotation::Revoked | Rotation::Unknown => return Err(invalid()),
     };
     let scope = token_scope(&narrowed, client, &user);
-    let access = issue::access_token(
+    let access = user_access_token(
         state,
-        TokenGrant {
-            subject: &grant.subject,
-            client_id: &client.client_id,
-            scope: &scope,
-            role: user.role.as_deref(),
-            resource: &resource,
-            family_id: Some(&grant.family_id),
-        },
+        client,
+        &user,
+        (&grant.subject, &grant.family_id),
+        &scope,
+        &resource,
         now,
     )?;
     Ok(token_response(access, &scope, Some(&new_token)))

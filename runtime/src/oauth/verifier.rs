@@ -6,10 +6,13 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use super::{AsState, issue::family_of};
+use super::{AsState, issue::family_of, unix_now};
 use crate::{
     Principal,
-    auth::{AuthError, AuthRequest, Authentication, Authenticator, Credential, Jwt, Verdict},
+    auth::{
+        AuthError, AuthRequest, Authentication, Authenticator, Credential, Jwt, Verdict,
+        VerifiedTokens,
+    },
 };
 
 /// Authenticates `Authorization: Bearer` access tokens issued by an
@@ -27,6 +30,8 @@ pub struct OAuthTokens {
     resource: String,
     /// One verifier per `kid`, built on first use (keys only ever get added under new kids).
     verifiers: Arc<RwLock<HashMap<String, Arc<Jwt>>>>,
+    /// Tokens accepted before, by any key: looked up before the token's header is parsed.
+    verified: Arc<VerifiedTokens>,
 }
 
 impl fmt::Debug for OAuthTokens {
@@ -44,6 +49,7 @@ impl OAuthTokens {
             state,
             resource,
             verifiers: Arc::default(),
+            verified: Arc::default(),
         }
     }
 
@@ -70,7 +76,8 @@ impl OAuthTokens {
         let jwt = Arc::new(
             Jwt::from_decoding_key(algorithm, key)
                 .issuer(self.state.issuer.clone())
-                .audience(self.resource.clone()),
+                .audience(self.resource.clone())
+                .sharing_cache(self.verified.clone()),
         );
         self.verifiers
             .write()
@@ -120,6 +127,11 @@ impl Authenticator for OAuthTokens {
         };
         if !credential.looks_like_jwt() {
             return Verdict::Pass.into();
+        }
+        // A token seen before skips the header parse and the signature check; revocation is
+        // still checked on every request.
+        if let Some(principal) = self.verified.get(token, unix_now() as u64) {
+            return Authentication::Pending(Box::pin(self.check_not_revoked(principal)));
         }
         let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) else {
             return Verdict::Pass.into();
