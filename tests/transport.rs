@@ -56,6 +56,17 @@ async fn foreign_hosts_and_origins_are_refused() {
         send(Some("evil.example.com"), None).await.unwrap().status(),
         403
     );
+    // Not a host a client may name: 400, before any credential is looked at.
+    for malformed in ["user@localhost", "localhost:99999", "[::1"] {
+        assert_eq!(send(Some(malformed), None).await.unwrap().status(), 400);
+    }
+    assert_eq!(
+        send(None, Some("http://localhost:6274/path"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     assert_eq!(
         send(None, Some("http://evil.example.com"))
             .await
@@ -86,6 +97,20 @@ async fn foreign_hosts_and_origins_are_refused() {
         .unwrap();
     assert_eq!(response.status(), 200);
     server.stop().await;
+}
+
+#[test]
+fn allow_list_entries_that_do_not_parse_stop_the_build() {
+    let error = rbac_gatekeeper()
+        .allowed_hosts(["mcp.example.com", "mcp example com"])
+        .into_router()
+        .unwrap_err();
+    assert!(error.to_string().contains("mcp example com"), "{error}");
+    let error = rbac_gatekeeper()
+        .allowed_origins(["mcp.example.com:443"])
+        .into_router()
+        .unwrap_err();
+    assert!(error.to_string().contains("allowed origin"), "{error}");
 }
 
 #[tokio::test]

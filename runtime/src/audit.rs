@@ -14,10 +14,12 @@ use std::{
         atomic::{AtomicU64, Ordering},
         mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel},
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use serde::Serialize;
+
+mod json_line;
 
 use crate::{ConfigError, Principal};
 
@@ -225,18 +227,14 @@ fn emit_tracing(r: &AuditRecord<'_>) {
     }
 }
 
+/// Room for a typical line, so that writing one allocates once.
+const LINE_CAPACITY: usize = 256;
+
 /// The JSON-lines file writer.
 struct JsonLinesSink {
     path: PathBuf,
     sender: SyncSender<String>,
     dropped: AtomicU64,
-}
-
-#[derive(Serialize)]
-struct Timestamped<'a, 'r> {
-    ts: String,
-    #[serde(flatten)]
-    record: &'r AuditRecord<'a>,
 }
 
 impl JsonLinesSink {
@@ -265,13 +263,9 @@ impl JsonLinesSink {
     }
 
     fn write(&self, record: &AuditRecord<'_>) {
-        let line = Timestamped {
-            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            record,
-        };
-        let Ok(line) = serde_json::to_string(&line) else {
-            return;
-        };
+        let mut line = String::with_capacity(LINE_CAPACITY);
+        json_line::write_record(&mut line, SystemTime::now(), record);
+        line.push('\n');
         match self.sender.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -300,7 +294,7 @@ fn write_lines(mut out: BufWriter<std::fs::File>, lines: Receiver<String>) {
         loop {
             match lines.try_recv() {
                 Ok(line) => {
-                    if writeln!(out, "{line}").is_err() {
+                    if out.write_all(line.as_bytes()).is_err() {
                         tracing::error!(target: AUDIT_TARGET, "cannot write to the audit file");
                     }
                     wrote = true;

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::{
     ConfigError, McpTools, Principal, Rate,
     audit::{AuditEvent, AuditLog, AuditRecord, Outcome},
-    http_auth::ToolCallAudited,
+    http_auth::Authenticated,
     rate_limit::{ToolLimiter, retry_after_seconds},
     rbac::{Roles, includes, role_index},
     tool::{ServerInfo, ToolCall, ToolDef},
@@ -282,22 +282,24 @@ impl Denial {
 }
 
 fn principal_of(context: &RequestContext<RoleServer>) -> Option<&Arc<Principal>> {
-    context
-        .extensions
-        .get::<Parts>()?
-        .extensions
-        .get::<Arc<Principal>>()
+    authenticated(context).map(|a| &a.principal)
 }
 
 /// Tells the HTTP layer that this request's tool call has its audit record.
 fn mark_audited(context: &RequestContext<RoleServer>) {
-    if let Some(marker) = context
-        .extensions
-        .get::<Parts>()
-        .and_then(|parts| parts.extensions.get::<ToolCallAudited>())
-    {
-        marker.set();
+    if let Some(authenticated) = authenticated(context) {
+        authenticated.mark_tool_call_audited();
     }
+}
+
+/// What the HTTP layer recorded about the request (absent when the service runs without it).
+fn authenticated(context: &RequestContext<RoleServer>) -> Option<&Authenticated> {
+    context
+        .extensions
+        .get::<Parts>()?
+        .extensions
+        .get::<Arc<Authenticated>>()
+        .map(Arc::as_ref)
 }
 
 fn remote_addr_of(context: &RequestContext<RoleServer>) -> Option<SocketAddr> {

@@ -13,16 +13,16 @@ use std::{
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
-use http::{HeaderValue, header};
+use http::{HeaderName, HeaderValue, header};
 
 use crate::{
     AuditLog,
     audit::{AuditEvent, AuditRecord, Outcome},
     auth::{AuthChain, AuthError, AuthErrorKind, AuthRequest, Credential},
     handler::ScopeOracle,
+    host_guard::HostGuard,
     lockout::LockoutTable,
     principal::Principal,
     rate_limit::retry_after_seconds,
@@ -30,6 +30,7 @@ use crate::{
 };
 
 pub(crate) struct AuthLayerState {
+    pub(crate) hosts: HostGuard,
     pub(crate) chain: AuthChain,
     pub(crate) audit: AuditLog,
     pub(crate) lockout: LockoutTable,
@@ -63,7 +64,7 @@ impl Challenge {
     }
 }
 
-const SESSION_HEADER: &str = "mcp-session-id";
+static SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 
 /// Query parameters that carry credentials in other APIs. OAuth 2.1 and MCP forbid tokens in
 /// URLs (they end up in logs and browser history), so a request carrying one is refused even
@@ -71,16 +72,29 @@ const SESSION_HEADER: &str = "mcp-session-id";
 const CREDENTIAL_QUERY_PARAMS: [&str; 5] =
     ["access_token", "api_key", "apikey", "api-key", "token"];
 
-pub(crate) async fn authenticate_request(
+/// Authenticates `request` and, once it is let through, hands it to `next` (the MCP service)
+/// with the caller's [`Authenticated`] record in its extensions.
+pub(crate) async fn authenticate_request<F, Fut>(
     state: &AuthLayerState,
     request: Request,
-    next: Next,
-) -> Response {
+    next: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let (mut parts, body) = request.into_parts();
     let remote_addr = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    if let Err(refusal) = state.hosts.check(&parts.uri, &parts.headers) {
+        let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
+        record.reason = Some(refusal.reason());
+        record.remote_addr = remote_addr;
+        state.audit.record(&record);
+        return (refusal.status(), refusal.message()).into_response();
+    }
     if let Some(wait) = remote_addr.and_then(|a| state.lockout.locked(a.ip())) {
         let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
         record.reason = Some("locked_out");
@@ -143,13 +157,12 @@ pub(crate) async fn authenticate_request(
             return response;
         }
     };
-    let caller = principal.caller_key().clone();
     let session = parts
         .headers
-        .get(SESSION_HEADER)
+        .get(&SESSION_HEADER)
         .and_then(|v| v.to_str().ok());
     if let Some(session) = session
-        && state.sessions.check(session, &caller) == Binding::Foreign
+        && state.sessions.check(session, principal.caller_key()) == Binding::Foreign
     {
         let mut record =
             AuditRecord::new(AuditEvent::Authentication, Outcome::Denied).principal(&principal);
@@ -170,23 +183,28 @@ pub(crate) async fn authenticate_request(
     // A tool call's own audit record names the caller, its credential and address, so the
     // "authentication allowed" record is written only for requests that made no tool-call
     // record (initialize, tools/list, ...): one record per call instead of two.
-    let tool_call_audited = ToolCallAudited::default();
-    parts.extensions.insert(tool_call_audited.clone());
-    parts.extensions.insert(principal.clone());
-    let response = next.run(Request::from_parts(parts, body)).await;
-    if !tool_call_audited.is_set() {
+    let authenticated = Arc::new(Authenticated {
+        principal,
+        tool_call_audited: AtomicBool::new(false),
+    });
+    parts.extensions.insert(authenticated.clone());
+    let response = next(Request::from_parts(parts, body)).await;
+    let principal = &authenticated.principal;
+    if !authenticated.tool_call_audited.load(Ordering::Relaxed) {
         let mut record =
-            AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed).principal(&principal);
+            AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed).principal(principal);
         record.remote_addr = remote_addr;
         state.audit.record(&record);
     }
     if opening_session
         && let Some(new_session) = response
             .headers()
-            .get(SESSION_HEADER)
+            .get(&SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
     {
-        state.sessions.bind(new_session, caller);
+        state
+            .sessions
+            .bind(new_session, principal.caller_key().clone());
     }
     if let Some(session) = ending_session
         && response.status().is_success()
@@ -364,6 +382,23 @@ fn quote_safe(text: &str) -> String {
         .collect()
 }
 
+/// What the HTTP layer tells the tool-call handler about a request it let through, in the
+/// request's extensions (one allocation and one insertion per request).
+pub(crate) struct Authenticated {
+    /// Who is calling.
+    pub(crate) principal: Arc<Principal>,
+    /// Set by the tool-call handler once it has written the call's audit record, which makes
+    /// the request's "authentication allowed" record redundant.
+    tool_call_audited: AtomicBool,
+}
+
+impl Authenticated {
+    /// Marks the request's tool call as audited.
+    pub(crate) fn mark_tool_call_audited(&self) {
+        self.tool_call_audited.store(true, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,21 +465,5 @@ mod tests {
                 .unwrap()
                 .contains("two creds")
         );
-    }
-}
-
-/// Set by the tool-call handler once it has written the call's audit record, which makes the
-/// request's "authentication allowed" record redundant. Shared through the request extensions.
-#[derive(Clone, Default)]
-pub(crate) struct ToolCallAudited(Arc<AtomicBool>);
-
-impl ToolCallAudited {
-    /// Marks the request's tool call as audited.
-    pub(crate) fn set(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
     }
 }

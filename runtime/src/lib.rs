@@ -4,8 +4,10 @@
 mod arguments;
 mod audit;
 pub mod auth;
+mod endpoint;
 mod error;
 mod handler;
+mod host_guard;
 mod http_auth;
 mod lockout;
 pub mod oauth;

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, extract::Request, middleware::Next};
+use axum::Router;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService,
     session::{local::LocalSessionManager, never::NeverSessionManager},
@@ -18,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     AuditLog, ConfigError, McpTools,
     auth::{AuthChain, Authenticator},
+    endpoint::McpEndpoint,
     handler::{Engine, GatekeeperService, ScopeOracle},
-    http_auth::{AuthLayerState, Challenge, authenticate_request},
+    host_guard::{HostGuard, LOOPBACK_HOSTS},
+    http_auth::{AuthLayerState, Challenge},
     lockout::{Lockout, LockoutTable},
     rbac::Roles,
     resource::ProtectedResource,
@@ -297,38 +299,19 @@ impl<T: McpTools> Gatekeeper<T> {
         spawn_housekeeping(Arc::downgrade(&engine));
         let service = GatekeeperService::new(Arc::new(self.tools), engine.clone());
 
-        let mut config = StreamableHttpServerConfig::default()
+        // The Host and Origin allow-lists are checked by our endpoint, parsed once (see
+        // `host_guard`), so rmcp's per-request copy of the check is switched off.
+        let hosts = HostGuard::new(
+            &self
+                .allowed_hosts
+                .unwrap_or_else(|| LOOPBACK_HOSTS.map(String::from).to_vec()),
+            &self.allowed_origins,
+        )?;
+        let config = StreamableHttpServerConfig::default()
             .with_max_request_body_bytes(self.max_body_bytes)
-            .with_cancellation_token(shutdown.child_token());
-        config = match self.allowed_hosts {
-            None => config,
-            Some(hosts) if hosts.is_empty() => config.disable_allowed_hosts(),
-            Some(hosts) => config.with_allowed_hosts(hosts),
-        };
-        if !self.allowed_origins.is_empty() {
-            config = config.with_allowed_origins(self.allowed_origins);
-        }
-        let factory = move || Ok(service.clone());
-        let mcp = match self.mode {
-            Mode::Stateful => Router::new().route_service(
-                &self.path,
-                StreamableHttpService::new(
-                    factory,
-                    Arc::new(LocalSessionManager::default()),
-                    config,
-                ),
-            ),
-            Mode::Stateless => Router::new().route_service(
-                &self.path,
-                StreamableHttpService::new(
-                    factory,
-                    Arc::new(NeverSessionManager::default()),
-                    config
-                        .with_legacy_session_mode(false)
-                        .with_json_response(true),
-                ),
-            ),
-        };
+            .with_cancellation_token(shutdown.child_token())
+            .disable_allowed_hosts()
+            .disable_allowed_origins();
         let (challenge, metadata_routes) = match &self.resource {
             Some(resource) => {
                 resource.check()?;
@@ -340,7 +323,8 @@ impl<T: McpTools> Gatekeeper<T> {
             }
             None => (Challenge::default(), Router::new()),
         };
-        let layer_state = Arc::new(AuthLayerState {
+        let auth = AuthLayerState {
+            hosts,
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
             audit,
             lockout: LockoutTable::new(self.lockout),
@@ -348,13 +332,34 @@ impl<T: McpTools> Gatekeeper<T> {
             challenge,
             scopes: engine.clone(),
             max_body_bytes: self.max_body_bytes,
-        });
-        let mcp = mcp.layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| {
-                let state = layer_state.clone();
-                async move { authenticate_request(&state, request, next).await }
-            },
-        ));
+        };
+        let factory = move || Ok(service.clone());
+        let mcp = match self.mode {
+            Mode::Stateful => Router::new().route_service(
+                &self.path,
+                McpEndpoint::new(
+                    auth,
+                    StreamableHttpService::new(
+                        factory,
+                        Arc::new(LocalSessionManager::default()),
+                        config,
+                    ),
+                ),
+            ),
+            Mode::Stateless => Router::new().route_service(
+                &self.path,
+                McpEndpoint::new(
+                    auth,
+                    StreamableHttpService::new(
+                        factory,
+                        Arc::new(NeverSessionManager::default()),
+                        config
+                            .with_legacy_session_mode(false)
+                            .with_json_response(true),
+                    ),
+                ),
+            ),
+        };
         Ok((mcp.merge(metadata_routes).merge(self.extra_routes), engine))
     }
 

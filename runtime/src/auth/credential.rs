@@ -1,11 +1,14 @@
 //! Finding the one credential a request presents.
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderName, header};
 
 use super::{AuthError, AuthErrorKind};
 
 /// The header that carries an API key when it is not sent as a bearer token.
 pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// [`API_KEY_HEADER`] as a header name, so a lookup does not parse the name again.
+static API_KEY_HEADER_NAME: HeaderName = HeaderName::from_static(API_KEY_HEADER);
 
 /// A credential presented by the client. Borrowed from the request headers; never stored.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,7 +41,7 @@ impl<'a> Credential<'a> {
     /// other than `Bearer`, empty tokens and headers that are not visible ASCII.
     pub fn from_headers(headers: &'a HeaderMap) -> Result<Option<Self>, AuthError> {
         let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
-        let mut api_key = headers.get_all(API_KEY_HEADER).iter();
+        let mut api_key = headers.get_all(&API_KEY_HEADER_NAME).iter();
         let (first_auth, first_key) = (authorization.next(), api_key.next());
         if authorization.next().is_some() || api_key.next().is_some() {
             return Err(invalid("more than one credential header"));
