@@ -93,36 +93,49 @@ fn write_timestamp(out: &mut String, now: SystemTime) {
     let seconds = since_epoch.as_secs();
     let (year, month, day) = civil_date(seconds / 86_400);
     let time_of_day = seconds % 86_400;
-    push_number(out, year, 4);
-    out.push('-');
-    push_number(out, month, 2);
-    out.push('-');
-    push_number(out, day, 2);
-    out.push('T');
-    push_number(out, time_of_day / 3600, 2);
-    out.push(':');
-    push_number(out, time_of_day / 60 % 60, 2);
-    out.push(':');
-    push_number(out, time_of_day % 60, 2);
-    out.push('.');
-    push_number(out, u64::from(since_epoch.subsec_millis()), 3);
-    out.push('Z');
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    put_digits(&mut text[0..4], year);
+    put_digits(&mut text[5..7], month);
+    put_digits(&mut text[8..10], day);
+    put_digits(&mut text[11..13], time_of_day / 3600);
+    put_digits(&mut text[14..16], time_of_day / 60 % 60);
+    put_digits(&mut text[17..19], time_of_day % 60);
+    put_digits(&mut text[20..23], u64::from(since_epoch.subsec_millis()));
+    if year > 9999 {
+        // Beyond the four digits of the fixed layout (a clock set millennia ahead).
+        push_number(out, year, 4);
+        out.push_str(ascii(&text[4..]));
+    } else {
+        out.push_str(ascii(&text));
+    }
+}
+
+/// Writes the last `field.len()` decimal digits of `value` into `field`, zero-padded.
+fn put_digits(field: &mut [u8], mut value: u64) {
+    for digit in field.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// `value` in decimal, zero-padded to at least `width` digits (`core::fmt` costs several
 /// times more for the same few digits).
-fn push_number(out: &mut String, mut value: u64, width: usize) {
+fn push_number(out: &mut String, value: u64, width: usize) {
     let mut digits = [b'0'; 20];
     let mut start = digits.len();
-    while value > 0 || start == digits.len() {
+    let mut rest = value;
+    while rest > 0 || start == digits.len() {
         start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
     start = start.min(digits.len() - width.min(digits.len()));
-    for &digit in &digits[start..] {
-        out.push(char::from(digit));
-    }
+    out.push_str(ascii(&digits[start..]));
+}
+
+/// Bytes this module wrote as ASCII, as a `str`.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A socket address as its `Display` writes it: `a.b.c.d:port` or `[v6]:port`.
