@@ -13,8 +13,8 @@
 #
 # Settings (environment): DURATION=10s WARMUP=3s CONNECTIONS=32 THREADS=2 ROUNDS=3
 #   ROWS="bare apikey hs256 es256 ts py bare-stateful apikey-stateful" (a subset for quick runs)
-#   (diagnostic row, not in the default set: apikey-noaudit = API key without the JSON-lines
-#   audit file, records on tracing only)
+#   (diagnostic rows, not in the default set: apikey-noaudit = API key without the JSON-lines
+#   audit file, records on tracing only; bare-anyhost = bare with rmcp's Host check off)
 #   SESSIONS=32 (stateful rows: sessions opened before the run, requests rotate over them)
 #   BASE_PORT=18800
 #   TCP_NODELAY=1 (diagnostic: the Rust servers set TCP_NODELAY on accepted connections, which
@@ -116,6 +116,7 @@ label() {
     bare-stateful) echo "bare rmcp 3.11 (stateful sessions, SSE)" ;;
     apikey-stateful) echo "mcp-gatekeeper API key (stateful)" ;;
     apikey-noaudit) echo "gatekeeper API key, no audit file (diag.)" ;;
+    bare-anyhost) echo "bare rmcp, its Host check off (diag.)" ;;
     *) echo "$1" ;;
   esac
 }
@@ -125,12 +126,13 @@ start_server() {
   local row=$1 port=$2 cred="$WORK/cred.$1"
   rm -f "$cred.tmp"
   case $row in
-    bare | apikey | hs256 | es256 | bare-stateful | apikey-stateful | apikey-noaudit)
-      local mode=${row%-*} stateful=() audit=(--audit-file "$WORK/audit.jsonl")
-      [[ $row == *-stateful ]] && stateful=(--stateful)
+    bare | apikey | hs256 | es256 | bare-stateful | apikey-stateful | apikey-noaudit | bare-anyhost)
+      local mode=${row%-*} flags=() audit=(--audit-file "$WORK/audit.jsonl")
+      [[ $row == *-stateful ]] && flags=(--stateful)
+      [[ $row == *-anyhost ]] && flags=(--any-host)
       [[ $row == *-noaudit ]] && audit=(--no-audit-file)
       rm -f "$WORK/audit.jsonl"
-      "$SERVER" --mode "$mode" "${stateful[@]}" "${RUST_FLAGS[@]}" --bind "127.0.0.1:$port" \
+      "$SERVER" --mode "$mode" "${flags[@]}" "${RUST_FLAGS[@]}" --bind "127.0.0.1:$port" \
         --credential-file "$cred.tmp" "${audit[@]}" \
         --es256-private "$WORK/es256.key" --es256-public "$WORK/es256.pub" \
         2>>"$WORK/server.log" &

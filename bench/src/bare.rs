@@ -61,8 +61,11 @@ pub(crate) async fn run(options: &Options) -> Result<(), String> {
     let shutdown = CancellationToken::new();
     let server = Bare::new();
     let factory = move || Ok(server.clone());
-    let config =
+    let mut config =
         StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+    if options.any_host {
+        config = config.disable_allowed_hosts();
+    }
     let app = if options.stateful {
         Router::new().route_service(
             "/mcp",

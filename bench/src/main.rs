@@ -24,6 +24,8 @@
 //!
 //! `--no-audit-file` (a diagnostic) keeps audit records on `tracing` only, to measure what the
 //! JSON-lines sink costs.
+//! `--any-host` (a diagnostic, bare only) switches rmcp's own `Host` allow-list check off, to
+//! measure what it costs bare rmcp (the gatekeeper checks `Host` itself, with lists parsed once).
 //! `--tcp-nodelay` (a diagnostic, off in the benchmark table) sets `TCP_NODELAY` on accepted
 //! connections; for the gatekeeper modes it serves `Gatekeeper::into_router()` with its own
 //! `axum::serve` instead of `Gatekeeper::bind`, since the builder offers no such switch.
@@ -51,6 +53,7 @@ enum Mode {
 struct Options {
     mode: Mode,
     stateful: bool,
+    any_host: bool,
     tcp_nodelay: bool,
     bind: String,
     credential_file: Option<PathBuf>,
@@ -59,7 +62,7 @@ struct Options {
     es256_public: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: bench-server --mode bare|apikey|hs256|es256 [--stateful] [--tcp-nodelay] [--bind ADDR] \
+const USAGE: &str = "usage: bench-server --mode bare|apikey|hs256|es256 [--stateful] [--tcp-nodelay] [--any-host] [--bind ADDR] \
 [--credential-file FILE] [--audit-file FILE | --no-audit-file] [--es256-private PEM --es256-public PEM]";
 
 fn parse_options() -> Result<Options, String> {
@@ -67,6 +70,7 @@ fn parse_options() -> Result<Options, String> {
     let mut options = Options {
         mode: Mode::Bare,
         stateful: false,
+        any_host: false,
         tcp_nodelay: false,
         bind: "127.0.0.1:8801".into(),
         credential_file: None,
@@ -89,6 +93,7 @@ fn parse_options() -> Result<Options, String> {
             }
             "--stateful" => options.stateful = true,
             "--tcp-nodelay" => options.tcp_nodelay = true,
+            "--any-host" => options.any_host = true,
             "--bind" => options.bind = value("--bind")?,
             "--credential-file" => {
                 options.credential_file = Some(value("--credential-file")?.into())
