@@ -3,8 +3,11 @@
 //! The key, and with it the one accepted algorithm, is fixed when the server is configured and
 //! never taken from the token: a token whose header names another algorithm (`none`, or `HS256`
 //! presented to an `RS256` verifier, the classic key-confusion attack) is refused. All the
-//! expensive set-up (parsing the key, building the validation rules) happens once, at
-//! construction; verifying a request is a single decode.
+//! expensive set-up (parsing the key) happens once, at construction; verifying a request parses
+//! the header once, checks the signature with the prepared key (see [`super::jws`]) and parses
+//! the claims once (see [`claims`]).
+
+mod claims;
 
 use std::{
     fmt,
@@ -14,15 +17,13 @@ use std::{
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
-    Algorithm, AlgorithmFamily, DecodingKey, Header, TokenData, Validation,
-    errors::{Error as JwtError, ErrorKind},
+    Algorithm, AlgorithmFamily, DecodingKey,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk},
 };
-use serde::{Deserialize, de::DeserializeOwned};
-use serde_json::{Map, Number, Value};
 
+use self::claims::{Claims, LIST_FIELDS, Reading};
 use super::{
-    AuthError, AuthRequest, Authentication, Authenticator, Credential, Verdict,
+    AuthError, AuthRequest, Authentication, Authenticator, Credential, Verdict, jws::VerifyingKey,
     token_cache::VerifiedTokens,
 };
 use crate::{AuthMethod, ConfigError, Principal};
@@ -151,17 +152,16 @@ impl fmt::Display for JwtAlgorithm {
 /// ```
 #[derive(Clone)]
 pub struct Jwt {
-    algorithm: JwtAlgorithm,
-    key: DecodingKey,
-    validation: Validation,
+    /// The key, prepared once, and the one algorithm it verifies.
+    key: Arc<VerifyingKey>,
     issuer: Option<String>,
     audiences: Vec<String>,
     leeway: u64,
     role_claim: String,
     scope_claims: Vec<String>,
-    /// Whether a configured role or scope claim is not one of the fields [`Claims`] reads, so
-    /// the rest of the payload must be kept to find it.
-    needs_extra_claims: bool,
+    /// The configured role and scope claims that [`Claims`] has no field for, so the payload
+    /// parser must keep them.
+    extra_claims: Vec<String>,
     /// How principals built from verified tokens say they authenticated.
     method: AuthMethod,
     /// Tokens already verified, shared by the clones of this verifier.
@@ -216,10 +216,9 @@ impl Jwt {
             )));
         }
         check_secret(algorithm, secret.as_ref())?;
-        Ok(Self::with_key(
-            algorithm,
-            DecodingKey::from_secret(secret.as_ref()),
-        ))
+        let key = VerifyingKey::new(algorithm, &DecodingKey::from_secret(secret.as_ref()))
+            .map_err(|_| ConfigError::invalid(format!("{algorithm} secret unusable")))?;
+        Ok(Self::with_key(key))
     }
 
     /// Verifies RS256 tokens with a PEM-encoded RSA public key (`BEGIN PUBLIC KEY` or
@@ -293,15 +292,28 @@ impl Jwt {
         }
         .map_err(|_| not_a_public_key(algorithm))?;
         check_public_key(algorithm, &key)?;
-        Ok(Self::with_key(algorithm, key))
+        let key = VerifyingKey::new(algorithm, &key).map_err(|_| not_a_public_key(algorithm))?;
+        Ok(Self::with_key(key))
     }
 
     /// A verifier for tokens of this crate's own authorization server: the key comes from its
     /// key ring, and the principals it builds say [`AuthMethod::OAuth`].
+    ///
+    /// The key ring only holds keys it checked when loading them; should one still not parse
+    /// here, the verifier refuses every token (as `jsonwebtoken` did, failing on each) rather
+    /// than making the caller pass the token on to another authenticator.
     pub(crate) fn from_decoding_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
+        let key = VerifyingKey::new(algorithm, &key).unwrap_or_else(|_| {
+            tracing::error!(
+                target: "mcp_gatekeeper::auth",
+                %algorithm,
+                "unusable OAuth verification key; its tokens are refused"
+            );
+            VerifyingKey::unusable(algorithm)
+        });
         Self {
             method: AuthMethod::OAuth,
-            ..Self::with_key(algorithm, key)
+            ..Self::with_key(key)
         }
     }
 
@@ -314,24 +326,15 @@ impl Jwt {
     }
 
     /// Builds the verifier with the default rules; the builder methods refine them.
-    fn with_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
-        let mut validation = Validation::new(algorithm.to_jsonwebtoken());
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        // Audiences are only checked once some are configured (see `audience`).
-        validation.validate_aud = false;
-        validation.leeway = DEFAULT_LEEWAY.as_secs();
+    fn with_key(key: VerifyingKey) -> Self {
         Self {
-            algorithm,
-            key,
-            validation,
+            key: Arc::new(key),
             issuer: None,
             audiences: Vec::new(),
             leeway: DEFAULT_LEEWAY.as_secs(),
             role_claim: DEFAULT_ROLE_CLAIM.to_owned(),
             scope_claims: DEFAULT_SCOPE_CLAIMS.map(str::to_owned).to_vec(),
-            needs_extra_claims: false,
+            extra_claims: Vec::new(),
             method: AuthMethod::Jwt,
             verified: Arc::default(),
         }
@@ -343,12 +346,7 @@ impl Jwt {
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         // Other rules: tokens accepted under the old ones must be checked again.
         self.verified = Arc::default();
-        let issuer = issuer.into();
-        self.validation.set_issuer(&[&issuer]);
-        self.validation
-            .required_spec_claims
-            .insert("iss".to_owned());
-        self.issuer = Some(issuer);
+        self.issuer = Some(issuer.into());
         self
     }
 
@@ -359,11 +357,6 @@ impl Jwt {
         // Other rules: tokens accepted under the old ones must be checked again.
         self.verified = Arc::default();
         self.audiences.push(audience.into());
-        self.validation.set_audience(&self.audiences);
-        self.validation.validate_aud = true;
-        self.validation
-            .required_spec_claims
-            .insert("aud".to_owned());
         self
     }
 
@@ -374,7 +367,6 @@ impl Jwt {
         // Other rules: tokens accepted under the old ones must be checked again.
         self.verified = Arc::default();
         self.leeway = leeway.min(MAX_LEEWAY).as_secs();
-        self.validation.leeway = self.leeway;
         self
     }
 
@@ -386,7 +378,7 @@ impl Jwt {
         // Other rules: tokens accepted under the old ones must be checked again.
         self.verified = Arc::default();
         self.role_claim = name.into();
-        self.update_needs_extra_claims();
+        self.update_extra_claims();
         self
     }
 
@@ -402,19 +394,23 @@ impl Jwt {
         // Other rules: tokens accepted under the old ones must be checked again.
         self.verified = Arc::default();
         self.scope_claims = names.into_iter().map(Into::into).collect();
-        self.update_needs_extra_claims();
+        self.update_extra_claims();
         self
     }
 
-    fn update_needs_extra_claims(&mut self) {
-        self.needs_extra_claims = std::iter::once(&self.role_claim)
-            .chain(&self.scope_claims)
-            .any(|name| !Claims::LIST_FIELDS.contains(&name.as_str()));
+    fn update_extra_claims(&mut self) {
+        let mut extra: Vec<String> = Vec::new();
+        for name in std::iter::once(&self.role_claim).chain(&self.scope_claims) {
+            if !LIST_FIELDS.contains(&name.as_str()) && !extra.contains(name) {
+                extra.push(name.clone());
+            }
+        }
+        self.extra_claims = extra;
     }
 
     /// The algorithm tokens must be signed with.
     pub fn algorithm(&self) -> JwtAlgorithm {
-        self.algorithm
+        self.key.algorithm()
     }
 
     /// Verifies `token` and returns the principal it speaks for.
@@ -423,9 +419,11 @@ impl Jwt {
     /// [`AuthError::expired`] for an expired token, [`AuthError::invalid_token`] for any other
     /// failure.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let decoded = self.decode(token)?;
-        self.check_times(&decoded.claims)?;
-        self.principal(&decoded)
+        let payload = self.key.verify(token).map_err(refused)?;
+        let claims =
+            claims::parse(&payload, self.reading()).map_err(|_| refused("claim_format"))?;
+        self.check(&claims, now())?;
+        self.principal(&claims)
     }
 
     /// [`verify`](Self::verify), answered from the cache of tokens this verifier accepted before
@@ -445,53 +443,65 @@ impl Jwt {
         Ok(principal)
     }
 
-    /// Checks the signature and the rules `jsonwebtoken` knows (algorithm, exp, nbf, iss, aud,
-    /// required claims) and deserializes the claims.
-    fn decode(&self, token: &str) -> Result<Decoded, AuthError> {
-        let decoded = if self.needs_extra_claims {
-            self.decode_as::<ClaimsWithExtras>(token)
-                .map(|(header, c)| (header, c.known, c.extra))
-        } else {
-            self.decode_as::<Claims>(token)
-                .map(|(header, c)| (header, c, Map::new()))
-        };
-        let (header, claims, extra) = decoded?;
-        // RFC 7515 §4.1.11: extensions listed in `crit` must be understood; we understand none.
-        if header.crit.is_some() {
-            return Err(refused("crit_header"));
+    /// What the payload parser must read for this verifier's rules.
+    fn reading(&self) -> Reading<'_> {
+        Reading {
+            issuer: self.issuer.is_some(),
+            audience: !self.audiences.is_empty(),
+            scp: self.role_claim == "scp" || self.scope_claims.iter().any(|name| name == "scp"),
+            extra: &self.extra_claims,
         }
-        Ok(Decoded { claims, extra })
     }
 
-    fn decode_as<T: DeserializeOwned>(&self, token: &str) -> Result<(Header, T), AuthError> {
-        jsonwebtoken::decode::<T>(token, &self.key, &self.validation)
-            .map(|TokenData { header, claims }| (header, claims))
-            .map_err(rejection)
-    }
-
-    /// The check `jsonwebtoken` leaves to us: `iat` (when present) not in the future.
-    fn check_times(&self, claims: &Claims) -> Result<(), AuthError> {
-        if let Some(iat) = &claims.iat {
-            let iat = numeric_date(iat).ok_or_else(|| refused("claim_format"))?;
-            if iat > now().saturating_add(self.leeway) {
-                return Err(refused("issued_in_future"));
-            }
+    /// The rules on the registered claims. Presence comes first, then expiry (the one failure
+    /// the client is told about), then the rest.
+    fn check(&self, claims: &Claims<'_, '_>, now: u64) -> Result<(), AuthError> {
+        let (Some(sub), Some(exp)) = (&claims.sub, claims.exp) else {
+            return Err(refused("missing_claim"));
+        };
+        if (self.issuer.is_some() && claims.iss.is_none())
+            || (!self.audiences.is_empty() && claims.aud.is_none())
+        {
+            return Err(refused("missing_claim"));
+        }
+        if exp < now.saturating_sub(self.leeway) {
+            return Err(AuthError::expired());
+        }
+        let latest = now.saturating_add(self.leeway);
+        if claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(refused("not_yet_valid"));
+        }
+        if claims.iat.is_some_and(|iat| iat > latest) {
+            return Err(refused("issued_in_future"));
+        }
+        if let Some(issuer) = &self.issuer
+            && claims.iss.as_deref() != Some(issuer.as_str())
+        {
+            return Err(refused("issuer"));
+        }
+        if let Some(aud) = &claims.aud
+            && !self.audiences.is_empty()
+            && !self.audiences.iter().any(|wanted| aud.contains(wanted))
+        {
+            return Err(refused("audience"));
+        }
+        if sub.is_empty() {
+            return Err(refused("empty_sub"));
         }
         Ok(())
     }
 
     /// Builds the principal from verified claims.
-    fn principal(&self, decoded: &Decoded) -> Result<Principal, AuthError> {
-        let claims = &decoded.claims;
-        if claims.sub.is_empty() {
-            return Err(refused("empty_sub"));
-        }
-        let expires_at = numeric_date(&claims.exp)
-            .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp)))
+    fn principal(&self, claims: &Claims<'_, '_>) -> Result<Principal, AuthError> {
+        let (Some(sub), Some(exp)) = (claims.sub.as_deref(), claims.exp) else {
+            return Err(refused("missing_claim"));
+        };
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(exp))
             .ok_or_else(|| refused("claim_format"))?;
-        let mut builder = Principal::builder(self.method, claims.sub.as_str())
-            .roles(self.roles(decoded)?)
-            .scopes(self.scopes(decoded)?)
+        let mut builder = Principal::builder(self.method, sub)
+            .roles(self.roles(claims)?)
+            .scopes(self.scopes(claims)?)
             .expires_at(expires_at);
         let client_id = claims.client_id.as_deref().or(claims.azp.as_deref());
         if let Some(client_id) = client_id.filter(|c| !c.is_empty()) {
@@ -503,11 +513,15 @@ impl Jwt {
         Ok(builder.build())
     }
 
-    fn roles<'d>(&self, decoded: &'d Decoded) -> Result<Vec<&'d str>, AuthError> {
+    fn roles<'c>(&self, claims: &'c Claims<'_, '_>) -> Result<Vec<&'c str>, AuthError> {
         let mut roles = Vec::new();
-        decoded.values(&self.role_claim, false, &mut roles)?;
+        claims
+            .strings(&self.role_claim, false, &mut roles)
+            .map_err(refused)?;
         if self.role_claim != ROLES_CLAIM {
-            decoded.values(ROLES_CLAIM, false, &mut roles)?;
+            claims
+                .strings(ROLES_CLAIM, false, &mut roles)
+                .map_err(refused)?;
         }
         roles.retain(|r| !r.is_empty());
         // The principal only removes adjacent duplicates; `role: a` + `roles: [b, a]` has others.
@@ -520,10 +534,10 @@ impl Jwt {
         Ok(unique)
     }
 
-    fn scopes<'d>(&self, decoded: &'d Decoded) -> Result<Vec<&'d str>, AuthError> {
+    fn scopes<'c>(&self, claims: &'c Claims<'_, '_>) -> Result<Vec<&'c str>, AuthError> {
         let mut scopes = Vec::new();
         for name in &self.scope_claims {
-            decoded.values(name, true, &mut scopes)?;
+            claims.strings(name, true, &mut scopes).map_err(refused)?;
         }
         scopes.retain(|s| !s.is_empty());
         Ok(scopes)
@@ -558,7 +572,7 @@ impl Authenticator for Jwt {
 impl fmt::Debug for Jwt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Jwt")
-            .field("algorithm", &self.algorithm)
+            .field("algorithm", &self.key.algorithm())
             .field("key", &"<redacted>")
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
@@ -569,131 +583,11 @@ impl fmt::Debug for Jwt {
     }
 }
 
-/// The claims this verifier reads; everything else in the payload is skipped without being
-/// materialised. `iss`, `aud` and `nbf` are checked by `jsonwebtoken` itself.
-#[derive(Deserialize)]
-struct Claims {
-    sub: String,
-    exp: Number,
-    iat: Option<Number>,
-    jti: Option<String>,
-    client_id: Option<String>,
-    azp: Option<String>,
-    role: Option<String>,
-    roles: Option<Vec<String>>,
-    scope: Option<String>,
-    /// A string or an array depending on the issuer, hence untyped.
-    scp: Option<Value>,
-    permissions: Option<Vec<String>>,
-}
-
-impl Claims {
-    /// The role and scope claims that have a field of their own.
-    const LIST_FIELDS: [&'static str; 5] = ["role", "roles", "scope", "scp", "permissions"];
-}
-
-/// [`Claims`] plus the rest of the payload, for verifiers configured with a role or scope claim
-/// that is not one of [`Claims::LIST_FIELDS`].
-#[derive(Deserialize)]
-struct ClaimsWithExtras {
-    #[serde(flatten)]
-    known: Claims,
-    #[serde(flatten)]
-    extra: Map<String, Value>,
-}
-
-/// Verified claims.
-struct Decoded {
-    claims: Claims,
-    /// The claims [`Claims`] has no field for; empty unless the verifier needs them.
-    extra: Map<String, Value>,
-}
-
-impl Decoded {
-    /// Appends the strings of claim `name` to `out`: a string (split on whitespace when
-    /// `split`), or an array of strings. A claim of another type makes the token invalid.
-    fn values<'d>(
-        &'d self,
-        name: &str,
-        split: bool,
-        out: &mut Vec<&'d str>,
-    ) -> Result<(), AuthError> {
-        let claims = &self.claims;
-        match name {
-            "role" => push_str(claims.role.as_deref(), split, out),
-            "scope" => push_str(claims.scope.as_deref(), split, out),
-            "roles" => out.extend(claims.roles.iter().flatten().map(String::as_str)),
-            "permissions" => out.extend(claims.permissions.iter().flatten().map(String::as_str)),
-            "scp" => return push_value(claims.scp.as_ref(), split, out),
-            _ => return push_value(self.extra.get(name), split, out),
-        }
-        Ok(())
-    }
-}
-
-fn push_str<'d>(value: Option<&'d str>, split: bool, out: &mut Vec<&'d str>) {
-    match value {
-        Some(s) if split => out.extend(s.split_ascii_whitespace()),
-        Some(s) => out.push(s),
-        None => {}
-    }
-}
-
-fn push_value<'d>(
-    value: Option<&'d Value>,
-    split: bool,
-    out: &mut Vec<&'d str>,
-) -> Result<(), AuthError> {
-    match value {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) => {
-            push_str(Some(s), split, out);
-            Ok(())
-        }
-        Some(Value::Array(items)) => items.iter().try_for_each(|item| match item {
-            Value::String(s) => {
-                out.push(s);
-                Ok(())
-            }
-            _ => Err(refused("claim_format")),
-        }),
-        Some(_) => Err(refused("claim_format")),
-    }
-}
-
-/// A JWT NumericDate as whole seconds since the epoch, like `jsonwebtoken` reads `exp`: a
-/// non-negative integer, or a finite non-negative fraction (rounded).
-fn numeric_date(value: &Number) -> Option<u64> {
-    if let Some(secs) = value.as_u64() {
-        return Some(secs);
-    }
-    let secs = value.as_f64()?;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    (secs.is_finite() && secs >= 0.0 && secs < u64::MAX as f64).then(|| secs.round() as u64)
-}
-
 /// Seconds since the epoch; a clock before 1970 counts as the epoch rather than panicking.
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Maps a `jsonwebtoken` failure to what the client is told: expiry is worth telling apart
-/// (the client should fetch a new token); any other detail would only help an attacker.
-fn rejection(error: JwtError) -> AuthError {
-    let reason = match error.kind() {
-        ErrorKind::ExpiredSignature => return AuthError::expired(),
-        ErrorKind::InvalidSignature => "signature",
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "algorithm",
-        ErrorKind::ImmatureSignature => "not_yet_valid",
-        ErrorKind::InvalidIssuer => "issuer",
-        ErrorKind::InvalidAudience => "audience",
-        ErrorKind::MissingRequiredClaim(_) => "missing_claim",
-        ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => "claim_format",
-        _ => "malformed",
-    };
-    refused(reason)
 }
 
 /// An "Invalid token" rejection; the reason goes to the debug log only, never to the client.
@@ -775,8 +669,8 @@ fn check_rsa_size(algorithm: JwtAlgorithm, modulus_b64: &str) -> Result<(), Conf
 mod tests {
     use super::*;
     use crate::auth::AuthErrorKind;
-    use jsonwebtoken::{EncodingKey, encode};
-    use serde_json::json;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::{Value, json};
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
 
@@ -1255,5 +1149,314 @@ TlvHNUaF7TxkpfrVfQIDAQAB
         assert!(!shown.contains("0123456789abcdef"));
         assert!(shown.contains("<redacted>"));
         assert!(shown.contains("HS256") || shown.contains("Hs256"));
+    }
+
+    /// A token with exactly this header and payload JSON, HS256-signed with [`SECRET`] by
+    /// `jsonwebtoken`.
+    fn signed_raw(header_json: &str, payload_json: &str) -> String {
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header_json),
+            URL_SAFE_NO_PAD.encode(payload_json)
+        );
+        let key = EncodingKey::from_secret(SECRET);
+        let signature = jsonwebtoken::crypto::sign(signed.as_bytes(), &key, Algorithm::HS256);
+        format!("{signed}.{}", signature.unwrap())
+    }
+
+    #[test]
+    fn a_payload_that_is_not_one_json_object_is_refused() {
+        let exp = now() + 600;
+        let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let good = format!(r#"{{"sub":"a","exp":{exp}}}"#);
+        assert!(hs256().verify(&signed_raw(header, &good)).is_ok());
+        for payload in [
+            "not json".to_owned(),
+            String::new(),
+            "null".to_owned(),
+            r#""a""#.to_owned(),
+            // What a derived struct would read by position.
+            format!(r#"["a",{exp}]"#),
+            format!("{good}x"),
+            format!("{good}{good}"),
+            format!(r#"{{"sub":"a","exp":{exp}"#),
+        ] {
+            assert_invalid(hs256().verify(&signed_raw(header, &payload)));
+        }
+    }
+
+    #[test]
+    fn a_claim_given_twice_is_refused() {
+        let exp = now() + 600;
+        let header = r#"{"alg":"HS256"}"#;
+        for payload in [
+            format!(r#"{{"sub":"a","sub":"b","exp":{exp}}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"exp":{exp}}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"role":"x","role":"admin"}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"nbf":null,"nbf":1}}"#),
+        ] {
+            assert_invalid(hs256().verify(&signed_raw(header, &payload)));
+        }
+        let jwt = hs256().issuer("one").audience("tools").role_claim("grp");
+        for payload in [
+            format!(r#"{{"sub":"a","exp":{exp},"aud":"tools","iss":"one","iss":"one"}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"iss":"one","aud":"x","aud":"tools"}}"#),
+            format!(r#"{{"sub":"a","exp":{exp},"iss":"one","aud":"tools","grp":"a","grp":"b"}}"#),
+        ] {
+            assert_invalid(jwt.verify(&signed_raw(header, &payload)));
+        }
+        // Claims nobody reads may repeat, as JSON allows.
+        let payload = format!(r#"{{"sub":"a","exp":{exp},"x":1,"x":2}}"#);
+        assert!(hs256().verify(&signed_raw(header, &payload)).is_ok());
+    }
+
+    #[test]
+    fn claims_with_escapes_are_read() {
+        let exp = now() + 600;
+        let payload =
+            format!(r#"{{"\u0073ub":"al\u0069ce","exp":{exp},"role":"a\"b","scope":"x\ty"}}"#);
+        let p = hs256()
+            .verify(&signed_raw(r#"{"alg":"HS256"}"#, &payload))
+            .unwrap();
+        assert_eq!(p.subject(), "alice");
+        assert_eq!(p.roles().collect::<Vec<_>>(), ["a\"b"]);
+        assert_eq!(p.scopes().collect::<Vec<_>>(), ["x", "y"]);
+    }
+
+    #[test]
+    fn a_token_for_another_algorithm_is_refused_though_its_signature_is_valid() {
+        let es = encode(
+            &Header::new(Algorithm::ES256),
+            &claims(),
+            &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let ed = encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims(),
+            &EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let rs = encode(
+            &Header::new(Algorithm::RS256),
+            &claims(),
+            &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let es256 = Jwt::es256_pem(EC_PUBLIC.as_bytes()).unwrap();
+        let eddsa = Jwt::eddsa_pem(ED_PUBLIC.as_bytes()).unwrap();
+        let rs256 = Jwt::rs256_pem(RSA_PUBLIC.as_bytes()).unwrap();
+        assert!(es256.verify(&es).is_ok());
+        for token in [&es, &ed, &rs] {
+            assert_invalid(hs256().verify(token));
+        }
+        assert_invalid(es256.verify(&hs256_token(&claims())));
+        assert_invalid(es256.verify(&ed));
+        assert_invalid(es256.verify(&rs));
+        assert_invalid(eddsa.verify(&es));
+        assert_invalid(rs256.verify(&es));
+        // Nor is an ES256 token one for an ES384 verifier.
+        let es384 = Jwt::es384_pem(&p384_public_pem(&p384_pair().1)).unwrap();
+        assert_invalid(es384.verify(&es));
+    }
+
+    #[test]
+    fn aud_of_the_wrong_type_is_refused_when_audiences_are_configured() {
+        let jwt = hs256().audience("tools");
+        for aud in [
+            json!(5),
+            json!([5]),
+            json!(["tools", 5]),
+            json!({"tools": true}),
+            json!([["tools"]]),
+            json!(true),
+        ] {
+            let c = with(claims(), json!({ "aud": aud }));
+            assert_invalid(jwt.verify(&hs256_token(&c)));
+            // Without configured audiences `aud` is not read, whatever it holds.
+            assert!(hs256().verify(&hs256_token(&c)).is_ok(), "{aud}");
+        }
+        let c = with(claims(), json!({"aud": ["x", "tools", "y"]}));
+        assert!(jwt.verify(&hs256_token(&c)).is_ok());
+    }
+
+    #[test]
+    fn iss_must_be_the_configured_string() {
+        let jwt = hs256().issuer("https://issuer.example");
+        for iss in [
+            json!(["https://issuer.example"]),
+            json!(5),
+            json!({"iss": "https://issuer.example"}),
+            json!("https://issuer.example/"),
+            json!("HTTPS://ISSUER.EXAMPLE"),
+            json!(""),
+        ] {
+            let c = with(claims(), json!({ "iss": iss }));
+            assert_invalid(jwt.verify(&hs256_token(&c)));
+            // Without a configured issuer `iss` is not read, whatever it holds.
+            assert!(hs256().verify(&hs256_token(&c)).is_ok(), "{iss}");
+        }
+        let with_null = signed_raw(
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"sub":"a","exp":{},"iss":null}}"#, now() + 60),
+        );
+        assert_invalid(jwt.verify(&with_null));
+    }
+
+    #[test]
+    fn nbf_is_honoured_within_the_leeway_and_must_be_a_date() {
+        let soon = with(claims(), json!({"nbf": now() + 10}));
+        assert!(hs256().verify(&hs256_token(&soon)).is_ok());
+        assert_invalid(hs256().leeway(Duration::ZERO).verify(&hs256_token(&soon)));
+        let past = with(claims(), json!({"nbf": now() - 10}));
+        assert!(
+            hs256()
+                .leeway(Duration::ZERO)
+                .verify(&hs256_token(&past))
+                .is_ok()
+        );
+        let fraction = with(claims(), json!({"nbf": (now() - 10) as f64 + 0.5}));
+        assert!(hs256().verify(&hs256_token(&fraction)).is_ok());
+        for nbf in [
+            json!("now"),
+            json!(-1),
+            json!(-0.5),
+            json!([1]),
+            json!(1e300),
+        ] {
+            let c = with(claims(), json!({ "nbf": nbf }));
+            assert_invalid(hs256().verify(&hs256_token(&c)));
+        }
+        let payload = format!(r#"{{"sub":"a","exp":{},"nbf":null}}"#, now() + 60);
+        assert!(
+            hs256()
+                .verify(&signed_raw(r#"{"alg":"HS256"}"#, &payload))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn exp_may_be_a_fraction_but_not_negative_or_null() {
+        let fraction = with(claims(), json!({"exp": (now() + 60) as f64 + 0.25}));
+        assert!(hs256().verify(&hs256_token(&fraction)).is_ok());
+        for exp in [json!(-1), json!(-1.5), json!(true), json!([now() + 60])] {
+            let c = with(claims(), json!({ "exp": exp }));
+            assert_invalid(hs256().verify(&hs256_token(&c)));
+        }
+        let payload = r#"{"sub":"a","exp":null}"#;
+        assert_invalid(hs256().verify(&signed_raw(r#"{"alg":"HS256"}"#, payload)));
+    }
+
+    #[test]
+    fn an_expired_token_is_still_invalid_when_it_is_malformed() {
+        let old = now() - 3600;
+        for patch in [json!({"sub": null}), json!({"sub": 5}), json!({"role": 5})] {
+            let c = with(claims(), patch);
+            let c = with(c, json!({ "exp": old }));
+            assert_invalid(hs256().verify(&hs256_token(&c)));
+        }
+        // A missing issuer or audience is reported as invalid, not expired.
+        let c = with(claims(), json!({ "exp": old }));
+        assert_invalid(hs256().issuer("one").verify(&hs256_token(&c)));
+        assert_invalid(hs256().audience("aud").verify(&hs256_token(&c)));
+    }
+
+    #[test]
+    fn claims_this_verifier_does_not_read_are_not_type_checked() {
+        let jwt = hs256().role_claim("grp").scope_claims(["perms"]);
+        let c = with(
+            claims(),
+            json!({"scp": 7, "iss": 1, "aud": {}, "other": [1, {"a": null}], "grp": ["g"]}),
+        );
+        let p = jwt.verify(&hs256_token(&c)).unwrap();
+        assert_eq!(p.roles().collect::<Vec<_>>(), ["g", "ops", "admin"]);
+        // `scp` is read by the default verifier, which then checks it.
+        assert_invalid(hs256().verify(&hs256_token(&c)));
+    }
+
+    fn p384_pair() -> (Vec<u8>, Vec<u8>) {
+        use aws_lc_rs::{
+            encoding::AsDer,
+            rand::SystemRandom,
+            signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
+        };
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let spki = pair.public_key().as_der().unwrap();
+        (pkcs8.as_ref().to_vec(), spki.as_ref().to_vec())
+    }
+
+    fn p384_public_pem(spki: &[u8]) -> Vec<u8> {
+        use base64::engine::general_purpose::STANDARD;
+        let body = STANDARD.encode(spki);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|line| std::str::from_utf8(line).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn valid_es384_token_is_accepted() {
+        let (pkcs8, spki) = p384_pair();
+        let key = EncodingKey::from_ec_der(&pkcs8);
+        let token = encode(&Header::new(Algorithm::ES384), &claims(), &key).unwrap();
+        let jwt = Jwt::es384_pem(&p384_public_pem(&spki)).unwrap();
+        assert_full_principal(&jwt.verify(&token).unwrap());
+        // A P-384 key is not a P-256 one.
+        assert!(Jwt::es256_pem(&p384_public_pem(&spki)).is_err());
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        assert_invalid(jwt.verify(&forged));
+    }
+
+    #[test]
+    fn rs384_rs512_hs384_and_hs512_tokens_are_accepted() {
+        let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+        for (algorithm, jwt) in [
+            (Algorithm::RS384, Jwt::rs384_pem(RSA_PUBLIC.as_bytes())),
+            (Algorithm::RS512, Jwt::rs512_pem(RSA_PUBLIC.as_bytes())),
+        ] {
+            let token = encode(&Header::new(algorithm), &claims(), &rsa).unwrap();
+            assert_full_principal(&jwt.unwrap().verify(&token).unwrap());
+        }
+        let secret = [9u8; 64];
+        let hmac = EncodingKey::from_secret(&secret);
+        for (algorithm, jwt) in [
+            (Algorithm::HS384, Jwt::hs384(secret)),
+            (Algorithm::HS512, Jwt::hs512(secret)),
+        ] {
+            let token = encode(&Header::new(algorithm), &claims(), &hmac).unwrap();
+            let jwt = jwt.unwrap();
+            assert_full_principal(&jwt.verify(&token).unwrap());
+            assert_invalid(hs256().verify(&token));
+        }
+    }
+
+    #[test]
+    fn an_oauth_verifier_with_an_unusable_key_refuses_every_token() {
+        let zero = URL_SAFE_NO_PAD.encode([0u8; 32]);
+        let off_curve = DecodingKey::from_ec_components(&zero, &zero).unwrap();
+        let jwt = Jwt::from_decoding_key(JwtAlgorithm::Es256, off_curve);
+        assert_eq!(jwt.algorithm(), JwtAlgorithm::Es256);
+        let token = encode(
+            &Header::new(Algorithm::ES256),
+            &claims(),
+            &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_invalid(jwt.verify(&token));
+        // The same path with a good key accepts, and says how the caller authenticated.
+        let good = DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes()).unwrap();
+        let p = Jwt::from_decoding_key(JwtAlgorithm::Es256, good)
+            .verify(&token)
+            .unwrap();
+        assert_eq!(p.method(), AuthMethod::OAuth);
     }
 }

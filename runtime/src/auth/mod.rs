@@ -9,6 +9,7 @@ mod api_key;
 mod chain;
 mod credential;
 mod error;
+mod jws;
 mod jwt;
 mod token_cache;
 
