@@ -11,7 +11,9 @@
 # every reply (status 200 and a JSON-RPC result with the echoed text), stops the server, and
 # finally prints one table (bench/results/ keeps it with the raw wrk output).
 #
-# Settings (environment): DURATION=10s WARMUP=3s CONNECTIONS=32 THREADS=2 ROUNDS=3
+# Settings (environment): DURATION=5s WARMUP=2s CONNECTIONS=32 THREADS=2 ROUNDS=6
+#   (many short rounds rather than a few long ones: this machine's speed drifts by 10-20 % over
+#   seconds, and the median of per-round ratios is printed with the ratio of means)
 #   ROWS="bare apikey hs256 es256 ts py bare-stateful apikey-stateful" (a subset for quick runs)
 #   (diagnostic rows, not in the default set: apikey-noaudit = API key without the JSON-lines
 #   audit file, records on tracing only; bare-anyhost = bare with rmcp's Host check off)
@@ -22,11 +24,11 @@
 
 set -euo pipefail
 
-DURATION=${DURATION:-10s}
-WARMUP=${WARMUP:-3s}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-6}
 ROWS=${ROWS:-"bare apikey hs256 es256 ts py bare-stateful apikey-stateful"}
 SESSIONS=${SESSIONS:-32}
 BASE_PORT=${BASE_PORT:-18800}
