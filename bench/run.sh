@@ -19,8 +19,8 @@
 #   audit file, records on tracing only; bare-anyhost = bare with rmcp's Host check off)
 #   SESSIONS=32 (stateful rows: sessions opened before the run, requests rotate over them)
 #   BASE_PORT=18800
-#   TCP_NODELAY=1 (diagnostic: the Rust servers set TCP_NODELAY on accepted connections, which
-#   neither axum::serve nor Gatekeeper::bind does; Node and uvicorn already do)
+#   TCP_NODELAY=1 (diagnostic: every Rust server sets TCP_NODELAY on accepted connections;
+#   by default bare rmcp on axum::serve never does, and Gatekeeper::bind only in stateful mode)
 
 set -euo pipefail
 
