@@ -23,15 +23,20 @@ async fn read_records(path: &std::path::Path, last: impl Fn(&Value) -> bool) -> 
     panic!("the audit file never recorded the last request");
 }
 
-#[tokio::test]
-async fn decisions_are_audited_without_secrets() {
-    let dir = std::env::temp_dir().join(format!("mcpgk-audit-it-{}", std::process::id()));
+/// The rbac example with an audit file of its own (named after `test`), started.
+async fn start_audited(test: &str) -> (Server, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mcpgk-audit-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("audit.jsonl");
     let _ = std::fs::remove_file(&path);
     let mut config = rbac_config(true);
     config.audit_log = Some(path.clone());
-    let server = start(crate::rbac::gatekeeper(config).unwrap()).await;
+    (start(crate::rbac::gatekeeper(config).unwrap()).await, path)
+}
+
+#[tokio::test]
+async fn decisions_are_audited_without_secrets() {
+    let (server, path) = start_audited("it").await;
 
     let viewer_token = jwt("auditee", "viewer");
     let viewer = Mcp::connect(
@@ -103,13 +108,7 @@ async fn decisions_are_audited_without_secrets() {
 
 #[tokio::test]
 async fn one_record_per_tool_call_and_one_per_other_request() {
-    let dir = std::env::temp_dir().join(format!("mcpgk-audit-once-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("audit.jsonl");
-    let _ = std::fs::remove_file(&path);
-    let mut config = rbac_config(true);
-    config.audit_log = Some(path.clone());
-    let server = start(crate::rbac::gatekeeper(config).unwrap()).await;
+    let (server, path) = start_audited("once").await;
     let client = Mcp::connect(
         &server.url,
         Cred::Bearer(jwt("counted", "viewer")),
@@ -152,5 +151,5 @@ async fn one_record_per_tool_call_and_one_per_other_request() {
         .count();
     assert_eq!(authentications, 3, "{records:#?}");
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

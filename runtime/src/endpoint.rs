@@ -11,11 +11,13 @@ use std::{
     task::{Context, Poll},
 };
 
-use axum::{body::Body, extract::Request, response::Response};
+use axum::{Router, body::Body, extract::Request, response::Response};
 use futures::future::BoxFuture;
 use rmcp::{
     ServerHandler,
-    transport::streamable_http_server::{SessionManager, StreamableHttpService},
+    transport::streamable_http_server::{
+        SessionManager, StreamableHttpServerConfig, StreamableHttpService,
+    },
 };
 
 use crate::http_auth::{AuthLayerState, authenticate_request};
@@ -30,11 +32,25 @@ struct Shared<S, M> {
     mcp: StreamableHttpService<S, M>,
 }
 
-impl<S, M> McpEndpoint<S, M> {
-    pub(crate) fn new(auth: AuthLayerState, mcp: StreamableHttpService<S, M>) -> Self {
-        Self {
+impl<S, M> McpEndpoint<S, M>
+where
+    S: ServerHandler + Clone + Send + Sync + 'static,
+    M: SessionManager,
+{
+    /// A router serving `handler` at `path` behind `auth`, with sessions kept by `sessions`.
+    pub(crate) fn route(
+        path: &str,
+        auth: AuthLayerState,
+        handler: S,
+        sessions: M,
+        config: StreamableHttpServerConfig,
+    ) -> Router {
+        let mcp =
+            StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(sessions), config);
+        let endpoint = Self {
             shared: Arc::new(Shared { auth, mcp }),
-        }
+        };
+        Router::new().route_service(path, endpoint)
     }
 }
 

@@ -333,6 +333,17 @@ mod tests {
         map
     }
 
+    /// Asserts that `check` answers `expected` for each of `values`.
+    fn expect_all(
+        check: impl Fn(&[u8]) -> Result<(), Refusal>,
+        values: &[&[u8]],
+        expected: Result<(), Refusal>,
+    ) {
+        for value in values {
+            assert_eq!(check(value), expected, "{}", String::from_utf8_lossy(value));
+        }
+    }
+
     fn host(guard: &HostGuard, value: &[u8]) -> Result<(), Refusal> {
         guard.check(&Uri::from_static("/mcp"), &headers(&[("host", value)]))
     }
@@ -340,58 +351,59 @@ mod tests {
     #[test]
     fn loopback_default_accepts_loopback_names_on_any_port() {
         let g = guard(&LOOPBACK_HOSTS, &[]);
-        for ok in [
-            &b"localhost"[..],
-            b"LOCALHOST:8080",
-            b"127.0.0.1:3000",
-            b"[::1]",
-            b"[::1]:443",
-            b"localhost:",
-        ] {
-            assert_eq!(host(&g, ok), Ok(()), "{}", String::from_utf8_lossy(ok));
-        }
+        expect_all(
+            |value| host(&g, value),
+            &[
+                &b"localhost"[..],
+                b"LOCALHOST:8080",
+                b"127.0.0.1:3000",
+                b"[::1]",
+                b"[::1]:443",
+                b"localhost:",
+            ],
+            Ok(()),
+        );
     }
 
     #[test]
     fn other_hosts_are_refused_with_403() {
         let g = guard(&LOOPBACK_HOSTS, &[]);
-        for refused in [
-            &b"evil.example.com"[..],
-            b"localhost.evil.com",
-            b"127.0.0.2",
-            b"[::2]:80",
-            b"0.0.0.0",
-        ] {
-            assert_eq!(host(&g, refused), Err(Refusal::HostNotAllowed));
-        }
+        expect_all(
+            |value| host(&g, value),
+            &[
+                &b"evil.example.com"[..],
+                b"localhost.evil.com",
+                b"127.0.0.2",
+                b"[::2]:80",
+                b"0.0.0.0",
+            ],
+            Err(Refusal::HostNotAllowed),
+        );
         assert_eq!(Refusal::HostNotAllowed.status(), 403);
     }
 
     #[test]
     fn malformed_hosts_are_refused_with_400() {
         let g = guard(&LOOPBACK_HOSTS, &[]);
-        for bad in [
-            &b""[..],
-            b"user@localhost",
-            b"localhost/path",
-            b"localhost:port",
-            b"localhost:99999",
-            b"localhost:123456",
-            b"[::1",
-            b"[::1]x",
-            b"[]",
-            b"::1",
-            b"local host",
-            b"localhost%00",
-            b"\xffhost",
-        ] {
-            assert_eq!(
-                host(&g, bad),
-                Err(Refusal::HostMalformed),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        expect_all(
+            |value| host(&g, value),
+            &[
+                &b""[..],
+                b"user@localhost",
+                b"localhost/path",
+                b"localhost:port",
+                b"localhost:99999",
+                b"localhost:123456",
+                b"[::1",
+                b"[::1]x",
+                b"[]",
+                b"::1",
+                b"local host",
+                b"localhost%00",
+                b"\xffhost",
+            ],
+            Err(Refusal::HostMalformed),
+        );
         assert_eq!(Refusal::HostMalformed.status(), 400);
     }
 
@@ -459,53 +471,49 @@ mod tests {
                 "https://exact.example.com:443",
             ],
         );
-        for ok in [
-            &b"http://localhost:6274"[..],
-            b"HTTP://LOCALHOST:6274",
-            b"https://app.example.com",
-            b"https://app.example.com:8443",
-            b"http://[::1]:1234",
-            b"https://exact.example.com",
-            b"https://exact.example.com:443",
-        ] {
-            assert_eq!(origin(&g, ok), Ok(()), "{}", String::from_utf8_lossy(ok));
-        }
-        for refused in [
-            &b"http://localhost:6275"[..],
-            b"http://localhost",
-            b"https://localhost:6274",
-            b"http://app.example.com",
-            b"https://exact.example.com:8443",
-            b"http://evil.example.com",
-            b"null",
-        ] {
-            assert_eq!(
-                origin(&g, refused),
-                Err(Refusal::OriginNotAllowed),
-                "{}",
-                String::from_utf8_lossy(refused)
-            );
-        }
+        expect_all(
+            |value| origin(&g, value),
+            &[
+                &b"http://localhost:6274"[..],
+                b"HTTP://LOCALHOST:6274",
+                b"https://app.example.com",
+                b"https://app.example.com:8443",
+                b"http://[::1]:1234",
+                b"https://exact.example.com",
+                b"https://exact.example.com:443",
+            ],
+            Ok(()),
+        );
+        expect_all(
+            |value| origin(&g, value),
+            &[
+                &b"http://localhost:6275"[..],
+                b"http://localhost",
+                b"https://localhost:6274",
+                b"http://app.example.com",
+                b"https://exact.example.com:8443",
+                b"http://evil.example.com",
+                b"null",
+            ],
+            Err(Refusal::OriginNotAllowed),
+        );
     }
 
     #[test]
     fn malformed_origins_are_refused() {
         let g = guard(&LOOPBACK_HOSTS, &["http://localhost:6274"]);
-        for bad in [
-            &b"localhost:6274"[..],
-            b"http://",
-            b"http://user@localhost:6274",
-            b"http://localhost:6274/path",
-            b"1http://localhost",
-            b"\xff",
-        ] {
-            assert_eq!(
-                origin(&g, bad),
-                Err(Refusal::OriginMalformed),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        expect_all(
+            |value| origin(&g, value),
+            &[
+                &b"localhost:6274"[..],
+                b"http://",
+                b"http://user@localhost:6274",
+                b"http://localhost:6274/path",
+                b"1http://localhost",
+                b"\xff",
+            ],
+            Err(Refusal::OriginMalformed),
+        );
     }
 
     #[test]

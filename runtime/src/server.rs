@@ -9,7 +9,7 @@ use std::{
 
 use axum::Router;
 use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService,
+    StreamableHttpServerConfig,
     session::{local::LocalSessionManager, never::NeverSessionManager},
 };
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -333,31 +333,22 @@ impl<T: McpTools> Gatekeeper<T> {
             scopes: engine.clone(),
             max_body_bytes: self.max_body_bytes,
         };
-        let factory = move || Ok(service.clone());
         let mcp = match self.mode {
-            Mode::Stateful => Router::new().route_service(
+            Mode::Stateful => McpEndpoint::route(
                 &self.path,
-                McpEndpoint::new(
-                    auth,
-                    StreamableHttpService::new(
-                        factory,
-                        Arc::new(LocalSessionManager::default()),
-                        config,
-                    ),
-                ),
+                auth,
+                service,
+                LocalSessionManager::default(),
+                config,
             ),
-            Mode::Stateless => Router::new().route_service(
+            Mode::Stateless => McpEndpoint::route(
                 &self.path,
-                McpEndpoint::new(
-                    auth,
-                    StreamableHttpService::new(
-                        factory,
-                        Arc::new(NeverSessionManager::default()),
-                        config
-                            .with_legacy_session_mode(false)
-                            .with_json_response(true),
-                    ),
-                ),
+                auth,
+                service,
+                NeverSessionManager::default(),
+                config
+                    .with_legacy_session_mode(false)
+                    .with_json_response(true),
             ),
         };
         Ok((mcp.merge(metadata_routes).merge(self.extra_routes), engine))
