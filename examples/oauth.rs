@@ -156,7 +156,7 @@ pub async fn serve(
     config: OAuthConfig,
     listener: TcpListener,
 ) -> Result<RunningServer, Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    create_private_dir(&config.data_dir)?;
     let resource = format!("{}/mcp", config.issuer.trim_end_matches('/'));
     let store = SqliteStore::open(config.data_dir.join("oauth.db"))?;
     let mut documents = ClientMetadataDocuments::default();
@@ -262,7 +262,7 @@ async fn add_client(args: &[String], bind: &str) -> Result<(), Box<dyn std::erro
         clients: vec![client],
         ..config_without_user(bind)
     };
-    std::fs::create_dir_all(&config.data_dir)?;
+    create_private_dir(&config.data_dir)?;
     let store = SqliteStore::open(config.data_dir.join("oauth.db"))?;
     // Building the server validates the client and stores it.
     AuthorizationServer::new(&config.issuer)?
@@ -324,4 +324,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on {}", running.local_addr());
     running.wait().await?;
     Ok(())
+}
+
+/// Creates the data directory (database, audit trail) readable by its owner only.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }

@@ -228,7 +228,7 @@ pub fn gatekeeper(config: RbacConfig) -> Result<Gatekeeper<DataTools>, ConfigErr
     let mut server = Gatekeeper::new(DataTools::default())
         .authenticate(config.api_keys)
         .authenticate(jwt)
-        .merge(tokens.router());
+        .token_endpoint(tokens);
     if config.stateless {
         server = server.stateless();
     }
@@ -299,21 +299,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    println!("\nJWTs, valid for one hour:");
-    for client in &config.clients {
-        if let Some(token) = tokens.token_for(client.id()) {
-            println!("  {:<12} {token}", client.id());
+    // Tokens are printed only when this run generated the signing secret: a token signed with
+    // a configured secret is a live credential and must not end up in a terminal's scrollback.
+    if demo.contains(&"JWT_SECRET") {
+        println!("\nJWTs, valid for one hour:");
+        for client in &config.clients {
+            if let Some(token) = tokens.token_for(client.id()) {
+                println!("  {:<12} {token}", client.id());
+            }
         }
-    }
-    if let Some(admin) = config.clients.iter().find(|c| c.id().contains("admin"))
-        && let Some(token) = tokens.token_for(admin.id())
-    {
-        println!("\ntry it:");
+        if let Some(admin) = config.clients.iter().find(|c| c.id().contains("admin"))
+            && let Some(token) = tokens.token_for(admin.id())
+        {
+            println!("\ntry it:");
+            println!(
+                "  curl -s {url} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-06-18' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'"
+            );
+            println!(
+                "  npx @modelcontextprotocol/inspector --cli {url} --transport http --header 'Authorization: Bearer {token}' --method tools/list"
+            );
+        }
+    } else {
         println!(
-            "  curl -s {url} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-06-18' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'"
-        );
-        println!(
-            "  npx @modelcontextprotocol/inspector --cli {url} --transport http --header 'Authorization: Bearer {token}' --method tools/list"
+            "\nget a token: curl -s http://{bind}/auth/token -d grant_type=client_credentials -d client_id=CLIENT_ID -d client_secret=SECRET"
         );
     }
     println!();

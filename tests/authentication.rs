@@ -305,7 +305,7 @@ async fn anonymous_callers_reach_public_tools_only_when_allowed() {
 }
 
 #[tokio::test]
-async fn guessing_credentials_locks_the_address_out() {
+async fn guessing_credentials_is_throttled_but_never_refuses_a_valid_one() {
     let policy = Lockout::new(5, Duration::from_secs(60), Duration::from_secs(2));
     let server = start(
         crate::rbac::gatekeeper(rbac_config(false))
@@ -313,23 +313,35 @@ async fn guessing_credentials_locks_the_address_out() {
             .lockout(policy),
     )
     .await;
-    for i in 0..5 {
+    for i in 0..4 {
         let reply = initialize(&server, Cred::ApiKey(format!("guess-{i:020}"))).await;
         assert_eq!(reply.status, 401, "guess {i}");
     }
-    // Locked out now: even the right key is refused, with a retry time.
-    let reply = initialize(&server, Cred::ApiKey(ADMIN_KEY.into())).await;
-    assert_eq!(reply.status, 429, "{reply:#?}");
-    let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=2).contains(&retry), "{retry}");
-    assert_eq!(reply.json_body()["error"], "too_many_requests");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The fifth failure reaches the limit: failures are now answered 429, with a retry time
+    // and the same challenge.
+    for i in 4..8 {
+        let reply = initialize(&server, Cred::ApiKey(format!("guess-{i:020}"))).await;
+        assert_eq!(reply.status, 429, "guess {i}: {reply:#?}");
+        let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry), "{retry}");
+        assert_eq!(reply.json_body()["error"], "invalid_token");
+        assert!(
+            reply
+                .header("www-authenticate")
+                .unwrap()
+                .contains("invalid_token")
+        );
+    }
+    // The right key from the same address is served all along.
     assert_eq!(
         initialize(&server, Cred::ApiKey(ADMIN_KEY.into()))
             .await
             .status,
         200
     );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let reply = initialize(&server, Cred::ApiKey("guess-after-0000000000".into())).await;
+    assert_eq!(reply.status, 401, "the throttle ended");
     server.stop().await;
 }
 

@@ -15,9 +15,11 @@ mod hello;
 
 mod common;
 
+mod abuse;
 mod audit;
 mod authentication;
 mod authorization;
+mod connections;
 mod oauth;
 mod rmcp_client;
 mod step_up;

@@ -18,7 +18,7 @@ async fn client_credentials_buy_a_token_that_opens_the_tools() {
     let server = start_rbac(false).await;
     let response = token(
         &server,
-        json!({ "client_id": "svc-admin", "client_secret": "admin-secret-22" }),
+        json!({ "client_id": "svc-admin", "client_secret": "admin-secret-000022" }),
     )
     .await;
     assert_eq!(response.status(), 200);
@@ -43,7 +43,7 @@ async fn wrong_client_credentials_get_invalid_client() {
     let server = start_rbac(false).await;
     for body in [
         json!({ "client_id": "svc-admin", "client_secret": "wrong" }),
-        json!({ "client_id": "nobody", "client_secret": "admin-secret-22" }),
+        json!({ "client_id": "nobody", "client_secret": "admin-secret-000022" }),
     ] {
         let response = token(&server, body).await;
         assert_eq!(response.status(), 401);
@@ -60,7 +60,7 @@ async fn a_viewer_token_from_the_endpoint_is_a_viewer() {
     let server = start_rbac(true).await;
     let response = reqwest::Client::new()
         .post(format!("{}/auth/token", server.base))
-        .basic_auth("svc-viewer", Some("viewer-secret-1"))
+        .basic_auth("svc-viewer", Some("viewer-secret-00001"))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await

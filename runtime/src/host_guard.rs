@@ -123,6 +123,15 @@ impl HostGuard {
 
     /// Checks a request's `Host` (or `:authority`) and `Origin`.
     pub(crate) fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+        // RFC 9112 §3.2: a request with several `Host` headers is invalid. Whichever we read,
+        // a proxy or log in front of us may have read the other; refused even when any host
+        // is allowed. Several `Origin` headers are as ambiguous.
+        if headers.get_all(header::HOST).iter().nth(1).is_some() {
+            return Err(Refusal::HostMalformed);
+        }
+        if headers.get_all(header::ORIGIN).iter().nth(1).is_some() {
+            return Err(Refusal::OriginMalformed);
+        }
         if !self.hosts.is_empty() {
             self.check_host(uri, headers)?;
         }
@@ -545,6 +554,24 @@ mod tests {
             "http://a/b",
         ] {
             assert!(HostGuard::new(&[], &owned(origin)).is_err(), "{origin:?}");
+        }
+    }
+
+    #[test]
+    fn several_host_or_origin_headers_are_refused() {
+        let uri: Uri = "/mcp".parse().unwrap();
+        for hosts in [&LOOPBACK_HOSTS[..], &[]] {
+            let g = guard(hosts, &[]);
+            let mut headers = HeaderMap::new();
+            headers.append(header::HOST, "localhost".parse().unwrap());
+            assert!(g.check(&uri, &headers).is_ok());
+            headers.append(header::HOST, "evil.example".parse().unwrap());
+            assert_eq!(g.check(&uri, &headers), Err(Refusal::HostMalformed));
+            let mut headers = HeaderMap::new();
+            headers.append(header::HOST, "localhost".parse().unwrap());
+            headers.append(header::ORIGIN, "http://localhost".parse().unwrap());
+            headers.append(header::ORIGIN, "http://evil.example".parse().unwrap());
+            assert_eq!(g.check(&uri, &headers), Err(Refusal::OriginMalformed));
         }
     }
 }

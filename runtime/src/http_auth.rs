@@ -23,7 +23,7 @@ use crate::{
     auth::{AuthChain, AuthError, AuthErrorKind, AuthRequest, Credential},
     handler::ScopeOracle,
     host_guard::HostGuard,
-    lockout::LockoutTable,
+    lockout::FailureThrottle,
     principal::Principal,
     rate_limit::retry_after_seconds,
     sessions::{Binding, SessionBindings},
@@ -33,7 +33,8 @@ pub(crate) struct AuthLayerState {
     pub(crate) hosts: HostGuard,
     pub(crate) chain: AuthChain,
     pub(crate) audit: AuditLog,
-    pub(crate) lockout: LockoutTable,
+    /// Failed credentials per address (a correct credential is never refused by it).
+    pub(crate) failures: Arc<FailureThrottle>,
     pub(crate) sessions: SessionBindings,
     pub(crate) challenge: Challenge,
     pub(crate) scopes: Arc<dyn ScopeOracle>,
@@ -95,14 +96,6 @@ where
         state.audit.record(&record);
         return (refusal.status(), refusal.message()).into_response();
     }
-    if let Some(wait) = remote_addr.and_then(|a| state.lockout.locked(a.ip())) {
-        let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
-        record.reason = Some("locked_out");
-        record.remote_addr = remote_addr;
-        record.retry_after_seconds = Some(retry_after_seconds(wait));
-        state.audit.record(&record);
-        return locked_out(wait);
-    }
     let query_credential = credential_in_query(parts.uri.query());
     let outcome = match query_credential {
         true => Err((
@@ -127,26 +120,31 @@ where
     let principal = match outcome {
         Ok(principal) => principal,
         Err((error, authenticator)) => {
-            let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
+            // Only an unknown or forged credential is a guess: a validly signed but expired
+            // token (an MCP client started with a stale one) is not, nor a missing or
+            // malformed header. Past the limit, failures from the address are answered 429;
+            // a correct credential from it is still served (it never reaches this branch).
+            let throttled_for = (error.kind() == AuthErrorKind::InvalidToken)
+                .then_some(remote_addr)
+                .flatten()
+                .and_then(|addr| state.failures.record_failure(addr.ip()));
+            let mut record = AuditRecord::new(
+                AuditEvent::Authentication,
+                if throttled_for.is_some() {
+                    Outcome::RateLimited
+                } else {
+                    Outcome::Denied
+                },
+            );
             record.reason = Some(error.kind().as_str());
             record.detail = Some(error.description());
             record.method = authenticator;
             record.credential_id = error.credential_id();
             record.remote_addr = remote_addr;
+            record.retry_after_seconds = throttled_for.map(retry_after_seconds);
             state.audit.record(&record);
-            let guessing = matches!(
-                error.kind(),
-                AuthErrorKind::InvalidToken | AuthErrorKind::Expired
-            );
-            if guessing
-                && let Some(addr) = remote_addr
-                && let Some(wait) = state.lockout.record_failure(addr.ip())
-            {
-                let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied);
-                record.reason = Some("lockout_started");
-                record.remote_addr = remote_addr;
-                record.retry_after_seconds = Some(retry_after_seconds(wait));
-                state.audit.record(&record);
+            if let Some(wait) = throttled_for {
+                return throttled(&error, &state.challenge, wait);
             }
             let mut response = unauthorized(&error, &state.challenge);
             if query_credential {
@@ -315,19 +313,16 @@ fn insufficient_scope(tool: &str, required: &[&str], challenge: &Challenge) -> R
     response
 }
 
-/// `429` for a locked-out address.
-fn locked_out(wait: std::time::Duration) -> Response {
-    let seconds = retry_after_seconds(wait);
-    let body = serde_json::json!({
-        "error": "too_many_requests",
-        "error_description": format!(
-            "too many failed authentication attempts from this address; retry in {seconds} s"
-        ),
-    });
-    let mut response = (http::StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+/// `429` for a credential that failed from an address over its failure limit: the same
+/// challenge as the `401` it would otherwise get (so a client still learns that its credential
+/// is invalid), with `Retry-After`.
+fn throttled(error: &AuthError, challenge: &Challenge, wait: std::time::Duration) -> Response {
+    let mut response = unauthorized(error, challenge);
+    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_seconds(wait)),
+    );
     response
 }
 

@@ -1,20 +1,46 @@
-//! Locking out credential guessing: too many failed authentications from one network address
-//! within a window refuse every further attempt from it for a while, valid or not.
+//! Slowing credential guessing down without handing guessers a way to lock others out.
+//!
+//! Two kinds of secret get two policies (the whole policy is in DESIGN.md, decision 26):
+//!
+//! - **High-entropy credentials** (API keys, signed tokens, client secrets) are checked first,
+//!   always: a correct one is never refused, whoever failed before from the same address. Only
+//!   failures are counted, per address ([`FailureThrottle`]); past the limit a failure is
+//!   answered `429` with `Retry-After` instead of `401`. Guessing a 128-bit secret is hopeless
+//!   at any rate, so the throttle exists to make clients that loop on a bad credential back
+//!   off, never to protect the secret by refusing its owner.
+//! - **Passwords** are low-entropy and expensive to check (argon2), so an attempt is counted
+//!   *before* it is verified ([`PasswordGuard::begin`]) and given back when it succeeds. The
+//!   lock is per (account, source): a guesser at `alice` from one address locks only that
+//!   pair. The source is the browser's device cookie when it carries one proving an earlier
+//!   sign-in to the account, else the address. Guessing spread over several sources slows the
+//!   account (or, for password spraying, the address) down for sources *without* a device
+//!   cookie: one attempt per `duration / max_failures`. A user's known browsers keep signing
+//!   in at full speed, so a guesser can slow an account down but never block it for everyone.
+//!
+//! Every table is bounded ([`MAX_TRACKED`] keys); entries are swept when their window has
+//! passed, and when a table is still full a key is simply not tracked (which needs a hundred
+//! thousand live lockouts first).
 
 use std::{
     collections::HashMap,
-    hash::Hash,
-    net::IpAddr,
-    sync::Mutex,
+    hash::{BuildHasher, Hash, RandomState},
+    net::{IpAddr, Ipv4Addr},
+    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-/// When to lock an address out. The default: 10 failed authentications within a minute lock
-/// the address out for 5 minutes.
+/// When failures lock a source out. The default: 10 failures within a minute lock it out for 5
+/// minutes.
 ///
-/// Failures are counted per client address (IPv6 per /64, since one host usually owns a whole
-/// /64). Behind a reverse proxy every request comes from the proxy's address: either let the
-/// proxy rate-limit failed logins, or turn this off with [`Lockout::disabled`].
+/// How it is applied depends on the credential (see [the module docs](self) and DESIGN.md):
+/// for API keys, tokens and client secrets it decides when *failures* from an address are
+/// answered `429` (a correct credential always passes); for passwords it locks an (account,
+/// source) pair, and guessing spread over several sources slows the account down for browsers
+/// that never signed in to it.
+///
+/// Addresses count per IPv4 address and per IPv6 /64 (one host usually owns a whole /64).
+/// Behind a reverse proxy, list it with `Gatekeeper::trusted_proxies` so that the client's own
+/// address is counted, not the proxy's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lockout {
     max_failures: u32,
@@ -33,7 +59,7 @@ impl Default for Lockout {
 }
 
 impl Lockout {
-    /// Lock an address out for `duration` after `max_failures` failures within `window`.
+    /// Lock a source out for `duration` after `max_failures` failures within `window`.
     pub fn new(max_failures: u32, window: Duration, duration: Duration) -> Self {
         Self {
             max_failures: max_failures.max(1),
@@ -54,115 +80,19 @@ impl Lockout {
     fn is_disabled(&self) -> bool {
         self.max_failures == u32::MAX
     }
-}
 
-#[derive(Debug)]
-struct Entry {
-    window_start: Instant,
-    failures: u32,
-    locked_until: Option<Instant>,
-}
-
-/// What failures are counted by: a network address, or an account name (client id, username).
-pub(crate) trait LockoutKey: Hash + Eq + Clone {
-    /// The form under which failures are counted (attempts that must count together map to the
-    /// same key).
-    fn normalize(self) -> Self;
-}
-
-impl LockoutKey for IpAddr {
-    fn normalize(self) -> Self {
-        key(self)
+    /// In slow mode, one attempt per this interval: `max_failures` per `duration`, the rate a
+    /// single locked-out guesser gets anyway.
+    fn admission_interval(&self) -> Duration {
+        self.duration / self.max_failures
     }
 }
 
-impl LockoutKey for String {
-    /// Account names are counted case-insensitively, so `Alice` and `alice` share a budget.
-    fn normalize(mut self) -> Self {
-        self.make_ascii_lowercase();
-        self
-    }
-}
-
-/// The failure counters of one server (by address unless another key is named).
-#[derive(Debug)]
-pub(crate) struct LockoutTable<K: LockoutKey = IpAddr> {
-    policy: Lockout,
-    entries: Mutex<HashMap<K, Entry>>,
-}
-
-/// Past this many tracked addresses, stale entries are swept on the next failure.
-const SWEEP_ABOVE: usize = 10_000;
-
-impl<K: LockoutKey> LockoutTable<K> {
-    pub(crate) fn new(policy: Lockout) -> Self {
-        Self {
-            policy,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// How long `addr` stays locked out, if it is.
-    pub(crate) fn locked(&self, addr: K) -> Option<Duration> {
-        if self.policy.is_disabled() {
-            return None;
-        }
-        let now = Instant::now();
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let until = entries.get(&addr.normalize())?.locked_until?;
-        until.checked_duration_since(now).filter(|d| !d.is_zero())
-    }
-
-    /// Counts a failed authentication; returns the lockout it starts, if it starts one.
-    pub(crate) fn record_failure(&self, addr: K) -> Option<Duration> {
-        if self.policy.is_disabled() {
-            return None;
-        }
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() > SWEEP_ABOVE {
-            let policy = self.policy;
-            entries.retain(|_, e| {
-                now.duration_since(e.window_start) < policy.window
-                    || e.locked_until.is_some_and(|u| u > now)
-            });
-        }
-        let entry = entries.entry(addr.normalize()).or_insert(Entry {
-            window_start: now,
-            failures: 0,
-            locked_until: None,
-        });
-        if now.duration_since(entry.window_start) >= self.policy.window {
-            entry.window_start = now;
-            entry.failures = 0;
-        }
-        entry.failures = entry.failures.saturating_add(1);
-        if entry.failures >= self.policy.max_failures {
-            entry.locked_until = Some(now + self.policy.duration);
-            entry.failures = 0;
-            entry.window_start = now;
-            return Some(self.policy.duration);
-        }
-        None
-    }
-}
-
-impl<K: LockoutKey> LockoutTable<K> {
-    /// Forgets the failures counted for `key` after it succeeded (a user who mistyped a
-    /// password twice and then got it right starts afresh). A running lockout is kept: it ends
-    /// only when its time is up. Only for account names: an address that succeeds once (an
-    /// attacker's own account) must not wipe the failures it made against others.
-    pub(crate) fn forgive(&self, key: K) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let key = key.normalize();
-        if entries.get(&key).is_some_and(|e| e.locked_until.is_none()) {
-            entries.remove(&key);
-        }
-    }
-}
+/// Most keys one table tracks.
+pub(crate) const MAX_TRACKED: usize = 100_000;
 
 /// IPv4 addresses count alone; IPv6 addresses by their /64 network.
-fn key(addr: IpAddr) -> IpAddr {
+pub(crate) fn address_key(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => addr,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -176,76 +106,606 @@ fn key(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// Failures (and attempts in flight) of one key within its window, and its lockout.
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    window_start: Instant,
+    failures: u32,
+    locked_until: Option<Instant>,
+}
+
+impl Count {
+    fn fresh(now: Instant) -> Self {
+        Self {
+            window_start: now,
+            failures: 0,
+            locked_until: None,
+        }
+    }
+
+    /// Starts a new window when the old one (or the lockout) is over.
+    fn roll(&mut self, now: Instant, policy: &Lockout) {
+        let over = match self.locked_until {
+            Some(until) => until <= now,
+            None => now.duration_since(self.window_start) >= policy.window,
+        };
+        if over {
+            *self = Self::fresh(now);
+        }
+    }
+
+    /// How long the key stays locked, if it is.
+    fn locked(&self, now: Instant) -> Option<Duration> {
+        self.locked_until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Whether nothing is left to remember at `now`.
+    fn stale(&self, now: Instant, policy: &Lockout) -> bool {
+        match self.locked_until {
+            Some(until) => until <= now,
+            None => now.duration_since(self.window_start) >= policy.window,
+        }
+    }
+
+    fn lock(&mut self, now: Instant, policy: &Lockout) {
+        self.locked_until = Some(now + policy.duration);
+        self.failures = 0;
+        self.window_start = now;
+    }
+}
+
+/// A map that never holds more than [`MAX_TRACKED`] keys.
+#[derive(Debug)]
+struct Table<K, V> {
+    entries: HashMap<K, V>,
+}
+
+impl<K, V> Default for Table<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Table<K, V> {
+    /// The entry for `key`, created with `fresh` if there is room; `None` when the table is
+    /// full of live entries (the key is then not tracked).
+    fn entry(
+        &mut self,
+        key: K,
+        fresh: impl FnOnce() -> V,
+        stale: impl Fn(&V) -> bool,
+    ) -> Option<&mut V> {
+        if !self.entries.contains_key(&key) && self.entries.len() >= MAX_TRACKED {
+            self.entries.retain(|_, v| !stale(v));
+            if self.entries.len() >= MAX_TRACKED {
+                return None;
+            }
+        }
+        Some(self.entries.entry(key).or_insert_with(fresh))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a few field writes: a panic cannot leave them half
+    // done, so a poisoned lock is still consistent.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// High-entropy credentials
+// ---------------------------------------------------------------------------------------------
+
+/// Failed authentications with high-entropy credentials (API keys, tokens, client secrets), per
+/// address. Never consulted before a credential is checked: it only decides whether a failure
+/// is answered `429` (over the limit) or `401`.
+#[derive(Debug)]
+pub(crate) struct FailureThrottle {
+    policy: Lockout,
+    counts: Mutex<Table<IpAddr, Count>>,
+}
+
+impl FailureThrottle {
+    pub(crate) fn new(policy: Lockout) -> Self {
+        Self {
+            policy,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Counts a failure from `addr`; returns how long failures from it stay throttled when the
+    /// address is (now) over its limit.
+    pub(crate) fn record_failure(&self, addr: IpAddr) -> Option<Duration> {
+        if self.policy.is_disabled() {
+            return None;
+        }
+        let now = Instant::now();
+        let policy = self.policy;
+        let mut counts = lock(&self.counts);
+        let count = counts.entry(
+            address_key(addr),
+            || Count::fresh(now),
+            |c| c.stale(now, &policy),
+        )?;
+        count.roll(now, &policy);
+        if let Some(wait) = count.locked(now) {
+            return Some(wait);
+        }
+        count.failures = count.failures.saturating_add(1);
+        if count.failures >= policy.max_failures {
+            count.lock(now, &policy);
+            return Some(policy.duration);
+        }
+        None
+    }
+
+    /// How long failures from `addr` stay throttled, if they are.
+    #[cfg(test)]
+    pub(crate) fn throttled(&self, addr: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        lock(&self.counts)
+            .entries
+            .get(&address_key(addr))
+            .and_then(|c| c.locked(now))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passwords
+// ---------------------------------------------------------------------------------------------
+
+/// Where a password attempt comes from: a browser proving an earlier sign-in to the account
+/// (its device cookie's id), or else its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    /// A trusted browser of the account.
+    Device([u8; 16]),
+    /// An address (normalised by [`address_key`]).
+    Address(IpAddr),
+}
+
+/// Failures of one account, or of one address across accounts, from sources without a device
+/// cookie.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    /// Failures and attempts in flight in the window; `locked_until` is the end of slow mode.
+    count: Count,
+    /// Who made the window's first attempt: a source (for an account) or an account (for an
+    /// address), as a hash.
+    first: u64,
+    /// Whether attempts in the window came from more than one of them. A single guesser never
+    /// triggers slow mode: its own (account, source) lock stops it first.
+    several: bool,
+    /// In slow mode: when the next attempt may be admitted.
+    next_admission: Instant,
+}
+
+impl Spread {
+    fn fresh(now: Instant) -> Self {
+        Self {
+            count: Count::fresh(now),
+            first: 0,
+            several: false,
+            next_admission: now,
+        }
+    }
+
+    fn roll(&mut self, now: Instant, policy: &Lockout) {
+        let before = self.count.window_start;
+        self.count.roll(now, policy);
+        if self.count.window_start != before {
+            self.several = false;
+        }
+    }
+
+    /// Whether an attempt may start now (and, in slow mode, when the next may).
+    fn admits(&self, now: Instant) -> Result<(), Duration> {
+        if self.count.locked(now).is_some() && now < self.next_admission {
+            return Err(self.next_admission - now);
+        }
+        Ok(())
+    }
+
+    fn reserve(&mut self, party: u64, now: Instant, policy: &Lockout) {
+        if self.count.locked(now).is_some() {
+            self.next_admission = now + policy.admission_interval();
+        }
+        if self.count.failures == 0 && !self.several {
+            self.first = party;
+        } else if party != self.first {
+            self.several = true;
+        }
+        self.count.failures = self.count.failures.saturating_add(1);
+    }
+
+    fn give_back(&mut self) {
+        self.count.failures = self.count.failures.saturating_sub(1);
+    }
+
+    fn failed(&mut self, now: Instant, policy: &Lockout) {
+        if self.several
+            && self.count.failures >= policy.max_failures
+            && self.count.locked(now).is_none()
+        {
+            self.count.locked_until = Some(now + policy.duration);
+            self.next_admission = now + policy.admission_interval();
+        }
+    }
+}
+
+/// The tables of a [`PasswordGuard`].
+#[derive(Debug, Default)]
+struct GuardTables {
+    pairs: Table<(Box<str>, Source), Count>,
+    accounts: Table<Box<str>, Spread>,
+    addresses: Table<IpAddr, Spread>,
+}
+
+/// Counts password attempts per (account, source), before they are verified; see [the module
+/// docs](self).
+#[derive(Debug)]
+pub(crate) struct PasswordGuard {
+    policy: Lockout,
+    tables: Mutex<GuardTables>,
+    hasher: RandomState,
+}
+
+impl PasswordGuard {
+    pub(crate) fn new(policy: Lockout) -> Self {
+        Self {
+            policy,
+            tables: Mutex::default(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Starts an attempt to sign in to `account` (compared case-insensitively) from `addr`,
+    /// with the browser's device id if its device cookie vouches for the account. The attempt
+    /// counts as a failure from now on, until [`Attempt::succeeded`] gives it back; `Err` is how
+    /// long to wait when the attempt may not be made at all.
+    pub(crate) fn begin(
+        &self,
+        account: &str,
+        addr: Option<IpAddr>,
+        device: Option<[u8; 16]>,
+    ) -> Result<Attempt<'_>, Duration> {
+        let mut attempt = Attempt {
+            guard: self,
+            account: account.to_ascii_lowercase().into_boxed_str(),
+            source: match device {
+                Some(id) => Source::Device(id),
+                None => Source::Address(address_key(addr.unwrap_or(Ipv4Addr::UNSPECIFIED.into()))),
+            },
+            address: addr.map(address_key),
+            // Resolved already until it is reserved below: a refused attempt counts nothing.
+            done: true,
+        };
+        if self.policy.is_disabled() {
+            return Ok(attempt);
+        }
+        let now = Instant::now();
+        let policy = self.policy;
+        let trusted = device.is_some();
+        let source_party = self.hasher.hash_one(attempt.source);
+        let account_party = self.hasher.hash_one(&attempt.account);
+        let mut tables = lock(&self.tables);
+        let GuardTables {
+            pairs,
+            accounts,
+            addresses,
+        } = &mut *tables;
+        // Check everything first, then reserve, so a refusal consumes nothing.
+        let mut pair = pairs.entry(
+            (attempt.account.clone(), attempt.source),
+            || Count::fresh(now),
+            |c| c.stale(now, &policy),
+        );
+        if let Some(pair) = pair.as_deref_mut() {
+            pair.roll(now, &policy);
+            if let Some(wait) = pair.locked(now) {
+                return Err(wait);
+            }
+            if pair.failures >= policy.max_failures {
+                // Every attempt of this window is spent or still being verified.
+                return Err(policy.window.saturating_sub(now - pair.window_start));
+            }
+        }
+        let mut spreads: [Option<(&mut Spread, u64)>; 2] = [None, None];
+        if !trusted {
+            spreads[0] = accounts
+                .entry(
+                    attempt.account.clone(),
+                    || Spread::fresh(now),
+                    |s| s.count.stale(now, &policy),
+                )
+                .map(|s| (s, source_party));
+            if let Some(address) = attempt.address {
+                spreads[1] = addresses
+                    .entry(
+                        address,
+                        || Spread::fresh(now),
+                        |s| s.count.stale(now, &policy),
+                    )
+                    .map(|s| (s, account_party));
+            }
+        }
+        for (spread, _) in spreads.iter_mut().flatten() {
+            spread.roll(now, &policy);
+            spread.admits(now)?;
+        }
+        if let Some(pair) = pair {
+            pair.failures += 1;
+        }
+        for (spread, party) in spreads.into_iter().flatten() {
+            spread.reserve(party, now, &policy);
+        }
+        attempt.done = false;
+        Ok(attempt)
+    }
+}
+
+/// A password attempt that counts as a failure until it is resolved. Dropping it unresolved
+/// (the request was abandoned while the password was being checked) leaves it counted.
+#[derive(Debug)]
+pub(crate) struct Attempt<'a> {
+    guard: &'a PasswordGuard,
+    account: Box<str>,
+    source: Source,
+    address: Option<IpAddr>,
+    done: bool,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolution {
+    Succeeded,
+    Failed,
+    Abandoned,
+}
+
+impl Attempt<'_> {
+    /// The password was right: the pair's failures are forgiven (a user who mistyped twice
+    /// starts afresh) and this attempt is given back to the account and address. Earlier
+    /// failures of *other* sources stay: a legitimate sign-in must not reset a guesser's count.
+    pub(crate) fn succeeded(mut self) {
+        self.resolve(Resolution::Succeeded);
+    }
+
+    /// The password was wrong; returns how long the pair is now locked, if it is.
+    pub(crate) fn failed(mut self) -> Option<Duration> {
+        self.resolve(Resolution::Failed)
+    }
+
+    /// The password could not be checked (the server was busy, the store failed): the attempt
+    /// is given back entirely.
+    pub(crate) fn abandon(mut self) {
+        self.resolve(Resolution::Abandoned);
+    }
+
+    fn resolve(&mut self, resolution: Resolution) -> Option<Duration> {
+        if std::mem::replace(&mut self.done, true) {
+            return None;
+        }
+        let now = Instant::now();
+        let policy = &self.guard.policy;
+        let mut tables = lock(&self.guard.tables);
+        let GuardTables {
+            pairs,
+            accounts,
+            addresses,
+        } = &mut *tables;
+        let key = (self.account.clone(), self.source);
+        let mut wait = None;
+        match resolution {
+            Resolution::Succeeded => {
+                pairs.entries.remove(&key);
+            }
+            Resolution::Abandoned => {
+                if let Some(pair) = pairs.entries.get_mut(&key) {
+                    pair.failures = pair.failures.saturating_sub(1);
+                }
+            }
+            Resolution::Failed => {
+                if let Some(pair) = pairs.entries.get_mut(&key)
+                    && pair.locked(now).is_none()
+                    && pair.failures >= policy.max_failures
+                {
+                    pair.lock(now, policy);
+                    wait = Some(policy.duration);
+                }
+            }
+        }
+        if matches!(self.source, Source::Address(_)) {
+            let spreads = [
+                accounts.entries.get_mut(&self.account),
+                self.address.and_then(|a| addresses.entries.get_mut(&a)),
+            ];
+            for spread in spreads.into_iter().flatten() {
+                match resolution {
+                    Resolution::Failed => spread.failed(now, policy),
+                    Resolution::Succeeded | Resolution::Abandoned => spread.give_back(),
+                }
+            }
+        }
+        wait
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.resolve(Resolution::Failed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn policy(max: u32) -> Lockout {
+        Lockout::new(max, Duration::from_secs(60), Duration::from_secs(300))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
-    fn locks_out_after_the_limit_and_only_that_address() {
-        let table = LockoutTable::<IpAddr>::new(Lockout::new(
-            3,
-            Duration::from_secs(60),
-            Duration::from_secs(30),
-        ));
-        let attacker: IpAddr = "10.0.0.1".parse().unwrap();
-        let bystander: IpAddr = "10.0.0.2".parse().unwrap();
-        assert_eq!(table.record_failure(attacker), None);
-        assert_eq!(table.record_failure(attacker), None);
-        assert!(table.locked(attacker).is_none());
+    fn failures_are_throttled_per_address() {
+        let throttle = FailureThrottle::new(policy(3));
+        let attacker = ip("10.0.0.1");
+        assert_eq!(throttle.record_failure(attacker), None);
+        assert_eq!(throttle.record_failure(attacker), None);
         assert_eq!(
-            table.record_failure(attacker),
-            Some(Duration::from_secs(30))
+            throttle.record_failure(attacker),
+            Some(Duration::from_secs(300))
         );
-        let remaining = table.locked(attacker).unwrap();
-        assert!(remaining > Duration::from_secs(29));
-        assert!(table.locked(bystander).is_none());
+        assert!(throttle.throttled(attacker).unwrap() > Duration::from_secs(299));
+        assert!(
+            throttle.record_failure(attacker).is_some(),
+            "still throttled"
+        );
+        assert!(throttle.throttled(ip("10.0.0.2")).is_none());
     }
 
     #[test]
     fn ipv6_counts_per_64() {
-        let table = LockoutTable::<IpAddr>::new(Lockout::new(
-            2,
-            Duration::from_secs(60),
-            Duration::from_secs(30),
-        ));
-        table.record_failure("2001:db8::1".parse().unwrap());
-        table.record_failure("2001:db8::ffff:2".parse().unwrap());
-        assert!(table.locked("2001:db8::3".parse().unwrap()).is_some());
-        assert!(table.locked("2001:db8:0:1::1".parse().unwrap()).is_none());
+        let throttle = FailureThrottle::new(policy(2));
+        throttle.record_failure(ip("2001:db8::1"));
+        throttle.record_failure(ip("2001:db8::ffff:2"));
+        assert!(throttle.throttled(ip("2001:db8::3")).is_some());
+        assert!(throttle.throttled(ip("2001:db8:0:1::1")).is_none());
+        assert_eq!(address_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
     }
 
     #[test]
-    fn disabled_never_locks() {
-        let table = LockoutTable::<IpAddr>::new(Lockout::disabled());
-        let addr: IpAddr = "10.0.0.1".parse().unwrap();
+    fn disabled_never_throttles_or_locks() {
+        let throttle = FailureThrottle::new(Lockout::disabled());
+        let guard = PasswordGuard::new(Lockout::disabled());
         for _ in 0..1000 {
-            assert_eq!(table.record_failure(addr), None);
+            assert_eq!(throttle.record_failure(ip("10.0.0.1")), None);
+            let attempt = guard.begin("alice", Some(ip("10.0.0.1")), None).unwrap();
+            assert_eq!(attempt.failed(), None);
         }
-        assert!(table.locked(addr).is_none());
     }
 
     #[test]
-    fn success_forgives_an_account_but_not_a_running_lockout() {
-        let table = LockoutTable::<String>::new(Lockout::new(
-            3,
-            Duration::from_secs(60),
-            Duration::from_secs(30),
-        ));
-        table.record_failure("Alice".into());
-        table.record_failure("alice".into());
-        table.forgive("ALICE".into());
-        table.record_failure("alice".into());
-        table.record_failure("alice".into());
+    fn attempts_are_counted_before_they_are_verified() {
+        let guard = PasswordGuard::new(policy(10));
+        let addr = Some(ip("10.0.0.1"));
+        // A hundred parallel attempts: ten may be verified, the rest are refused at once.
+        let admitted: Vec<_> = (0..100)
+            .filter_map(|_| guard.begin("alice", addr, None).ok())
+            .collect();
+        assert_eq!(admitted.len(), 10);
+        let mut locked = None;
+        for attempt in admitted {
+            locked = locked.or(attempt.failed());
+        }
+        assert_eq!(locked, Some(Duration::from_secs(300)));
         assert!(
-            table.locked("alice".into()).is_none(),
-            "the count started afresh"
+            guard.begin("ALICE", addr, None).is_err(),
+            "case-insensitive"
         );
-        table.record_failure("alice".into());
-        assert!(table.locked("alice".into()).is_some());
-        table.forgive("alice".into());
+    }
+
+    #[test]
+    fn a_success_forgives_its_pair_and_gives_its_attempt_back() {
+        let guard = PasswordGuard::new(policy(3));
+        let addr = Some(ip("10.0.0.1"));
+        for _ in 0..2 {
+            assert_eq!(guard.begin("alice", addr, None).unwrap().failed(), None);
+        }
+        guard.begin("alice", addr, None).unwrap().succeeded();
+        for _ in 0..2 {
+            assert_eq!(guard.begin("alice", addr, None).unwrap().failed(), None);
+        }
+        assert!(guard.begin("alice", addr, None).unwrap().failed().is_some());
+        assert!(guard.begin("alice", addr, None).is_err());
+    }
+
+    #[test]
+    fn abandoned_attempts_are_given_back_and_dropped_ones_count() {
+        let guard = PasswordGuard::new(policy(2));
+        let addr = Some(ip("10.0.0.1"));
+        for _ in 0..5 {
+            guard.begin("alice", addr, None).unwrap().abandon();
+        }
+        drop(guard.begin("alice", addr, None).unwrap());
+        drop(guard.begin("alice", addr, None).unwrap());
         assert!(
-            table.locked("alice".into()).is_some(),
-            "a lockout runs its course"
+            guard.begin("alice", addr, None).is_err(),
+            "dropped = failed"
         );
+    }
+
+    #[test]
+    fn one_guesser_locks_only_its_own_pair() {
+        let guard = PasswordGuard::new(policy(3));
+        let guesser = Some(ip("10.0.0.66"));
+        for _ in 0..3 {
+            let _ = guard.begin("alice", guesser, None).unwrap().failed();
+        }
+        assert!(guard.begin("alice", guesser, None).is_err());
+        // Alice elsewhere, and Bob at the guesser's address, are not affected.
+        for _ in 0..5 {
+            guard
+                .begin("alice", Some(ip("10.0.0.7")), None)
+                .unwrap()
+                .succeeded();
+            guard.begin("bob", guesser, None).unwrap().succeeded();
+        }
+    }
+
+    #[test]
+    fn guessing_from_several_addresses_slows_the_account_for_unknown_browsers_only() {
+        let guard = PasswordGuard::new(policy(4));
+        for n in 1..=2 {
+            let addr = Some(ip(&format!("10.0.1.{n}")));
+            for _ in 0..2 {
+                let _ = guard.begin("alice", addr, None).unwrap().failed();
+            }
+        }
+        // Slow mode: one attempt from an unknown source per 300 s / 4, the first one interval
+        // after the failure that started it.
+        let wait = guard
+            .begin("alice", Some(ip("10.0.2.2")), None)
+            .unwrap_err();
+        assert!(wait <= Duration::from_secs(75) && wait > Duration::from_secs(70));
+        // A browser that signed in to the account before is never slowed.
+        for _ in 0..20 {
+            guard
+                .begin("alice", Some(ip("10.0.2.2")), Some([7; 16]))
+                .unwrap()
+                .succeeded();
+        }
+        // Other accounts are not slowed.
+        guard
+            .begin("bob", Some(ip("10.0.2.2")), None)
+            .unwrap()
+            .succeeded();
+    }
+
+    #[test]
+    fn spraying_many_accounts_slows_the_address_for_unknown_browsers_only() {
+        let guard = PasswordGuard::new(policy(4));
+        let sprayer = Some(ip("10.0.3.1"));
+        for account in ["a", "b", "c", "d"] {
+            let _ = guard.begin(account, sprayer, None).unwrap().failed();
+        }
+        assert!(guard.begin("f", sprayer, None).is_err());
+        assert!(guard.begin("f", sprayer, Some([1; 16])).is_ok());
+        assert!(guard.begin("f", Some(ip("10.0.3.2")), None).is_ok());
+    }
+
+    #[test]
+    fn tables_are_bounded() {
+        let throttle = FailureThrottle::new(policy(3));
+        for n in 0..(MAX_TRACKED as u32 + 10) {
+            throttle.record_failure(IpAddr::V4(Ipv4Addr::from(n)));
+        }
+        assert_eq!(lock(&throttle.counts).entries.len(), MAX_TRACKED);
     }
 }

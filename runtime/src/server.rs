@@ -19,10 +19,12 @@ use crate::{
     AuditLog, ConfigError, McpTools,
     auth::{AuthChain, Authenticator},
     endpoint::McpEndpoint,
+    forwarded::{ClientAddrLayer, TrustedProxies},
+    health,
     handler::{Engine, GatekeeperService, ScopeOracle},
     host_guard::{HostGuard, LOOPBACK_HOSTS},
     http_auth::{AuthLayerState, Challenge},
-    lockout::{Lockout, LockoutTable},
+    lockout::{FailureThrottle, Lockout},
     rbac::Roles,
     resource::ProtectedResource,
     sessions::SessionBindings,
@@ -79,6 +81,18 @@ pub struct Gatekeeper<T: McpTools> {
     extra_routes: Router,
     name: Option<String>,
     version: Option<String>,
+    /// Addresses and CIDR networks of proxies allowed to name the client (parsed at build).
+    trusted_proxies: Vec<String>,
+    /// Whether `/healthz` and `/readyz` are served.
+    health: bool,
+    /// Authorization servers whose store `/readyz` checks.
+    oauth_servers: Vec<crate::oauth::OAuthServer>,
+    /// The seed's token endpoint, mounted with this server's audit log and failure throttle.
+    token_endpoint: Option<crate::TokenEndpoint>,
+    /// Timeouts, connection caps and shutdown deadline of `serve_on` (see `serve`).
+    pub(crate) connection_limits: crate::serve::ConnectionLimits,
+    /// Peers exempt from the per-address connection cap (trusted proxies); `None`: nobody.
+    pub(crate) cap_exempt: Option<crate::serve::CapExempt>,
 }
 
 enum AuditSetting {
@@ -108,6 +122,12 @@ impl<T: McpTools> Gatekeeper<T> {
             extra_routes: Router::new(),
             name: None,
             version: None,
+            trusted_proxies: Vec::new(),
+            health: true,
+            oauth_servers: Vec::new(),
+            token_endpoint: None,
+            connection_limits: crate::serve::ConnectionLimits::new(),
+            cap_exempt: None,
         }
     }
 
@@ -231,6 +251,7 @@ impl<T: McpTools> Gatekeeper<T> {
         let metadata = server.protected_resource(resource)?;
         let mut this = self;
         this.oauth_scopes = Some((server.issuer().to_owned(), server.scopes().to_vec()));
+        this.oauth_servers.push(server.clone());
         Ok(this
             .authenticate(authenticator)
             .protected_resource(metadata)
@@ -244,6 +265,39 @@ impl<T: McpTools> Gatekeeper<T> {
     /// Nagle does not hold back, and where setting it costs measurably more CPU per request.
     pub fn tcp_nodelay(mut self, on: bool) -> Self {
         self.tcp_nodelay = Some(on);
+        self
+    }
+
+    /// Proxies (addresses or CIDR networks, e.g. `"10.0.0.0/8"`) allowed to tell the client's
+    /// address in `Forwarded` or `X-Forwarded-For` (default: none). From such a peer the client
+    /// is the rightmost hop that is not itself a trusted proxy, and that address is what
+    /// lockouts, throttles and the audit see (and what `ConnectInfo<SocketAddr>` holds for
+    /// every route of the server; the proxy's own address is in [`PeerAddr`](crate::PeerAddr)).
+    /// From any other peer the headers are ignored and audited. Trusted proxies are also exempt
+    /// from the per-address connection cap. An entry that does not parse fails the build.
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether to serve `GET /healthz` (the process is up) and `GET /readyz` (the OAuth
+    /// store answers and signing keys are loaded), unauthenticated (default: on). See
+    /// [`health`](crate::health) for what they check.
+    pub fn health_checks(mut self, on: bool) -> Self {
+        self.health = on;
+        self
+    }
+
+    /// Mounts the seed's client-credentials [`TokenEndpoint`](crate::TokenEndpoint) at
+    /// `POST /auth/token`, with this server's audit log and failure throttle: a wrong secret
+    /// counts like a wrong API key from the same address. A client secret shorter than 16
+    /// characters fails the build.
+    pub fn token_endpoint(mut self, endpoint: crate::TokenEndpoint) -> Self {
+        self.token_endpoint = Some(endpoint);
         self
     }
 
@@ -323,11 +377,21 @@ impl<T: McpTools> Gatekeeper<T> {
             }
             None => (Challenge::default(), Router::new()),
         };
+        let proxies = TrustedProxies::parse(&self.trusted_proxies)?;
+        let failures = Arc::new(FailureThrottle::new(self.lockout));
+        let mut extra_routes = self.extra_routes;
+        if let Some(endpoint) = self.token_endpoint {
+            extra_routes = extra_routes.merge(endpoint.mount(audit.clone(), failures.clone())?);
+        }
+        if self.health {
+            extra_routes = extra_routes.merge(health::routes(self.oauth_servers));
+        }
+        let client_addr = ClientAddrLayer::new(proxies, audit.clone());
         let auth = AuthLayerState {
             hosts,
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
             audit,
-            lockout: LockoutTable::new(self.lockout),
+            failures,
             sessions: SessionBindings::default(),
             challenge,
             scopes: engine.clone(),
@@ -351,10 +415,15 @@ impl<T: McpTools> Gatekeeper<T> {
                     .with_json_response(true),
             ),
         };
-        Ok((mcp.merge(metadata_routes).merge(self.extra_routes), engine))
+        let router = mcp
+            .merge(metadata_routes)
+            .merge(extra_routes)
+            .layer(client_addr);
+        Ok((router, engine))
     }
 
-    /// Binds `addr` and serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+    /// Binds `addr` and serves until Ctrl-C or SIGTERM, then shuts down gracefully within the
+    /// [`shutdown_timeout`](crate::ConnectionLimits::shutdown_timeout).
     pub async fn serve(self, addr: impl ToSocketAddrs) -> Result<(), ServeError> {
         let server = self.bind(addr).await?;
         tracing::info!(address = %server.local_addr(), "mcp-gatekeeper listening");
@@ -373,26 +442,25 @@ impl<T: McpTools> Gatekeeper<T> {
         self.serve_on(listener)
     }
 
-    /// Starts serving on an already bound listener.
+    /// Starts serving on an already bound listener, with the
+    /// [`connection_limits`](Self::connection_limits): HTTP/1.1 and HTTP/2 (prior knowledge),
+    /// each request carrying the peer as `ConnectInfo<SocketAddr>`.
     pub fn serve_on(self, listener: TcpListener) -> Result<RunningServer, ServeError> {
         let local_addr = listener.local_addr().map_err(ServeError::Bind)?;
         let shutdown = CancellationToken::new();
-        let nodelay = self.tcp_nodelay.unwrap_or(self.mode == Mode::Stateful);
+        self.connection_limits.check()?;
+        let settings = crate::serve::ServeSettings {
+            nodelay: self.tcp_nodelay.unwrap_or(self.mode == Mode::Stateful),
+            limits: self.connection_limits.clone(),
+            cap_exempt: self.cap_exempt.clone(),
+        };
         let (router, _engine) = self.build(shutdown.clone())?;
-        let graceful = shutdown.clone();
-        let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
-            if nodelay {
-                let _ = tcp.set_nodelay(true);
-            }
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { graceful.cancelled().await })
-            .await
-        });
+        let task = tokio::spawn(crate::serve::serve(
+            listener,
+            router,
+            settings,
+            shutdown.clone(),
+        ));
         Ok(RunningServer {
             local_addr,
             shutdown,
@@ -477,18 +545,22 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// A handle that stops the server when cancelled.
+    /// A handle that stops the server when cancelled, as [`shutdown`](Self::shutdown) does.
     pub fn shutdown_handle(&self) -> CancellationToken {
         self.shutdown.clone()
     }
 
-    /// Stops accepting connections, ends sessions, and waits for in-flight requests.
+    /// Stops accepting connections, ends sessions (their SSE streams), asks every connection
+    /// to close after its current request, and waits for them up to the
+    /// [`shutdown_timeout`](crate::ConnectionLimits::shutdown_timeout) (default 10 s); what is
+    /// still open then is dropped.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.shutdown.cancel();
         self.wait().await
     }
 
-    /// Waits until the server stops.
+    /// Waits until the server stops: after a shutdown, once every connection has closed or
+    /// the shutdown deadline has passed.
     pub async fn wait(self) -> Result<(), ServeError> {
         match self.task.await {
             Ok(result) => result.map_err(ServeError::Serve),

@@ -22,8 +22,7 @@ pub const VIEWER_KEY: &str = "viewer-key-000000000001";
 pub const EDITOR_KEY: &str = "editor-key-000000000002";
 pub const ADMIN_KEY: &str = "admin-key-0000000000003";
 
-pub const CLIENTS: &str =
-    "svc-viewer:viewer-secret-1:viewer,svc-admin:admin-secret-22:admin:data:read data:write";
+pub const CLIENTS: &str = "svc-viewer:viewer-secret-00001:viewer,svc-admin:admin-secret-000022:admin:data:read data:write";
 
 /// A running example server.
 pub struct Server {
@@ -209,7 +208,43 @@ pub struct Mcp {
     next_id: AtomicU64,
 }
 
+/// An HTTP client whose connections come from `source` (any 127.0.0.0/8 address works on
+/// Linux loopback), so tests can play several clients on one machine. It never follows
+/// redirects (tests read `Location`).
+pub fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().expect("an IP address"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client")
+}
+
+/// The path of an example's binary, built by `cargo test` next to the test binary
+/// (`target/<profile>/deps/<test>` → `target/<profile>/examples/<name>`).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples (`cargo test` does) and re-run",
+        path.display()
+    );
+    path
+}
+
 impl Mcp {
+    /// The same client as [`Mcp::new`], connecting from `source`.
+    pub fn from_address(url: &str, cred: Cred, version: Version, source: &str) -> Self {
+        Self {
+            http: client_from(source),
+            ..Self::new(url, cred, version)
+        }
+    }
+
     pub fn new(url: &str, cred: Cred, version: Version) -> Self {
         Self {
             http: reqwest::Client::new(),

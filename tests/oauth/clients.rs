@@ -119,6 +119,7 @@ async fn a_public_client_registers() {
     assert_eq!(stored.role, None);
     assert_eq!(stored.allowed_scopes, ["notes:read"]);
     assert_eq!(stored.metadata_url, None);
+    assert!(stored.self_registered, "nobody vouched for it");
     assert!(client_is_known(&h, id).await);
     h.stop().await;
 }
@@ -313,6 +314,116 @@ async fn a_registration_flood_is_cut_off() {
         .unwrap();
     assert!(retry > 0 && retry <= 3600, "{retry}");
     assert!(body.get("client_id").is_none());
+    h.stop().await;
+}
+
+/// A client whose connections come from `source`, a loopback address (on Linux every address
+/// of 127.0.0.0/8 is local, so each test "host" can have its own address and network).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Registers a public client from `http`'s address; the status and `Retry-After`, if any.
+async fn register_from(h: &OAuthHarness, http: &reqwest::Client) -> (StatusCode, Option<u64>) {
+    let response = http
+        .post(format!("{}/oauth/register", h.base))
+        .json(&json!({ "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none" }))
+        .send()
+        .await
+        .expect("registration endpoint answers");
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    (response.status(), retry_after)
+}
+
+#[tokio::test]
+async fn registration_limits_count_per_address_and_per_network() {
+    let h = start_oauth(|c| c).await;
+    // Four addresses of 127.0.1.0/24 register 30 clients each; the first one then hits its own
+    // limit without stopping its neighbours.
+    for host in 1..=4 {
+        let http = client_from(&format!("127.0.1.{host}"));
+        for i in 0..30 {
+            let (status, _) = register_from(&h, &http).await;
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "127.0.1.{host}, registration {i}"
+            );
+        }
+        if host == 1 {
+            let (status, retry_after) = register_from(&h, &http).await;
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert!(
+                retry_after.is_some_and(|s| s > 0 && s <= 3600),
+                "{retry_after:?}"
+            );
+        }
+    }
+    // The /24 has spent its 120: a fresh address in it is refused too.
+    let (status, retry_after) = register_from(&h, &client_from("127.0.1.5")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        retry_after.is_some_and(|s| s > 0 && s <= 3600),
+        "{retry_after:?}"
+    );
+    // Another network is not affected by either.
+    let (status, _) = register_from(&h, &client_from("127.0.2.1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_request_of_a_self_registered_client_is_never_redirected() {
+    let h = start_oauth(|c| c).await;
+    let (status, _, body) = register(
+        &h,
+        json!({
+            "redirect_uris": ["https://attacker.example/landing"],
+            "token_endpoint_auth_method": "none",
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["client_id"].as_str().unwrap();
+    let authorize = |client_id: &str| {
+        let mut url = url::Url::parse(&format!("{}/oauth/authorize", h.base)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "x");
+        url
+    };
+    // Nobody vouched for the attacker's redirect URI: the error is shown here, not sent there.
+    let response = h.http.get(authorize(id)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get(header::LOCATION).is_none());
+    assert!(
+        response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = response.text().await.unwrap();
+    assert!(page.contains("response_type"), "{page}");
+
+    // A configured client keeps RFC 6749's error redirect to its (vouched-for) redirect URI.
+    let response = h.http.get(authorize(WEB_ID)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    let location = url::Url::parse(location).unwrap();
+    assert!(location.as_str().starts_with(WEB_REDIRECT), "{location}");
+    assert!(
+        location
+            .query_pairs()
+            .any(|(n, v)| n == "error" && v == "unsupported_response_type"),
+        "{location}"
+    );
     h.stop().await;
 }
 
@@ -580,6 +691,7 @@ async fn a_document_client_is_fetched_once_and_cached() {
         .unwrap()
         .expect("stored");
     assert_eq!(stored.metadata_url.as_deref(), Some(docs.url.as_str()));
+    assert!(!stored.self_registered, "recognised by its metadata_url");
     assert_eq!(stored.name, "Document App");
     assert_eq!(stored.secret_hash, None);
     assert_eq!(stored.redirect_uris, [REDIRECT]);
@@ -605,11 +717,22 @@ async fn a_document_client_reaches_the_login_page() {
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("state", "x");
-    let response = h.http.get(authorize).send().await.unwrap();
+    let response = h.http.get(authorize.clone()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let page = response.text().await.unwrap();
     assert!(page.contains("Document App"), "{page}");
     assert_eq!(docs.hits.load(Ordering::SeqCst), 1);
+
+    // The document's redirect URI is the document author's word only: an invalid request is
+    // answered here, never redirected there.
+    authorize
+        .query_pairs_mut()
+        .clear()
+        .append_pair("client_id", &docs.url)
+        .append_pair("response_type", "x");
+    let response = h.http.get(authorize).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get(header::LOCATION).is_none());
     h.stop().await;
 }
 

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::step_up::Notes;
 
+mod abuse;
 mod authorize;
 mod clients;
 mod e2e;

@@ -162,6 +162,16 @@ async fn nothing_is_lost_across_a_restart() {
         .await;
     assert_eq!(status, 200, "{rotated}");
     assert_ne!(rotated["refresh_token"].as_str().unwrap(), refresh);
+    // Its successor is used, so the old token can no longer pass for a retry of a lost answer
+    // (the grace period) ...
+    let (status, _, next) = h
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", APP_ID),
+            ("refresh_token", rotated["refresh_token"].as_str().unwrap()),
+        ])
+        .await;
+    assert_eq!(status, 200, "{next}");
     // ... and its history: the rotated token is recognised as reused.
     let (status, _, reused) = h
         .token(&[

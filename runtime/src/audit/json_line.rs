@@ -326,3 +326,41 @@ mod tests {
         assert_eq!(out, "1970-01-01T00:00:00.000Z");
     }
 }
+
+#[cfg(test)]
+mod measure {
+    use std::{hint::black_box, time::Instant};
+
+    use super::*;
+    use crate::{AuditEvent, Outcome};
+
+    #[test]
+    #[ignore = "a measurement: cargo test --release -p mcp-gatekeeper --lib audit_line_cost -- --ignored --nocapture"]
+    fn audit_line_cost() {
+        let mut record = AuditRecord::new(AuditEvent::ToolCall, Outcome::Allowed);
+        record.subject = Some("alice@example.com");
+        record.method = Some("jwt");
+        record.credential_id = Some("4b5d9e10fb1156846a0af95ebf21172f");
+        record.client_id = Some("demo-admin");
+        record.tool = Some("delete-data");
+        record.remote_addr = Some("127.0.0.1:52440".parse().unwrap());
+        let now = SystemTime::now();
+        let mut line = String::with_capacity(256);
+        // `AUDIT_MEASURE_ROUNDS` shrinks the run for an instruction count under valgrind.
+        let rounds: u32 = std::env::var("AUDIT_MEASURE_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(2_000_000);
+        let mut best = f64::MAX;
+        for _ in 0..7 {
+            let start = Instant::now();
+            for _ in 0..rounds {
+                line.clear();
+                write_record(&mut line, black_box(now), black_box(&record));
+                black_box(&line);
+            }
+            best = best.min(start.elapsed().as_nanos() as f64 / f64::from(rounds));
+        }
+        println!("audit line: {best:.1} ns per record ({} bytes)", line.len());
+    }
+}

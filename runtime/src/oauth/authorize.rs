@@ -1,13 +1,15 @@
 //! The authorization endpoint (RFC 6749 §4.1 with PKCE, as OAuth 2.1 and the MCP spec require)
 //! with its login and consent pages.
 //!
-//! `GET /oauth/authorize` validates the request and keeps it server-side as a pending request
-//! (random id, CSRF token, at most ten minutes), then shows the consent page to a signed-in
-//! browser or the login page. The login form signs the user in (lockout by username and by
-//! address), starts a server-side session (cookie: a random id only) and sends the browser to
-//! the consent page. The consent form's decision uses the pending request up: approve stores an
-//! authorization code (only its hash) and sends the browser back to the client with it; deny
-//! sends `access_denied`.
+//! `GET /oauth/authorize` validates the request and seals it into the page (encrypted and
+//! authenticated with a per-process key, at most ten minutes; nothing is stored for a request
+//! no one has signed in for), then shows the consent page to a signed-in browser or the login
+//! page. The login form signs the user in (attempts counted before the password is checked,
+//! per account and source; see [`crate::lockout`]), starts a server-side session (cookie: a
+//! random id only), trusts the browser for that account (device cookie) and sends it to the
+//! consent page with the request sealed for the new session. The consent form's decision uses
+//! the request up: approve stores an authorization code (only its hash) and sends the browser
+//! back to the client with it; deny sends `access_denied`.
 //!
 //! Forms are protected three ways: a per-request CSRF token, the session cookie being
 //! `SameSite=Lax` (not sent by another site's form POST), and Fetch Metadata (a browser's
@@ -21,9 +23,10 @@ mod pages;
 mod pending;
 mod request;
 mod respond;
+mod sealed;
 mod start;
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, sync::Mutex};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -44,12 +47,7 @@ const DECISION: &str = "/oauth/authorize/decision";
 /// The "not you?" form's target.
 const LOGOUT: &str = "/oauth/authorize/logout";
 
-/// Authorization requests waiting for the user to sign in and consent, and the sessions of
-/// signed-in users (both bounded and expiring; see [`pending`]).
-pub(crate) struct PendingRequests {
-    requests: Mutex<pending::Bounded<String, pending::PendingRequest>>,
-    sessions: Mutex<pending::Bounded<pending::SessionKey, pending::Session>>,
-}
+pub(crate) use pending::PendingRequests;
 
 /// The endpoint's routes.
 pub(super) fn routes() -> Router<Arc<AsState>> {
@@ -98,10 +96,10 @@ fn audit<'a>(
     state.audit.record(&record);
 }
 
-/// The consent page's URL for request `id`.
-fn consent_url(id: &str) -> String {
+/// The consent page's URL for the sealed request `sealed`.
+fn consent_url(sealed: &str) -> String {
     let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("request", id)
+        .append_pair("request", sealed)
         .finish();
     format!("{CONSENT}?{query}")
 }

@@ -216,6 +216,7 @@ impl OAuthClient {
                 "none".into()
             },
             metadata_url: None,
+            self_registered: false,
             created_at: now,
         })
     }
@@ -252,7 +253,8 @@ pub(crate) struct PresentedClient<'a> {
 
 /// Authenticates the client of a token or revocation request: `client_secret_basic`,
 /// `client_secret_post`, or `none` for a public client (which then only identifies itself).
-/// Failures count toward the lockout of the client id and of the address, and are audited.
+/// Failures are counted per address (past the limit they are answered `429`) and audited; a
+/// correct secret is never refused.
 pub(crate) async fn authenticate(
     state: &AsState,
     headers: &HeaderMap,
@@ -284,13 +286,9 @@ pub(crate) async fn authenticate(
             _ => return Err(OAuthError::invalid_client(false)),
         },
     };
-    if let Some(wait) = remote
-        .and_then(|addr| state.address_lockout.locked(addr))
-        .or_else(|| state.client_lockout.locked(client_id.clone()))
-    {
-        audit_failure(state, event, &client_id, remote, "locked_out");
-        return Err(OAuthError::locked_out(wait));
-    }
+    // Client secrets are high-entropy: the secret is always checked, a correct one is never
+    // refused, and only failures count (per address). A public client presents no secret, so
+    // nothing about it can be locked: anyone who learns its id cannot stop its users.
     let client = find(state, &client_id).await?;
     let accepted = match (&client, &secret) {
         (Some(c), Some(secret)) => match &c.secret_hash {
@@ -308,16 +306,21 @@ pub(crate) async fn authenticate(
         }
     };
     match client {
-        Some(client) if accepted => {
-            state.client_lockout.forgive(client_id);
-            Ok(client)
-        }
+        Some(client) if accepted => Ok(client),
         _ => {
-            let locked = remote
-                .and_then(|addr| state.address_lockout.record_failure(addr))
-                .or(state.client_lockout.record_failure(client_id.clone()));
-            audit_failure(state, event, &client_id, remote, "invalid_client");
-            Err(match locked {
+            let throttled = remote.and_then(|addr| state.client_failures.record_failure(addr));
+            audit_failure(
+                state,
+                event,
+                &client_id,
+                remote,
+                if throttled.is_some() {
+                    "too_many_failures"
+                } else {
+                    "invalid_client"
+                },
+            );
+            Err(match throttled {
                 Some(wait) => OAuthError::locked_out(wait),
                 None => OAuthError::invalid_client(used_basic),
             })

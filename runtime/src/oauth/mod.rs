@@ -41,7 +41,6 @@ mod verifier;
 
 use std::{
     fmt,
-    net::IpAddr,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -57,8 +56,8 @@ pub use verifier::OAuthTokens;
 
 use crate::{
     AuditLog, ConfigError, Lockout, ProtectedResource,
-    lockout::LockoutTable,
-    store::{MemoryStore, Store, StoreError},
+    lockout::{FailureThrottle, PasswordGuard},
+    store::{FAMILY_REVOCATION_RETENTION_SECS, MemoryStore, Store, StoreError},
 };
 
 /// Where the endpoints are served, relative to the issuer.
@@ -99,6 +98,7 @@ pub struct AuthorizationServer {
     scopes: Vec<String>,
     access_token_lifetime: Duration,
     refresh_token_lifetime: Duration,
+    refresh_grace_period: Duration,
     code_lifetime: Duration,
     algorithm: SigningAlgorithm,
     clients: Vec<OAuthClient>,
@@ -110,7 +110,13 @@ pub struct AuthorizationServer {
     lockout: Lockout,
     audit: AuditLog,
     signing_key_lifetime: Option<Duration>,
+    /// Password checks that may run at once; `None`: one per core.
+    password_checks: Option<usize>,
 }
+
+/// The default of [`AuthorizationServer::refresh_grace_period`]: a client's usual 30-second
+/// request timeout plus a retry.
+const DEFAULT_REFRESH_GRACE_PERIOD: Duration = Duration::from_secs(60);
 
 /// How often the background housekeeping runs (purging expired codes and tokens, rotating
 /// the signing key when it is due).
@@ -145,6 +151,7 @@ impl AuthorizationServer {
             scopes: Vec::new(),
             access_token_lifetime: Duration::from_secs(3600),
             refresh_token_lifetime: Duration::from_secs(30 * 86_400),
+            refresh_grace_period: DEFAULT_REFRESH_GRACE_PERIOD,
             code_lifetime: Duration::from_secs(600),
             algorithm: SigningAlgorithm::default(),
             clients: Vec::new(),
@@ -156,6 +163,7 @@ impl AuthorizationServer {
             lockout: Lockout::default(),
             audit: AuditLog::tracing_only(),
             signing_key_lifetime: Some(Duration::from_secs(30 * 86_400)),
+            password_checks: None,
         })
     }
 
@@ -197,7 +205,12 @@ impl AuthorizationServer {
         self
     }
 
-    /// How long access tokens live (default one hour).
+    /// How long access tokens live (default one hour; at most one day,
+    /// [`FAMILY_REVOCATION_RETENTION_SECS`], else [`build`](Self::build) fails). The cap exists
+    /// because the store forgets a revoked grant a day after revoking it: a longer-lived access
+    /// token of that grant would be accepted again afterwards.
+    ///
+    /// [`FAMILY_REVOCATION_RETENTION_SECS`]: crate::store::FAMILY_REVOCATION_RETENTION_SECS
     pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.access_token_lifetime = lifetime;
         self
@@ -206,6 +219,18 @@ impl AuthorizationServer {
     /// How long a refresh token lives unused (default 30 days; each rotation starts anew).
     pub fn refresh_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.refresh_token_lifetime = lifetime;
+        self
+    }
+
+    /// How long after rotating a refresh token the old one may be presented again while its
+    /// successor is still unused, as a retry of a refresh whose answer was lost (default 60
+    /// seconds: a client's usual 30-second request timeout plus a retry; `Duration::ZERO`
+    /// turns retries off, so a second presentation always ends the grant). A retry gets a new
+    /// pair and retires the unused one; see [`Store::rotate_refresh`] for the exact rules and
+    /// the trade-off: a stolen token replayed within the window gets a pair, and the client's
+    /// next refresh then revokes the grant, as it would without a window.
+    pub fn refresh_grace_period(mut self, period: Duration) -> Self {
+        self.refresh_grace_period = period;
         self
     }
 
@@ -277,6 +302,15 @@ impl AuthorizationServer {
         self
     }
 
+    /// How many password checks (argon2id, about 19 MiB of memory each) may run at once
+    /// (default: one per core). Sign-ins beyond it wait in a short, bounded queue, then are
+    /// answered `503` with `Retry-After`, so a burst of logins can neither exhaust memory nor
+    /// starve other requests of threads.
+    pub fn max_concurrent_password_checks(mut self, checks: usize) -> Self {
+        self.password_checks = Some(checks.max(1));
+        self
+    }
+
     /// Where the server's audit records go (default: `tracing` only).
     pub fn audit(mut self, log: AuditLog) -> Self {
         self.audit = log;
@@ -299,6 +333,14 @@ impl AuthorizationServer {
                 "authorization server `{}` names no resource to issue tokens for \
                  (AuthorizationServer::resource)",
                 self.issuer
+            )));
+        }
+        if self.access_token_lifetime.as_secs() > FAMILY_REVOCATION_RETENTION_SECS as u64 {
+            return Err(ConfigError::invalid(format!(
+                "access_token_lifetime of {} s is longer than the {FAMILY_REVOCATION_RETENTION_SECS} s \
+                 a revoked grant is remembered: its access tokens could be accepted again after \
+                 the revocation is forgotten",
+                self.access_token_lifetime.as_secs()
             )));
         }
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
@@ -354,15 +396,24 @@ impl AuthorizationServer {
             scopes: self.scopes,
             access_token_lifetime: self.access_token_lifetime.as_secs() as i64,
             refresh_token_lifetime: self.refresh_token_lifetime.as_secs() as i64,
+            refresh_grace_period: i64::try_from(self.refresh_grace_period.as_secs())
+                .unwrap_or(i64::MAX),
             code_lifetime: self.code_lifetime.as_secs() as i64,
-            users: users::Users::new(store.clone(), self.login),
+            users: users::Users::new(
+                store.clone(),
+                self.login,
+                match self.password_checks {
+                    Some(n) => users::PasswordChecks::new(n),
+                    None => users::PasswordChecks::per_core(),
+                },
+            ),
             store,
             keys,
             dynamic_registration: self.dynamic_registration,
             metadata_documents,
             auto_approve: self.auto_approve,
-            client_lockout: LockoutTable::new(self.lockout),
-            address_lockout: LockoutTable::new(self.lockout),
+            logins: PasswordGuard::new(self.lockout),
+            client_failures: FailureThrottle::new(self.lockout),
             audit: self.audit,
             configured_roles,
             pending: authorize::PendingRequests::default(),
@@ -455,6 +506,24 @@ impl OAuthServer {
         Ok(ProtectedResource::new(resource)?.authorization_server(self.state.issuer.clone()))
     }
 
+    /// Whether the server can serve: its store answers a query and a signing key is loaded.
+    /// `Err` says what is wrong (for `/readyz`; never a secret).
+    ///
+    /// # Errors
+    /// When the store does not answer or no key can sign.
+    pub async fn ready(&self) -> Result<(), String> {
+        // A lookup of a client id no client can have: one indexed read, nothing written.
+        self.state
+            .store
+            .get_client("\u{0}readiness-probe")
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        if self.state.keys.current().signing_kid().is_empty() {
+            return Err("no signing key".into());
+        }
+        Ok(())
+    }
+
     /// One pass of housekeeping: removes expired codes, refresh tokens and revocations from the
     /// store, and rotates the signing key when its lifetime is over. Runs every five minutes in
     /// the background while the server exists; call it yourself to run it now. Returns the
@@ -508,6 +577,8 @@ pub(crate) struct AsState {
     pub(crate) access_token_lifetime: i64,
     /// Seconds.
     pub(crate) refresh_token_lifetime: i64,
+    /// Seconds a rotated refresh token may be retried (`Store::rotate_refresh`'s `grace`).
+    pub(crate) refresh_grace_period: i64,
     /// Seconds.
     pub(crate) code_lifetime: i64,
     pub(crate) store: Arc<dyn Store>,
@@ -517,10 +588,11 @@ pub(crate) struct AsState {
     pub(crate) metadata_documents: Option<cimd::Fetcher>,
     /// The user every authorization request is approved for, in test mode.
     pub(crate) auto_approve: Option<String>,
-    /// Failed client authentications and logins, per client id / username.
-    pub(crate) client_lockout: LockoutTable<String>,
-    /// Failed client authentications and logins, per address.
-    pub(crate) address_lockout: LockoutTable<IpAddr>,
+    /// Password attempts, counted before they are verified.
+    pub(crate) logins: PasswordGuard,
+    /// Failed client authentications (client secrets are high-entropy: a correct one always
+    /// passes), per address.
+    pub(crate) client_failures: FailureThrottle,
     pub(crate) audit: AuditLog,
     /// The roles configured users and clients hold, for the start-up check that every role
     /// names one the tools declare.
@@ -711,6 +783,22 @@ mod tests {
             CodeRedemption::Unknown,
             "purged, not merely expired"
         );
+    }
+
+    #[tokio::test]
+    async fn access_tokens_may_not_outlive_the_memory_of_revocations() {
+        let server = |lifetime| {
+            AuthorizationServer::new("http://127.0.0.1:1")
+                .unwrap()
+                .resource("http://127.0.0.1:1/mcp")
+                .unwrap()
+                .access_token_lifetime(lifetime)
+                .build()
+        };
+        let limit = Duration::from_secs(FAMILY_REVOCATION_RETENTION_SECS as u64);
+        assert!(server(limit).await.is_ok());
+        let err = server(limit + Duration::from_secs(1)).await.unwrap_err();
+        assert!(err.to_string().contains("access_token_lifetime"), "{err}");
     }
 
     #[tokio::test]

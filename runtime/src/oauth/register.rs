@@ -3,15 +3,14 @@
 //!
 //! A self-registered client is an authorization-code client only (public, or confidential with
 //! a generated secret): `client_credentials` would hand tokens without a user to anyone who can
-//! reach the endpoint. Registrations are limited per address and overall, so a flood cannot
-//! fill the store.
+//! reach the endpoint. Registrations are limited per address, per network prefix and overall
+//! ([`limits`]), so a flood from many addresses neither fills the store nor, short of many
+//! networks, locks everyone else out; unused self-registered clients are purged after a day
+//! ([`Store::purge_expired`](crate::store::Store::purge_expired)).
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+mod limits;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Extension, Router,
@@ -23,6 +22,7 @@ use axum::{
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use self::limits::RegistrationLimits;
 use super::{
     AsState,
     error::{OAuthError, no_store, no_store_json},
@@ -42,16 +42,6 @@ const MAX_NAME_CHARS: usize = 200;
 /// The name stored for a client that sends none.
 const UNNAMED: &str = "Unnamed client";
 
-/// Registrations one address (an IPv6 /64) may make per window.
-const PER_ADDRESS_LIMIT: u32 = 30;
-/// Registrations the server accepts per window from all addresses together: many addresses
-/// must not add up to an unbounded number of stored clients either.
-const GLOBAL_LIMIT: u32 = 1000;
-/// The counting window.
-const WINDOW: Duration = Duration::from_secs(3600);
-/// Most addresses tracked at once; the table never grows beyond this.
-const MAX_TRACKED_ADDRESSES: usize = 10_000;
-
 /// The auth methods a registering client may ask for.
 mod auth_methods {
     /// A public client: PKCE only.
@@ -65,11 +55,7 @@ mod auth_methods {
 /// The registration route. It answers 404 when registration is turned off, as if it were not
 /// mounted (the metadata then has no `registration_endpoint`).
 pub(super) fn routes() -> Router<Arc<AsState>> {
-    let limiter = Arc::new(RegistrationLimiter::new(
-        PER_ADDRESS_LIMIT,
-        GLOBAL_LIMIT,
-        WINDOW,
-    ));
+    let limiter = Arc::new(RegistrationLimits::new(limits::Config::default()));
     Router::new().route(
         paths::REGISTER,
         post(
@@ -93,7 +79,7 @@ pub(super) fn routes() -> Router<Arc<AsState>> {
 /// Handles one registration request: validate, count, store, answer 201.
 async fn register(
     state: &AsState,
-    limiter: &RegistrationLimiter,
+    limiter: &RegistrationLimits,
     remote: Option<SocketAddr>,
     headers: &HeaderMap,
     body: &[u8],
@@ -129,6 +115,7 @@ async fn register(
         role: None,
         token_endpoint_auth_method: request.auth_method.clone(),
         metadata_url: None,
+        self_registered: true,
         created_at: now,
     };
     if let Err(error) = state.store.put_client(record.clone()).await {
@@ -501,118 +488,6 @@ fn dedup(items: Vec<String>) -> Vec<String> {
     out
 }
 
-/// Counts registrations per address and overall in fixed windows, in a bounded table.
-struct RegistrationLimiter {
-    /// Registrations per address and window.
-    per_address: u32,
-    /// Registrations per window overall.
-    global: u32,
-    /// The window length.
-    window: Duration,
-    /// The counters; never locked across an `.await`.
-    counts: Mutex<Counts>,
-}
-
-/// The counters of the current windows.
-struct Counts {
-    /// All addresses together.
-    global: Window,
-    /// `None`: requests whose peer address is unknown (the router served without connect
-    /// info) share one budget.
-    addresses: HashMap<Option<IpAddr>, Window>,
-}
-
-/// One fixed counting window.
-#[derive(Clone, Copy)]
-struct Window {
-    /// When it began.
-    start: Instant,
-    /// Registrations counted in it.
-    count: u32,
-}
-
-impl Window {
-    /// A window starting now, empty.
-    fn fresh(now: Instant) -> Self {
-        Self {
-            start: now,
-            count: 0,
-        }
-    }
-
-    /// Restarts the window if it has passed; the time until it ends.
-    fn roll(&mut self, now: Instant, length: Duration) -> Duration {
-        let elapsed = now.saturating_duration_since(self.start);
-        if elapsed >= length {
-            *self = Self::fresh(now);
-            return length;
-        }
-        length - elapsed
-    }
-}
-
-impl RegistrationLimiter {
-    /// A limiter with empty windows.
-    fn new(per_address: u32, global: u32, window: Duration) -> Self {
-        let now = Instant::now();
-        Self {
-            per_address,
-            global,
-            window,
-            counts: Mutex::new(Counts {
-                global: Window::fresh(now),
-                addresses: HashMap::new(),
-            }),
-        }
-    }
-
-    /// Counts one registration from `remote`, or says how long to wait.
-    fn try_register(&self, remote: Option<IpAddr>) -> Result<(), Duration> {
-        let now = Instant::now();
-        let key = remote.map(normalize);
-        // A poisoned lock only means another request panicked mid-update of plain counters.
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let global_wait = counts.global.roll(now, self.window);
-        if !counts.addresses.contains_key(&key) && counts.addresses.len() >= MAX_TRACKED_ADDRESSES {
-            let window = self.window;
-            counts
-                .addresses
-                .retain(|_, w| now.saturating_duration_since(w.start) < window);
-            if counts.addresses.len() >= MAX_TRACKED_ADDRESSES {
-                return Err(global_wait);
-            }
-        }
-        let address = counts
-            .addresses
-            .entry(key)
-            .or_insert_with(|| Window::fresh(now));
-        let address_wait = address.roll(now, self.window);
-        if address.count >= self.per_address {
-            return Err(address_wait);
-        }
-        if counts.global.count >= self.global {
-            return Err(global_wait);
-        }
-        if let Some(address) = counts.addresses.get_mut(&key) {
-            address.count += 1;
-        }
-        counts.global.count += 1;
-        Ok(())
-    }
-}
-
-/// The key an address is counted under: an IPv6 host usually owns a whole /64, and an
-/// IPv4-mapped address is its IPv4 address.
-fn normalize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,47 +572,5 @@ mod tests {
         assert!(!is_json_media_type("text/plain"));
         assert!(!is_json_media_type("application/x-www-form-urlencoded"));
         assert!(!is_json_media_type("text/json+html"));
-    }
-
-    #[test]
-    fn the_limiter_counts_per_address_and_overall() {
-        let limiter = RegistrationLimiter::new(2, 4, Duration::from_secs(3600));
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "2001:db8::1".parse().unwrap();
-        let b_same_64: IpAddr = "2001:db8::2".parse().unwrap();
-        let c: IpAddr = "192.0.2.3".parse().unwrap();
-        assert!(limiter.try_register(Some(a)).is_ok());
-        assert!(limiter.try_register(Some(a)).is_ok());
-        let wait = limiter.try_register(Some(a)).unwrap_err();
-        assert!(wait > Duration::from_secs(3500), "{wait:?}");
-        // The refusal did not count toward the global limit: two more fit.
-        assert!(limiter.try_register(Some(b)).is_ok());
-        assert!(limiter.try_register(Some(b_same_64)).is_ok());
-        // Same /64 as `b`: its budget is spent.
-        assert!(limiter.try_register(Some(b_same_64)).is_err());
-        // A fresh address, but the global budget is spent.
-        assert!(limiter.try_register(Some(c)).is_err(), "global limit");
-    }
-
-    #[test]
-    fn the_limiter_window_restarts() {
-        let limiter = RegistrationLimiter::new(1, 10, Duration::from_millis(50));
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(limiter.try_register(Some(a)).is_ok());
-        assert!(limiter.try_register(Some(a)).is_err());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(limiter.try_register(Some(a)).is_ok());
-    }
-
-    #[test]
-    fn addresses_are_counted_by_prefix() {
-        assert_eq!(
-            normalize("2001:db8:1:2:3:4:5:6".parse().unwrap()),
-            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            normalize("::ffff:192.0.2.1".parse().unwrap()),
-            "192.0.2.1".parse::<IpAddr>().unwrap()
-        );
     }
 }

@@ -1,7 +1,8 @@
 //! The token endpoint (RFC 6749 §3.2, OAuth 2.1 §3.2): the `client_credentials` grant for
 //! confidential clients, the `authorization_code` grant with mandatory PKCE S256 (RFC 7636), and
-//! the `refresh_token` grant with rotation and reuse detection (RFC 9700 §4.14.2). Access tokens
-//! are bound to one resource (RFC 8707).
+//! the `refresh_token` grant with rotation and reuse detection (RFC 9700 §4.14.2; a retry of a
+//! rotation whose answer was lost is honoured for a short grace period). Access tokens are bound
+//! to one resource (RFC 8707).
 //!
 //! Every answer, success or error, is JSON with `Cache-Control: no-store` and `Pragma: no-cache`,
 //! and is audited (event `token`) without any token, code or secret in the record.
@@ -174,6 +175,8 @@ struct Trail {
     subject: Option<String>,
     /// The refusal was audited already (by client authentication).
     audited: bool,
+    /// Why an issued token deserves a note in its audit record (a retried refresh).
+    note: Option<&'static str>,
 }
 
 impl Trail {
@@ -191,6 +194,7 @@ impl Trail {
     fn issued(&self, state: &AsState, jti: &str) {
         let mut record = self.record(Outcome::Allowed);
         record.credential_id = Some(jti);
+        record.reason = self.note;
         state.audit.record(&record);
     }
 
@@ -600,7 +604,9 @@ fn token_scope(scope: &str, client: &ClientRecord, user: &SignedIn) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// RFC 6749 §6 with rotation: the token is exchanged for a successor of the same grant; reusing
-/// a rotated token revokes the whole family (RFC 9700 §4.14.2).
+/// a rotated token revokes the whole family (RFC 9700 §4.14.2), unless it is a retry within the
+/// grace period of a rotation whose answer was lost (`AsState::refresh_grace_period`), which
+/// gets a new pair in place of the lost, unused one.
 async fn refresh(
     state: &AsState,
     client: &ClientRecord,
@@ -636,8 +642,18 @@ async fn refresh(
     };
     let new_token = issue::refresh_token();
     let successor = record.successor(hash_secret(&new_token), now + state.refresh_token_lifetime);
-    let grant = match state.store.rotate_refresh(old_hash, successor, now).await? {
+    let rotation = state
+        .store
+        .rotate_refresh(old_hash, successor, now, state.refresh_grace_period)
+        .await?;
+    let grant = match rotation {
         Rotation::Rotated(grant) => grant,
+        Rotation::Retried(grant) => {
+            // Issued like a rotation, but worth telling apart in the audit trail: a run of
+            // them for one grant is a flaky client, or a stolen token raced against its owner.
+            trail.note = Some("refresh_retried_within_grace");
+            grant
+        }
         Rotation::Reused { family_id } => {
             trail.family_revoked(state, &family_id, "refresh_token_reused");
             return Err(invalid());
@@ -786,6 +802,7 @@ mod tests {
             role: None,
             token_endpoint_auth_method: "client_secret_basic".into(),
             metadata_url: None,
+            self_registered: false,
             created_at: 0,
         };
         assert_eq!(client_scope(&client, None).unwrap(), "a b");

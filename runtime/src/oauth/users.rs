@@ -1,13 +1,21 @@
 //! Who may sign in at the authorization endpoint: users stored with argon2 password hashes, or
 //! the application's own [`Login`].
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use argon2::{
     Argon2,
-    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
+    password_hash::{PasswordHash, PasswordHasher, SaltString, rand_core::OsRng},
 };
 use futures::future::BoxFuture;
+use subtle::ConstantTimeEq;
 
 use crate::{
     ConfigError,
@@ -139,20 +147,170 @@ pub trait Login: Send + Sync + 'static {
     fn sign_in<'a>(&'a self, username: &'a str, password: &'a str) -> LoginFuture<'a>;
 }
 
+/// Why a sign-in could not be decided.
+#[derive(Debug)]
+pub(crate) enum SignInError {
+    /// Every password check is taken and the queue is full or waited too long: try again
+    /// after this long.
+    Busy(Duration),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for SignInError {
+    fn from(error: StoreError) -> Self {
+        SignInError::Store(error)
+    }
+}
+
+/// How long a sign-in waits for a password check before it is answered "busy".
+const QUEUE_DEADLINE: Duration = Duration::from_secs(5);
+/// How many sign-ins may wait per worker; more are answered "busy" at once.
+const WAITING_PER_CHECK: usize = 16;
+/// The largest argon2 memory a stored hash may ask for (KiB): hashes come from our own store,
+/// but a hand-edited or hostile row must not make a worker allocate without bound.
+const MAX_MEMORY_KIB: u32 = 256 * 1024;
+
+/// A password to check against a stored hash, and where the answer goes.
+struct Job {
+    hash: String,
+    password: String,
+    /// Past this instant nobody waits for the answer any more: the job is skipped.
+    deadline: std::time::Instant,
+    answer: tokio::sync::oneshot::Sender<Option<bool>>,
+}
+
+/// Password checks (argon2id: about 19 MiB and tens of milliseconds each) run on a few
+/// dedicated threads, one per core by default, each reusing one argon2 memory buffer.
+///
+/// Why not Tokio's blocking pool: without a bound, a burst of sign-ins starts a check per
+/// request there (up to 512 threads: 10 GiB, measured 7.8 GB); and even bounded to two at a
+/// time, every run lands on some pool thread whose allocator arena then keeps the 19 MiB it
+/// freed (measured 720 MB after 36 checks). Fixed workers with their own buffers hold exactly
+/// `workers × 19 MiB` however many sign-ins arrive. Sign-ins beyond the workers wait in a
+/// bounded queue for at most [`QUEUE_DEADLINE`], then are answered "busy".
+pub(crate) struct PasswordChecks {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl PasswordChecks {
+    /// `workers` dedicated threads (at least one).
+    pub(crate) fn new(workers: usize) -> Self {
+        let workers = workers.max(1);
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(workers * WAITING_PER_CHECK);
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        for n in 0..workers {
+            let (queue, waiting) = (queue.clone(), waiting.clone());
+            // A thread that cannot be started leaves fewer workers: sign-ins are slower, or
+            // answered "busy", never unbounded.
+            let _ = std::thread::Builder::new()
+                .name(format!("mcp-gatekeeper-password-{n}"))
+                .spawn(move || work(&queue, &waiting));
+        }
+        Self { jobs, waiting }
+    }
+
+    /// One worker per core: argon2 is CPU-bound, more parallel checks only add memory.
+    pub(crate) fn per_core() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// Whether `password` matches the PHC string `hash`, once a worker is free.
+    async fn verify(&self, hash: String, password: String) -> Result<bool, SignInError> {
+        let busy = || SignInError::Busy(Duration::from_secs(1));
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job = Job {
+            hash,
+            password,
+            deadline: std::time::Instant::now() + QUEUE_DEADLINE,
+            answer,
+        };
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.jobs.try_send(job).is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(busy());
+        }
+        // If the request is abandoned meanwhile, the worker still runs (or skips) the job; the
+        // number of checks at once never exceeds the workers.
+        answered.await.ok().flatten().ok_or_else(busy)
+    }
+}
+
+/// A worker: takes jobs one at a time and checks them with its own argon2 memory.
+fn work(queue: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>, waiting: &AtomicUsize) {
+    let mut memory: Vec<argon2::Block> = Vec::new();
+    loop {
+        // The lock is held only while taking a job, never while hashing.
+        let job = match queue.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return, // the server is gone
+        };
+        waiting.fetch_sub(1, Ordering::Relaxed);
+        let result = (std::time::Instant::now() < job.deadline)
+            .then(|| verify_with(&mut memory, &job.hash, &job.password));
+        let _ = job.answer.send(result);
+    }
+}
+
+/// Whether `password` matches the argon2 PHC string `hash`, computing into `memory` (grown to
+/// the hash's memory cost once, then reused).
+fn verify_with(memory: &mut Vec<argon2::Block>, hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(expected), Some(salt)) = (
+        argon2::Algorithm::try_from(parsed.algorithm),
+        argon2::Params::try_from(&parsed),
+        parsed.hash,
+        parsed.salt,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    if params.m_cost() > MAX_MEMORY_KIB {
+        return false;
+    }
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let blocks = params.block_count();
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..blocks])
+        .is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+}
+
 /// The configured sign-in: the application's hook, then the stored users.
 pub(crate) struct Users {
     store: Arc<dyn Store>,
     hook: Option<Arc<dyn Login>>,
+    checks: PasswordChecks,
     /// Verified against when the user is unknown, so an unknown name costs the same argon2 run
-    /// as a wrong password (no user enumeration by timing).
+    /// (under the same bound) as a wrong password (no user enumeration by timing).
     dummy_hash: String,
 }
 
 impl Users {
-    pub(crate) fn new(store: Arc<dyn Store>, hook: Option<Arc<dyn Login>>) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        hook: Option<Arc<dyn Login>>,
+        checks: PasswordChecks,
+    ) -> Self {
         Self {
             store,
             hook,
+            checks,
             dummy_hash: hash_password("not a password of anyone")
                 .unwrap_or_else(|_| String::from("$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")),
         }
@@ -163,7 +321,7 @@ impl Users {
         &self,
         username: &str,
         password: &str,
-    ) -> Result<Option<SignedIn>, StoreError> {
+    ) -> Result<Option<SignedIn>, SignInError> {
         if let Some(hook) = &self.hook
             && let Some(user) = hook.sign_in(username, password).await
         {
@@ -187,10 +345,7 @@ impl Users {
         let hash = user
             .as_ref()
             .map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let password = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false);
+        let matches = self.checks.verify(hash, password.to_owned()).await?;
         Ok(match user {
             Some(user) if matches => Some(signed_in(user)),
             _ => None,
@@ -213,18 +368,93 @@ fn signed_in(user: UserRecord) -> SignedIn {
     }
 }
 
-fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+
+    /// The argon2 crate's own verification, the reference for [`verify_with`].
+    fn reference(hash: &str, password: &str) -> bool {
+        use argon2::password_hash::PasswordVerifier;
+        PasswordHash::new(hash).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+    }
+
+    #[test]
+    fn reused_memory_verifies_exactly_as_the_argon2_crate_does() {
+        use argon2::{Algorithm, Params, Version};
+        let mut memory = Vec::new();
+        let mut hashes = vec![hash_password("correct horse").unwrap()];
+        for (algorithm, version, m, t, p, len) in [
+            (Algorithm::Argon2id, Version::V0x13, 8, 1, 1, 32),
+            (Algorithm::Argon2id, Version::V0x13, 64, 3, 2, 16),
+            (Algorithm::Argon2i, Version::V0x13, 32, 2, 1, 32),
+            (Algorithm::Argon2d, Version::V0x10, 16, 1, 1, 64),
+        ] {
+            let params = Params::new(m, t, p, Some(len)).unwrap();
+            let salt = SaltString::generate(&mut OsRng);
+            hashes.push(
+                Argon2::new(algorithm, version, params)
+                    .hash_password(b"correct horse", &salt)
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        // Each hash in turn, so the one buffer shrinks and grows between them.
+        for _ in 0..2 {
+            for hash in &hashes {
+                for password in ["correct horse", "correct hors", "", "correct horse "] {
+                    assert_eq!(
+                        verify_with(&mut memory, hash, password),
+                        reference(hash, password),
+                        "{hash} / {password:?}"
+                    );
+                }
+            }
+        }
+        let good = &hashes[1];
+        let mut broken = vec![
+            String::new(),
+            "not a hash".into(),
+            NO_PASSWORD.into(),
+            good.replace("argon2id", "argon2x"),
+            good.replace("v=19", "v=18"),
+            good.replace("m=8", "m=999999999"),
+            good[..good.len() - 4].into(),
+        ];
+        broken.push(format!("{}A", &good[..good.rfind('$').unwrap() + 1]));
+        for hash in &broken {
+            assert!(!verify_with(&mut memory, hash, "correct horse"), "{hash}");
+            // (The crate itself would try to allocate a terabyte for the oversized one.)
+            if !hash.contains("m=999999999") {
+                assert!(!reference(hash, "correct horse"), "{hash}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn checks_beyond_the_queue_are_busy_and_the_rest_are_answered() {
+        let hash = hash_password("correct horse").unwrap();
+        let checks = Arc::new(PasswordChecks::new(1));
+        let attempts = (0..(WAITING_PER_CHECK * 3)).map(|_| {
+            let (checks, hash) = (checks.clone(), hash.clone());
+            tokio::spawn(async move { checks.verify(hash, "correct horse".into()).await })
+        });
+        let results = futures::future::join_all(attempts).await;
+        let answered = results.iter().filter(|r| matches!(r, Ok(Ok(true)))).count();
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(SignInError::Busy(_)))))
+            .count();
+        assert_eq!(answered + busy, WAITING_PER_CHECK * 3, "{results:?}");
+        assert!(
+            answered >= 1 && busy >= WAITING_PER_CHECK,
+            "{answered} / {busy}"
+        );
+    }
 
     #[tokio::test]
     async fn stored_users_sign_in_with_their_password_only() {
@@ -237,7 +467,7 @@ mod tests {
         assert!(record.password_hash.starts_with("$argon2id$"));
         assert!(!record.password_hash.contains("correct horse"));
         store.put_user(record).await.unwrap();
-        let users = Users::new(store, None);
+        let users = Users::new(store, None, PasswordChecks::new(1));
         let alice = users
             .sign_in("alice", "correct horse")
             .await
@@ -272,7 +502,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_hook_is_asked_first() {
-        let users = Users::new(Arc::new(MemoryStore::new()), Some(Arc::new(Directory)));
+        let users = Users::new(
+            Arc::new(MemoryStore::new()),
+            Some(Arc::new(Directory)),
+            PasswordChecks::new(1),
+        );
         let carol = users.sign_in("carol", "from-ldap").await.unwrap().unwrap();
         assert_eq!(carol.subject, "carol@corp");
         assert_eq!(users.sign_in("carol", "nope").await.unwrap(), None);

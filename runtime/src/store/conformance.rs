@@ -5,6 +5,13 @@ use std::sync::Arc;
 
 use super::*;
 
+/// A `grace` of [`Store::rotate_refresh`] that turns retries off: any second presentation is
+/// reuse.
+pub(crate) const NO_GRACE: i64 = 0;
+
+/// The grace period of the retry tests, in seconds (the server's default).
+const GRACE: i64 = 60;
+
 /// Generates one `#[tokio::test]` per conformance check. `$make` is a function returning
 /// `(Arc<dyn Store>, keep_alive)`; `keep_alive` lives until the test ends (a temp file guard).
 macro_rules! store_conformance_tests {
@@ -20,16 +27,22 @@ macro_rules! store_conformance_tests {
             refresh_reuse_revokes_family,
             expired_and_unknown_refresh_tokens,
             refresh_invariants,
+            refresh_retry_within_grace_replaces_the_unused_successor,
+            refresh_retry_outside_grace_or_after_expiry_revokes,
+            refresh_retry_after_the_successor_was_used_revokes,
+            refresh_retries_within_grace_leave_only_the_last_token_current,
             revoke_refresh_revokes_family,
             revoked_family_refuses_later_tokens,
             access_token_revocation,
             signing_keys_order_and_retirement,
             purge_expired,
+            purge_removes_unused_clients_nobody_vouched_for,
             delete_client_cascades,
         );
         $crate::store::conformance::store_conformance_tests!(@by_arc $make:
             concurrent_redeem_has_one_winner,
             concurrent_rotation_has_one_winner,
+            concurrent_retries_have_one_winner,
         );
     };
     (@by_ref $make:path : $($name:ident),* $(,)?) => {$(
@@ -72,6 +85,7 @@ pub(crate) mod fixtures {
             role: Some("editor".into()),
             token_endpoint_auth_method: "client_secret_basic".into(),
             metadata_url: None,
+            self_registered: false,
             created_at: 1_000,
         }
     }
@@ -83,6 +97,18 @@ pub(crate) mod fixtures {
             token_endpoint_auth_method: "none".into(),
             metadata_url: Some(client_id.into()),
             grant_types: vec![],
+            ..client(client_id)
+        }
+    }
+
+    /// A client that registered itself (RFC 7591), created at `created_at`.
+    pub(crate) fn registered_client(client_id: &str, created_at: i64) -> ClientRecord {
+        ClientRecord {
+            secret_hash: None,
+            role: None,
+            token_endpoint_auth_method: "none".into(),
+            self_registered: true,
+            created_at,
             ..client(client_id)
         }
     }
@@ -156,6 +182,10 @@ pub(crate) mod fixtures {
             .put_client(public_client("https://app.example/client.json"))
             .await
             .unwrap();
+        store
+            .put_client(registered_client("dcr", now))
+            .await
+            .unwrap();
         store.put_user(user("alice")).await.unwrap();
         store
             .put_code(code("used", "c1", "f-used", now + 600))
@@ -173,7 +203,20 @@ pub(crate) mod fixtures {
         store.put_refresh(r1.clone()).await.unwrap();
         let r2 = r1.successor(h("r2"), now + 7_200);
         assert!(matches!(
-            store.rotate_refresh(h("r1"), r2, now).await.unwrap(),
+            store
+                .rotate_refresh(h("r1"), r2, now, NO_GRACE)
+                .await
+                .unwrap(),
+            Rotation::Rotated(_)
+        ));
+        // A rotation whose answer was lost, to be retried after the restart.
+        let t1 = refresh("t1", "c1", "f-retry", now + 3_600);
+        store.put_refresh(t1.clone()).await.unwrap();
+        assert!(matches!(
+            store
+                .rotate_refresh(h("t1"), t1.successor(h("t2"), now + 7_200), now, GRACE)
+                .await
+                .unwrap(),
             Rotation::Rotated(_)
         ));
         store
@@ -195,7 +238,29 @@ pub(crate) mod fixtures {
             store.get_client(cimd).await.unwrap(),
             Some(public_client(cimd))
         );
+        assert_eq!(
+            store.get_client("dcr").await.unwrap(),
+            Some(registered_client("dcr", now))
+        );
         assert_eq!(store.get_user("alice").await.unwrap(), Some(user("alice")));
+        // The successor of t1 was remembered: the retry is recognised, and t2 is retired.
+        let t1 = refresh("t1", "c1", "f-retry", now + 3_600);
+        assert_eq!(
+            store
+                .rotate_refresh(h("t1"), t1.successor(h("t3"), now + 7_200), now, GRACE)
+                .await
+                .unwrap(),
+            Rotation::Retried(t1.clone())
+        );
+        assert_eq!(
+            store
+                .rotate_refresh(h("t2"), t1.successor(h("t4"), now + 7_200), now, GRACE)
+                .await
+                .unwrap(),
+            Rotation::Reused {
+                family_id: "f-retry".into()
+            }
+        );
         assert_eq!(
             store.redeem_code(h("used"), now).await.unwrap(),
             CodeRedemption::Replayed {
@@ -209,7 +274,12 @@ pub(crate) mod fixtures {
         // The replay above revoked f-used, so its current token is refused now.
         assert_eq!(
             store
-                .rotate_refresh(h("r2"), refresh("r3", "c1", "f-used", now + 9_000), now)
+                .rotate_refresh(
+                    h("r2"),
+                    refresh("r3", "c1", "f-used", now + 9_000),
+                    now,
+                    NO_GRACE
+                )
                 .await
                 .unwrap(),
             Rotation::Revoked
@@ -221,7 +291,12 @@ pub(crate) mod fixtures {
         assert!(store.is_family_revoked("f-dead").await.unwrap());
         assert_eq!(
             store
-                .rotate_refresh(h("dead"), refresh("x", "c1", "f-dead", now + 9_000), now)
+                .rotate_refresh(
+                    h("dead"),
+                    refresh("x", "c1", "f-dead", now + 9_000),
+                    now,
+                    NO_GRACE
+                )
                 .await
                 .unwrap(),
             Rotation::Revoked
@@ -332,7 +407,12 @@ pub(crate) async fn code_replay_returns_family_and_revokes_it(store: &dyn Store)
     assert!(store.is_family_revoked("fam-1").await.unwrap());
     assert_eq!(
         store
-            .rotate_refresh(h("rt-1"), refresh("rt-2", "c1", "fam-1", 20_000), 300)
+            .rotate_refresh(
+                h("rt-1"),
+                refresh("rt-2", "c1", "fam-1", 20_000),
+                300,
+                NO_GRACE
+            )
             .await
             .unwrap(),
         Rotation::Revoked
@@ -400,7 +480,7 @@ pub(crate) async fn refresh_rotation(store: &dyn Store) {
     let r2 = r1.successor(h("r2"), 2_000);
     assert_eq!(
         store
-            .rotate_refresh(h("r1"), r2.clone(), 500)
+            .rotate_refresh(h("r1"), r2.clone(), 500, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Rotated(r1.clone())
@@ -408,7 +488,7 @@ pub(crate) async fn refresh_rotation(store: &dyn Store) {
     let r3 = r2.successor(h("r3"), 3_000);
     assert_eq!(
         store
-            .rotate_refresh(h("r2"), r3.clone(), 1_500)
+            .rotate_refresh(h("r2"), r3.clone(), 1_500, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Rotated(r2.clone())
@@ -420,7 +500,7 @@ pub(crate) async fn refresh_rotation(store: &dyn Store) {
     // The current token keeps working until it expires.
     assert_eq!(
         store
-            .rotate_refresh(h("r3"), r3.successor(h("r4"), 4_000), 2_999)
+            .rotate_refresh(h("r3"), r3.successor(h("r4"), 4_000), 2_999, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Rotated(r3)
@@ -432,14 +512,19 @@ pub(crate) async fn refresh_reuse_revokes_family(store: &dyn Store) {
     let r1 = refresh("r1", "c1", "fam", 10_000);
     store.put_refresh(r1.clone()).await.unwrap();
     store
-        .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100)
+        .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100, NO_GRACE)
         .await
         .unwrap();
 
     // The rotated r1 comes back: reuse.
     assert_eq!(
         store
-            .rotate_refresh(h("r1"), r1.successor(h("r2-attacker"), 10_000), 200)
+            .rotate_refresh(
+                h("r1"),
+                r1.successor(h("r2-attacker"), 10_000),
+                200,
+                NO_GRACE
+            )
             .await
             .unwrap(),
         Rotation::Reused {
@@ -451,7 +536,7 @@ pub(crate) async fn refresh_reuse_revokes_family(store: &dyn Store) {
     // The family's current token no longer works either.
     assert_eq!(
         store
-            .rotate_refresh(h("r2"), r1.successor(h("r3"), 10_000), 300)
+            .rotate_refresh(h("r2"), r1.successor(h("r3"), 10_000), 300, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Revoked
@@ -459,7 +544,7 @@ pub(crate) async fn refresh_reuse_revokes_family(store: &dyn Store) {
     // Neither does r1 again.
     assert_eq!(
         store
-            .rotate_refresh(h("r1"), r1.successor(h("r4"), 10_000), 400)
+            .rotate_refresh(h("r1"), r1.successor(h("r4"), 10_000), 400, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Revoked
@@ -472,7 +557,7 @@ pub(crate) async fn expired_and_unknown_refresh_tokens(store: &dyn Store) {
     store.put_refresh(r1.clone()).await.unwrap();
     assert_eq!(
         store
-            .rotate_refresh(h("r1"), r1.successor(h("r2"), 2_000), 1_000)
+            .rotate_refresh(h("r1"), r1.successor(h("r2"), 2_000), 1_000, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Expired
@@ -481,7 +566,7 @@ pub(crate) async fn expired_and_unknown_refresh_tokens(store: &dyn Store) {
     assert!(!store.is_family_revoked("fam").await.unwrap());
     assert_eq!(
         store
-            .rotate_refresh(h("nope"), r1.successor(h("r3"), 2_000), 0)
+            .rotate_refresh(h("nope"), r1.successor(h("r3"), 2_000), 0, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Unknown
@@ -533,7 +618,7 @@ pub(crate) async fn refresh_invariants(store: &dyn Store) {
     ];
     for new in wrong {
         assert!(matches!(
-            store.rotate_refresh(h("r1"), new, 100).await,
+            store.rotate_refresh(h("r1"), new, 100, NO_GRACE).await,
             Err(StoreError::Invalid(_))
         ));
     }
@@ -544,14 +629,14 @@ pub(crate) async fn refresh_invariants(store: &dyn Store) {
         .unwrap();
     assert!(matches!(
         store
-            .rotate_refresh(h("r1"), r1.successor(h("taken"), 10_000), 100)
+            .rotate_refresh(h("r1"), r1.successor(h("taken"), 10_000), 100, NO_GRACE)
             .await,
         Err(StoreError::Conflict("refresh token"))
     ));
     assert_eq!(store.get_refresh(h("r2")).await.unwrap(), None);
     assert_eq!(
         store
-            .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100)
+            .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Rotated(r1)
@@ -563,7 +648,7 @@ pub(crate) async fn revoke_refresh_revokes_family(store: &dyn Store) {
     let r1 = refresh("r1", "c1", "fam", 10_000);
     store.put_refresh(r1.clone()).await.unwrap();
     store
-        .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100)
+        .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 100, NO_GRACE)
         .await
         .unwrap();
     // Revoking the current token ends the family.
@@ -571,7 +656,7 @@ pub(crate) async fn revoke_refresh_revokes_family(store: &dyn Store) {
     assert!(store.is_family_revoked("fam").await.unwrap());
     assert_eq!(
         store
-            .rotate_refresh(h("r2"), r1.successor(h("r3"), 10_000), 300)
+            .rotate_refresh(h("r2"), r1.successor(h("r3"), 10_000), 300, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Revoked
@@ -582,13 +667,13 @@ pub(crate) async fn revoke_refresh_revokes_family(store: &dyn Store) {
     let s1 = refresh("s1", "c1", "fam-2", 10_000);
     store.put_refresh(s1.clone()).await.unwrap();
     store
-        .rotate_refresh(h("s1"), s1.successor(h("s2"), 10_000), 100)
+        .rotate_refresh(h("s1"), s1.successor(h("s2"), 10_000), 100, NO_GRACE)
         .await
         .unwrap();
     assert!(store.revoke_refresh(h("s1"), 200).await.unwrap());
     assert_eq!(
         store
-            .rotate_refresh(h("s2"), s1.successor(h("s3"), 10_000), 300)
+            .rotate_refresh(h("s2"), s1.successor(h("s3"), 10_000), 300, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Revoked
@@ -608,7 +693,7 @@ pub(crate) async fn revoked_family_refuses_later_tokens(store: &dyn Store) {
     store.put_refresh(r1.clone()).await.unwrap();
     assert_eq!(
         store
-            .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 300)
+            .rotate_refresh(h("r1"), r1.successor(h("r2"), 10_000), 300, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Revoked
@@ -698,7 +783,7 @@ pub(crate) async fn purge_expired(store: &dyn Store) {
     let r1 = refresh("r1", "c1", "fam-1", 100);
     store.put_refresh(r1.clone()).await.unwrap();
     store
-        .rotate_refresh(h("r1"), r1.successor(h("r2"), 300), 10)
+        .rotate_refresh(h("r1"), r1.successor(h("r2"), 300), 10, NO_GRACE)
         .await
         .unwrap();
     // Family 2: revoked at 20, its token expires at 150.
@@ -729,7 +814,7 @@ pub(crate) async fn purge_expired(store: &dyn Store) {
     assert_eq!(store.get_refresh(h("r1")).await.unwrap(), None);
     assert_eq!(
         store
-            .rotate_refresh(h("r1"), r1.successor(h("x"), 300), 100)
+            .rotate_refresh(h("r1"), r1.successor(h("x"), 300), 100, NO_GRACE)
             .await
             .unwrap(),
         Rotation::Unknown,
@@ -768,6 +853,266 @@ pub(crate) async fn purge_expired(store: &dyn Store) {
     // Clients, users and signing keys never expire.
     assert!(store.get_client("c1").await.unwrap().is_some());
     assert_eq!(store.purge_expired(i64::MAX).await.unwrap(), 0);
+}
+
+/// Rotates `old` into a successor named `new` at `now` with the grace period [`GRACE`].
+async fn rotate(store: &dyn Store, old: &RefreshTokenRecord, new: &str, now: i64) -> Rotation {
+    let next = old.successor(h(new), 10_000);
+    store
+        .rotate_refresh(old.token_hash, next, now, GRACE)
+        .await
+        .unwrap()
+}
+
+/// The first refresh token of family `family_id`, stored (expiring at 10 000).
+async fn first_token(store: &dyn Store, name: &str, family_id: &str) -> RefreshTokenRecord {
+    let token = refresh(name, "c1", family_id, 10_000);
+    store.put_refresh(token.clone()).await.unwrap();
+    token
+}
+
+/// The stored token named `name`.
+async fn token(store: &dyn Store, name: &str) -> RefreshTokenRecord {
+    store.get_refresh(h(name)).await.unwrap().expect(name)
+}
+
+pub(crate) async fn refresh_retry_within_grace_replaces_the_unused_successor(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = first_token(store, "r1", "fam").await;
+    assert_eq!(
+        rotate(store, &r1, "r2", 100).await,
+        Rotation::Rotated(r1.clone())
+    );
+    // The answer carrying r2 was lost; the client presents r1 again. A successor that does not
+    // continue the grant still changes nothing.
+    let wrong = RefreshTokenRecord {
+        scope: "data:read data:write".into(),
+        ..r1.successor(h("r3"), 10_000)
+    };
+    assert!(matches!(
+        store.rotate_refresh(h("r1"), wrong, 130, GRACE).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        rotate(store, &r1, "r3", 130).await,
+        Rotation::Retried(r1.clone())
+    );
+    assert!(!store.is_family_revoked("fam").await.unwrap());
+    // The new token is the family's current one and works.
+    let r3 = token(store, "r3").await;
+    assert_eq!(rotate(store, &r3, "r4", 140).await, Rotation::Rotated(r3));
+    // The replaced successor was never delivered; whoever presents it now holds a copy the
+    // client never received: reuse, and the family ends.
+    let r2 = token(store, "r2").await;
+    assert_eq!(
+        rotate(store, &r2, "r5", 150).await,
+        Rotation::Reused {
+            family_id: "fam".into()
+        }
+    );
+    assert!(store.is_family_revoked("fam").await.unwrap());
+    let r4 = token(store, "r4").await;
+    assert_eq!(rotate(store, &r4, "r6", 160).await, Rotation::Revoked);
+}
+
+pub(crate) async fn refresh_retry_outside_grace_or_after_expiry_revokes(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    // The window is inclusive: a retry GRACE seconds after the rotation is still one.
+    let a1 = first_token(store, "a1", "fam-a").await;
+    rotate(store, &a1, "a2", 100).await;
+    assert_eq!(
+        rotate(store, &a1, "a3", 100 + GRACE).await,
+        Rotation::Retried(a1)
+    );
+    // One second later it is reuse.
+    let b1 = first_token(store, "b1", "fam-b").await;
+    rotate(store, &b1, "b2", 100).await;
+    assert_eq!(
+        rotate(store, &b1, "b3", 101 + GRACE).await,
+        Rotation::Reused {
+            family_id: "fam-b".into()
+        }
+    );
+    assert!(store.is_family_revoked("fam-b").await.unwrap());
+    let b2 = token(store, "b2").await;
+    assert_eq!(
+        rotate(store, &b2, "b4", 102 + GRACE).await,
+        Rotation::Revoked
+    );
+    // Without a grace period, even a retry in the same second is reuse.
+    let n1 = first_token(store, "n1", "fam-c").await;
+    rotate(store, &n1, "n2", 100).await;
+    assert_eq!(
+        store
+            .rotate_refresh(h("n1"), n1.successor(h("n3"), 10_000), 100, NO_GRACE)
+            .await
+            .unwrap(),
+        Rotation::Reused {
+            family_id: "fam-c".into()
+        }
+    );
+    // A successor that expired cannot be stood in for.
+    let d1 = first_token(store, "d1", "fam-d").await;
+    store
+        .rotate_refresh(h("d1"), d1.successor(h("d2"), 110), 100, GRACE)
+        .await
+        .unwrap();
+    assert_eq!(
+        rotate(store, &d1, "d3", 110).await,
+        Rotation::Reused {
+            family_id: "fam-d".into()
+        }
+    );
+    // A revoked family stays revoked, retry or not.
+    let e1 = first_token(store, "e1", "fam-e").await;
+    rotate(store, &e1, "e2", 100).await;
+    store.revoke_family("fam-e", 105).await.unwrap();
+    assert_eq!(rotate(store, &e1, "e3", 110).await, Rotation::Revoked);
+    assert_eq!(store.get_refresh(h("e3")).await.unwrap(), None);
+}
+
+pub(crate) async fn refresh_retry_after_the_successor_was_used_revokes(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = first_token(store, "r1", "fam").await;
+    rotate(store, &r1, "r2", 100).await;
+    let r2 = token(store, "r2").await;
+    // The client received r2 and used it: r1 coming back is no lost answer.
+    assert_eq!(rotate(store, &r2, "r3", 110).await, Rotation::Rotated(r2));
+    assert_eq!(
+        rotate(store, &r1, "r4", 120).await,
+        Rotation::Reused {
+            family_id: "fam".into()
+        }
+    );
+    assert!(store.is_family_revoked("fam").await.unwrap());
+    assert_eq!(store.get_refresh(h("r4")).await.unwrap(), None);
+    let r3 = token(store, "r3").await;
+    assert_eq!(rotate(store, &r3, "r5", 130).await, Rotation::Revoked);
+}
+
+pub(crate) async fn refresh_retries_within_grace_leave_only_the_last_token_current(
+    store: &dyn Store,
+) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = first_token(store, "r1", "fam").await;
+    rotate(store, &r1, "r2", 100).await;
+    // Two answers lost in a row: both retries are honoured.
+    assert_eq!(
+        rotate(store, &r1, "r3", 110).await,
+        Rotation::Retried(r1.clone())
+    );
+    assert_eq!(
+        rotate(store, &r1, "r4", 150).await,
+        Rotation::Retried(r1.clone())
+    );
+    // Only the last one is current.
+    let r4 = token(store, "r4").await;
+    assert_eq!(rotate(store, &r4, "r5", 155).await, Rotation::Rotated(r4));
+    let r3 = token(store, "r3").await;
+    assert_eq!(
+        rotate(store, &r3, "r6", 156).await,
+        Rotation::Reused {
+            family_id: "fam".into()
+        }
+    );
+
+    // The window is measured from the first rotation, not from the latest retry.
+    let s1 = first_token(store, "s1", "fam-s").await;
+    rotate(store, &s1, "s2", 100).await;
+    assert_eq!(
+        rotate(store, &s1, "s3", 150).await,
+        Rotation::Retried(s1.clone())
+    );
+    assert_eq!(
+        rotate(store, &s1, "s4", 101 + GRACE).await,
+        Rotation::Reused {
+            family_id: "fam-s".into()
+        }
+    );
+}
+
+pub(crate) async fn purge_removes_unused_clients_nobody_vouched_for(store: &dyn Store) {
+    let created = 1_000;
+    let old_enough = created + UNUSED_CLIENT_RETENTION_SECS + 1;
+    // Configured: never purged.
+    store.put_client(client("configured")).await.unwrap();
+    // Self-registered and metadata-document clients that hold nothing.
+    store
+        .put_client(registered_client("unused", created))
+        .await
+        .unwrap();
+    let cimd = "https://app.example/client.json";
+    store
+        .put_client(ClientRecord {
+            created_at: created,
+            ..public_client(cimd)
+        })
+        .await
+        .unwrap();
+    // Too young.
+    store
+        .put_client(registered_client(
+            "young",
+            old_enough - UNUSED_CLIENT_RETENTION_SECS,
+        ))
+        .await
+        .unwrap();
+    // Holding a code, a refresh token, or a refresh token that expires by the purge.
+    for id in ["with-code", "with-token", "token-expires"] {
+        store
+            .put_client(registered_client(id, created))
+            .await
+            .unwrap();
+    }
+    store
+        .put_code(code("code", "with-code", "fam-1", old_enough + 600))
+        .await
+        .unwrap();
+    store
+        .put_refresh(refresh("rt", "with-token", "fam-2", old_enough + 600))
+        .await
+        .unwrap();
+    store
+        .put_refresh(refresh("rt-old", "token-expires", "fam-3", old_enough))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_client("unused")
+            .await
+            .unwrap()
+            .unwrap()
+            .self_registered
+    );
+
+    // Exactly the retention period old: kept.
+    assert_eq!(
+        store
+            .purge_expired(created + UNUSED_CLIENT_RETENTION_SECS)
+            .await
+            .unwrap(),
+        0
+    );
+    // unused, the metadata-document client, rt-old and then token-expires.
+    assert_eq!(store.purge_expired(old_enough).await.unwrap(), 4);
+    for (id, kept) in [
+        ("configured", true),
+        ("unused", false),
+        (cimd, false),
+        ("young", true),
+        ("with-code", true),
+        ("with-token", true),
+        ("token-expires", false),
+    ] {
+        assert_eq!(store.get_client(id).await.unwrap().is_some(), kept, "{id}");
+    }
+    // Once its code or token is gone, a client goes too: code, rt, with-code, with-token, and
+    // young, now old enough.
+    assert_eq!(store.purge_expired(old_enough + 600).await.unwrap(), 5);
+    for id in ["with-code", "with-token", "young"] {
+        assert!(store.get_client(id).await.unwrap().is_none(), "{id}");
+    }
+    assert!(store.get_client("configured").await.unwrap().is_some());
 }
 
 pub(crate) async fn delete_client_cascades(store: &dyn Store) {
@@ -867,7 +1212,13 @@ pub(crate) async fn concurrent_rotation_has_one_winner(store: Arc<dyn Store>) {
             let next = r1.successor(h(&format!("next-{i}")), 20_000);
             tokio::spawn(async move {
                 barrier.wait().await;
-                (i, store.rotate_refresh(h("r1"), next, 100).await.unwrap())
+                (
+                    i,
+                    store
+                        .rotate_refresh(h("r1"), next, 100, NO_GRACE)
+                        .await
+                        .unwrap(),
+                )
             })
         })
         .collect();
@@ -901,10 +1252,93 @@ pub(crate) async fn concurrent_rotation_has_one_winner(store: Arc<dyn Store>) {
             .rotate_refresh(
                 h(&format!("next-{winner}")),
                 r1.successor(h("after"), 30_000),
-                200
+                200,
+                NO_GRACE
             )
             .await
             .unwrap(),
         Rotation::Revoked
     );
+}
+
+/// Concurrent presentations of one refresh token within the grace period (a client retrying
+/// while its first request is still in flight): one wins the rotation, the others are retries,
+/// the grant survives, and afterwards the family has a single current token.
+pub(crate) async fn concurrent_retries_have_one_winner(store: Arc<dyn Store>) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = refresh("r1", "c1", "fam", 10_000);
+    store.put_refresh(r1.clone()).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            let next = r1.successor(h(&format!("next-{i}")), 20_000);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .rotate_refresh(h("r1"), next, 100, GRACE)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let (mut rotated, mut retried) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Rotation::Rotated(old) => {
+                assert_eq!(old, r1);
+                rotated += 1;
+            }
+            Rotation::Retried(old) => {
+                assert_eq!(old, r1);
+                retried += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((rotated, retried), (1, RACERS - 1));
+    assert!(!store.is_family_revoked("fam").await.unwrap());
+    // The family has a current token: the last racer's, which r1 now points at. One more retry
+    // replaces it, and the replacement rotates normally.
+    assert!(matches!(
+        store
+            .put_refresh(refresh("extra", "c1", "fam", 20_000))
+            .await,
+        Err(StoreError::Conflict("current refresh token of the family"))
+    ));
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r1.successor(h("last"), 20_000), 110, GRACE)
+            .await
+            .unwrap(),
+        Rotation::Retried(r1.clone())
+    );
+    let last = store.get_refresh(h("last")).await.unwrap().unwrap();
+    assert!(matches!(
+        store
+            .rotate_refresh(h("last"), last.successor(h("after"), 30_000), 120, GRACE)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    // No racer's token was left live beside it: each is refused (the first as reuse, which
+    // ends the family).
+    for i in 0..RACERS {
+        let name = format!("next-{i}");
+        let racer = store.get_refresh(h(&name)).await.unwrap().expect("stored");
+        let outcome = store
+            .rotate_refresh(
+                h(&name),
+                racer.successor(h(&format!("probe-{i}")), 30_000),
+                130,
+                NO_GRACE,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, Rotation::Reused { .. } | Rotation::Revoked),
+            "{name}: {outcome:?}"
+        );
+    }
+    assert!(store.is_family_revoked("fam").await.unwrap());
 }

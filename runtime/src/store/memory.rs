@@ -13,7 +13,8 @@ use futures::{
 
 use super::{
     AuthCodeRecord, ClientRecord, CodeRedemption, FAMILY_REVOCATION_RETENTION_SECS,
-    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError, UserRecord,
+    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError,
+    UNUSED_CLIENT_RETENTION_SECS, UserRecord, within_grace,
 };
 
 /// A [`Store`] kept in memory: for tests and servers whose grants may end with the process.
@@ -82,7 +83,21 @@ struct StoredCode {
 
 struct StoredRefresh {
     record: RefreshTokenRecord,
+    /// When the token was first rotated; `None` while it is its family's current token.
     rotated_at: Option<i64>,
+    /// The hash of the token that replaced it (the latest one, after retries).
+    replaced_by: Option<[u8; 32]>,
+}
+
+impl StoredRefresh {
+    /// A token as stored by `put_refresh` or as a new successor: current, replaced by nothing.
+    fn current(record: RefreshTokenRecord) -> Self {
+        Self {
+            record,
+            rotated_at: None,
+            replaced_by: None,
+        }
+    }
 }
 
 impl State {
@@ -98,6 +113,47 @@ impl State {
         {
             self.current.remove(&token.record.family_id);
         }
+    }
+
+    /// Whether the token `old` (already rotated) may be retried at `now`: within the grace
+    /// period, its successor still the family's unused, unexpired current token.
+    fn may_retry(&self, old: &StoredRefresh, now: i64, grace: i64) -> bool {
+        let (Some(rotated_at), Some(successor)) = (old.rotated_at, old.replaced_by) else {
+            return false;
+        };
+        within_grace(rotated_at, now, grace)
+            && self.current.get(&old.record.family_id) == Some(&successor)
+            && self
+                .refresh
+                .get(&successor)
+                .is_some_and(|next| next.rotated_at.is_none() && now < next.record.expires_at)
+    }
+
+    /// Checks that `new` may be stored as `old`'s successor (same grant, unused hash).
+    fn check_successor(
+        &self,
+        old: &RefreshTokenRecord,
+        new: &RefreshTokenRecord,
+    ) -> Result<(), StoreError> {
+        if !old.same_grant(new) {
+            return Err(StoreError::Invalid(
+                "the new refresh token does not continue the old one's grant",
+            ));
+        }
+        if self.refresh.contains_key(&new.token_hash) {
+            return Err(StoreError::Conflict("refresh token"));
+        }
+        Ok(())
+    }
+
+    /// Stores `new` as its family's current token and as the successor of `old_hash`.
+    fn replace_with(&mut self, old_hash: &[u8; 32], new: RefreshTokenRecord) {
+        if let Some(old) = self.refresh.get_mut(old_hash) {
+            old.replaced_by = Some(new.token_hash);
+        }
+        self.current.insert(new.family_id.clone(), new.token_hash);
+        self.refresh
+            .insert(new.token_hash, StoredRefresh::current(new));
     }
 
     fn require_client(&self, client_id: &str) -> Result<(), StoreError> {
@@ -210,13 +266,8 @@ impl Store for MemoryStore {
             }
             s.require_client(&token.client_id)?;
             s.current.insert(token.family_id.clone(), token.token_hash);
-            s.refresh.insert(
-                token.token_hash,
-                StoredRefresh {
-                    record: token,
-                    rotated_at: None,
-                },
-            );
+            s.refresh
+                .insert(token.token_hash, StoredRefresh::current(token));
             Ok(())
         })
     }
@@ -233,6 +284,7 @@ impl Store for MemoryStore {
         old_hash: [u8; 32],
         new: RefreshTokenRecord,
         now: i64,
+        grace: i64,
     ) -> BoxFuture<'_, Result<Rotation, StoreError>> {
         self.with(move |s| {
             let Some(old) = s.refresh.get(&old_hash) else {
@@ -243,33 +295,28 @@ impl Store for MemoryStore {
                 return Ok(Rotation::Revoked);
             }
             if old.rotated_at.is_some() {
-                s.revoke_family(&family_id, now);
-                return Ok(Rotation::Reused { family_id });
+                if !s.may_retry(old, now, grace) {
+                    s.revoke_family(&family_id, now);
+                    return Ok(Rotation::Reused { family_id });
+                }
+                s.check_successor(&old.record, &new)?;
+                let (previous, unused) = (old.record.clone(), old.replaced_by);
+                // The unused successor is retired: `new` takes its place.
+                if let Some(successor) = unused.and_then(|hash| s.refresh.get_mut(&hash)) {
+                    successor.rotated_at = Some(now);
+                }
+                s.replace_with(&old_hash, new);
+                return Ok(Rotation::Retried(previous));
             }
             if now >= old.record.expires_at {
                 return Ok(Rotation::Expired);
             }
-            if !old.record.same_grant(&new) {
-                return Err(StoreError::Invalid(
-                    "the new refresh token does not continue the old one's grant",
-                ));
-            }
-            if s.refresh.contains_key(&new.token_hash) {
-                return Err(StoreError::Conflict("refresh token"));
-            }
-            let Some(old) = s.refresh.get_mut(&old_hash) else {
-                return Ok(Rotation::Unknown);
-            };
-            old.rotated_at = Some(now);
+            s.check_successor(&old.record, &new)?;
             let previous = old.record.clone();
-            s.current.insert(family_id, new.token_hash);
-            s.refresh.insert(
-                new.token_hash,
-                StoredRefresh {
-                    record: new,
-                    rotated_at: None,
-                },
-            );
+            if let Some(old) = s.refresh.get_mut(&old_hash) {
+                old.rotated_at = Some(now);
+            }
+            s.replace_with(&old_hash, new);
             Ok(Rotation::Rotated(previous))
         })
     }
@@ -407,6 +454,28 @@ impl Store for MemoryStore {
                 *revoked_at > cutoff || live.contains(family_id.as_str())
             });
             removed += before - revoked_families.len();
+
+            // After the expired codes and tokens are gone: clients nobody vouched for that
+            // hold nothing any more.
+            let State {
+                clients,
+                codes,
+                refresh,
+                ..
+            } = s;
+            let holders: HashSet<&str> = codes
+                .values()
+                .map(|c| c.record.client_id.as_str())
+                .chain(refresh.values().map(|t| t.record.client_id.as_str()))
+                .collect();
+            let cutoff = now.saturating_sub(UNUSED_CLIENT_RETENTION_SECS);
+            let before = clients.len();
+            clients.retain(|client_id, client| {
+                client.vouched_for()
+                    || client.created_at >= cutoff
+                    || holders.contains(client_id.as_str())
+            });
+            removed += before - clients.len();
 
             Ok(removed as u64)
         })

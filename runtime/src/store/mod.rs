@@ -26,14 +26,30 @@
 //!   revocation checks [`Store::is_family_revoked`] with a family claim, or the caller revokes
 //!   the tokens' `jti`s with [`Store::revoke_access_token`].
 //! - **Single use is atomic.** [`Store::redeem_code`] and [`Store::rotate_refresh`] decide and
-//!   record in one step: of any number of concurrent calls for the same code or token, exactly
-//!   one succeeds. A replayed code or a reused (already rotated) refresh token revokes its family
-//!   in the same step (RFC 9700 §4.14.2, OAuth 2.1 §4.1.3). There is no grace window for the
-//!   previous refresh token: a client that retries a refresh whose answer it lost ends its
-//!   grant, and must sign in again.
+//!   record in one step: of any number of concurrent calls for the same code, exactly one
+//!   succeeds, and a family never has more than one current refresh token. A replayed code or a
+//!   reused (already rotated) refresh token revokes its family in the same step (RFC 9700
+//!   §4.14.2, OAuth 2.1 §4.1.3), with one exception below.
+//! - **A lost rotation may be retried, briefly.** A rotation whose answer never reached the
+//!   client (a timeout, a crash after the commit) would otherwise make the client's retry look
+//!   like reuse and end its grant. So [`Store::rotate_refresh`] takes a `grace` period: within
+//!   it, a token presented again while the token that replaced it (its direct successor) is
+//!   still unused is exchanged once more ([`Rotation::Retried`]). The retry gets a *fresh*
+//!   successor and the unused one is retired: only hashes are stored, so the earlier token
+//!   cannot be sent again, and replacing it keeps at most one live refresh token per family, so
+//!   a retry never forks the grant. The window is measured from the presented token's first
+//!   rotation, so a second lost answer can be retried too within the same window. Outside the
+//!   window, once the successor was used (the client evidently received it), or when the
+//!   retired successor is presented later (it is nobody's predecessor), it is reuse as before.
+//!   The trade-off: an attacker replaying a stolen, just-rotated token within the window gets a
+//!   pair, and the legitimate client's next refresh (with the retired successor) is then
+//!   detected as reuse and revokes the family — the same outcome as when the two race without a
+//!   window.
 //! - **Nothing expires by itself.** Expired records are still answered as expired (or replayed,
 //!   for used codes and rotated tokens) until [`Store::purge_expired`] removes them; call it
-//!   periodically (every few minutes).
+//!   periodically (every few minutes). The purge also removes clients nobody vouched for
+//!   ([`ClientRecord::vouched_for`]) once they hold nothing and are older than
+//!   [`UNUSED_CLIENT_RETENTION_SECS`], so self-registrations cannot pile up.
 //! - **Futures run to completion.** Dropping a future does not undo an operation that already
 //!   reached the backend (a redeemed code stays redeemed).
 //!
@@ -53,8 +69,10 @@
 //! // refresh_token grant: check the client the token was issued to before using the token up
 //! let Some(old) = store.get_refresh(hash_secret(refresh)).await? else { return Ok(()) };
 //! let next = old.successor(hash_secret(new_refresh), now + 30 * 86_400);
-//! match store.rotate_refresh(old.token_hash, next, now).await? {
-//!     Rotation::Rotated(grant) => { /* issue an access token for grant.scope/resource */ }
+//! match store.rotate_refresh(old.token_hash, next, now, 60).await? {
+//!     Rotation::Rotated(grant) | Rotation::Retried(grant) => {
+//!         /* issue an access token for grant.scope/resource (audit a retry as such) */
+//!     }
 //!     Rotation::Reused { family_id } => { /* invalid_grant; the family is revoked */ }
 //!     Rotation::Expired | Rotation::Revoked | Rotation::Unknown => { /* invalid_grant */ }
 //! }
@@ -76,9 +94,17 @@ pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// How long a family revocation is remembered after it was made, in seconds, once no code or
-/// refresh token of the family is left (one day: longer than any access-token lifetime, so a
-/// resource server checking [`Store::is_family_revoked`] never sees a revoked family come back).
+/// refresh token of the family is left (one day). Access tokens must not live longer (the
+/// authorization server refuses to build with a longer `access_token_lifetime`): a resource
+/// server checking [`Store::is_family_revoked`] must never see a revoked family come back while
+/// one of its access tokens is still unexpired.
 pub const FAMILY_REVOCATION_RETENTION_SECS: i64 = 86_400;
+
+/// How long a client nobody vouched for ([`ClientRecord::vouched_for`] is `false`) is kept
+/// while it holds no authorization code and no refresh token, in seconds since it was created
+/// (one day). Long enough to finish a sign-in that started with the registration; short enough
+/// that registrations which were never used do not accumulate.
+pub const UNUSED_CLIENT_RETENTION_SECS: i64 = 86_400;
 
 /// The SHA-256 of a generated secret (authorization code, refresh token, client secret), the
 /// form in which the store keeps it.
@@ -86,6 +112,13 @@ pub const FAMILY_REVOCATION_RETENTION_SECS: i64 = 86_400;
 /// Only for secrets with at least 128 bits of entropy; user passwords are argon2-hashed.
 pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Whether a token first rotated at `rotated_at` may still be retried at `now` with a grace
+/// period of `grace` seconds (step 3 of [`Store::rotate_refresh`]). Shared by the backends so
+/// they draw the line at the same second.
+fn within_grace(rotated_at: i64, now: i64, grace: i64) -> bool {
+    grace > 0 && now.saturating_sub(rotated_at) <= grace
 }
 
 /// Durable OAuth state. Object safe: hold it as `Arc<dyn Store>`.
@@ -162,24 +195,37 @@ pub trait Store: Send + Sync + 'static {
         token_hash: [u8; 32],
     ) -> BoxFuture<'_, Result<Option<RefreshTokenRecord>, StoreError>>;
 
-    /// Exchanges a refresh token for its successor `new`, atomically.
+    /// Exchanges a refresh token for its successor `new`, atomically; `grace` is the retry
+    /// window in seconds (zero or less: none).
     ///
-    /// In this order: no token `old_hash` → [`Rotation::Unknown`]; its family is revoked →
-    /// [`Rotation::Revoked`]; it was rotated before (reuse: a copy was stolen, or the client
-    /// replayed it) → the family is revoked (as of `now`) and [`Rotation::Reused`]; `now >=
-    /// expires_at` → [`Rotation::Expired`]; otherwise `old` is marked rotated, `new` becomes the
-    /// family's current token, and [`Rotation::Rotated`] returns the old record.
+    /// In this order:
+    /// 1. no token `old_hash` → [`Rotation::Unknown`];
+    /// 2. its family is revoked → [`Rotation::Revoked`];
+    /// 3. it was rotated before, and all of these hold: `now - rotated_at <= grace` (`rotated_at`
+    ///    being its first rotation), the token that replaced it (its direct successor) is still
+    ///    the family's current token (never used itself) and `now` is before the successor's
+    ///    `expires_at` → a retry of a rotation whose answer was lost: the successor is marked
+    ///    rotated (as of `now`), `new` becomes the family's current token and `old`'s successor,
+    ///    and [`Rotation::Retried`] returns the old record;
+    /// 4. it was rotated before otherwise (reuse: a copy was stolen, the client replayed it, or
+    ///    it is a successor a retry retired) → the family is revoked (as of `now`) and
+    ///    [`Rotation::Reused`];
+    /// 5. `now >= expires_at` → [`Rotation::Expired`];
+    /// 6. otherwise `old` is marked rotated, `new` becomes the family's current token and `old`'s
+    ///    successor, and [`Rotation::Rotated`] returns the old record.
     ///
-    /// `new` must continue the grant: same `family_id`, `client_id`, `subject`, `scope` and
-    /// `resource` as `old` (RFC 6749 §6), else [`StoreError::Invalid`] and nothing changes;
-    /// build it with [`RefreshTokenRecord::successor`]. A `new.token_hash` that exists is a
-    /// [`StoreError::Conflict`]. A rotated token is remembered until it is purged after its own
-    /// expiry; reuse after that is [`Rotation::Unknown`].
+    /// See the [module documentation](self) for why a retry gets a fresh successor and what the
+    /// window costs. `new` must continue the grant: same `family_id`, `client_id`, `subject`,
+    /// `scope` and `resource` as `old` (RFC 6749 §6), else [`StoreError::Invalid`] and nothing
+    /// changes; build it with [`RefreshTokenRecord::successor`]. A `new.token_hash` that exists
+    /// is a [`StoreError::Conflict`]. A rotated token is remembered until it is purged after its
+    /// own expiry; reuse after that is [`Rotation::Unknown`].
     fn rotate_refresh(
         &self,
         old_hash: [u8; 32],
         new: RefreshTokenRecord,
         now: i64,
+        grace: i64,
     ) -> BoxFuture<'_, Result<Rotation, StoreError>>;
 
     /// Revokes a refresh token by revoking its whole family (RFC 7009 §2.1: revoking a refresh
@@ -241,9 +287,18 @@ pub trait Store: Send + Sync + 'static {
     fn delete_signing_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Removes what has expired by `now`: authorization codes and refresh tokens (used or not),
-    /// access-token revocations, and family revocations older than
-    /// [`FAMILY_REVOCATION_RETENTION_SECS`] with no code or refresh token left. Returns the
-    /// number of records removed.
+    /// access-token revocations, family revocations older than
+    /// [`FAMILY_REVOCATION_RETENTION_SECS`] with no code or refresh token left, and unused
+    /// clients nobody vouched for: self-registered or metadata-document clients
+    /// ([`ClientRecord::vouched_for`] is `false`) created more than
+    /// [`UNUSED_CLIENT_RETENTION_SECS`] before `now` that hold no authorization code and no
+    /// refresh token (after the expired ones are gone). Configured clients stay whatever their
+    /// age. Returns the number of records removed.
+    ///
+    /// A purged client that comes back is unknown (`invalid_client`): an RFC 7591 client
+    /// registers again, a metadata-document client is fetched again. A self-registered client
+    /// that never holds a refresh token (no `refresh_token` grant) is purged a day after its
+    /// registration however often it signs users in.
     fn purge_expired(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
@@ -271,8 +326,21 @@ pub struct ClientRecord {
     pub token_endpoint_auth_method: String,
     /// The URL of the client's metadata document (CIMD), if it registered that way.
     pub metadata_url: Option<String>,
+    /// The client registered itself (RFC 7591): not vouched for by the operator. `false` for
+    /// configured clients and for metadata-document clients (those have a `metadata_url`).
+    pub self_registered: bool,
     /// When the client was registered (unix seconds).
     pub created_at: i64,
+}
+
+impl ClientRecord {
+    /// Whether the operator vouched for the client, its redirect URIs included: it was
+    /// configured, neither self-registered nor introduced by a metadata document. Anyone can
+    /// create a client that is not, so such clients are never trusted to receive error
+    /// redirects, and are purged when unused ([`Store::purge_expired`]).
+    pub fn vouched_for(&self) -> bool {
+        !self.self_registered && self.metadata_url.is_none()
+    }
 }
 
 impl fmt::Debug for ClientRecord {
@@ -290,6 +358,7 @@ impl fmt::Debug for ClientRecord {
                 &self.token_endpoint_auth_method,
             )
             .field("metadata_url", &self.metadata_url)
+            .field("self_registered", &self.self_registered)
             .field("created_at", &self.created_at)
             .finish()
     }
@@ -471,6 +540,10 @@ pub enum Rotation {
     /// The token was its family's current token; the successor replaced it. The old record, for
     /// the grant's client, subject, scope and resource.
     Rotated(RefreshTokenRecord),
+    /// The token had been rotated moments ago (within the grace period) and its successor was
+    /// never used: a retry of a rotation whose answer was lost. The unused successor is retired
+    /// and the new one replaced it. The old record, as for [`Rotation::Rotated`].
+    Retried(RefreshTokenRecord),
     /// The token had been rotated before: reuse. The store has revoked the family.
     Reused {
         /// The revoked family.
@@ -539,6 +612,7 @@ mod tests {
             role: None,
             token_endpoint_auth_method: "client_secret_basic".into(),
             metadata_url: None,
+            self_registered: false,
             created_at: 1,
         };
         let user = UserRecord {

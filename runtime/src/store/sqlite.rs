@@ -16,7 +16,8 @@ use rusqlite::{
 
 use super::{
     AuthCodeRecord, ClientRecord, CodeRedemption, FAMILY_REVOCATION_RETENTION_SECS,
-    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError, UserRecord,
+    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError,
+    UNUSED_CLIENT_RETENTION_SECS, UserRecord, within_grace,
 };
 
 /// How long an operation waits for another connection's write lock before failing.
@@ -100,6 +101,19 @@ const MIGRATIONS: &[&str] = &[
         retired_at INTEGER
     ) STRICT;
     "#,
+    // 2: which clients registered themselves (purged when unused), and each refresh token's
+    // successor (for retrying a rotation whose answer was lost). Existing clients were
+    // configured or came from metadata documents; existing tokens have no recorded successor,
+    // so their reuse is detected as before.
+    r#"
+    ALTER TABLE clients ADD COLUMN self_registered INTEGER NOT NULL DEFAULT 0
+        CHECK (self_registered IN (0, 1));
+    CREATE INDEX IF NOT EXISTS clients_unvouched ON clients (created_at)
+        WHERE self_registered = 1 OR metadata_url IS NOT NULL;
+
+    ALTER TABLE refresh_tokens ADD COLUMN replaced_by BLOB
+        CHECK (replaced_by IS NULL OR length(replaced_by) = 32);
+    "#,
 ];
 
 /// A [`Store`] in one SQLite file: the default for a single server process. Everything
@@ -112,31 +126,32 @@ const MIGRATIONS: &[&str] = &[
 /// `BEGIN IMMEDIATE` transaction, which also makes them atomic against other processes opening
 /// the same file.
 ///
-/// # Schema (version 1)
+/// # Schema (version 2)
 ///
 /// Columns marked `?` are nullable; every other column is `NOT NULL`.
 ///
 /// | table | key | columns |
 /// |---|---|---|
-/// | `clients` | `client_id` | `secret_hash` BLOB(32)?, `name`, `redirect_uris`, `grant_types`, `allowed_scopes` (JSON arrays of strings), `role`?, `token_endpoint_auth_method`, `metadata_url`?, `created_at` |
+/// | `clients` | `client_id` | `secret_hash` BLOB(32)?, `name`, `redirect_uris`, `grant_types`, `allowed_scopes` (JSON arrays of strings), `role`?, `token_endpoint_auth_method`, `metadata_url`?, `created_at`, `self_registered` (0 or 1, default 0; version 2) |
 /// | `users` | `username` | `password_hash` (argon2 PHC), `role`?, `scopes` (JSON array), `created_at` |
 /// | `auth_codes` | `code_hash` BLOB(32) | `client_id` → `clients` (cascade), `subject`, `redirect_uri`, `code_challenge`, `scope`, `resource`?, `family_id`, `expires_at`, `used_at`? |
-/// | `refresh_tokens` | `token_hash` BLOB(32) | `family_id`, `client_id` → `clients` (cascade), `subject`, `scope`, `resource`?, `expires_at`, `rotated_at`? (NULL = the family's current token; at most one per family, by a partial unique index) |
+/// | `refresh_tokens` | `token_hash` BLOB(32) | `family_id`, `client_id` → `clients` (cascade), `subject`, `scope`, `resource`?, `expires_at`, `rotated_at`? (NULL = the family's current token; at most one per family, by a partial unique index; the first rotation, kept on retries), `replaced_by`? BLOB(32) (the successor's hash, the latest after retries; no foreign key: either may be purged first; version 2) |
 /// | `revoked_families` | `family_id` | `revoked_at` |
 /// | `revoked_access_tokens` | `jti` | `expires_at` |
 /// | `signing_keys` | `kid` | `algorithm`, `private_key_der` BLOB, `public_key_der` BLOB, `created_at`, `retired_at`? |
 ///
 /// Tables are `STRICT`; times are INTEGER unix seconds; hashes are 32-byte BLOBs (checked).
 /// Lists are JSON text: they are always read and written whole and never searched by element,
-/// so a child table would add joins and nothing else. Indexes cover expiry (purging), families
-/// and the client foreign keys.
+/// so a child table would add joins and nothing else. Indexes cover expiry (purging), families,
+/// the client foreign keys and the clients the purge may remove.
 ///
 /// The schema version is SQLite's `PRAGMA user_version`. An ordered list of migration scripts
 /// is compiled in; opening a database applies, in one `BEGIN IMMEDIATE` transaction, the
-/// scripts past its version and sets the version, so concurrent openers apply each script once.
-/// Scripts also use `IF NOT EXISTS`, so re-running one is harmless. Never edit a released
-/// script: append a new one. A database whose version is newer than the newest script is
-/// refused ([`StoreError::SchemaTooNew`]).
+/// scripts past its version and sets the version, so concurrent openers apply each script once
+/// (the version check is what guards a script: `ALTER TABLE ... ADD COLUMN` has no
+/// `IF NOT EXISTS`; `CREATE` statements use it anyway). A failed script rolls the whole
+/// upgrade back. Never edit a released script: append a new one. A database whose version is
+/// newer than the newest script is refused ([`StoreError::SchemaTooNew`]).
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
@@ -333,7 +348,7 @@ fn json_list(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<String>> {
 }
 
 const CLIENT_COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, grant_types, \
-     allowed_scopes, role, token_endpoint_auth_method, metadata_url, created_at";
+     allowed_scopes, role, token_endpoint_auth_method, metadata_url, created_at, self_registered";
 
 fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
     Ok(ClientRecord {
@@ -347,6 +362,7 @@ fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
         token_endpoint_auth_method: row.get(7)?,
         metadata_url: row.get(8)?,
         created_at: row.get(9)?,
+        self_registered: row.get(10)?,
     })
 }
 
@@ -383,13 +399,22 @@ fn code_from_row(row: &Row<'_>) -> rusqlite::Result<(AuthCodeRecord, Option<i64>
     ))
 }
 
-const REFRESH_COLUMNS: &str =
-    "token_hash, family_id, client_id, subject, scope, resource, expires_at, rotated_at";
+const REFRESH_COLUMNS: &str = "token_hash, family_id, client_id, subject, scope, resource, \
+     expires_at, rotated_at, replaced_by";
 
-/// A refresh token and when it was rotated.
-fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<(RefreshTokenRecord, Option<i64>)> {
-    Ok((
-        RefreshTokenRecord {
+/// A refresh token with its rotation state.
+struct StoredRefresh {
+    /// The token.
+    record: RefreshTokenRecord,
+    /// When it was first rotated; `None` while it is its family's current token.
+    rotated_at: Option<i64>,
+    /// The hash of the token that replaced it (the latest one, after retries).
+    replaced_by: Option<[u8; 32]>,
+}
+
+fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<StoredRefresh> {
+    Ok(StoredRefresh {
+        record: RefreshTokenRecord {
             token_hash: row.get(0)?,
             family_id: row.get(1)?,
             client_id: row.get(2)?,
@@ -398,8 +423,23 @@ fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<(RefreshTokenRecord, Opti
             resource: row.get(5)?,
             expires_at: row.get(6)?,
         },
-        row.get(7)?,
-    ))
+        rotated_at: row.get(7)?,
+        replaced_by: row.get(8)?,
+    })
+}
+
+/// The refresh token with this hash, whatever its state.
+fn stored_refresh(
+    conn: &Connection,
+    token_hash: [u8; 32],
+) -> Result<Option<StoredRefresh>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?1"),
+        [token_hash],
+        refresh_from_row,
+    )
+    .optional()
+    .db()
 }
 
 const KEY_COLUMNS: &str = "kid, algorithm, private_key_der, public_key_der, created_at, retired_at";
@@ -440,10 +480,69 @@ fn revoke_family(conn: &Connection, family_id: &str, now: i64) -> Result<(), Sto
     Ok(())
 }
 
+/// Whether the token `old` (already rotated) may be retried at `now`: within the grace period,
+/// its successor still the family's unused, unexpired current token.
+fn may_retry(
+    tx: &Transaction<'_>,
+    old: &StoredRefresh,
+    now: i64,
+    grace: i64,
+) -> Result<bool, StoreError> {
+    let (Some(rotated_at), Some(successor)) = (old.rotated_at, old.replaced_by) else {
+        return Ok(false);
+    };
+    if !within_grace(rotated_at, now, grace) {
+        return Ok(false);
+    }
+    // Unrotated means current: the partial unique index allows one such token per family.
+    Ok(stored_refresh(tx, successor)?.is_some_and(|next| {
+        next.rotated_at.is_none()
+            && next.record.family_id == old.record.family_id
+            && now < next.record.expires_at
+    }))
+}
+
+/// Checks that `new` may be stored as `old`'s successor (same grant, unused hash).
+fn check_successor(
+    tx: &Transaction<'_>,
+    old: &RefreshTokenRecord,
+    new: &RefreshTokenRecord,
+) -> Result<(), StoreError> {
+    if !old.same_grant(new) {
+        return Err(StoreError::Invalid(
+            "the new refresh token does not continue the old one's grant",
+        ));
+    }
+    if exists(
+        tx,
+        "SELECT 1 FROM refresh_tokens WHERE token_hash = ?1",
+        new.token_hash,
+    )? {
+        return Err(StoreError::Conflict("refresh token"));
+    }
+    Ok(())
+}
+
+/// Stores `new` as its family's current token and as the successor of `old_hash` (whose
+/// family has no current token any more).
+fn replace_with(
+    tx: &Transaction<'_>,
+    old_hash: [u8; 32],
+    new: &RefreshTokenRecord,
+) -> Result<(), StoreError> {
+    insert_refresh(tx, new)?;
+    tx.execute(
+        "UPDATE refresh_tokens SET replaced_by = ?2 WHERE token_hash = ?1",
+        params![old_hash, new.token_hash],
+    )
+    .db()?;
+    Ok(())
+}
+
 fn insert_refresh(tx: &Transaction<'_>, token: &RefreshTokenRecord) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, subject, scope, resource, \
-         expires_at, rotated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+         expires_at, rotated_at, replaced_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL)",
         params![
             token.token_hash,
             token.family_id,
@@ -466,13 +565,14 @@ impl Store for SqliteStore {
             conn.execute(
                 &format!(
                     "INSERT INTO clients ({CLIENT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
                      ON CONFLICT (client_id) DO UPDATE SET \
                      secret_hash = excluded.secret_hash, name = excluded.name, \
                      redirect_uris = excluded.redirect_uris, grant_types = excluded.grant_types, \
                      allowed_scopes = excluded.allowed_scopes, role = excluded.role, \
                      token_endpoint_auth_method = excluded.token_endpoint_auth_method, \
-                     metadata_url = excluded.metadata_url, created_at = excluded.created_at"
+                     metadata_url = excluded.metadata_url, created_at = excluded.created_at, \
+                     self_registered = excluded.self_registered"
                 ),
                 params![
                     client.client_id,
@@ -485,6 +585,7 @@ impl Store for SqliteStore {
                     client.token_endpoint_auth_method,
                     client.metadata_url,
                     client.created_at,
+                    client.self_registered,
                 ],
             )
             .db()?;
@@ -658,17 +759,7 @@ impl Store for SqliteStore {
         &self,
         token_hash: [u8; 32],
     ) -> BoxFuture<'_, Result<Option<RefreshTokenRecord>, StoreError>> {
-        self.run(move |conn| {
-            let token = conn
-                .query_row(
-                    &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?1"),
-                    [token_hash],
-                    refresh_from_row,
-                )
-                .optional()
-                .db()?;
-            Ok(token.map(|(record, _)| record))
-        })
+        self.run(move |conn| Ok(stored_refresh(conn, token_hash)?.map(|token| token.record)))
     }
 
     fn rotate_refresh(
@@ -676,54 +767,49 @@ impl Store for SqliteStore {
         old_hash: [u8; 32],
         new: RefreshTokenRecord,
         now: i64,
+        grace: i64,
     ) -> BoxFuture<'_, Result<Rotation, StoreError>> {
         self.transaction(move |tx| {
-            let Some((old, rotated_at)) = tx
-                .query_row(
-                    &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_hash = ?1"),
-                    [old_hash],
-                    refresh_from_row,
-                )
-                .optional()
-                .db()?
-            else {
+            let Some(old) = stored_refresh(tx, old_hash)? else {
                 return Ok(Rotation::Unknown);
             };
+            let family_id = &old.record.family_id;
             if exists(
                 tx,
                 "SELECT 1 FROM revoked_families WHERE family_id = ?1",
-                &old.family_id,
+                family_id,
             )? {
                 return Ok(Rotation::Revoked);
             }
-            if rotated_at.is_some() {
-                revoke_family(tx, &old.family_id, now)?;
-                return Ok(Rotation::Reused {
-                    family_id: old.family_id,
-                });
+            if old.rotated_at.is_some() {
+                if !may_retry(tx, &old, now, grace)? {
+                    revoke_family(tx, family_id, now)?;
+                    return Ok(Rotation::Reused {
+                        family_id: old.record.family_id,
+                    });
+                }
+                check_successor(tx, &old.record, &new)?;
+                // The unused successor is retired first (the family may have one current
+                // token), then `new` takes its place.
+                tx.execute(
+                    "UPDATE refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1",
+                    params![old.replaced_by, now],
+                )
+                .db()?;
+                replace_with(tx, old_hash, &new)?;
+                return Ok(Rotation::Retried(old.record));
             }
-            if now >= old.expires_at {
+            if now >= old.record.expires_at {
                 return Ok(Rotation::Expired);
             }
-            if !old.same_grant(&new) {
-                return Err(StoreError::Invalid(
-                    "the new refresh token does not continue the old one's grant",
-                ));
-            }
-            if exists(
-                tx,
-                "SELECT 1 FROM refresh_tokens WHERE token_hash = ?1",
-                new.token_hash,
-            )? {
-                return Err(StoreError::Conflict("refresh token"));
-            }
+            check_successor(tx, &old.record, &new)?;
             tx.execute(
                 "UPDATE refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1",
                 params![old_hash, now],
             )
             .db()?;
-            insert_refresh(tx, &new)?;
-            Ok(Rotation::Rotated(old))
+            replace_with(tx, old_hash, &new)?;
+            Ok(Rotation::Rotated(old.record))
         })
     }
 
@@ -896,6 +982,20 @@ impl Store for SqliteStore {
                     [now.saturating_sub(FAMILY_REVOCATION_RETENTION_SECS)],
                 )
                 .db()?;
+            // After the expired codes and tokens are gone: clients nobody vouched for that
+            // hold nothing any more (the condition matches the `clients_unvouched` index).
+            removed += tx
+                .execute(
+                    "DELETE FROM clients \
+                     WHERE (self_registered = 1 OR metadata_url IS NOT NULL) \
+                     AND created_at < ?1 \
+                     AND NOT EXISTS (SELECT 1 FROM auth_codes c \
+                                     WHERE c.client_id = clients.client_id) \
+                     AND NOT EXISTS (SELECT 1 FROM refresh_tokens t \
+                                     WHERE t.client_id = clients.client_id)",
+                    [now.saturating_sub(UNUSED_CLIENT_RETENTION_SECS)],
+                )
+                .db()?;
             Ok(removed as u64)
         })
     }
@@ -995,7 +1095,9 @@ mod tests {
                 let next = r1.successor(fixtures::h(&format!("next-{i}")), 20_000);
                 tokio::spawn(async move {
                     let code = store.redeem_code(fixtures::h("code"), 100).await.unwrap();
-                    let rotation = store.rotate_refresh(fixtures::h("r1"), next, 100).await;
+                    let rotation = store
+                        .rotate_refresh(fixtures::h("r1"), next, 100, conformance::NO_GRACE)
+                        .await;
                     (code, rotation.unwrap())
                 })
             })
@@ -1025,15 +1127,78 @@ mod tests {
         assert_eq!(user_version(&store), MIGRATIONS.len() as i64);
         assert!(store.get_client("c1").await.unwrap().is_some());
 
-        // The scripts are idempotent as well: running them again changes nothing.
+        // The initial script only creates what is missing: running it again changes nothing.
+        // (Later scripts add columns, which only the version check can guard.)
         let conn = store.conn.lock().unwrap();
-        for script in MIGRATIONS {
-            conn.execute_batch(script).unwrap();
-        }
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
         let clients: i64 = conn
             .query_row("SELECT count(*) FROM clients", [], |row| row.get(0))
             .unwrap();
         assert_eq!(clients, 1);
+    }
+
+    /// A database written by a build that knew only schema version 1 is upgraded in place:
+    /// its clients count as not self-registered, its tokens keep working, and reuse of a token
+    /// rotated before the upgrade (no successor recorded) is still detected.
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded() {
+        let db = TempDb::new();
+        std::fs::create_dir_all(db.path().parent().unwrap()).unwrap();
+        {
+            let conn = Connection::open(db.path()).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO clients (client_id, secret_hash, name, redirect_uris, grant_types, \
+                 allowed_scopes, role, token_endpoint_auth_method, metadata_url, created_at) \
+                 VALUES ('c1', NULL, 'Old', '[]', '[]', '[]', NULL, 'none', NULL, 0);",
+            )
+            .unwrap();
+            let row = |name: &str, rotated_at: Option<i64>| {
+                conn.execute(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, client_id, subject, \
+                     scope, resource, expires_at, rotated_at) \
+                     VALUES (?1, 'fam', 'c1', 'alice', 'data:read', NULL, 10000, ?2)",
+                    params![fixtures::h(name), rotated_at],
+                )
+                .unwrap();
+            };
+            row("r1", Some(100));
+            row("r2", None);
+        }
+        let store = SqliteStore::open(db.path()).unwrap();
+        assert_eq!(user_version(&store), MIGRATIONS.len() as i64);
+        let client = store.get_client("c1").await.unwrap().unwrap();
+        assert!(!client.self_registered);
+        assert!(client.vouched_for());
+        let r2 = store.get_refresh(fixtures::h("r2")).await.unwrap().unwrap();
+        assert!(matches!(
+            store
+                .rotate_refresh(
+                    fixtures::h("r2"),
+                    r2.successor(fixtures::h("r3"), 20_000),
+                    150,
+                    60
+                )
+                .await
+                .unwrap(),
+            Rotation::Rotated(_)
+        ));
+        // r1 was rotated at 100 (within 60 s of 150) but its successor is unknown: reuse.
+        assert_eq!(
+            store
+                .rotate_refresh(
+                    fixtures::h("r1"),
+                    r2.successor(fixtures::h("r4"), 20_000),
+                    150,
+                    60
+                )
+                .await
+                .unwrap(),
+            Rotation::Reused {
+                family_id: "fam".into()
+            }
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,11 @@ use axum::{
 use http::{HeaderMap, StatusCode};
 
 use super::{
-    Remote, audit, cookie, form::Form, from_another_site, pages, pending::PendingRequest, respond,
+    Remote, audit, cookie,
+    form::Form,
+    from_another_site, pages,
+    pending::{PendingRequest, Refused},
+    respond,
 };
 use crate::{
     AuditEvent, Outcome,
@@ -20,28 +24,29 @@ use crate::{
 };
 
 /// The consent page of a waiting request, or its login page when the browser is not signed in
-/// (or signed in as someone other than the user the page was shown to).
+/// with the session the request was sealed for (another user's request, or a sign-in that has
+/// ended).
 pub(super) async fn show(
     State(state): State<Arc<AsState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let now = unix_now();
-    let id = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+    let sealed = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(name, _)| name == "request")
         .map(|(_, value)| value.into_owned());
-    let Some(id) = id else {
+    let Some(sealed) = sealed else {
         return pages::expired(&state);
     };
-    let Some(request) = state.pending.request(&id, now) else {
+    let Some(request) = state.pending.request(&sealed, now) else {
         return pages::expired(&state);
     };
     if let Some((key, session)) = cookie::signed_in(&state, &headers, now)
-        && let Some(Ok(request)) = state.pending.show_to(&id, key, now)
+        && request.is_for(&key)
     {
-        return pages::consent(&state, &id, &request, &session);
+        return pages::consent(&state, &sealed, &request, &key, &session);
     }
-    pages::login(&state, &id, &request, None, "")
+    pages::login(&state, &sealed, &request, None, "")
 }
 
 /// The user's decision: approve (with the scopes left checked) or deny. Needs the session the
@@ -90,6 +95,14 @@ pub(super) async fn decide(
                 r.subject = Some(&session.subject);
                 r.remote_addr = remote;
             });
+            if why == Refused::Busy {
+                return pages::error(
+                    &state,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again in a moment",
+                    "The server is handling too many sign-ins right now.",
+                );
+            }
             return pages::expired(&state);
         }
     };

@@ -7,7 +7,9 @@
 //! which stops a sibling subdomain from planting or overwriting it; on a loopback http issuer it
 //! is scoped to `/oauth`.
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue, header};
+use subtle::ConstantTimeEq;
 
 use super::pending::{SESSION_LIFETIME, Session, SessionKey};
 use crate::oauth::AsState;
@@ -59,7 +61,11 @@ pub(super) fn clear(state: &AsState) -> Option<HeaderValue> {
 /// The values of every session cookie the request carries (a browser may send several with the
 /// same name, e.g. for different paths).
 pub(super) fn values<'a>(state: &AsState, headers: &'a HeaderMap) -> Vec<&'a str> {
-    let name = name(state);
+    named(headers, name(state))
+}
+
+/// The values of every cookie called `name`.
+fn named<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -80,6 +86,114 @@ pub(super) fn signed_in(
     values(state, headers)
         .into_iter()
         .find_map(|secret| state.pending.session(secret, now))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device cookies
+// ---------------------------------------------------------------------------------------------
+
+/// The device cookie's name on http (loopback) issuers.
+const DEVICE_NAME: &str = "mcp_gatekeeper_device";
+/// The device cookie's name on https issuers.
+const DEVICE_HOST_NAME: &str = "__Host-mcp_gatekeeper_device";
+/// How long a browser stays trusted for an account after signing in to it (seconds).
+pub(super) const DEVICE_LIFETIME: i64 = 30 * 86_400;
+/// Most accounts one browser is trusted for (the most recent sign-ins).
+const MAX_DEVICE_ENTRIES: usize = 4;
+/// Bytes of an entry: when it was issued (8) and its tag (16).
+const ENTRY_LEN: usize = 24;
+
+/// The tag of a device-cookie entry for `account` issued at `issued_at`: only this server can
+/// make one, and it names neither the account nor anything else readable.
+fn device_tag(state: &AsState, account: &str, issued_at: i64) -> [u8; 16] {
+    let account = account.to_ascii_lowercase();
+    let mac =
+        state
+            .pending
+            .secrets()
+            .mac(&[b"device", account.as_bytes(), &issued_at.to_be_bytes()]);
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&mac[..16]);
+    tag
+}
+
+/// The entries of the request's device cookies that are not too old: (issued at, tag).
+fn device_entries(state: &AsState, headers: &HeaderMap, now: i64) -> Vec<(i64, [u8; 16])> {
+    let name = if secure(state) {
+        DEVICE_HOST_NAME
+    } else {
+        DEVICE_NAME
+    };
+    named(headers, name)
+        .into_iter()
+        .flat_map(|value| value.split('.'))
+        .filter_map(|entry| URL_SAFE_NO_PAD.decode(entry).ok())
+        .filter(|bytes| bytes.len() == ENTRY_LEN)
+        .map(|bytes| {
+            let mut issued = [0u8; 8];
+            issued.copy_from_slice(&bytes[..8]);
+            let mut tag = [0u8; 16];
+            tag.copy_from_slice(&bytes[8..]);
+            (i64::from_be_bytes(issued), tag)
+        })
+        .filter(|(issued_at, _)| *issued_at <= now && now - issued_at < DEVICE_LIFETIME)
+        .take(MAX_DEVICE_ENTRIES)
+        .collect()
+}
+
+/// The id of this browser for `account` (see [`crate::lockout`]), if its device cookie proves
+/// an earlier successful sign-in to the account.
+pub(super) fn trusted_device(
+    state: &AsState,
+    headers: &HeaderMap,
+    account: &str,
+    now: i64,
+) -> Option<[u8; 16]> {
+    device_entries(state, headers, now)
+        .into_iter()
+        .find(|(issued_at, tag)| bool::from(device_tag(state, account, *issued_at).ct_eq(tag)))
+        .map(|(_, tag)| tag)
+}
+
+/// The `Set-Cookie` value that trusts this browser for `account` from `now` on, keeping the
+/// browser's other recent entries.
+pub(super) fn trust_device(
+    state: &AsState,
+    headers: &HeaderMap,
+    account: &str,
+    now: i64,
+) -> Option<HeaderValue> {
+    let mut entries = vec![(now, device_tag(state, account, now))];
+    entries.extend(
+        device_entries(state, headers, now)
+            .into_iter()
+            .filter(|(issued_at, tag)| {
+                !bool::from(device_tag(state, account, *issued_at).ct_eq(tag))
+            })
+            .take(MAX_DEVICE_ENTRIES - 1),
+    );
+    let value: Vec<String> = entries
+        .iter()
+        .map(|(issued_at, tag)| {
+            let mut bytes = [0u8; ENTRY_LEN];
+            bytes[..8].copy_from_slice(&issued_at.to_be_bytes());
+            bytes[8..].copy_from_slice(tag);
+            URL_SAFE_NO_PAD.encode(bytes)
+        })
+        .collect();
+    let (name, attributes) = if secure(state) {
+        (
+            DEVICE_HOST_NAME,
+            "HttpOnly; SameSite=Strict; Secure; Path=/",
+        )
+    } else {
+        (DEVICE_NAME, "HttpOnly; SameSite=Strict; Path=/oauth")
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={}; Max-Age={DEVICE_LIFETIME}; {attributes}",
+        value.join(".")
+    ))
+    .ok()
 }
 
 #[cfg(test)]
@@ -138,5 +252,49 @@ mod tests {
                 .unwrap(),
         );
         assert!(signed_in(&state, &other, 2).is_none());
+    }
+
+    #[tokio::test]
+    async fn device_cookies_vouch_for_their_account_only() {
+        let state = test_state("http://127.0.0.1:1").await;
+        let now = 1_000_000;
+        let none = HeaderMap::new();
+        assert!(trusted_device(&state, &none, "alice", now).is_none());
+        let set = trust_device(&state, &none, "Alice", now).unwrap();
+        let set = set.to_str().unwrap();
+        assert!(set.starts_with("mcp_gatekeeper_device="), "{set}");
+        assert!(
+            set.contains("HttpOnly; SameSite=Strict; Path=/oauth"),
+            "{set}"
+        );
+        assert!(!set.to_lowercase().contains("alice"));
+        let value = set.split(';').next().unwrap().to_owned();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, value.parse().unwrap());
+        let id = trusted_device(&state, &headers, "alice", now + 5).unwrap();
+        assert!(trusted_device(&state, &headers, "bob", now + 5).is_none());
+        assert!(
+            trusted_device(&state, &headers, "alice", now + DEVICE_LIFETIME).is_none(),
+            "expired"
+        );
+        // A second account joins the first; both stay trusted.
+        let both = trust_device(&state, &headers, "bob", now + 10).unwrap();
+        let both = both.to_str().unwrap().split(';').next().unwrap().to_owned();
+        headers.insert(header::COOKIE, both.parse().unwrap());
+        assert_eq!(
+            trusted_device(&state, &headers, "alice", now + 11),
+            Some(id)
+        );
+        assert!(trusted_device(&state, &headers, "bob", now + 11).is_some());
+        // Another server's (or process's) cookie proves nothing.
+        let other = test_state("http://127.0.0.1:1").await;
+        assert!(trusted_device(&other, &headers, "alice", now + 11).is_none());
+        let https = test_state("https://auth.example.com").await;
+        let set = trust_device(&https, &none, "alice", now).unwrap();
+        assert!(
+            set.to_str()
+                .unwrap()
+                .starts_with("__Host-mcp_gatekeeper_device=")
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! The login form (`POST /oauth/authorize/login`) and "not you?" (`POST
 //! /oauth/authorize/logout`).
 //!
-//! Failed sign-ins count toward the lockout of the username and of the address; the answer never
-//! says whether the user exists (no user enumeration), and unknown users cost the same argon2
-//! run as wrong passwords (see `Users::sign_in`).
+//! Every attempt is counted before its password is checked, per (account, source), and given
+//! back when it succeeds (see [`crate::lockout`]); a browser that signed in to an account gets
+//! a device cookie that keeps it out of the account's slow mode. The answer never says whether
+//! the user exists (no user enumeration), and unknown users cost the same argon2 run, under
+//! the same bound on parallel checks, as wrong passwords (see `Users::sign_in`).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -16,7 +18,7 @@ use super::{
 };
 use crate::{
     AuditEvent, Outcome,
-    oauth::{AsState, unix_now},
+    oauth::{AsState, unix_now, users::SignInError},
 };
 
 /// Longest username accepted; longer ones fail like a wrong password.
@@ -50,33 +52,59 @@ pub(super) async fn sign_in(
             username,
         );
     }
-    if let Some(wait) = remote
-        .and_then(|addr| state.address_lockout.locked(addr.ip()))
-        .or_else(|| state.client_lockout.locked(username.to_owned()))
-    {
-        audit(&state, AuditEvent::Login, Outcome::RateLimited, |r| {
-            r.reason = Some("locked_out");
+    if username.len() > MAX_USERNAME || password.len() > MAX_PASSWORD {
+        // No account has such a name or password: refused without a password check, and not
+        // remembered (a table keyed by 60 KB names would be an easy way to fill memory).
+        audit(&state, AuditEvent::Login, Outcome::Denied, |r| {
+            r.reason = Some("invalid_credentials");
             r.subject = Some(username);
             r.client_id = Some(&request.client_id);
             r.remote_addr = remote;
-            r.retry_after_seconds = Some(wait.as_secs());
         });
-        return pages::locked_out(&state, wait);
+        return pages::login(&state, id, &request, Some(WRONG_CREDENTIALS), "");
     }
-    let signed_in = if username.len() > MAX_USERNAME || password.len() > MAX_PASSWORD {
-        Ok(None)
-    } else {
-        state.users.sign_in(username, password).await
+    // Counted before the password is checked, so parallel attempts cannot run more checks
+    // than the policy allows; given back if the password is right.
+    let device = cookie::trusted_device(&state, &headers, username, now);
+    let attempt = match state.logins.begin(username, remote.map(|a| a.ip()), device) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            audit(&state, AuditEvent::Login, Outcome::RateLimited, |r| {
+                r.reason = Some("locked_out");
+                r.subject = Some(username);
+                r.client_id = Some(&request.client_id);
+                r.remote_addr = remote;
+                r.retry_after_seconds = Some(wait.as_secs().max(1));
+            });
+            return pages::locked_out(&state, wait);
+        }
     };
-    let user = match signed_in {
-        Ok(Some(user)) => user,
-        Ok(None) => return failed(&state, id, &request, username, remote),
-        Err(error) => {
+    let user = match state.users.sign_in(username, password).await {
+        Ok(Some(user)) => {
+            attempt.succeeded();
+            user
+        }
+        Ok(None) => {
+            let locked = attempt.failed();
+            return failed(&state, id, &request, username, remote, locked);
+        }
+        Err(SignInError::Busy(wait)) => {
+            attempt.abandon();
+            audit(&state, AuditEvent::Login, Outcome::RateLimited, |r| {
+                r.reason = Some("server_busy");
+                r.subject = Some(username);
+                r.client_id = Some(&request.client_id);
+                r.remote_addr = remote;
+                r.retry_after_seconds = Some(wait.as_secs().max(1));
+            });
+            return busy(&state, wait);
+        }
+        Err(SignInError::Store(error)) => {
+            attempt.abandon();
             tracing::error!(target: crate::AUDIT_TARGET, %error, "signing a user in failed");
             return unavailable(&state);
         }
     };
-    state.client_lockout.forgive(username.to_owned());
     audit(&state, AuditEvent::Login, Outcome::Allowed, |r| {
         r.subject = Some(&user.subject);
         r.client_id = Some(&request.client_id);
@@ -86,12 +114,17 @@ pub(super) async fn sign_in(
     for old in cookie::values(&state, &headers) {
         state.pending.end_session(old);
     }
+    let trusted = cookie::trust_device(&state, &headers, username, now);
     let Some((secret, key)) = state.pending.start_session(user, now) else {
         tracing::warn!(target: crate::AUDIT_TARGET, "too many sessions; refusing a sign-in");
         return unavailable(&state);
     };
-    state.pending.bind(id, key, now);
-    respond::see_other(&consent_url(id), cookie::set(&state, &secret))
+    // The request goes on sealed for the new session: only it sees the consent page.
+    let sealed = state.pending.seal(&request, Some(key));
+    respond::see_other(
+        &consent_url(&sealed),
+        [cookie::set(&state, &secret), trusted],
+    )
 }
 
 /// Ends the browser's session and shows the login page for the same request.
@@ -108,11 +141,12 @@ pub(super) async fn sign_out(
     for secret in cookie::values(&state, &headers) {
         state.pending.end_session(secret);
     }
-    respond::see_other(&consent_url(id), cookie::clear(&state))
+    respond::see_other(&consent_url(id), [cookie::clear(&state), None])
 }
 
-/// The waiting request a form names, if the form is this server's own (same site, right CSRF
-/// token). Refusals are audited.
+/// The waiting request a form names, if the form is this server's own (same site, the CSRF
+/// token of the login form, or of the consent form shown to the browser's session). Refusals
+/// are audited.
 fn checked_request<'f>(
     state: &AsState,
     headers: &HeaderMap,
@@ -124,7 +158,14 @@ fn checked_request<'f>(
         "cross_site"
     } else {
         match (form.one("request"), form.one("csrf")) {
-            (Some(id), Some(csrf)) => match state.pending.checked_request(id, csrf, now) {
+            (Some(id), Some(csrf)) => match state.pending.checked_request(
+                id,
+                csrf,
+                cookie::signed_in(state, headers, now)
+                    .as_ref()
+                    .map(|(key, _)| key),
+                now,
+            ) {
                 Some(request) => return Some((id, request)),
                 None => "unknown_request_or_csrf_mismatch",
             },
@@ -138,26 +179,42 @@ fn checked_request<'f>(
     None
 }
 
-/// A wrong username or password: counted, audited, and the login page again.
+/// A wrong username or password (already counted): audited, and the login page again, or the
+/// locked-out page when this failure locked the pair.
 fn failed(
     state: &AsState,
     id: &str,
     request: &PendingRequest,
     username: &str,
     remote: Option<SocketAddr>,
+    locked: Option<std::time::Duration>,
 ) -> Response {
-    let by_address = remote.and_then(|addr| state.address_lockout.record_failure(addr.ip()));
-    let by_name = state.client_lockout.record_failure(username.to_owned());
     audit(state, AuditEvent::Login, Outcome::Denied, |r| {
         r.reason = Some("invalid_credentials");
         r.subject = Some(username);
         r.client_id = Some(&request.client_id);
         r.remote_addr = remote;
     });
-    match by_address.or(by_name) {
+    match locked {
         Some(wait) => pages::locked_out(state, wait),
         None => pages::login(state, id, request, Some(WRONG_CREDENTIALS), username),
     }
+}
+
+/// The page answering a sign-in when every password check is taken for longer than the queue
+/// may wait.
+fn busy(state: &AsState, wait: std::time::Duration) -> Response {
+    let mut response = pages::error(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again in a moment",
+        "The server is checking too many sign-ins right now.",
+    );
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(wait.as_secs().max(1)),
+    );
+    response
 }
 
 /// The page answering a store failure.

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use minijinja::{Environment, UndefinedBehavior, context};
 use serde::Serialize;
 
-use super::pending::{PendingRequest, Session};
+use super::pending::{PendingRequest, Session, SessionKey};
 use crate::oauth::{AsState, redirect};
 
 /// The templates, by name.
@@ -142,10 +142,11 @@ pub(super) fn locked_out(state: &AsState, wait: Duration) -> Response {
     response
 }
 
-/// The login page for request `id`, with an error message after a failed attempt.
+/// The login page for the sealed request `sealed`, with an error message after a failed
+/// attempt.
 pub(super) fn login(
     state: &AsState,
-    id: &str,
+    sealed: &str,
     request: &PendingRequest,
     failure: Option<&str>,
     username: &str,
@@ -156,8 +157,8 @@ pub(super) fn login(
         context! {
             server => server(state),
             issuer => state.issuer,
-            request => id,
-            csrf => request.csrf,
+            request => sealed,
+            csrf => state.pending.login_csrf(request),
             client_name => request.client_name,
             redirect_host => redirect::host_of(&request.redirect_uri),
             error => failure,
@@ -173,7 +174,7 @@ struct Consent<'a> {
     server: String,
     issuer: &'a str,
     request: &'a str,
-    csrf: &'a str,
+    csrf: String,
     client_name: &'a str,
     client_id_url: Option<&'a str>,
     redirect_host: String,
@@ -182,11 +183,13 @@ struct Consent<'a> {
     scopes: Vec<&'a str>,
 }
 
-/// The consent page for request `id`, shown to the signed-in `session`.
+/// The consent page for the sealed request `sealed` (sealed for the session `key`), shown to
+/// the signed-in `session`.
 pub(super) fn consent(
     state: &AsState,
-    id: &str,
+    sealed: &str,
     request: &PendingRequest,
+    key: &SessionKey,
     session: &Session,
 ) -> Response {
     let redirect = url::Url::parse(&request.redirect_uri).ok();
@@ -194,8 +197,8 @@ pub(super) fn consent(
     let ctx = Consent {
         server: server(state),
         issuer: &state.issuer,
-        request: id,
-        csrf: &request.csrf,
+        request: sealed,
+        csrf: state.pending.consent_csrf(request, key),
         client_name: &request.client_name,
         client_id_url: request.client_id_url.as_deref(),
         redirect_host: redirect::host_of(&request.redirect_uri),
@@ -265,7 +268,14 @@ mod tests {
             "https://app.example/cb",
             1,
         );
-        let response = consent(&state, "req-1", &request, &session(Some(vec!["b".into()])));
+        let key = [7; 32];
+        let response = consent(
+            &state,
+            "req-1",
+            &request,
+            &key,
+            &session(Some(vec!["b".into()])),
+        );
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             response.headers()[header::CONTENT_SECURITY_POLICY],
@@ -278,7 +288,7 @@ mod tests {
         assert!(html.contains(r#"<input type="hidden" name="request" value="req-1">"#));
         let csrf = format!(
             r#"<input type="hidden" name="csrf" value="{}">"#,
-            request.csrf
+            state.pending.consent_csrf(&request, &key)
         );
         assert!(html.contains(&csrf));
         assert!(html.contains(r#"<input type="checkbox" name="scope" value="b" checked>"#));
@@ -299,7 +309,7 @@ mod tests {
             "http://127.0.0.1:7777/cb",
             1,
         );
-        let html = body(consent(&state, "r", &request, &session(None))).await;
+        let html = body(consent(&state, "r", &request, &[7; 32], &session(None))).await;
         assert!(html.contains("identified by"), "{html}");
         assert!(html.contains("https:&#x2f;&#x2f;tool.example&#x2f;client.json"));
         assert!(html.contains("on your own computer"));

@@ -1,15 +1,22 @@
-//! Authorization requests waiting for the user, and the sessions of signed-in users. Both live
-//! in memory only, expire, and are bounded so that a flood of requests cannot exhaust memory:
-//! when a map is full, expired entries are swept and, if it is still full, the new entry is
-//! refused (the caller answers "try again later").
+//! Authorization requests waiting for the user, and the sessions of signed-in users.
+//!
+//! A waiting request is not kept on the server: it is sealed (see [`super::sealed`]) into the
+//! login and consent pages and the URLs between them, so an unauthenticated flood of
+//! authorization requests costs no memory at all. Its CSRF tokens are MACs of its random id
+//! (login form) and of its id and the signed-in session (consent form). What the server does
+//! keep is small and created only by people who signed in: the sessions (bounded, at most
+//! [`MAX_SESSIONS_PER_USER`] per user) and the ids of decided requests until they expire, so
+//! a decision cannot be replayed.
 
-use std::{borrow::Borrow, collections::HashMap, hash::Hash, sync::MutexGuard};
+use std::{borrow::Borrow, collections::HashMap, hash::Hash, sync::Mutex, sync::MutexGuard};
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::{PendingRequests, request::Validated};
+use super::{request::Validated, sealed::Secrets};
 use crate::{
-    oauth::{random_id, random_secret, users::SignedIn},
+    oauth::{random_secret, users::SignedIn},
     store::hash_secret,
 };
 
@@ -17,21 +24,23 @@ use crate::{
 pub(super) const REQUEST_LIFETIME: i64 = 600;
 /// How long a sign-in lasts (seconds).
 pub(super) const SESSION_LIFETIME: i64 = 3600;
-/// Most authorization requests waiting at once.
-const MAX_REQUESTS: usize = 10_000;
-/// Most sessions at once (only created by a successful, lockout-limited sign-in).
+/// Most sessions at once (only created by successful, lockout-limited sign-ins).
 const MAX_SESSIONS: usize = 10_000;
+/// Most sessions of one user: a user signing in over and over (or a script with one user's
+/// password) replaces their own oldest session instead of filling the table.
+pub(super) const MAX_SESSIONS_PER_USER: usize = 16;
+/// Most decided requests remembered at once (each only until its request expires).
+const MAX_DECIDED: usize = 100_000;
 
 /// How a session is found: the SHA-256 of its cookie value, so the map never holds the bearer
 /// secret and lookups do not compare it byte by byte.
 pub(super) type SessionKey = [u8; 32];
 
 /// A valid authorization request, waiting for the user's decision.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(super) struct PendingRequest {
-    /// Proves that a form was served by this server for this request (compared in constant
-    /// time).
-    pub(super) csrf: String,
+    /// Random; names the request in its CSRF tokens and makes its decision single-use.
+    id: [u8; 16],
     /// The client asking.
     pub(super) client_id: String,
     /// The client's display name (from a stranger for registered clients: always escaped).
@@ -51,7 +60,8 @@ pub(super) struct PendingRequest {
     pub(super) resource: String,
     /// Unix seconds.
     pub(super) expires_at: i64,
-    /// The session the consent page was shown to: only it may decide.
+    /// The session the request was sealed for (the browser was signed in, or signed in for
+    /// it): only that session is shown its consent page and may decide.
     session: Option<SessionKey>,
 }
 
@@ -59,8 +69,10 @@ impl PendingRequest {
     /// A validated request, waiting from `now`.
     pub(super) fn new(request: Validated, now: i64) -> Self {
         let client = request.client;
+        let mut id = [0u8; 16];
+        rand::fill(&mut id);
         Self {
-            csrf: random_secret(),
+            id,
             // A metadata-document client is known by its URL: the consent page shows it.
             client_id_url: client
                 .metadata_url
@@ -87,6 +99,11 @@ impl PendingRequest {
             .map(String::as_str)
             .collect()
     }
+
+    /// Whether the request was sealed for `session`.
+    pub(super) fn is_for(&self, session: &SessionKey) -> bool {
+        self.session.as_ref() == Some(session)
+    }
 }
 
 /// A signed-in user.
@@ -104,12 +121,14 @@ pub(super) struct Session {
 /// Why a decision was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Refused {
-    /// No such request, it expired, or it was already decided.
+    /// Not a request of this server, expired, or already decided.
     Unknown,
     /// The form's CSRF token is not the request's.
     Csrf,
-    /// The request's consent page was shown to another session.
+    /// The request was sealed for another session.
     OtherSession,
+    /// Too many decisions are remembered right now (only signed-in users can add them).
+    Busy,
 }
 
 impl Refused {
@@ -119,6 +138,7 @@ impl Refused {
             Refused::Unknown => "unknown_request",
             Refused::Csrf => "csrf_mismatch",
             Refused::OtherSession => "other_session",
+            Refused::Busy => "too_many_decisions",
         }
     }
 }
@@ -129,15 +149,15 @@ pub(super) trait Expiring {
     fn expires_at(&self) -> i64;
 }
 
-impl Expiring for PendingRequest {
+impl Expiring for Session {
     fn expires_at(&self) -> i64 {
         self.expires_at
     }
 }
 
-impl Expiring for Session {
+impl Expiring for i64 {
     fn expires_at(&self) -> i64 {
-        self.expires_at
+        *self
     }
 }
 
@@ -191,132 +211,155 @@ impl<K: Hash + Eq, V: Expiring> Bounded<K, V> {
     }
 }
 
+/// Authorization requests waiting for the user (sealed, nothing stored), the decisions made,
+/// and the sessions of signed-in users.
+pub(crate) struct PendingRequests {
+    secrets: Secrets,
+    decided: Mutex<Bounded<[u8; 16], i64>>,
+    sessions: Mutex<Bounded<SessionKey, Session>>,
+}
+
 impl Default for PendingRequests {
     fn default() -> Self {
         Self {
-            requests: std::sync::Mutex::new(Bounded::new(MAX_REQUESTS)),
-            sessions: std::sync::Mutex::new(Bounded::new(MAX_SESSIONS)),
+            secrets: Secrets::default(),
+            decided: Mutex::new(Bounded::new(MAX_DECIDED)),
+            sessions: Mutex::new(Bounded::new(MAX_SESSIONS)),
         }
     }
 }
 
-/// Whether `presented` is the request's CSRF token, in constant time.
-fn csrf_matches(request: &PendingRequest, presented: &str) -> bool {
-    bool::from(request.csrf.as_bytes().ct_eq(presented.as_bytes()))
+/// Every update under these locks is a single insert, get or remove (or a sweep), so a panic
+/// elsewhere leaves the map consistent and a poisoned lock is still usable. None is ever held
+/// across an `.await`: every caller is synchronous.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the token `presented` is `expected` (base64url of a MAC), in constant time.
+fn token_matches(expected: &[u8; 32], presented: &str) -> bool {
+    URL_SAFE_NO_PAD
+        .decode(presented)
+        .is_ok_and(|bytes| bool::from(bytes.as_slice().ct_eq(expected)))
 }
 
 impl PendingRequests {
-    /// The waiting requests, locked (never across an `.await`: every caller is synchronous).
-    fn requests(&self) -> MutexGuard<'_, Bounded<String, PendingRequest>> {
-        // A panic elsewhere while holding the lock leaves the map consistent (every operation
-        // is a single insert, get or remove), so a poisoned lock is still usable.
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    /// The keys, for the device cookies (see `super::device`).
+    pub(super) fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
-    /// The sessions, locked.
-    fn sessions(&self) -> MutexGuard<'_, Bounded<SessionKey, Session>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Keeps `request` under a new random id (bound to `session` if given); `None` when too
-    /// many requests are waiting.
-    pub(super) fn add_request(
-        &self,
-        mut request: PendingRequest,
-        session: Option<SessionKey>,
-        now: i64,
-    ) -> Option<String> {
+    /// Seals `request` for the browser, bound to `session` if the browser is signed in.
+    pub(super) fn seal(&self, request: &PendingRequest, session: Option<SessionKey>) -> String {
+        let mut request = request.clone();
         request.session = session;
-        let id = random_id();
-        self.requests()
-            .insert(id.clone(), request, now)
-            .then_some(id)
+        serde_json::to_vec(&request)
+            .ok()
+            .and_then(|plain| self.secrets.seal(plain))
+            .unwrap_or_default()
     }
 
-    /// The waiting request `id`, if `csrf` is its token.
-    pub(super) fn checked_request(&self, id: &str, csrf: &str, now: i64) -> Option<PendingRequest> {
-        let mut requests = self.requests();
-        let request = requests.live(id, now)?;
-        csrf_matches(request, csrf).then(|| request.clone())
+    /// The live request `sealed` stands for, if this server sealed it.
+    pub(super) fn request(&self, sealed: &str, now: i64) -> Option<PendingRequest> {
+        let plain = self.secrets.open(sealed)?;
+        let request: PendingRequest = serde_json::from_slice(&plain).ok()?;
+        (request.expires_at > now).then_some(request)
     }
 
-    /// The waiting request `id`, for showing its consent page to `session`: bound to it if not
-    /// bound yet; `Err(())` when it is bound to another session (that browser must sign in).
-    pub(super) fn show_to(
+    /// The CSRF token of the request's login (and sign-out) form.
+    pub(super) fn login_csrf(&self, request: &PendingRequest) -> String {
+        URL_SAFE_NO_PAD.encode(self.secrets.mac(&[b"login", &request.id]))
+    }
+
+    /// The CSRF token of the request's consent form, shown to `session`.
+    pub(super) fn consent_csrf(&self, request: &PendingRequest, session: &SessionKey) -> String {
+        URL_SAFE_NO_PAD.encode(self.consent_mac(request, session))
+    }
+
+    fn consent_mac(&self, request: &PendingRequest, session: &SessionKey) -> [u8; 32] {
+        self.secrets.mac(&[b"consent", &request.id, session])
+    }
+
+    /// The live request `sealed` stands for, if `csrf` is its login-form token, or its
+    /// consent-form token for `session`.
+    pub(super) fn checked_request(
         &self,
-        id: &str,
-        session: SessionKey,
+        sealed: &str,
+        csrf: &str,
+        session: Option<&SessionKey>,
         now: i64,
-    ) -> Option<Result<PendingRequest, ()>> {
-        let mut requests = self.requests();
-        let request = requests.live(id, now)?;
-        match request.session {
-            Some(bound) if bound != session => Some(Err(())),
-            _ => {
-                request.session = Some(session);
-                Some(Ok(request.clone()))
-            }
-        }
+    ) -> Option<PendingRequest> {
+        let request = self.request(sealed, now)?;
+        let login = self.secrets.mac(&[b"login", &request.id]);
+        let consent = session.map(|s| self.consent_mac(&request, s));
+        (token_matches(&login, csrf) || consent.is_some_and(|c| token_matches(&c, csrf)))
+            .then_some(request)
     }
 
-    /// The waiting request `id`, whatever session it is bound to.
-    pub(super) fn request(&self, id: &str, now: i64) -> Option<PendingRequest> {
-        self.requests().live(id, now).map(|r| r.clone())
-    }
-
-    /// Binds request `id` to the session that just signed in for it (the user proved who they
-    /// are; an earlier binding is replaced).
-    pub(super) fn bind(&self, id: &str, session: SessionKey, now: i64) {
-        if let Some(request) = self.requests().live(id, now) {
-            request.session = Some(session);
-        }
-    }
-
-    /// Removes request `id` for its decision, if `csrf` is its token and its consent page was
-    /// shown to `session`. Checked and removed under one lock: a replayed or concurrent second
-    /// decision finds nothing.
+    /// The request `sealed` stands for, for its decision by `session`: it must be sealed for
+    /// that session, `csrf` must be its consent token, and it must not have been decided
+    /// before. It is then remembered as decided until it expires, so a replayed or concurrent
+    /// second decision finds it taken.
     pub(super) fn take(
         &self,
-        id: &str,
+        sealed: &str,
         csrf: &str,
         session: SessionKey,
         now: i64,
     ) -> Result<PendingRequest, Refused> {
-        let mut requests = self.requests();
-        let request = requests.live(id, now).ok_or(Refused::Unknown)?;
-        if !csrf_matches(request, csrf) {
+        let request = self.request(sealed, now).ok_or(Refused::Unknown)?;
+        if !token_matches(&self.consent_mac(&request, &session), csrf) {
             return Err(Refused::Csrf);
         }
-        if request.session != Some(session) {
+        if !request.is_for(&session) {
             return Err(Refused::OtherSession);
         }
-        requests.remove(id).ok_or(Refused::Unknown)
+        let mut decided = lock(&self.decided);
+        if decided.live(&request.id, now).is_some() {
+            return Err(Refused::Unknown);
+        }
+        if !decided.insert(request.id, request.expires_at, now) {
+            return Err(Refused::Busy);
+        }
+        Ok(request)
     }
 
     /// Starts a session for `user`; returns the cookie value and the session's key, or `None`
-    /// when too many sessions are live.
+    /// when too many sessions are live. A user at [`MAX_SESSIONS_PER_USER`] loses their oldest.
     pub(super) fn start_session(&self, user: SignedIn, now: i64) -> Option<(String, SessionKey)> {
         let secret = random_secret();
         let key = hash_secret(&secret);
+        let mut sessions = lock(&self.sessions);
+        let mine: Vec<(SessionKey, i64)> = sessions
+            .entries
+            .iter()
+            .filter(|(_, s)| s.subject == user.subject)
+            .map(|(k, s)| (*k, s.expires_at))
+            .collect();
+        if mine.len() >= MAX_SESSIONS_PER_USER
+            && let Some((oldest, _)) = mine.iter().min_by_key(|(_, expires_at)| *expires_at)
+        {
+            sessions.remove(oldest);
+        }
         let session = Session {
             subject: user.subject,
             scopes: user.scopes,
             expires_at: now + SESSION_LIFETIME,
         };
-        self.sessions()
-            .insert(key, session, now)
-            .then_some((secret, key))
+        sessions.insert(key, session, now).then_some((secret, key))
     }
 
     /// The live session whose cookie value is `secret`.
     pub(super) fn session(&self, secret: &str, now: i64) -> Option<(SessionKey, Session)> {
         let key = hash_secret(secret);
-        self.sessions().live(&key, now).map(|s| (key, s.clone()))
+        lock(&self.sessions)
+            .live(&key, now)
+            .map(|s| (key, s.clone()))
     }
 
     /// Ends the session whose cookie value is `secret`.
     pub(super) fn end_session(&self, secret: &str) {
-        self.sessions().remove(&hash_secret(secret));
+        lock(&self.sessions).remove(&hash_secret(secret));
     }
 }
 
@@ -340,6 +383,7 @@ impl PendingRequest {
             role: None,
             token_endpoint_auth_method: "none".into(),
             metadata_url: metadata_url.map(Into::into),
+            self_registered: false,
             created_at: 0,
         };
         PendingRequest::new(
@@ -373,15 +417,33 @@ mod tests {
     }
 
     #[test]
-    fn requests_expire_after_ten_minutes() {
+    fn requests_are_sealed_and_expire_after_ten_minutes() {
         let pending = PendingRequests::default();
-        let id = pending.add_request(request(100), None, 100).unwrap();
-        assert!(pending.request(&id, 100 + REQUEST_LIFETIME - 1).is_some());
-        assert!(pending.request(&id, 100 + REQUEST_LIFETIME).is_none());
+        let sealed = pending.seal(&request(100), None);
+        let opened = pending.request(&sealed, 100).unwrap();
+        assert_eq!(opened.redirect_uri, "http://127.0.0.1/cb");
+        assert_eq!(opened.state.as_deref(), Some("xyz"));
         assert!(
-            pending.request(&id, 100).is_none(),
-            "expired entries are removed"
+            pending
+                .request(&sealed, 100 + REQUEST_LIFETIME - 1)
+                .is_some()
         );
+        assert!(pending.request(&sealed, 100 + REQUEST_LIFETIME).is_none());
+        assert!(
+            PendingRequests::default().request(&sealed, 100).is_none(),
+            "another server's keys"
+        );
+        assert!(!sealed.contains("127.0.0.1"), "the request is encrypted");
+    }
+
+    #[test]
+    fn a_flood_of_requests_keeps_nothing_on_the_server() {
+        let pending = PendingRequests::default();
+        for _ in 0..20_000 {
+            let _ = pending.seal(&request(1), None);
+        }
+        assert_eq!(lock(&pending.decided).entries.len(), 0);
+        assert_eq!(lock(&pending.sessions).entries.len(), 0);
     }
 
     #[test]
@@ -389,24 +451,61 @@ mod tests {
         let pending = PendingRequests::default();
         let (_, alice) = pending.start_session(user("alice"), 1).unwrap();
         let (_, bob) = pending.start_session(user("bob"), 1).unwrap();
-        let id = pending.add_request(request(1), None, 1).unwrap();
-        let csrf = pending.request(&id, 1).unwrap().csrf;
-        assert!(pending.checked_request(&id, "wrong", 1).is_none());
-        assert!(pending.checked_request(&id, &csrf, 1).is_some());
-        assert!(pending.show_to(&id, alice, 1).unwrap().is_ok());
-        assert!(pending.show_to(&id, bob, 1).unwrap().is_err());
+        let request = request(1);
+        let unbound = pending.seal(&request, None);
+        let login = pending.login_csrf(&request);
+        assert!(
+            pending
+                .checked_request(&unbound, "wrong", None, 1)
+                .is_none()
+        );
+        assert!(pending.checked_request(&unbound, &login, None, 1).is_some());
+        let sealed = pending.seal(&request, Some(alice));
+        let csrf = pending.consent_csrf(&request, &alice);
+        assert!(
+            pending
+                .checked_request(&sealed, &csrf, Some(&alice), 1)
+                .is_some()
+        );
+        assert!(
+            pending
+                .checked_request(&sealed, &csrf, Some(&bob), 1)
+                .is_none()
+        );
         assert_eq!(
-            pending.take(&id, "wrong", alice, 1).err(),
+            pending.take(&sealed, "wrong", alice, 1).err(),
             Some(Refused::Csrf)
         );
         assert_eq!(
-            pending.take(&id, &csrf, bob, 1).err(),
+            pending.take(&sealed, &login, alice, 1).err(),
+            Some(Refused::Csrf),
+            "the login token does not decide"
+        );
+        assert_eq!(
+            pending.take(&sealed, &csrf, bob, 1).err(),
+            Some(Refused::Csrf),
+            "the token is bound to the session it was shown to"
+        );
+        let bobs_csrf = pending.consent_csrf(&request, &bob);
+        assert_eq!(
+            pending.take(&sealed, &bobs_csrf, bob, 1).err(),
             Some(Refused::OtherSession)
         );
-        assert!(pending.take(&id, &csrf, alice, 1).is_ok());
         assert_eq!(
-            pending.take(&id, &csrf, alice, 1).err(),
+            pending.take(&unbound, &csrf, alice, 1).err(),
+            Some(Refused::OtherSession),
+            "an unbound request needs a sign-in first"
+        );
+        assert!(pending.take(&sealed, &csrf, alice, 1).is_ok());
+        assert_eq!(
+            pending.take(&sealed, &csrf, alice, 1).err(),
             Some(Refused::Unknown)
+        );
+        let resealed = pending.seal(&request, Some(alice));
+        assert_eq!(
+            pending.take(&resealed, &csrf, alice, 1).err(),
+            Some(Refused::Unknown),
+            "the same request sealed again is the same decision"
         );
     }
 
@@ -429,7 +528,7 @@ mod tests {
     fn sessions_are_found_by_their_cookie_only() {
         let pending = PendingRequests::default();
         let (secret, key) = pending.start_session(user("alice"), 1).unwrap();
-        assert!(!pending.sessions().entries.contains_key(&[0; 32]));
+        assert!(!lock(&pending.sessions).entries.contains_key(&[0; 32]));
         assert_eq!(pending.session(&secret, 2).unwrap().0, key);
         assert_eq!(pending.session(&secret, 2).unwrap().1.subject, "alice");
         assert!(pending.session("other", 2).is_none());
@@ -437,6 +536,28 @@ mod tests {
         let (secret, _) = pending.start_session(user("alice"), 1).unwrap();
         pending.end_session(&secret);
         assert!(pending.session(&secret, 2).is_none());
+    }
+
+    #[test]
+    fn one_user_holds_a_bounded_number_of_sessions() {
+        let pending = PendingRequests::default();
+        let (first, _) = pending.start_session(user("alice"), 1).unwrap();
+        for n in 0..100 {
+            pending.start_session(user("alice"), 2 + n).unwrap();
+        }
+        pending.start_session(user("bob"), 1).unwrap();
+        let sessions = lock(&pending.sessions);
+        let alices = sessions
+            .entries
+            .values()
+            .filter(|s| s.subject == "alice")
+            .count();
+        assert_eq!(alices, MAX_SESSIONS_PER_USER);
+        drop(sessions);
+        assert!(
+            pending.session(&first, 3).is_none(),
+            "the oldest went first"
+        );
     }
 
     #[test]

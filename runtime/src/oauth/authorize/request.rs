@@ -4,7 +4,12 @@
 //! The order matters: until the client and its redirect URI are established, every problem is
 //! shown to the user on an error page and never redirected (RFC 6749 §4.1.2.1: redirecting to
 //! an unverified URI makes the server an open redirector). After that, problems go back to the
-//! client at its redirect URI.
+//! client at its redirect URI, but only when the operator vouched for that URI (a configured
+//! client): anyone can register a client whose redirect URI is their own site, and an error
+//! redirect needs no login or consent, so for self-registered and metadata-document clients it
+//! would turn this server into an open redirector again (RFC 9700 §4.11.2). Their invalid
+//! requests get the error page instead; their valid ones still pass the login and consent
+//! pages, which show the redirect host.
 
 use std::borrow::Cow;
 
@@ -56,7 +61,8 @@ pub(super) struct Validated {
 /// Why a request is refused.
 #[derive(Debug)]
 pub(super) enum Refusal {
-    /// The client or redirect URI is not established: an error page, never a redirect.
+    /// The client or redirect URI is not established, or nobody vouched for the redirect URI:
+    /// an error page, never a redirect.
     Page {
         /// 400, or 503 when the store failed.
         status: StatusCode,
@@ -67,7 +73,8 @@ pub(super) enum Refusal {
         /// The client named, if any (for the audit).
         client_id: Option<String>,
     },
-    /// Reported to the client at its (verified) redirect URI.
+    /// Reported to the client at its (verified) redirect URI, for a client the operator vouched
+    /// for ([`ClientRecord::vouched_for`]).
     Redirect {
         /// The client.
         client_id: String,
@@ -152,12 +159,24 @@ pub(super) async fn validate(state: &AsState, params: Params) -> Result<Validate
             client_id: Some(client.client_id),
         });
     };
-    let refuse = |error: &'static str, description: Cow<'static, str>| Refusal::Redirect {
-        client_id: client.client_id.clone(),
-        redirect_uri: redirect_uri.clone(),
-        state: params.state.clone(),
-        error,
-        description,
+    let vouched_for = client.vouched_for();
+    let refuse = |error: &'static str, description: Cow<'static, str>| {
+        if vouched_for {
+            Refusal::Redirect {
+                client_id: client.client_id.clone(),
+                redirect_uri: redirect_uri.clone(),
+                state: params.state.clone(),
+                error,
+                description,
+            }
+        } else {
+            Refusal::Page {
+                status: StatusCode::BAD_REQUEST,
+                reason: error,
+                message: description,
+                client_id: Some(client.client_id.clone()),
+            }
+        }
     };
     if !client
         .grant_types

@@ -64,15 +64,19 @@ pub(super) fn error_to_client(
     )
 }
 
-/// A 303 to a page of this server (after a form POST, so a reload does not repeat it).
-pub(super) fn see_other(path: &str, set_cookie: Option<HeaderValue>) -> Response {
+/// A 303 to a page of this server (after a form POST, so a reload does not repeat it), setting
+/// the given cookies.
+pub(super) fn see_other<const N: usize>(
+    path: &str,
+    set_cookies: [Option<HeaderValue>; N],
+) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(path) {
         headers.insert(header::LOCATION, location);
     }
-    if let Some(cookie) = set_cookie {
-        headers.insert(header::SET_COOKIE, cookie);
+    for cookie in set_cookies.into_iter().flatten() {
+        headers.append(header::SET_COOKIE, cookie);
     }
     pages::secure(headers, None);
     response

@@ -7,7 +7,7 @@ use axum::{
     extract::{RawQuery, State},
     response::Response,
 };
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 
 use super::{
     Remote, audit, consent, cookie, pages,
@@ -41,25 +41,13 @@ pub(super) async fn authorize(
     }
     let session = cookie::signed_in(&state, &headers, now);
     let request = PendingRequest::new(validated, now);
-    let Some(id) =
-        state
-            .pending
-            .add_request(request.clone(), session.as_ref().map(|(key, _)| *key), now)
-    else {
-        tracing::warn!(
-            target: crate::AUDIT_TARGET,
-            "too many authorization requests are waiting; refusing a new one"
-        );
-        return pages::error(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many sign-ins in progress",
-            "The server is handling too many sign-ins right now.",
-        );
-    };
+    // Nothing is kept for the request: it travels sealed in the page (see `pending`).
+    let sealed = state
+        .pending
+        .seal(&request, session.as_ref().map(|(key, _)| *key));
     match session {
-        Some((_, session)) => pages::consent(&state, &id, &request, &session),
-        None => pages::login(&state, &id, &request, None, ""),
+        Some((key, session)) => pages::consent(&state, &sealed, &request, &key, &session),
+        None => pages::login(&state, &sealed, &request, None, ""),
     }
 }
 

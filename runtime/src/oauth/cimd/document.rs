@@ -76,6 +76,8 @@ pub(super) fn client_record(
         role: None,
         token_endpoint_auth_method: "none".to_owned(),
         metadata_url: Some(url.to_owned()),
+        // Recognised by its `metadata_url`: the document, not the client, speaks for it.
+        self_registered: false,
         created_at: now,
     })
 }

@@ -164,6 +164,7 @@ async fn a_configured_client_is_not_taken_for_a_document() {
         role: None,
         token_endpoint_auth_method: "none".into(),
         metadata_url: None,
+        self_registered: false,
         created_at: unix_now(),
     };
     state.store.put_client(record).await.unwrap();
