@@ -1,7 +1,9 @@
-//! The JSON-lines audit trail: every decision recorded, no secret ever written.
+//! The JSON-lines audit trail: every decision recorded, no secret ever written, nothing an
+//! outsider sends written at length or without limit, and the file rotated and reopened.
 
 use std::time::Duration;
 
+use mcp_gatekeeper::{AuditEvent, AuditLog, AuditRecord, Outcome};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -151,5 +153,221 @@ async fn one_record_per_tool_call_and_one_per_other_request() {
         .count();
     assert_eq!(authentications, 3, "{records:#?}");
     server.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// A fresh audit file path for `test`.
+fn audit_path(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcpgk-audit-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("audit.jsonl")
+}
+
+/// The records of `path`, every line parsed (a line that does not parse fails the test).
+fn records_of(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Waits (up to 5 s) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..250 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never: {what}");
+}
+
+/// An allowed record naming `subject`.
+fn allowed(subject: &str) -> AuditRecord<'_> {
+    let mut record = AuditRecord::new(AuditEvent::ToolCall, Outcome::Allowed);
+    record.subject = Some(subject);
+    record.tool = Some("read-data");
+    record.remote_addr = Some("127.0.0.1:40000".parse().unwrap());
+    record
+}
+
+#[tokio::test]
+async fn a_flood_of_outsized_client_ids_is_cut_and_sampled() {
+    let path = audit_path("flood");
+    let window = Duration::from_secs(1);
+    let log = AuditLog::json_lines(&path)
+        .unwrap()
+        .refusals_per_address(20, window);
+    let counts = log.clone();
+    let h = crate::oauth::start_oauth(move |c| c.audit(log)).await;
+    let client_id = "x".repeat(8 * 1024);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id.as_str()),
+        ("client_secret", "not-the-secret"),
+    ];
+    for _ in 0..200 {
+        let (status, _, _) = h.token(&form).await;
+        assert!(status.is_client_error());
+    }
+    // Once the window has ended, the next refusal brings the summary of the rest.
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    h.token(&form).await;
+    let summarised = || {
+        records_of(&path)
+            .iter()
+            .filter_map(|r| r["suppressed"].as_u64())
+            .sum::<u64>()
+    };
+    eventually("every suppressed refusal is summarised", || {
+        counts.suppressed() > 0 && summarised() == counts.suppressed()
+    })
+    .await;
+
+    let records = records_of(&path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.lines().all(|l| l.len() < 1024),
+        "every line is short, whatever the client id"
+    );
+    let refusals: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["outcome"] != "allowed" && r["event"] != "suppressed")
+        .collect();
+    let summaries: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "suppressed")
+        .collect();
+    assert!(!summaries.is_empty());
+    // At most 20 refusals per window (and the one that brought the last summary).
+    assert!(
+        refusals.len() <= 20 * summaries.len() + 1,
+        "{} refusals, {} summaries",
+        refusals.len(),
+        summaries.len()
+    );
+    let cut = format!("{}…[+7936 bytes]", "x".repeat(256));
+    assert!(refusals.iter().all(|r| r["client_id"] == cut.as_str()));
+    for summary in &summaries {
+        assert_eq!(summary["outcome"], "denied");
+        assert_eq!(summary["reason"], "refusals_suppressed");
+        assert_eq!(summary["remote_addr"], "127.0.0.1:0");
+    }
+    // Without the bounds and the sampling this file would hold 200 lines of 8 KB.
+    assert!(text.len() < 64 * 1024, "{} bytes", text.len());
+    h.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test]
+async fn the_file_rotates_by_size_and_keeps_whole_lines() {
+    let path = audit_path("rotate");
+    let limit = 2000;
+    let log = AuditLog::json_lines(&path)
+        .unwrap()
+        .max_file_bytes(limit)
+        .keep_files(2);
+    let subjects: Vec<String> = (0..60).map(|i| format!("rotated-{i:03}")).collect();
+    for subject in &subjects {
+        log.record(&allowed(subject));
+    }
+    eventually("the last record is written", || {
+        records_of(&path)
+            .last()
+            .is_some_and(|r| r["subject"] == "rotated-059")
+    })
+    .await;
+    let numbered = |n: u32| std::path::PathBuf::from(format!("{}.{n}", path.display()));
+    assert!(numbered(1).exists() && numbered(2).exists());
+    assert!(!numbered(3).exists(), "only two old files are kept");
+    // Oldest first: the lines of `.2`, `.1` and the current file continue one another.
+    let mut written = Vec::new();
+    for file in [numbered(2), numbered(1), path.clone()] {
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert!(size <= limit, "{} is {size} bytes", file.display());
+        written.extend(
+            records_of(&file)
+                .iter()
+                .map(|r| r["subject"].as_str().unwrap().to_owned()),
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
+    }
+    assert!(written.len() < subjects.len(), "the oldest file was deleted");
+    assert_eq!(written, subjects[subjects.len() - written.len()..]);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test]
+async fn reopen_after_a_move_writes_a_new_file_at_the_path() {
+    let path = audit_path("reopen");
+    let moved = path.with_extension("jsonl.moved");
+    let log = AuditLog::json_lines(&path).unwrap();
+    log.record(&allowed("before-the-move"));
+    eventually("the first record is written", || {
+        !records_of(&path).is_empty()
+    })
+    .await;
+    // logrotate's way: move the file, then ask the writer to reopen.
+    std::fs::rename(&path, &moved).unwrap();
+    log.reopen();
+    eventually("the file is created again at its path", || path.exists()).await;
+    log.record(&allowed("after-the-move"));
+    eventually("the next record goes to the new file", || {
+        !records_of(&path).is_empty()
+    })
+    .await;
+    let old = records_of(&moved);
+    let new = records_of(&path);
+    assert_eq!(
+        (old.len(), old[0]["subject"].as_str()),
+        (1, Some("before-the-move"))
+    );
+    assert_eq!(
+        (new.len(), new[0]["subject"].as_str()),
+        (1, Some("after-the-move"))
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// Sends `SIGHUP` to this test process. Safe for the other tests: the process listens for it
+/// (through Tokio) before it is sent, so it ends nothing, and only logs that asked to be
+/// reopened on it react.
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reopens_the_file_when_asked_to() {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    // Listening first makes the process immune to SIGHUP whatever the log under test does.
+    let mut hangups = signal(SignalKind::hangup()).unwrap();
+    let path = audit_path("sighup");
+    let moved = path.with_extension("jsonl.moved");
+    let log = AuditLog::json_lines(&path).unwrap().reopen_on_sighup();
+    log.record(&allowed("before-the-signal"));
+    eventually("the first record is written", || {
+        !records_of(&path).is_empty()
+    })
+    .await;
+    std::fs::rename(&path, &moved).unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    hangups.recv().await;
+    eventually("the file is created again at its path", || path.exists()).await;
+    log.record(&allowed("after-the-signal"));
+    eventually("the next record goes to the new file", || {
+        !records_of(&path).is_empty()
+    })
+    .await;
+    assert_eq!(records_of(&path)[0]["subject"], "after-the-signal");
+    assert_eq!(records_of(&moved)[0]["subject"], "before-the-signal");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -116,9 +116,14 @@ async fn slow_or_silent_clients_are_closed_within_the_header_timeout() {
 #[tokio::test]
 async fn a_dribbled_body_gets_408_within_the_body_deadline() {
     let server = server_with(short_limits(), true).await;
-    let stream = TcpStream::connect(server.running.local_addr()).await.unwrap();
+    let stream = TcpStream::connect(server.running.local_addr())
+        .await
+        .unwrap();
     let (mut read, mut write) = stream.into_split();
-    write.write_all(post_head(&server).as_bytes()).await.unwrap();
+    write
+        .write_all(post_head(&server).as_bytes())
+        .await
+        .unwrap();
     let start = Instant::now();
     // A byte every 200 ms: each arrives well within any per-read timeout, the whole 1000
     // would take 200 s.
@@ -147,6 +152,45 @@ async fn a_dribbled_body_gets_408_within_the_body_deadline() {
 }
 
 #[tokio::test]
+async fn a_stalled_http2_body_gets_408_and_the_connection_closes() {
+    let server = server_with(short_limits(), true).await;
+    let addr = server.running.local_addr();
+    let (mut sender, connection) = http2(addr).await;
+    let (mut chunks, body) = futures::channel::mpsc::channel::<
+        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+    >(4);
+    chunks
+        .try_send(Ok(hyper::body::Frame::data(Bytes::from_static(
+            b"{\"jsonrpc\"",
+        ))))
+        .unwrap();
+    let request = http::Request::post(format!("http://{addr}/mcp"))
+        .header("x-api-key", VIEWER_KEY)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(http_body_util::StreamBody::new(body))
+        .unwrap();
+    let start = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("answered within 10 s")
+        .expect("a response");
+    assert_eq!(response.status(), 408);
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    // The connection takes no more requests and goes.
+    tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the connection closes within 10 s")
+        .unwrap();
+    drop(chunks);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let server = server_with(short_limits(), true).await;
     let addr = server.running.local_addr();
@@ -155,7 +199,10 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     stream.write_all(request.as_bytes()).await.unwrap();
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-length: 0"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 0"),
+        "{head}"
+    );
     // Kept alive for the next request, but not for ever.
     let closed = closed_within(&mut stream, Duration::from_secs(10))
         .await
@@ -168,12 +215,16 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 }
 
 /// An HTTP/2 (prior knowledge) connection to `addr`; the task ends when the connection does.
-async fn http2(
+async fn http2<B>(
     addr: SocketAddr,
 ) -> (
-    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    hyper::client::conn::http2::SendRequest<B>,
     tokio::task::JoinHandle<()>,
-) {
+)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = TcpStream::connect(addr).await.unwrap();
     let (sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -262,12 +313,19 @@ async fn an_sse_stream_outlives_the_idle_and_header_timeouts() {
             Ok(other) => panic!("the HTTP/2 SSE stream ended: {other:?}"),
         }
     }
-    assert!(!connection.is_finished(), "the HTTP/2 connection was closed");
+    assert!(
+        !connection.is_finished(),
+        "the HTTP/2 connection was closed"
+    );
 
     // A shutdown ends both (rmcp's cancellation token ends the streams).
     let start = Instant::now();
     server.stop().await;
-    assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(
         closed_within(&mut stream, Duration::from_secs(5))
             .await
@@ -290,7 +348,10 @@ async fn the_per_address_cap_refuses_extra_connections_at_once_and_no_one_else()
         .expect("the ninth connection is closed");
     assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
     // The eight stay open (the header timeout is the default 10 s).
-    assert_eq!(closed_within(&mut held[0], Duration::from_millis(300)).await, None);
+    assert_eq!(
+        closed_within(&mut held[0], Duration::from_millis(300)).await,
+        None
+    );
 
     // Another address is served as usual: a whole MCP `initialize`.
     let http = reqwest::Client::builder()
@@ -318,11 +379,44 @@ async fn the_per_address_cap_refuses_extra_connections_at_once_and_no_one_else()
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut again = connect_from(crowd, addr).await;
-        if closed_within(&mut again, Duration::from_millis(300)).await.is_none() {
+        if closed_within(&mut again, Duration::from_millis(300))
+            .await
+            .is_none()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the slot never came back");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_exempt_from_the_per_address_cap() {
+    let server = start(
+        crate::rbac::gatekeeper(rbac_config(true))
+            .unwrap()
+            .trusted_proxies(["127.0.0.2"])
+            .connection_limits(ConnectionLimits::new().max_connections_per_address(4)),
+    )
+    .await;
+    let addr = server.running.local_addr();
+    // Every client of a load balancer arrives through its connections.
+    let mut proxy = Vec::new();
+    for _ in 0..12 {
+        proxy.push(connect_from(Ipv4Addr::new(127, 0, 0, 2), addr).await);
+    }
+    for stream in &mut proxy {
+        assert_eq!(closed_within(stream, Duration::from_millis(200)).await, None);
+    }
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        others.push(connect_from(Ipv4Addr::new(127, 0, 0, 3), addr).await);
+    }
+    let mut fifth = connect_from(Ipv4Addr::new(127, 0, 0, 3), addr).await;
+    assert!(
+        closed_within(&mut fifth, Duration::from_secs(5)).await.is_some(),
+        "an ordinary peer keeps its cap"
+    );
     server.stop().await;
 }
 
@@ -339,7 +433,10 @@ async fn the_total_cap_refuses_extra_connections_at_once() {
         .await
         .expect("the fifth connection is closed");
     assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
-    assert_eq!(closed_within(&mut held[0], Duration::from_millis(300)).await, None);
+    assert_eq!(
+        closed_within(&mut held[0], Duration::from_millis(300)).await,
+        None
+    );
     drop(held);
     server.stop().await;
 }
@@ -375,27 +472,12 @@ async fn shutdown_returns_within_its_deadline_while_connections_hang() {
     );
     for stream in [&mut partial, &mut in_flight] {
         assert!(
-            closed_within(stream, Duration::from_secs(2)).await.is_some(),
+            closed_within(stream, Duration::from_secs(2))
+                .await
+                .is_some(),
             "a connection survived the shutdown"
         );
     }
-}
-
-/// The `hello` example binary, which `cargo test` builds next to the test binaries.
-fn hello_binary() -> std::path::PathBuf {
-    // target/<profile>/deps/integration-<hash> → target/<profile>/examples/hello
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let hello = profile
-        .join("examples")
-        .join(format!("hello{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        hello.is_file(),
-        "{} is missing: `cargo test` builds the examples, but `cargo test --test integration` \
-         does not; run `cargo build -p mcp-gatekeeper --example hello` first",
-        hello.display()
-    );
-    hello
 }
 
 /// Kills the child on the way out if the test failed before it exited.
@@ -413,7 +495,7 @@ impl Drop for Reaper {
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_ends_the_hello_example_within_the_shutdown_deadline() {
-    let hello = hello_binary();
+    let hello = example_binary("hello");
     // A free port for `BIND` (the example prints its address before binding, so an ephemeral
     // port could not be learned from it).
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
@@ -441,7 +523,10 @@ async fn sigterm_ends_the_hello_example_within_the_shutdown_deadline() {
             child.0.try_wait().unwrap().is_none(),
             "hello exited before listening"
         );
-        assert!(started.elapsed() < Duration::from_secs(30), "hello never listened");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "hello never listened"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // Half a request line, and a request whose body stops after a few bytes: a graceful

@@ -124,7 +124,7 @@ impl TrustedProxies {
         self.networks.iter().any(|n| n.contains(addr))
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.networks.is_empty()
     }
 

@@ -204,7 +204,10 @@ impl ConnectionLimits {
         }
         let caps = [
             ("max_connections", self.max_connections),
-            ("max_connections_per_address", self.max_connections_per_address),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
             (
                 "http2_max_concurrent_streams",
                 self.http2_max_concurrent_streams as usize,
@@ -452,7 +455,11 @@ mod tests {
             .header_read_timeout(Duration::MAX)
             .idle_timeout(Duration::MAX);
         assert_eq!(limits.header_read_timeout, MAX_TIMEOUT);
-        assert!(tokio::time::Instant::now().checked_add(MAX_TIMEOUT).is_some());
+        assert!(
+            tokio::time::Instant::now()
+                .checked_add(MAX_TIMEOUT)
+                .is_some()
+        );
         let timeouts = limits.timeouts();
         assert!(timeouts.http1_idle_by_hyper);
         assert_eq!(timeouts.first_request, MAX_TIMEOUT);

@@ -20,8 +20,8 @@ use crate::{
     auth::{AuthChain, Authenticator},
     endpoint::McpEndpoint,
     forwarded::{ClientAddrLayer, TrustedProxies},
-    health,
     handler::{Engine, GatekeeperService, ScopeOracle},
+    health,
     host_guard::{HostGuard, LOOPBACK_HOSTS},
     http_auth::{AuthLayerState, Challenge},
     lockout::{FailureThrottle, Lockout},
@@ -91,8 +91,6 @@ pub struct Gatekeeper<T: McpTools> {
     token_endpoint: Option<crate::TokenEndpoint>,
     /// Timeouts, connection caps and shutdown deadline of `serve_on` (see `serve`).
     pub(crate) connection_limits: crate::serve::ConnectionLimits,
-    /// Peers exempt from the per-address connection cap (trusted proxies); `None`: nobody.
-    pub(crate) cap_exempt: Option<crate::serve::CapExempt>,
 }
 
 enum AuditSetting {
@@ -127,7 +125,6 @@ impl<T: McpTools> Gatekeeper<T> {
             oauth_servers: Vec::new(),
             token_endpoint: None,
             connection_limits: crate::serve::ConnectionLimits::new(),
-            cap_exempt: None,
         }
     }
 
@@ -449,10 +446,16 @@ impl<T: McpTools> Gatekeeper<T> {
         let local_addr = listener.local_addr().map_err(ServeError::Bind)?;
         let shutdown = CancellationToken::new();
         self.connection_limits.check()?;
+        // Every client behind a trusted proxy arrives through its connections: the proxy is
+        // exempt from the per-address connection cap (still counted in the total).
+        let proxies = TrustedProxies::parse(&self.trusted_proxies)?;
+        let cap_exempt = (!proxies.is_empty()).then(|| {
+            Arc::new(move |ip: std::net::IpAddr| proxies.contains(ip)) as crate::serve::CapExempt
+        });
         let settings = crate::serve::ServeSettings {
             nodelay: self.tcp_nodelay.unwrap_or(self.mode == Mode::Stateful),
             limits: self.connection_limits.clone(),
-            cap_exempt: self.cap_exempt.clone(),
+            cap_exempt,
         };
         let (router, _engine) = self.build(shutdown.clone())?;
         let task = tokio::spawn(crate::serve::serve(

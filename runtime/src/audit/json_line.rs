@@ -3,8 +3,9 @@
 //! Every tool call writes a record, so this is on the request path. Through `serde_json` and
 //! `chrono` a line cost about 5,500 instructions (a map serializer per field and an RFC 3339
 //! formatter); written directly it costs a fraction of that. The output is byte-for-byte what
-//! `serde_json` makes of the record with its timestamp in front (a test holds it to that), so
-//! the file format is the one the `Serialize` derive of [`AuditRecord`] documents.
+//! `serde_json` makes of the record with its timestamp in front, except that U+2028, U+2029 and
+//! U+0085 are escaped too (a test holds it to that), so the file format is the one the
+//! `Serialize` derive of [`AuditRecord`] documents.
 
 use std::{
     fmt::Write as _,
@@ -48,6 +49,10 @@ pub(super) fn write_record(out: &mut String, now: SystemTime, record: &AuditReco
         push_name(out, "retry_after_seconds");
         push_number(out, seconds, 1);
     }
+    if let Some(count) = record.suppressed {
+        push_name(out, "suppressed");
+        push_number(out, count, 1);
+    }
     out.push('}');
 }
 
@@ -57,33 +62,98 @@ fn push_name(out: &mut String, name: &str) {
     out.push_str("\":");
 }
 
-/// A JSON string, escaped as `serde_json` escapes it: `"`, `\` and the control characters
-/// (short forms where JSON has them, `\u00XX` otherwise); everything else as is.
+/// A JSON string, escaped as `serde_json` escapes it (`"`, `\` and the control characters:
+/// short forms where JSON has them, `\u00XX` otherwise), and U+2028, U+2029 and U+0085 as
+/// `\u2028`, `\u2029` and `\u0085`, which some log shippers and JavaScript consumers take for
+/// line breaks; everything else as is.
+///
+/// Eight bytes at a time are skipped while none of them needs a closer look, so a plain ASCII
+/// value costs about a quarter of a byte-by-byte scan.
 fn push_string(out: &mut String, value: &str) {
     out.push('"');
+    let bytes = value.as_bytes();
     let mut clean_from = 0;
-    for (at, byte) in value.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&value[clean_from..at]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escape);
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Some(word) = bytes.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && !needs_a_look(u64::from_le_bytes(word))
+        {
+            at += 8;
+            continue;
         }
-        clean_from = at + 1;
+        let Some((escape, len)) = escape_at(bytes, at) else {
+            at += 1;
+            continue;
+        };
+        // `at` starts a character (an ASCII byte or the lead byte of one of the three), and
+        // `clean_from` ends one, so both are character boundaries.
+        out.push_str(value.get(clean_from..at).unwrap_or_default());
+        match escape {
+            Escape::Short(text) => out.push_str(text),
+            Escape::Unicode(code) => {
+                out.push_str("\\u");
+                let digits = [code >> 12, code >> 8, code >> 4, code].map(|d| HEX[usize::from(d & 0xf)]);
+                out.push_str(ascii(&digits));
+            }
+        }
+        at += len;
+        clean_from = at;
     }
-    out.push_str(&value[clean_from..]);
+    out.push_str(value.get(clean_from..).unwrap_or_default());
     out.push('"');
+}
+
+/// Lower-case hexadecimal digits, as `serde_json` writes them.
+const HEX: [u8; 16] = *b"0123456789abcdef";
+
+/// How a character is written inside a JSON string.
+enum Escape {
+    /// A fixed form: `\"`, `\\`, `\n` and the other short escapes.
+    Short(&'static str),
+    /// `\uXXXX` with this code.
+    Unicode(u16),
+}
+
+/// The escape of the character starting at `bytes[at]` and how many bytes it spans, or `None`
+/// if it is written as is.
+fn escape_at(bytes: &[u8], at: usize) -> Option<(Escape, usize)> {
+    let byte = *bytes.get(at)?;
+    let escape = match byte {
+        b'"' => Escape::Short("\\\""),
+        b'\\' => Escape::Short("\\\\"),
+        b'\n' => Escape::Short("\\n"),
+        b'\r' => Escape::Short("\\r"),
+        b'\t' => Escape::Short("\\t"),
+        0x08 => Escape::Short("\\b"),
+        0x0c => Escape::Short("\\f"),
+        0x00..=0x1f => Escape::Unicode(u16::from(byte)),
+        // U+0085 (NEL) is C2 85 in UTF-8.
+        0xc2 if bytes.get(at + 1) == Some(&0x85) => return Some((Escape::Unicode(0x85), 2)),
+        // U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
+        0xe2 if bytes.get(at + 1) == Some(&0x80) => {
+            return match bytes.get(at + 2) {
+                Some(0xa8) => Some((Escape::Unicode(0x2028), 3)),
+                Some(0xa9) => Some((Escape::Unicode(0x2029), 3)),
+                _ => None,
+            };
+        }
+        _ => return None,
+    };
+    Some((escape, 1))
+}
+
+/// Whether any of the eight bytes in `word` may need escaping: a control character, `"`, `\`,
+/// or any non-ASCII byte (which might start U+0085, U+2028 or U+2029). Never "no" when one
+/// does; with a non-ASCII byte in the word it is always "yes" (the byte-by-byte check decides).
+fn needs_a_look(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of a byte is set where that byte is zero.
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+    (control | quote | backslash | word) & HIGH != 0
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, as `chrono`'s RFC 3339 formatter writes it with
@@ -202,11 +272,17 @@ mod tests {
         record: &'r AuditRecord<'a>,
     }
 
-    /// What `serde_json` and `chrono` make of the record.
+    /// What `serde_json` and `chrono` make of the record, with U+2028, U+2029 and U+0085
+    /// escaped (`serde_json` writes them raw; outside strings its output is ASCII, so
+    /// replacing them is exact).
     fn reference(now: SystemTime, record: &AuditRecord<'_>) -> String {
         let ts = chrono::DateTime::<chrono::Utc>::from(now)
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        serde_json::to_string(&Reference { ts, record }).unwrap()
+        serde_json::to_string(&Reference { ts, record })
+            .unwrap()
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
+            .replace('\u{85}', "\\u0085")
     }
 
     fn written(now: SystemTime, record: &AuditRecord<'_>) -> String {
@@ -220,7 +296,7 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
         let addr: SocketAddr = "[2001:db8::1]:8443".parse().unwrap();
         let hostile = "quote \" backslash \\ newline \n tab \t nul \0 bell \x07 del \x7f \
-                       unicode é 😀 \u{2028} slash / end";
+                       unicode é 😀 \u{2028} \u{2029} \u{85} \u{84} \u{2027} \u{202a} € slash / end";
         let mut full = AuditRecord::new(AuditEvent::ToolCall, Outcome::RateLimited);
         full.reason = Some("rate_limited");
         full.detail = Some(hostile);
@@ -231,6 +307,7 @@ mod tests {
         full.tool = Some("delete-data");
         full.remote_addr = Some(addr);
         full.retry_after_seconds = Some(u64::MAX);
+        full.suppressed = Some(412);
         let minimal = AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed);
         let mut v4 = AuditRecord::new(AuditEvent::Login, Outcome::Denied);
         v4.remote_addr = Some("127.0.0.1:5000".parse().unwrap());
@@ -249,6 +326,73 @@ mod tests {
         record.detail = Some(&all);
         let now = UNIX_EPOCH;
         assert_eq!(written(now, &record), reference(now, &record));
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_and_next_line_are_escaped() {
+        let mut record = AuditRecord::new(AuditEvent::Login, Outcome::Denied);
+        record.subject = Some("a\u{2028}b\u{2029}c\u{85}d");
+        let line = written(UNIX_EPOCH, &record);
+        assert!(
+            line.ends_with(r#""subject":"a\u2028b\u2029c\u0085d"}"#),
+            "{line}"
+        );
+        // Their neighbours, and every other character, are left as `serde_json` leaves them.
+        let near: String = ('\u{80}'..='\u{ff}')
+            .chain('\u{2000}'..='\u{206f}')
+            .chain(['😀', '\u{feff}', '\u{fffd}'])
+            .collect();
+        record.subject = Some(&near);
+        assert_eq!(written(UNIX_EPOCH, &record), reference(UNIX_EPOCH, &record));
+    }
+
+    /// Whether `line` holds a raw control character or one of the three line breaks.
+    fn has_raw_break(line: &str) -> bool {
+        line.chars()
+            .any(|c| c < ' ' || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}'))
+    }
+
+    #[test]
+    fn no_raw_control_character_ever_reaches_a_line() {
+        // Random strings over the characters that matter (and the bytes around them), at
+        // every position relative to the eight-byte steps of the fast path.
+        let alphabet: Vec<char> = (0u8..0x80)
+            .map(char::from)
+            .chain(['\u{84}', '\u{85}', '\u{86}', '\u{a0}', 'é', '€', '😀'])
+            .chain(['\u{2027}', '\u{2028}', '\u{2029}', '\u{202a}'])
+            .collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..5_000 {
+            let len = next(40);
+            let value: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            let mut record = AuditRecord::new(AuditEvent::ToolCall, Outcome::Denied);
+            record.detail = Some(&value);
+            // The second half, shifted against the eight-byte steps.
+            record.tool = Some(&value[value.ceil_char_boundary(value.len() / 2)..]);
+            let line = written(UNIX_EPOCH, &record);
+            assert!(!has_raw_break(&line), "{line:?}");
+            assert_eq!(line, reference(UNIX_EPOCH, &record));
+            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(parsed["detail"], value.as_str());
+        }
+    }
+
+    #[test]
+    fn the_fast_path_flags_every_byte_that_needs_a_look() {
+        for byte in 0..=255u8 {
+            let needs = byte < 0x20 || byte == b'"' || byte == b'\\' || byte >= 0x80;
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = byte;
+                assert_eq!(needs_a_look(u64::from_le_bytes(word)), needs, "{byte:#x} at {at}");
+            }
+        }
     }
 
     #[test]
@@ -356,6 +500,8 @@ mod measure {
             let start = Instant::now();
             for _ in 0..rounds {
                 line.clear();
+                // What the request path does per record: the bounds check, then the line.
+                assert!(black_box(&record).within_bounds());
                 write_record(&mut line, black_box(now), black_box(&record));
                 black_box(&line);
             }

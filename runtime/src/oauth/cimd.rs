@@ -17,7 +17,15 @@ use tokio::sync::Semaphore;
 use url::{Host, Url};
 
 use self::document::Refusal;
-use super::{AsState, error::OAuthError, register::is_json_media_type, unix_now};
+use super::{
+    AsState,
+    error::OAuthError,
+    register::{
+        is_json_media_type,
+        limits::{self, RegistrationLimits},
+    },
+    unix_now,
+};
 use crate::{AuditEvent, AuditRecord, ConfigError, Outcome, store::ClientRecord};
 
 /// Longest `client_id` URL considered, in bytes.
@@ -172,6 +180,7 @@ impl ClientMetadataDocuments {
             http,
             expiries: Mutex::new(HashMap::new()),
             in_flight: Semaphore::new(MAX_CONCURRENT_FETCHES),
+            fetch_limits: RegistrationLimits::new(FETCH_LIMITS),
         })
     }
 }
@@ -188,7 +197,22 @@ pub(crate) struct Fetcher {
     expiries: Mutex<HashMap<String, i64>>,
     /// Bounds the fetches in progress.
     in_flight: Semaphore,
+    /// Bounds how many documents the requests of one address (and one network) make the server
+    /// fetch: every fetched document becomes a stored client, and an attacker's own web server
+    /// can answer any number of distinct URLs.
+    fetch_limits: RegistrationLimits,
 }
+
+/// Document fetches (cache misses) per requesting address and network, as for registrations
+/// but twice as many: a legitimate client fetches its one document once per cache lifetime.
+const FETCH_LIMITS: limits::Config = limits::Config {
+    per_address: 60,
+    per_prefix: 240,
+    window: Duration::from_secs(3600),
+    global: 20_000,
+    global_window: Duration::from_secs(86_400),
+    max_tracked: 10_000,
+};
 
 impl Fetcher {
     /// Whether `client_id` names a metadata document this fetcher would fetch: [`is_metadata_url`],
@@ -200,10 +224,14 @@ impl Fetcher {
     /// The client a metadata-document URL stands for: from the store while its cache lifetime
     /// lasts, else fetched again. `Ok(None)` when the document cannot be fetched or is invalid
     /// (audited with the reason); `Err` only when the store fails.
+    ///
+    /// A fetch counts toward the limits of the requester's address `remote` (and its network);
+    /// past them the answer is [`OAuthError::too_many_fetches`].
     pub(crate) async fn client(
         &self,
         state: &AsState,
         client_id: &str,
+        remote: Option<IpAddr>,
     ) -> Result<Option<ClientRecord>, OAuthError> {
         if !self.is_metadata_url(client_id) {
             return Ok(None);
@@ -214,6 +242,14 @@ impl Fetcher {
             && now < self.expiry_of(&record)
         {
             return Ok(Some(record));
+        }
+        if let Err(wait) = self.fetch_limits.try_register(remote) {
+            let refusal = Refusal::new(
+                "fetch_limit",
+                "too many client metadata documents fetched for this address",
+            );
+            audit(state, client_id, Outcome::RateLimited, Some(&refusal));
+            return Err(OAuthError::too_many_fetches(wait));
         }
         match self.fetch(client_id, &state.scopes, now).await {
             Ok((record, lifetime)) => {

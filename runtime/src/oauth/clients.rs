@@ -224,14 +224,17 @@ impl OAuthClient {
 
 /// The client with this id: stored, or (for an `https` URL id when metadata documents are on)
 /// fetched from its Client ID Metadata Document.
+///
+/// `remote` is the requester's address: a document fetch counts toward its limits.
 pub(crate) async fn find(
     state: &AsState,
     client_id: &str,
+    remote: Option<IpAddr>,
 ) -> Result<Option<ClientRecord>, OAuthError> {
     if let Some(fetcher) = &state.metadata_documents
         && fetcher.is_metadata_url(client_id)
     {
-        return fetcher.client(state, client_id).await;
+        return fetcher.client(state, client_id, remote).await;
     }
     // A client stored from a metadata document is trusted only through the fetcher, which
     // re-fetches it when its cache lifetime ends (and not at all once documents are off).
@@ -289,7 +292,7 @@ pub(crate) async fn authenticate(
     // Client secrets are high-entropy: the secret is always checked, a correct one is never
     // refused, and only failures count (per address). A public client presents no secret, so
     // nothing about it can be locked: anyone who learns its id cannot stop its users.
-    let client = find(state, &client_id).await?;
+    let client = find(state, &client_id, remote).await?;
     let accepted = match (&client, &secret) {
         (Some(c), Some(secret)) => match &c.secret_hash {
             Some(expected) => bool::from(hash_secret(secret).ct_eq(expected)),

@@ -116,6 +116,19 @@ impl OAuthError {
         }
     }
 
+    /// The requests of one address (or network) made the server fetch too many client
+    /// metadata documents: try again after `wait`.
+    pub(crate) fn too_many_fetches(wait: Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                "too many client metadata documents fetched for this address; try again later",
+            )
+        }
+    }
+
     /// The store failed; the request can be retried (never a 500 with internals).
     pub(crate) fn unavailable() -> Self {
         Self::new(

@@ -8,7 +8,7 @@
 //! networks, locks everyone else out; unused self-registered clients are purged after a day
 //! ([`Store::purge_expired`](crate::store::Store::purge_expired)).
 
-mod limits;
+pub(super) mod limits;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -153,9 +153,7 @@ pub(super) async fn run(
                     // give up. Then poll again so hyper acts on it.
                     connection.as_mut().graceful_shutdown();
                     watch.phase = Phase::Closing;
-                    sleep
-                        .as_mut()
-                        .reset(Instant::now() + timeouts.close_grace);
+                    sleep.as_mut().reset(Instant::now() + timeouts.close_grace);
                 }
                 Verdict::Drop => {
                     return Poll::Ready(Err("still open at the end of its grace period".into()));
@@ -203,7 +201,8 @@ impl Watch {
             return timer.poll(cx).map(|()| Verdict::Drop);
         }
         self.state.watchdog.register(cx.waker());
-        if self.state.shutdown.load(Ordering::Acquire) || self.state.late_body.load(Ordering::Acquire)
+        if self.state.shutdown.load(Ordering::Acquire)
+            || self.state.late_body.load(Ordering::Acquire)
         {
             return Poll::Ready(Verdict::Close);
         }

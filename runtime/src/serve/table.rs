@@ -68,11 +68,7 @@ impl Refusal {
 
 impl ConnectionTable {
     /// An empty table with these caps; `exempt` peers may exceed the per-address cap.
-    pub(super) fn new(
-        max_total: usize,
-        max_per_address: usize,
-        exempt: Option<CapExempt>,
-    ) -> Self {
+    pub(super) fn new(max_total: usize, max_per_address: usize, exempt: Option<CapExempt>) -> Self {
         Self {
             max_total,
             max_per_address,
@@ -199,16 +195,16 @@ mod tests {
 
     #[test]
     fn exempt_peers_pass_the_per_address_cap_but_not_the_total() {
-        let exempt: CapExempt = Arc::new(|peer: IpAddr| peer == "10.0.0.1".parse::<IpAddr>().unwrap());
+        let exempt: CapExempt =
+            Arc::new(|peer: IpAddr| peer == "10.0.0.1".parse::<IpAddr>().unwrap());
         let table = Arc::new(ConnectionTable::new(5, 1, Some(exempt)));
-        let permits: Vec<_> = (0..5).map(|_| table.admit(ip("10.0.0.1")).unwrap()).collect();
+        let permits: Vec<_> = (0..5)
+            .map(|_| table.admit(ip("10.0.0.1")).unwrap())
+            .collect();
         assert_eq!(table.admit(ip("10.0.0.1")).err(), Some(Refusal::Total));
         drop(permits);
         let _other = table.admit(ip("10.0.0.2")).unwrap();
-        assert_eq!(
-            table.admit(ip("10.0.0.2")).err(),
-            Some(Refusal::PerAddress)
-        );
+        assert_eq!(table.admit(ip("10.0.0.2")).err(), Some(Refusal::PerAddress));
     }
 
     #[test]
@@ -219,6 +215,10 @@ mod tests {
             .collect();
         drop(flood);
         let counts = lock(&table.counts);
-        assert!(counts.per_address.capacity() <= 2048, "{}", counts.per_address.capacity());
+        assert!(
+            counts.per_address.capacity() <= 2048,
+            "{}",
+            counts.per_address.capacity()
+        );
     }
 }

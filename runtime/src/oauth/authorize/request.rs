@@ -143,8 +143,14 @@ pub(super) fn parse(query: &str) -> Result<Params, Refusal> {
 }
 
 /// Validates a request: client and redirect URI first, then the rest.
-pub(super) async fn validate(state: &AsState, params: Params) -> Result<Validated, Refusal> {
-    let client = find_client(state, params.client_id.as_deref()).await?;
+/// `remote` is the requester's address (a metadata document fetched for it counts toward its
+/// limits).
+pub(super) async fn validate(
+    state: &AsState,
+    params: Params,
+    remote: Option<std::net::IpAddr>,
+) -> Result<Validated, Refusal> {
+    let client = find_client(state, params.client_id.as_deref(), remote).await?;
     let Some(redirect_uri) =
         redirect::resolve(&client.redirect_uris, params.redirect_uri.as_deref()).map(str::to_owned)
     else {
@@ -219,14 +225,18 @@ pub(super) async fn validate(state: &AsState, params: Params) -> Result<Validate
 }
 
 /// The client named by `client_id`, or the error page.
-async fn find_client(state: &AsState, client_id: Option<&str>) -> Result<ClientRecord, Refusal> {
+async fn find_client(
+    state: &AsState,
+    client_id: Option<&str>,
+    remote: Option<std::net::IpAddr>,
+) -> Result<ClientRecord, Refusal> {
     let Some(client_id) = client_id else {
         return Err(Refusal::page(
             "invalid_request",
             "The request names no application (client_id is missing).",
         ));
     };
-    match clients::find(state, client_id).await {
+    match clients::find(state, client_id, remote).await {
         Ok(Some(client)) => Ok(client),
         Ok(None) => Err(Refusal::Page {
             status: StatusCode::BAD_REQUEST,

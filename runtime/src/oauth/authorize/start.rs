@@ -29,7 +29,7 @@ pub(super) async fn authorize(
 ) -> Response {
     let now = unix_now();
     let validated = match request::parse(query.as_deref().unwrap_or_default()) {
-        Ok(params) => request::validate(&state, params).await,
+        Ok(params) => request::validate(&state, params, remote.map(|a| a.ip())).await,
         Err(refusal) => Err(refusal),
     };
     let validated = match validated {

@@ -124,7 +124,11 @@ async fn stored_documents_are_used_until_they_expire() {
     let state = &server.state;
     let fetcher = state.metadata_documents.as_ref().unwrap();
 
-    let first = fetcher.client(state, &url).await.unwrap().expect("fetched");
+    let first = fetcher
+        .client(state, &url, None)
+        .await
+        .unwrap()
+        .expect("fetched");
     assert_eq!(first.name, "Loopback App");
     assert_eq!(first.allowed_scopes, ["a"]);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
@@ -132,7 +136,7 @@ async fn stored_documents_are_used_until_they_expire() {
     assert_eq!(stored.metadata_url.as_deref(), Some(url.as_str()));
 
     // Fresh: served from the store.
-    assert!(fetcher.client(state, &url).await.unwrap().is_some());
+    assert!(fetcher.client(state, &url, None).await.unwrap().is_some());
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // Expired (fetched long ago, as by an earlier process): fetched again.
@@ -143,7 +147,11 @@ async fn stored_documents_are_used_until_they_expire() {
         ..stored
     };
     state.store.put_client(stale).await.unwrap();
-    let refreshed = fetcher.client(state, &url).await.unwrap().expect("fetched");
+    let refreshed = fetcher
+        .client(state, &url, None)
+        .await
+        .unwrap()
+        .expect("fetched");
     assert_eq!(refreshed.name, "Loopback App");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
@@ -169,7 +177,88 @@ async fn a_configured_client_is_not_taken_for_a_document() {
     };
     state.store.put_client(record).await.unwrap();
     let fetcher = state.metadata_documents.as_ref().unwrap();
-    let client = fetcher.client(state, &url).await.unwrap().expect("fetched");
+    let client = fetcher
+        .client(state, &url, None)
+        .await
+        .unwrap()
+        .expect("fetched");
     assert_eq!(client.name, "Loopback App");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_documents_one_address_makes_the_server_fetch_are_limited() {
+    // A document server answering any path with a valid document for that URL: what an
+    // attacker's own server can do to make the authorization server store clients.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let origin = base.clone();
+    let app = Router::new().route(
+        "/{name}",
+        get(
+            move |axum::extract::Path(name): axum::extract::Path<String>| {
+                let document = json!({
+                    "client_id": format!("{origin}/{name}"),
+                    "client_name": "Any",
+                    "redirect_uris": ["http://127.0.0.1/cb"],
+                });
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        document.to_string(),
+                    )
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = AuthorizationServer::new("http://127.0.0.1:1")
+        .unwrap()
+        .resource("http://127.0.0.1:1/mcp")
+        .unwrap()
+        .client_metadata_documents(Some(
+            ClientMetadataDocuments::default()
+                .allow_private_addresses()
+                .insecure_allow_http(),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let state = &server.state;
+    let fetcher = state.metadata_documents.as_ref().unwrap();
+    let attacker = Some("10.0.0.1".parse().unwrap());
+    for n in 0..FETCH_LIMITS.per_address {
+        let url = format!("{base}/client-{n}");
+        assert!(
+            fetcher
+                .client(state, &url, attacker)
+                .await
+                .unwrap()
+                .is_some(),
+            "{n}"
+        );
+    }
+    let refused = fetcher
+        .client(state, &format!("{base}/one-more"), attacker)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "temporarily_unavailable");
+    // A document already fetched is served from the store without counting; another
+    // address has its own budget.
+    let cached = format!("{base}/client-0");
+    assert!(
+        fetcher
+            .client(state, &cached, attacker)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let other = Some("192.0.2.7".parse().unwrap());
+    assert!(
+        fetcher
+            .client(state, &format!("{base}/one-more"), other)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

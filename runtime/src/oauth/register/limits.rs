@@ -38,19 +38,19 @@ use std::{
 
 /// The limits and table sizes of a [`RegistrationLimits`].
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Config {
+pub(crate) struct Config {
     /// Registrations per address (IPv4 /32, IPv6 /64) and window.
-    pub(super) per_address: u32,
+    pub(crate) per_address: u32,
     /// Registrations per network prefix (IPv4 /24, IPv6 /48) and window.
-    pub(super) per_prefix: u32,
+    pub(crate) per_prefix: u32,
     /// The window of the per-address and per-prefix counts.
-    pub(super) window: Duration,
+    pub(crate) window: Duration,
     /// Registrations overall per global window.
-    pub(super) global: u32,
+    pub(crate) global: u32,
     /// The window of the global count.
-    pub(super) global_window: Duration,
+    pub(crate) global_window: Duration,
     /// Most keys each of the address and prefix tables tracks.
-    pub(super) max_tracked: usize,
+    pub(crate) max_tracked: usize,
 }
 
 impl Default for Config {
@@ -69,7 +69,7 @@ impl Default for Config {
 }
 
 /// Counts registrations per address, per prefix and overall; see the module documentation.
-pub(super) struct RegistrationLimits {
+pub(crate) struct RegistrationLimits {
     /// The limits.
     config: Config,
     /// The counters; never locked across an `.await`.
@@ -183,7 +183,7 @@ impl Table {
 
 impl RegistrationLimits {
     /// Limits with empty counters.
-    pub(super) fn new(config: Config) -> Self {
+    pub(crate) fn new(config: Config) -> Self {
         Self {
             config,
             counts: Mutex::new(Counts {
@@ -195,7 +195,7 @@ impl RegistrationLimits {
     }
 
     /// Counts one registration from `remote` now, or says how long to wait.
-    pub(super) fn try_register(&self, remote: Option<IpAddr>) -> Result<(), Duration> {
+    pub(crate) fn try_register(&self, remote: Option<IpAddr>) -> Result<(), Duration> {
         self.try_register_at(remote, Instant::now())
     }
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Instructions per request of bench-server rows, counted by valgrind's callgrind: user-space
+# instructions do not move with other load on the machine, so two builds (two commits) can be
+# compared code to code in one run.
+#
+#   bench/callgrind.sh [ROW ...]                       rows of this tree's bench-server
+#   SERVERS="old=/path/bench-server new=target/release/bench-server" bench/callgrind.sh apikey
+#
+# ROW is one of bare, apikey, hs256, es256 (default: bare apikey hs256). Each row is served by
+# `bench-server --mode ROW` under callgrind; after a 3 s warm-up the counters are zeroed, then
+# `wrk -t1 -c4` drives `tools/call echo` for DURATION (default 10 s); instructions are divided
+# by the requests wrk completed. Without SERVERS, this tree's bench-server is built (release).
+# Prints one line per server and row: `NAME ROW instructions/request requests`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=$PWD/bench
+ROWS=("${@:-bare apikey hs256}")
+read -r -a ROWS <<<"${ROWS[*]}"
+DURATION=${DURATION:-10s}
+
+command -v valgrind >/dev/null && command -v wrk >/dev/null || {
+    apt-get update -qq && apt-get install -y -qq valgrind wrk >/dev/null
+}
+if [[ -z ${SERVERS:-} ]]; then
+    cargo build --release -q -p mcp-gatekeeper-bench --bin bench-server
+    SERVERS="this=${CARGO_TARGET_DIR:-target}/release/bench-server"
+fi
+
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null |
+    openssl pkcs8 -topk8 -nocrypt -out "$WORK/es256.key"
+openssl ec -in "$WORK/es256.key" -pubout -out "$WORK/es256.pub" 2>/dev/null
+
+port=18900
+for server in $SERVERS; do
+    name=${server%%=*} binary=${server#*=}
+    for row in "${ROWS[@]}"; do
+        port=$((port + 1))
+        out="$WORK/callgrind.$name.$row"
+        rm -f "$WORK/cred" "$WORK/audit.jsonl"
+        valgrind --tool=callgrind --callgrind-out-file="$out" \
+            "$binary" --mode "$row" --bind "127.0.0.1:$port" --credential-file "$WORK/cred" \
+            --audit-file "$WORK/audit.jsonl" \
+            --es256-private "$WORK/es256.key" --es256-public "$WORK/es256.pub" \
+            2>>"$WORK/valgrind.log" &
+        pid=$!
+        for _ in $(seq 600); do
+            [[ -s $WORK/cred || ($row == bare && -e $WORK/cred) ]] && curl -s -o /dev/null "http://127.0.0.1:$port/mcp" && break
+            sleep 0.1
+        done
+        auth=$(cat "$WORK/cred")
+        BENCH_AUTH="$auth" wrk -t1 -c4 -d3s -s "$BENCH/mcp.lua" "http://127.0.0.1:$port/mcp" >/dev/null
+        callgrind_control -z "$pid" >/dev/null
+        result=$(BENCH_AUTH="$auth" wrk -t1 -c4 -d"$DURATION" -s "$BENCH/mcp.lua" "http://127.0.0.1:$port/mcp" | grep '^RESULT')
+        callgrind_control -d "$pid" >/dev/null
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || true
+        requests=$(sed -n 's/.*good=\([0-9]*\).*/\1/p' <<<"$result")
+        # The dump after zeroing is the measured part (callgrind writes it as OUT.1).
+        instructions=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$out.1" 2>/dev/null || true)
+        [[ -n $instructions && $requests -gt 0 ]] || { echo "$name $row: no measurement ($result)" >&2; continue; }
+        echo "$name $row $((instructions / requests)) $requests"
+    done
+done
