@@ -461,17 +461,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM in /proc/<pid>/status")
 }
 
-/// A hidden form field's value in an HTML page.
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    let end = page[start..].find('"').unwrap() + start;
-    page[start..end].to_owned()
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn four_hundred_parallel_logins_keep_the_servers_memory_bounded() {

@@ -299,7 +299,10 @@ async fn the_file_rotates_by_size_and_keeps_whole_lines() {
             assert_eq!(mode & 0o777, 0o600, "{}", file.display());
         }
     }
-    assert!(written.len() < subjects.len(), "the oldest file was deleted");
+    assert!(
+        written.len() < subjects.len(),
+        "the oldest file was deleted"
+    );
     assert_eq!(written, subjects[subjects.len() - written.len()..]);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -406,7 +406,10 @@ async fn a_trusted_proxy_is_exempt_from_the_per_address_cap() {
         proxy.push(connect_from(Ipv4Addr::new(127, 0, 0, 2), addr).await);
     }
     for stream in &mut proxy {
-        assert_eq!(closed_within(stream, Duration::from_millis(200)).await, None);
+        assert_eq!(
+            closed_within(stream, Duration::from_millis(200)).await,
+            None
+        );
     }
     let mut others = Vec::new();
     for _ in 0..4 {
@@ -414,7 +417,9 @@ async fn a_trusted_proxy_is_exempt_from_the_per_address_cap() {
     }
     let mut fifth = connect_from(Ipv4Addr::new(127, 0, 0, 3), addr).await;
     assert!(
-        closed_within(&mut fifth, Duration::from_secs(5)).await.is_some(),
+        closed_within(&mut fifth, Duration::from_secs(5))
+            .await
+            .is_some(),
         "an ordinary peer keeps its cap"
     );
     server.stop().await;

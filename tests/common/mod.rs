@@ -219,6 +219,17 @@ pub fn client_from(source: &str) -> reqwest::Client {
         .expect("a client")
 }
 
+/// A hidden form field's value in an HTML page (`name="NAME" value="..."`).
+pub fn hidden(page: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    let end = page[start..].find('"').unwrap() + start;
+    page[start..end].to_owned()
+}
+
 /// The path of an example's binary, built by `cargo test` next to the test binary
 /// (`target/<profile>/deps/<test>` → `target/<profile>/examples/<name>`).
 pub fn example_binary(name: &str) -> std::path::PathBuf {

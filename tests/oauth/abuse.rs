@@ -13,7 +13,7 @@ use mcp_gatekeeper::{
 };
 
 use super::*;
-use crate::common::client_from;
+use crate::common::{client_from, hidden};
 
 const CALLBACK: &str = "http://127.0.0.1:4567/callback";
 
@@ -24,17 +24,6 @@ fn authorize_url(h: &OAuthHarness) -> String {
         h.base,
         url::form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
     )
-}
-
-/// A hidden form field's value in an HTML page.
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    let end = page[start..].find('"').unwrap() + start;
-    page[start..end].to_owned()
 }
 
 /// The login form of a fresh authorization request: `(request, csrf)`.

@@ -75,7 +75,9 @@ fn push_string(out: &mut String, value: &str) {
     let mut clean_from = 0;
     let mut at = 0;
     while at < bytes.len() {
-        if let Some(word) = bytes.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok())
+        if let Some(word) = bytes
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
             && !needs_a_look(u64::from_le_bytes(word))
         {
             at += 8;
@@ -92,7 +94,8 @@ fn push_string(out: &mut String, value: &str) {
             Escape::Short(text) => out.push_str(text),
             Escape::Unicode(code) => {
                 out.push_str("\\u");
-                let digits = [code >> 12, code >> 8, code >> 4, code].map(|d| HEX[usize::from(d & 0xf)]);
+                let digits =
+                    [code >> 12, code >> 8, code >> 4, code].map(|d| HEX[usize::from(d & 0xf)]);
                 out.push_str(ascii(&digits));
             }
         }
@@ -390,7 +393,11 @@ mod tests {
             for at in 0..8 {
                 let mut word = [b'a'; 8];
                 word[at] = byte;
-                assert_eq!(needs_a_look(u64::from_le_bytes(word)), needs, "{byte:#x} at {at}");
+                assert_eq!(
+                    needs_a_look(u64::from_le_bytes(word)),
+                    needs,
+                    "{byte:#x} at {at}"
+                );
             }
         }
     }

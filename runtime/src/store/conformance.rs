@@ -1201,30 +1201,44 @@ pub(crate) async fn concurrent_redeem_has_one_winner(store: Arc<dyn Store>) {
     assert!(store.is_family_revoked("fam-1").await.unwrap());
 }
 
-pub(crate) async fn concurrent_rotation_has_one_winner(store: Arc<dyn Store>) {
+/// Stores `r1` (client `c1`, family `fam`) and has [`RACERS`] tasks rotate it at once, racer
+/// `i` to `next-i`, with `grace`; their outcomes by racer.
+async fn race_rotations(
+    store: &Arc<dyn Store>,
+    grace: i64,
+) -> (RefreshTokenRecord, Vec<(usize, Rotation)>) {
     store.put_client(client("c1")).await.unwrap();
     let r1 = refresh("r1", "c1", "fam", 10_000);
     store.put_refresh(r1.clone()).await.unwrap();
     let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
     let tasks: Vec<_> = (0..RACERS)
         .map(|i| {
-            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
             let next = r1.successor(h(&format!("next-{i}")), 20_000);
             tokio::spawn(async move {
                 barrier.wait().await;
                 (
                     i,
                     store
-                        .rotate_refresh(h("r1"), next, 100, NO_GRACE)
+                        .rotate_refresh(h("r1"), next, 100, grace)
                         .await
                         .unwrap(),
                 )
             })
         })
         .collect();
-    let (mut rotated, mut reused, mut winner) = (0, 0, None);
+    let mut outcomes = Vec::new();
     for task in tasks {
-        match task.await.unwrap() {
+        outcomes.push(task.await.unwrap());
+    }
+    (r1, outcomes)
+}
+
+pub(crate) async fn concurrent_rotation_has_one_winner(store: Arc<dyn Store>) {
+    let (r1, outcomes) = race_rotations(&store, NO_GRACE).await;
+    let (mut rotated, mut reused, mut winner) = (0, 0, None);
+    for outcome in outcomes {
+        match outcome {
             (i, Rotation::Rotated(old)) => {
                 assert_eq!(old, r1);
                 rotated += 1;
@@ -1265,26 +1279,10 @@ pub(crate) async fn concurrent_rotation_has_one_winner(store: Arc<dyn Store>) {
 /// while its first request is still in flight): one wins the rotation, the others are retries,
 /// the grant survives, and afterwards the family has a single current token.
 pub(crate) async fn concurrent_retries_have_one_winner(store: Arc<dyn Store>) {
-    store.put_client(client("c1")).await.unwrap();
-    let r1 = refresh("r1", "c1", "fam", 10_000);
-    store.put_refresh(r1.clone()).await.unwrap();
-    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
-    let tasks: Vec<_> = (0..RACERS)
-        .map(|i| {
-            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
-            let next = r1.successor(h(&format!("next-{i}")), 20_000);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store
-                    .rotate_refresh(h("r1"), next, 100, GRACE)
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
+    let (r1, outcomes) = race_rotations(&store, GRACE).await;
     let (mut rotated, mut retried) = (0, 0);
-    for task in tasks {
-        match task.await.unwrap() {
+    for (_, outcome) in outcomes {
+        match outcome {
             Rotation::Rotated(old) => {
                 assert_eq!(old, r1);
                 rotated += 1;

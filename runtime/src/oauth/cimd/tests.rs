@@ -81,6 +81,23 @@ fn settings_are_checked() {
     assert_eq!(fetcher.config.default_lifetime, Duration::from_secs(300));
 }
 
+/// An authorization server (scope `a`) allowed to fetch documents from loopback over http.
+async fn fetching_server() -> OAuthServer {
+    AuthorizationServer::new("http://127.0.0.1:1")
+        .unwrap()
+        .resource("http://127.0.0.1:1/mcp")
+        .unwrap()
+        .scopes(["a"])
+        .client_metadata_documents(Some(
+            ClientMetadataDocuments::default()
+                .allow_private_addresses()
+                .insecure_allow_http(),
+        ))
+        .build()
+        .await
+        .unwrap()
+}
+
 /// A document server on loopback counting its requests, and an authorization server allowed
 /// to fetch from it.
 async fn setup() -> (OAuthServer, String, Arc<AtomicUsize>) {
@@ -102,20 +119,7 @@ async fn setup() -> (OAuthServer, String, Arc<AtomicUsize>) {
         }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let server = AuthorizationServer::new("http://127.0.0.1:1")
-        .unwrap()
-        .resource("http://127.0.0.1:1/mcp")
-        .unwrap()
-        .scopes(["a"])
-        .client_metadata_documents(Some(
-            ClientMetadataDocuments::default()
-                .allow_private_addresses()
-                .insecure_allow_http(),
-        ))
-        .build()
-        .await
-        .unwrap();
-    (server, url, hits)
+    (fetching_server().await, url, hits)
 }
 
 #[tokio::test]
@@ -212,18 +216,7 @@ async fn the_documents_one_address_makes_the_server_fetch_are_limited() {
         ),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let server = AuthorizationServer::new("http://127.0.0.1:1")
-        .unwrap()
-        .resource("http://127.0.0.1:1/mcp")
-        .unwrap()
-        .client_metadata_documents(Some(
-            ClientMetadataDocuments::default()
-                .allow_private_addresses()
-                .insecure_allow_http(),
-        ))
-        .build()
-        .await
-        .unwrap();
+    let server = fetching_server().await;
     let state = &server.state;
     let fetcher = state.metadata_documents.as_ref().unwrap();
     let attacker = Some("10.0.0.1".parse().unwrap());
