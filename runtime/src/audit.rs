@@ -247,6 +247,7 @@ impl AuditLog {
         )?))))
     }
 
+    /// A log with the default refusal limits, writing to `file` if given.
     fn with_file(file: Option<Arc<JsonLinesSink>>) -> Self {
         Self {
             sinks: Arc::new(Sinks {
@@ -277,6 +278,7 @@ impl AuditLog {
         self.with_refusals(None)
     }
 
+    /// The same sinks with a new refusal sampler (a fresh table of counts), or none.
     fn with_refusals(self, refusals: Option<Refusals>) -> Self {
         Self {
             sinks: Arc::new(Sinks {
@@ -410,6 +412,7 @@ impl Drop for Sinks {
     }
 }
 
+/// The record as one `tracing` event: INFO when allowed, WARN when refused.
 fn emit_tracing(r: &AuditRecord<'_>) {
     macro_rules! audit_event {
         ($level:expr) => {
@@ -499,6 +502,7 @@ mod tests {
         }
     }
 
+    /// Visits an event's fields, keeping each as text.
     #[derive(Default)]
     struct FieldText(Fields);
 

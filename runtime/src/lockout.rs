@@ -32,8 +32,8 @@ use std::{
 /// When failures lock a source out. The default: 10 failures within a minute lock it out for 5
 /// minutes.
 ///
-/// How it is applied depends on the credential (see [the module docs](self) and DESIGN.md):
-/// for API keys, tokens and client secrets it decides when *failures* from an address are
+/// How it is applied depends on the credential (the README's "Guessing" paragraph and
+/// DESIGN.md, decision 12): for API keys, tokens and client secrets it decides when *failures* from an address are
 /// answered `429` (a correct credential always passes); for passwords it locks an (account,
 /// source) pair, and guessing spread over several sources slows the account down for browsers
 /// that never signed in to it.

@@ -22,7 +22,7 @@ use super::{AUDIT_TARGET, AuditRecord, json_line};
 use crate::ConfigError;
 
 /// Room for a typical line, so that writing one allocates once.
-const LINE_CAPACITY: usize = 256;
+const LINE_CAPACITY: usize = 384;
 
 /// How many records may wait for the writer before new ones are dropped (and counted).
 const QUEUE: usize = 65_536;
@@ -216,6 +216,7 @@ struct Writer {
 }
 
 impl Writer {
+    /// A writer appending to `path`.
     fn open(path: &Path) -> io::Result<Self> {
         let (out, size) = open_append(path)?;
         Ok(Self {

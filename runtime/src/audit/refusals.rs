@@ -72,6 +72,7 @@ struct Window {
 }
 
 impl Window {
+    /// A window opening at `now`, nothing counted yet.
     fn opening(now: u64) -> Self {
         Self {
             start: now,
@@ -205,6 +206,7 @@ impl Refusals {
         self.sweep(&mut table, now, true, summaries);
     }
 
+    /// [`Refusals::summaries_due`] at `now`.
     fn summaries_due_at(&self, now: u64, summaries: &mut Vec<Summary>) {
         if now < self.due.load(Ordering::Relaxed) {
             return;
@@ -215,6 +217,7 @@ impl Refusals {
         }
     }
 
+    /// [`Refusals::admit`] at `now`, with the table already locked.
     fn admit_at(
         &self,
         table: &mut Table,
