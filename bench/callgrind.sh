@@ -10,7 +10,8 @@
 # `bench-server --mode ROW` under callgrind; after a 3 s warm-up the counters are zeroed, then
 # `wrk -t1 -c4` drives `tools/call echo` for DURATION (default 10 s); instructions are divided
 # by the requests wrk completed. Without SERVERS, this tree's bench-server is built (release).
-# Prints one line per server and row: `NAME ROW instructions/request requests`.
+# Prints one line per server and row: `NAME ROW instructions/request requests`. KEEP=DIR keeps
+# the callgrind outputs (`DIR/callgrind.NAME.ROW.1` is the measured part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=$PWD/bench
@@ -27,6 +28,7 @@ if [[ -z ${SERVERS:-} ]]; then
 fi
 
 WORK=$(mktemp -d)
+# KEEP=DIR keeps the callgrind outputs there (for callgrind_annotate).
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null |
     openssl pkcs8 -topk8 -nocrypt -out "$WORK/es256.key"
@@ -51,9 +53,9 @@ for server in $SERVERS; do
         done
         auth=$(cat "$WORK/cred")
         BENCH_AUTH="$auth" wrk -t1 -c4 -d3s -s "$BENCH/mcp.lua" "http://127.0.0.1:$port/mcp" >/dev/null
-        callgrind_control -z "$pid" >/dev/null
+        callgrind_control -z "$pid" >/dev/null 2>&1
         result=$(BENCH_AUTH="$auth" wrk -t1 -c4 -d"$DURATION" -s "$BENCH/mcp.lua" "http://127.0.0.1:$port/mcp" | grep '^RESULT')
-        callgrind_control -d "$pid" >/dev/null
+        callgrind_control -d "$pid" >/dev/null 2>&1
         kill -TERM "$pid"
         wait "$pid" 2>/dev/null || true
         requests=$(sed -n 's/.*good=\([0-9]*\).*/\1/p' <<<"$result")
@@ -63,3 +65,7 @@ for server in $SERVERS; do
         echo "$name $row $((instructions / requests)) $requests"
     done
 done
+if [[ -n ${KEEP:-} ]]; then
+    mkdir -p "$KEEP"
+    cp "$WORK"/callgrind.* "$KEEP"/
+fi

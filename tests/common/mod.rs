@@ -231,14 +231,20 @@ pub fn hidden(page: &str, name: &str) -> String {
 }
 
 /// The path of an example's binary, built by `cargo test` next to the test binary
-/// (`target/<profile>/deps/<test>` → `target/<profile>/examples/<name>`).
+/// (`target/<profile>/deps/<test>` → `target/<profile>/examples/<name>`), or in
+/// `EXAMPLES_DIR` when set (to run a test against another build, e.g. an older commit's).
 pub fn example_binary(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target/<profile>");
-    let path = profile_dir.join("examples").join(name);
+    let dir = match std::env::var_os("EXAMPLES_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("the test binary's path");
+            exe.parent()
+                .and_then(std::path::Path::parent)
+                .expect("target/<profile>")
+                .join("examples")
+        }
+    };
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing: build the examples (`cargo test` does) and re-run",
