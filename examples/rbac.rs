@@ -13,7 +13,9 @@
 //! - `JWT_SECRET`: HS256 secret, at least 32 bytes;
 //! - `MCP_API_KEYS`: `KEY:ROLE,KEY:ROLE,...`;
 //! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:PERMISSION ...],...` for `POST /auth/token`;
-//! - `BIND` (default `127.0.0.1:3000`), `AUDIT_LOG` (a JSON-lines file), `STATELESS=1`.
+//! - `BIND` (default `127.0.0.1:3000`), `AUDIT_LOG` (a JSON-lines file), `STATELESS=1`;
+//! - `MCP_RESOURCE`: the audience (`aud`) every JWT must carry and `/auth/token` writes into its
+//!   tokens (default `http://<BIND>/mcp`).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -212,12 +214,16 @@ pub struct RbacConfig {
     pub stateless: bool,
     /// Write the audit trail to this JSON-lines file.
     pub audit_log: Option<std::path::PathBuf>,
+    /// The MCP endpoint's resource URL: the `aud` every accepted JWT must carry, and the `aud`
+    /// of the tokens `/auth/token` issues.
+    pub resource: String,
 }
 
 /// The token endpoint of the example.
 pub fn token_endpoint(config: &RbacConfig) -> Result<TokenEndpoint, ConfigError> {
     Ok(TokenEndpoint::hs256(&config.jwt_secret)?
         .issuer("mcp-auth-server")
+        .audience(config.resource.clone())
         .clients(config.clients.iter().cloned()))
 }
 
@@ -286,6 +292,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         clients: TokenEndpoint::parse_clients(&clients_spec)?,
         stateless: std::env::var("STATELESS").is_ok_and(|v| v == "1"),
         audit_log: std::env::var_os("AUDIT_LOG").map(Into::into),
+        resource: std::env::var("MCP_RESOURCE").unwrap_or_else(|_| format!("http://{bind}/mcp")),
     };
     let tokens = token_endpoint(&config)?;
     let url = format!("http://{bind}/mcp");

@@ -84,7 +84,7 @@ async fn a_guesser_cannot_lock_valid_callers_out_of_its_address() {
 async fn expired_tokens_are_not_guesses() {
     let server = rbac_with(|g| g.lockout(short_lockout(3))).await;
     let expired = jwt_with(json!({
-        "sub": "alice", "role": "viewer", "iss": ISSUER,
+        "sub": "alice", "role": "viewer", "iss": ISSUER, "aud": RESOURCE,
         "iat": now() - 7200, "exp": now() - 3600,
     }));
     // An MCP client launched with a stale token sends about four requests per launch; three

@@ -17,7 +17,7 @@ fn unsigned(header: Value, claims: Value, signature: &str) -> String {
 }
 
 fn valid_claims() -> Value {
-    json!({ "sub": "mallory", "role": "admin", "iss": ISSUER, "iat": now(), "exp": now() + 600 })
+    json!({ "sub": "mallory", "role": "admin", "iss": ISSUER, "aud": RESOURCE, "iat": now(), "exp": now() + 600 })
 }
 
 async fn initialize(server: &Server, cred: Cred) -> Reply {
@@ -413,5 +413,57 @@ async fn a_session_serves_only_the_caller_that_opened_it() {
             .result()
             .is_object()
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_jwt_verifier_must_check_the_audience() {
+    use mcp_gatekeeper::Jwt;
+    let without = crate::rbac::gatekeeper(rbac_config(true))
+        .unwrap()
+        .authenticate(Jwt::hs256(SECRET).unwrap().issuer(ISSUER))
+        .into_router()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        without.contains(".audience(") && without.contains("accept_tokens_for_any_audience"),
+        "{without}"
+    );
+    assert!(
+        crate::rbac::gatekeeper(rbac_config(true))
+            .unwrap()
+            .authenticate(
+                Jwt::hs256(SECRET)
+                    .unwrap()
+                    .issuer(ISSUER)
+                    .accept_tokens_for_any_audience()
+            )
+            .into_router()
+            .is_ok()
+    );
+    // A token issued for another service is refused; one for this server is served.
+    let server = start_rbac(true).await;
+    let claims = |aud: Value| {
+        jwt_with(
+            json!({ "sub": "alice", "role": "viewer", "iss": ISSUER, "aud": aud, "exp": now() + 60 }),
+        )
+    };
+    for (aud, status) in [
+        (json!("https://other.example/api"), 401),
+        (json!(["https://other.example/api", RESOURCE]), 200),
+        (json!(RESOURCE), 200),
+        (Value::Null, 401),
+    ] {
+        let token = if aud.is_null() {
+            jwt_with(json!({ "sub": "alice", "role": "viewer", "iss": ISSUER, "exp": now() + 60 }))
+        } else {
+            claims(aud.clone())
+        };
+        assert_eq!(
+            initialize(&server, Cred::Bearer(token)).await.status,
+            status,
+            "aud {aud}"
+        );
+    }
     server.stop().await;
 }

@@ -250,7 +250,7 @@ async fn unknown_roles_in_a_token_grant_nothing() {
 async fn roles_array_and_unknown_tools() {
     let server = start_rbac(true).await;
     let token = jwt_with(
-        json!({ "sub": "ivy", "roles": ["viewer", "editor"], "iss": ISSUER, "exp": now() + 60 }),
+        json!({ "sub": "ivy", "roles": ["viewer", "editor"], "iss": ISSUER, "aud": RESOURCE, "exp": now() + 60 }),
     );
     let mcp = Mcp::connect(&server.url, Cred::Bearer(token), Version::V2025_06_18).await;
     let mut listed = mcp.list().await;

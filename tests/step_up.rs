@@ -47,7 +47,12 @@ async fn start_notes(stateless: bool) -> Server {
         .authorization_server("https://auth.example.com")
         .name("Notes");
     let mut gatekeeper = Gatekeeper::new(Notes)
-        .authenticate(Jwt::hs256(SECRET).unwrap().issuer(ISSUER))
+        .authenticate(
+            Jwt::hs256(SECRET)
+                .unwrap()
+                .issuer(ISSUER)
+                .audience(RESOURCE),
+        )
         .protected_resource(resource);
     if stateless {
         gatekeeper = gatekeeper.stateless();
@@ -62,7 +67,7 @@ async fn start_notes(stateless: bool) -> Server {
 
 fn token(role: &str, scope: &str) -> Cred {
     Cred::Bearer(jwt_with(json!({
-        "sub": format!("{role}-user"), "role": role, "scope": scope, "iss": ISSUER, "exp": now() + 600,
+        "sub": format!("{role}-user"), "role": role, "scope": scope, "iss": ISSUER, "aud": RESOURCE, "exp": now() + 600,
     })))
 }
 
@@ -114,7 +119,7 @@ async fn the_401_challenge_points_to_the_metadata() {
     let expired = Mcp::new(
         &server.url,
         Cred::Bearer(jwt_with(
-            json!({ "sub": "x", "iss": ISSUER, "exp": now() - 600 }),
+            json!({ "sub": "x", "iss": ISSUER, "aud": RESOURCE, "exp": now() - 600 }),
         )),
         Version::V2025_11_25,
     );

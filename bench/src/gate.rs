@@ -38,12 +38,15 @@ impl EchoTools {
 struct Claims<'a> {
     sub: &'a str,
     iss: &'a str,
+    aud: &'a str,
     role: &'a str,
     iat: u64,
     exp: u64,
 }
 
 const ISSUER: &str = "mcp-gatekeeper-bench";
+/// The audience of the benchmark's tokens (checked, as every server must).
+const AUDIENCE: &str = "http://127.0.0.1/mcp";
 
 /// A random hex string of `bytes` bytes.
 fn random_hex(bytes: usize) -> String {
@@ -63,6 +66,7 @@ fn mint(algorithm: Algorithm, key: &EncodingKey) -> Result<String, String> {
     let claims = Claims {
         sub: "bench-client",
         iss: ISSUER,
+        aud: AUDIENCE,
         role: "viewer",
         iat: now,
         exp: now + 86_400,
@@ -90,7 +94,8 @@ fn server(options: &Options, audit: AuditLog) -> Result<(Gatekeeper<EchoTools>, 
             let secret = random_hex(32);
             let jwt = Jwt::hs256(&secret)
                 .map_err(|e| e.to_string())?
-                .issuer(ISSUER);
+                .issuer(ISSUER)
+                .audience(AUDIENCE);
             let token = mint(
                 Algorithm::HS256,
                 &EncodingKey::from_secret(secret.as_bytes()),
@@ -105,7 +110,8 @@ fn server(options: &Options, audit: AuditLog) -> Result<(Gatekeeper<EchoTools>, 
             let private = read(options.es256_private.as_ref())?;
             let jwt = Jwt::es256_pem(&public)
                 .map_err(|e| e.to_string())?
-                .issuer(ISSUER);
+                .issuer(ISSUER)
+                .audience(AUDIENCE);
             let key = EncodingKey::from_ec_pem(&private)
                 .map_err(|e| format!("bad ES256 private key (PKCS#8 PEM expected): {e}"))?;
             let token = mint(Algorithm::ES256, &key)?;

@@ -472,10 +472,12 @@ impl<T: McpTools> Gatekeeper<T> {
     }
 }
 
-/// Refuses to start when a credential grants a role the tools do not know: such a key would
-/// silently never work (or, after a rename, work for the wrong tools).
+/// Refuses to start when an authenticator's configuration is unsafe, or a credential grants a
+/// role the tools do not know: such a key would silently never work (or, after a rename, work
+/// for the wrong tools).
 fn check_roles<R: Roles>(authenticators: &[Arc<dyn Authenticator>]) -> Result<(), ConfigError> {
     for authenticator in authenticators {
+        authenticator.check_configuration()?;
         for role in authenticator.configured_roles() {
             if !R::NAMES.contains(&role.as_str()) {
                 return Err(ConfigError::UnknownRole {

@@ -155,7 +155,8 @@ impl fmt::Debug for TokenClient {
 /// The `POST /auth/token` endpoint: exchanges client credentials for an HS256 JWT.
 ///
 /// Issued tokens carry `sub` and `client_id` (the client id), `role`, `permissions` (array),
-/// `scope` (the permissions, space-separated), `iss`, `iat`, `exp` and a random 128-bit `jti`.
+/// `scope` (the permissions, space-separated), `iss`, `aud` (when set), `iat`, `exp` and a random
+/// 128-bit `jti`.
 ///
 /// Responses (all with `Cache-Control: no-store` and `Pragma: no-cache`):
 /// - `200 {"access_token": "...", "token_type": "Bearer", "expires_in": 3600}`;
@@ -178,6 +179,8 @@ pub struct TokenEndpoint {
     issuer: String,
     lifetime: Duration,
     clients: HashMap<String, TokenClient>,
+    /// The `aud` of issued tokens (the MCP server's resource URL), if set.
+    audience: Option<String>,
     audit: AuditLog,
     failures: Arc<FailureThrottle>,
 }
@@ -198,6 +201,7 @@ impl TokenEndpoint {
             issuer: DEFAULT_ISSUER.to_owned(),
             lifetime: DEFAULT_LIFETIME,
             clients: HashMap::new(),
+            audience: None,
             audit: AuditLog::tracing_only(),
             failures: Arc::new(FailureThrottle::new(Lockout::default())),
         })
@@ -230,6 +234,14 @@ impl TokenEndpoint {
     pub fn hs256_from_env(var: &str) -> Result<Self, ConfigError> {
         let secret = crate::error::env_var(var)?;
         Self::hs256(secret).map_err(|e| crate::error::in_env_var(var, e))
+    }
+
+    /// The `aud` of issued tokens, and the audience [`verifier`](Self::verifier) requires: the
+    /// resource URL of the MCP server the tokens are for (`https://mcp.example.com/mcp`).
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
     }
 
     /// The `iss` of issued tokens (default `mcp-auth-server`).
@@ -312,13 +324,19 @@ impl TokenEndpoint {
         Ok(clients)
     }
 
-    /// A [`Jwt`] verifier for the tokens this endpoint issues: same secret, same issuer.
+    /// A [`Jwt`] verifier for the tokens this endpoint issues: same secret, same issuer, and
+    /// the [`audience`](Self::audience) when one is set (without it, a server refuses to start
+    /// with the verifier: see [`Jwt::audience`]).
     ///
     /// # Errors
     /// Never in practice (the secret was checked when the endpoint was built); the `Result`
     /// keeps the verifier's own checks in one place.
     pub fn verifier(&self) -> Result<Jwt, ConfigError> {
-        Ok(Jwt::hs256(&self.secret)?.issuer(self.issuer.clone()))
+        let jwt = Jwt::hs256(&self.secret)?.issuer(self.issuer.clone());
+        Ok(match &self.audience {
+            Some(audience) => jwt.audience(audience.clone()),
+            None => jwt,
+        })
     }
 
     /// The router serving `POST /auth/token`. The client's address (for the failure throttle
@@ -406,6 +424,7 @@ impl TokenEndpoint {
             permissions: &client.permissions,
             scope: client.permissions.join(" "),
             iss: &self.issuer,
+            aud: self.audience.as_deref(),
             iat: issued_at,
             exp: issued_at.saturating_add(self.lifetime.as_secs()),
             jti: &jti,
@@ -702,6 +721,8 @@ struct IssuedClaims<'a> {
     permissions: &'a [String],
     scope: String,
     iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
     iat: u64,
     exp: u64,
     jti: &'a str,

@@ -17,6 +17,8 @@ use crate::rbac::{self, RbacConfig};
 /// The HS256 secret of every test server.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const ISSUER: &str = "mcp-auth-server";
+/// The audience the test servers' JWTs carry (their resource URL as configured).
+pub const RESOURCE: &str = "http://localhost/mcp";
 
 pub const VIEWER_KEY: &str = "viewer-key-000000000001";
 pub const EDITOR_KEY: &str = "editor-key-000000000002";
@@ -47,6 +49,7 @@ pub fn rbac_config(stateless: bool) -> RbacConfig {
         clients: TokenEndpoint::parse_clients(CLIENTS).unwrap(),
         stateless,
         audit_log: None,
+        resource: RESOURCE.into(),
     }
 }
 
@@ -75,7 +78,9 @@ pub fn now() -> u64 {
 
 /// An HS256 JWT signed with [`SECRET`] for `sub` with `role`, valid for an hour.
 pub fn jwt(sub: &str, role: &str) -> String {
-    jwt_with(json!({ "sub": sub, "role": role, "iss": ISSUER, "iat": now(), "exp": now() + 3600 }))
+    jwt_with(
+        json!({ "sub": sub, "role": role, "iss": ISSUER, "aud": RESOURCE, "iat": now(), "exp": now() + 3600 }),
+    )
 }
 
 /// An HS256 JWT with arbitrary claims, signed with [`SECRET`].

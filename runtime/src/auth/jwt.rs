@@ -156,6 +156,8 @@ pub struct Jwt {
     key: Arc<VerifyingKey>,
     issuer: Option<String>,
     audiences: Vec<String>,
+    /// Set by [`Jwt::accept_tokens_for_any_audience`]: no `aud` check, on purpose.
+    any_audience: bool,
     leeway: u64,
     role_claim: String,
     scope_claims: Vec<String>,
@@ -331,6 +333,7 @@ impl Jwt {
             key: Arc::new(key),
             issuer: None,
             audiences: Vec::new(),
+            any_audience: false,
             leeway: DEFAULT_LEEWAY.as_secs(),
             role_claim: DEFAULT_ROLE_CLAIM.to_owned(),
             scope_claims: DEFAULT_SCOPE_CLAIMS.map(str::to_owned).to_vec(),
@@ -350,13 +353,31 @@ impl Jwt {
         self
     }
 
-    /// Requires the `aud` claim to be present and to contain `audience`. Call it several times
-    /// to accept any of several audiences. Without it, `aud` is not checked.
+    /// Requires the `aud` claim to be present and to contain `audience`: for an MCP server,
+    /// its resource URL (`https://mcp.example.com/mcp`), so that a token issued for another
+    /// service is refused (MCP authorization: servers MUST validate that tokens were issued for
+    /// them). Call it several times to accept any of several audiences.
+    ///
+    /// A server refuses to start with a verifier that has neither an audience nor
+    /// [`accept_tokens_for_any_audience`](Self::accept_tokens_for_any_audience).
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         // Other rules: tokens accepted under the old ones must be checked again.
         self.verified = Arc::default();
         self.audiences.push(audience.into());
+        self.any_audience = false;
+        self
+    }
+
+    /// Gives up the audience check: tokens are accepted whatever their `aud`, including tokens
+    /// the same issuer made for *other* services, which anyone holding one could then replay
+    /// here. Only for issuers that mint tokens for this server alone (and say so in your
+    /// configuration); prefer [`audience`](Self::audience).
+    #[must_use]
+    pub fn accept_tokens_for_any_audience(mut self) -> Self {
+        self.verified = Arc::default();
+        self.audiences.clear();
+        self.any_audience = true;
         self
     }
 
@@ -567,6 +588,17 @@ impl Authenticator for Jwt {
     fn configured_roles(&self) -> Vec<String> {
         Vec::new()
     }
+
+    fn check_configuration(&self) -> Result<(), crate::ConfigError> {
+        if self.audiences.is_empty() && !self.any_audience {
+            return Err(crate::ConfigError::invalid(
+                "a JWT verifier must check the audience: set `.audience(\"<this server's \
+                 resource URL, e.g. https://mcp.example.com/mcp>\")`, or \
+                 `.accept_tokens_for_any_audience()` to accept tokens issued for any service",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Jwt {
@@ -576,6 +608,7 @@ impl fmt::Debug for Jwt {
             .field("key", &"<redacted>")
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
+            .field("any_audience", &self.any_audience)
             .field("leeway_secs", &self.leeway)
             .field("role_claim", &self.role_claim)
             .field("scope_claims", &self.scope_claims)
@@ -774,6 +807,20 @@ TlvHNUaF7TxkpfrVfQIDAQAB
         Jwt::hs256(SECRET).unwrap()
     }
 
+    /// `token` with the top bit of its last base64url character flipped: the signature's
+    /// bytes always change (a fixed replacement character would leave the token unchanged one
+    /// time in 64, or change only bits a lenient decoder ignores).
+    fn with_last_char_changed(token: &str) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let (head, last) = token.split_at(token.len() - 1);
+        let value = ALPHABET
+            .iter()
+            .position(|c| *c == last.as_bytes()[0])
+            .unwrap();
+        format!("{head}{}", ALPHABET[value ^ 0b10_0000] as char)
+    }
+
     #[test]
     fn cached_tokens_follow_the_rules_of_the_verifier_they_were_checked_by() {
         let token = hs256_token(&json!({ "sub": "a", "iss": "one", "exp": now() + 600 }));
@@ -788,7 +835,7 @@ TlvHNUaF7TxkpfrVfQIDAQAB
         assert!(one.clone().issuer("two").verify_shared(&token).is_err());
         assert!(one.clone().audience("aud").verify_shared(&token).is_err());
         // A refused token is never cached, and a forged one never matches a cached one.
-        let forged = format!("{}x", &token[..token.len() - 1]);
+        let forged = with_last_char_changed(&token);
         assert!(one.verify_shared(&forged).is_err());
         assert!(one.verify_shared(&forged).is_err());
     }
@@ -1412,7 +1459,7 @@ TlvHNUaF7TxkpfrVfQIDAQAB
         assert_full_principal(&jwt.verify(&token).unwrap());
         // A P-384 key is not a P-256 one.
         assert!(Jwt::es256_pem(&p384_public_pem(&spki)).is_err());
-        let forged = format!("{}x", &token[..token.len() - 1]);
+        let forged = with_last_char_changed(&token);
         assert_invalid(jwt.verify(&forged));
     }
 

@@ -91,4 +91,10 @@ pub trait Authenticator: Send + Sync + 'static {
     fn configured_roles(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Checks the authenticator's configuration when a server is built with it; an error stops
+    /// the build (for example a JWT verifier that would accept tokens issued for any service).
+    fn check_configuration(&self) -> Result<(), crate::ConfigError> {
+        Ok(())
+    }
 }
