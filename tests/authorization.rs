@@ -157,7 +157,7 @@ async fn the_eleventh_delete_in_a_minute_is_refused_with_a_retry_time() {
     }
     let reply = mcp.call("delete-data", json!({ "key": "k10" })).await;
     let error = reply.error();
-    assert_eq!(error["code"], -32029);
+    assert_eq!(error["code"], -32005);
     assert_eq!(error["data"]["reason"], "rate_limited");
     assert_eq!(error["data"]["limit"], "10/min");
     let retry = error["data"]["retryAfterSeconds"].as_u64().unwrap();
@@ -200,7 +200,7 @@ async fn exactly_ten_of_a_hundred_simultaneous_calls_pass_a_limit_of_ten() {
     let passed = replies.iter().filter(|r| r.error_code().is_none()).count();
     let limited = replies
         .iter()
-        .filter(|r| r.error_code() == Some(-32029))
+        .filter(|r| r.error_code() == Some(-32005))
         .count();
     assert_eq!((passed, limited), (10, 90));
     server.stop().await;

@@ -1,7 +1,7 @@
 //! The MCP server as an OAuth protected resource: RFC 9728 metadata, challenges that point to
 //! it, and `403 insufficient_scope` step-up decided before the tool runs, on every version.
 
-use mcp_gatekeeper::{Gatekeeper, Jwt, ProtectedResource, prelude::*};
+use mcp_gatekeeper::{Gatekeeper, Jwt, ProtectedResource, ScopeHierarchy, prelude::*};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -40,6 +40,10 @@ impl Notes {
 }
 
 async fn start_notes(stateless: bool) -> Server {
+    start_notes_with(stateless, ScopeHierarchy::new()).await
+}
+
+async fn start_notes_with(stateless: bool, hierarchy: ScopeHierarchy) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let resource = ProtectedResource::new(&format!("{base}/mcp"))
@@ -53,7 +57,8 @@ async fn start_notes(stateless: bool) -> Server {
                 .issuer(ISSUER)
                 .audience(RESOURCE),
         )
-        .protected_resource(resource);
+        .protected_resource(resource)
+        .scope_hierarchy(hierarchy);
     if stateless {
         gatekeeper = gatekeeper.stateless();
     }
@@ -233,5 +238,95 @@ async fn tools_list_accounts_for_scopes() {
     let mut all = owner.list().await;
     all.sort();
     assert_eq!(all, ["purge", "read", "write"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_step_up_challenge_keeps_the_scopes_the_token_holds() {
+    let server = start_notes(true).await;
+    let reader = Mcp::connect(
+        &server.url,
+        token("member", "notes:read calendar:read"),
+        Version::V2026_07_28,
+    )
+    .await;
+    let reply = reader.call("write", json!({ "text": "hi" })).await;
+    assert_eq!(reply.status, 403);
+    let challenge = reply.header("www-authenticate").unwrap();
+    // What the token has, then what the tool adds: a client re-authorizing with exactly this
+    // list loses nothing it could do before.
+    assert!(
+        challenge.contains("scope=\"calendar:read notes:read notes:write\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge
+            .contains("error_description=\"tool `write` requires scope `notes:read notes:write`\""),
+        "{challenge}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_broader_scope_includes_the_narrower_ones() {
+    let hierarchy = ScopeHierarchy::new()
+        .include("notes", ["notes:read", "notes:write"])
+        .include("owner-all", ["notes", "notes:admin"]);
+    let server = start_notes_with(true, hierarchy).await;
+    let broad = Mcp::connect(&server.url, token("member", "notes"), Version::V2026_07_28).await;
+    let mut listed = broad.list().await;
+    listed.sort();
+    assert_eq!(listed, ["read", "write"]);
+    assert_eq!(
+        broad.call("write", json!({ "text": "hi" })).await.text(),
+        "noted: hi"
+    );
+    // Transitive; and scopes never stand in for a role.
+    let owner = Mcp::connect(
+        &server.url,
+        token("owner", "owner-all"),
+        Version::V2026_07_28,
+    )
+    .await;
+    assert_eq!(owner.call("purge", json!({})).await.text(), "purged");
+    assert_eq!(owner.call("read", json!({})).await.text(), "nothing yet");
+    // A narrower scope never includes a broader one.
+    let narrow = Mcp::connect(
+        &server.url,
+        token("owner", "notes:admin"),
+        Version::V2026_07_28,
+    )
+    .await;
+    assert_eq!(
+        narrow.call("write", json!({ "text": "x" })).await.status,
+        403
+    );
+    // The metadata lists the broader scopes too, the 401 challenge only what the tools need.
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        server.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let mut supported: Vec<&str> = metadata["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    supported.sort_unstable();
+    assert_eq!(
+        supported,
+        [
+            "notes",
+            "notes:admin",
+            "notes:read",
+            "notes:write",
+            "owner-all"
+        ]
+    );
     server.stop().await;
 }

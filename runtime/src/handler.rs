@@ -17,7 +17,7 @@ use rmcp::{
 use serde_json::json;
 
 use crate::{
-    ConfigError, McpTools, Principal, Rate,
+    ConfigError, McpTools, Principal, Rate, ScopeHierarchy,
     audit::{AuditEvent, AuditLog, AuditRecord, Outcome},
     http_auth::Authenticated,
     rate_limit::{ToolLimiter, retry_after_seconds},
@@ -35,7 +35,11 @@ pub mod codes {
     /// or `missing_scope`.
     pub const FORBIDDEN: i32 = -32003;
     /// The caller exceeded the tool's rate limit; `data.retryAfterSeconds` says when to retry.
-    pub const RATE_LIMITED: i32 = -32029;
+    ///
+    /// (It was -32029 before MCP 2026-07-28 reserved -32020 to -32099 for the protocol; every
+    /// code here lies in -32000 to -32019, the JSON-RPC range for server errors that MCP leaves
+    /// to implementations.)
+    pub const RATE_LIMITED: i32 = -32005;
 }
 
 /// One tool, ready to serve.
@@ -43,6 +47,25 @@ struct ServedTool<T> {
     def: ToolDef<T>,
     listing: Tool,
     limiter: Option<ToolLimiter>,
+    /// For each scope the tool requires (in `def.scopes` order), the scopes that satisfy it:
+    /// itself, then every scope the hierarchy says includes it. Computed once, so a check is a
+    /// few binary searches in the principal's sorted scopes.
+    satisfied_by: Box<[Box<[Box<str>]>]>,
+}
+
+impl<T> ServedTool<T> {
+    /// The required scopes the principal holds no scope for.
+    fn missing_scopes<'p>(
+        &self,
+        principal: &'p Principal,
+    ) -> impl Iterator<Item = &'static str> + use<'_, 'p, T> {
+        self.def
+            .scopes
+            .iter()
+            .zip(self.satisfied_by.iter())
+            .filter(|(_, accepted)| !accepted.iter().any(|s| principal.has_scope(s)))
+            .map(|(required, _)| *required)
+    }
 }
 
 /// Everything the handler needs, built once per server.
@@ -61,11 +84,12 @@ impl<T: McpTools> Engine<T> {
         info: ServerInfo,
         audit: AuditLog,
         hide_forbidden: bool,
+        hierarchy: &ScopeHierarchy,
     ) -> Result<Self, ConfigError> {
         let mut tools = Vec::new();
         let mut by_name = HashMap::new();
         for def in T::__tool_defs() {
-            let served = serve_tool(def)?;
+            let served = serve_tool(def, hierarchy)?;
             if by_name.insert(served.def.name, tools.len()).is_some() {
                 return Err(ConfigError::Tool {
                     tool: served.def.name.into(),
@@ -124,15 +148,10 @@ impl<T: McpTools> Engine<T> {
                 });
             }
         }
-        if def.scopes.iter().any(|s| !principal.has_scope(s)) {
+        if tool.missing_scopes(principal).next().is_some() {
             return Err(Denial::MissingScopes {
                 required: def.scopes,
-                missing: def
-                    .scopes
-                    .iter()
-                    .copied()
-                    .filter(|s| !principal.has_scope(s))
-                    .collect(),
+                missing: tool.missing_scopes(principal).collect(),
             });
         }
         Ok(())
@@ -175,8 +194,11 @@ impl<T: McpTools> ScopeOracle for Engine<T> {
     }
 }
 
-/// Builds the listing and limiter of one tool, refusing a tool that cannot be served.
-fn serve_tool<T>(def: ToolDef<T>) -> Result<ServedTool<T>, ConfigError> {
+/// Builds the listing, limiter and scope sets of one tool, refusing a tool that cannot be served.
+fn serve_tool<T>(
+    def: ToolDef<T>,
+    hierarchy: &ScopeHierarchy,
+) -> Result<ServedTool<T>, ConfigError> {
     let tool_error = |message: String| ConfigError::Tool {
         tool: def.name.into(),
         message,
@@ -206,10 +228,20 @@ fn serve_tool<T>(def: ToolDef<T>) -> Result<ServedTool<T>, ConfigError> {
                 .ok_or_else(|| tool_error(format!("rate {rate} cannot be enforced")))?,
         ),
     };
+    let satisfied_by = def
+        .scopes
+        .iter()
+        .map(|scope| {
+            std::iter::once((*scope).into())
+                .chain(hierarchy.broader_than(scope).into_iter().map(Into::into))
+                .collect()
+        })
+        .collect();
     Ok(ServedTool {
         def,
         listing,
         limiter,
+        satisfied_by,
     })
 }
 

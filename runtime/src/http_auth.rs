@@ -252,6 +252,7 @@ async fn step_up(
     Err(insufficient_scope(
         tool.as_deref().unwrap_or_default(),
         required,
+        principal.scopes(),
         &state.challenge,
     ))
 }
@@ -288,11 +289,25 @@ fn tool_named_in_body(bytes: &[u8]) -> Option<String> {
     message.params?.name.map(Cow::into_owned)
 }
 
-/// `403` with an RFC 6750 `insufficient_scope` challenge naming every scope the tool needs
-/// (one challenge for the whole operation, as MCP 2026-07-28 asks).
-fn insufficient_scope(tool: &str, required: &[&str], challenge: &Challenge) -> Response {
-    let scope = required.join(" ");
-    let description = format!("tool `{tool}` requires scope `{scope}`");
+/// `403` with an RFC 6750 `insufficient_scope` challenge naming every scope the tool needs (one
+/// challenge for the whole operation, as MCP 2026-07-28 asks) together with the scopes the token
+/// already holds: a client that re-authorizes with exactly the challenged scopes then keeps what
+/// it could do before (MCP 2025-11-25's recommended approach; 2026-07-28 asks clients to take the
+/// union themselves, which this makes harmless).
+fn insufficient_scope<'a>(
+    tool: &str,
+    required: &[&str],
+    held: impl Iterator<Item = &'a str>,
+    challenge: &Challenge,
+) -> Response {
+    let mut scopes: Vec<&str> = held.collect();
+    for scope in required {
+        if !scopes.contains(scope) {
+            scopes.push(scope);
+        }
+    }
+    let scope = scopes.join(" ");
+    let description = format!("tool `{tool}` requires scope `{}`", required.join(" "));
     let header_value = format!(
         "Bearer error=\"insufficient_scope\", scope=\"{}\", error_description=\"{}\"{}",
         quote_safe(&scope),
@@ -418,11 +433,11 @@ mod tests {
             missing.headers()[header::WWW_AUTHENTICATE],
             "Bearer realm=\"mcp\", resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", scope=\"a b\""
         );
-        let forbidden = insufficient_scope("w", &["a", "c"], &params);
+        let forbidden = insufficient_scope("w", &["a", "c"], ["b", "a"].into_iter(), &params);
         assert_eq!(forbidden.status(), 403);
         assert_eq!(
             forbidden.headers()[header::WWW_AUTHENTICATE],
-            "Bearer error=\"insufficient_scope\", scope=\"a c\", error_description=\"tool `w` requires scope `a c`\", resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\""
+            "Bearer error=\"insufficient_scope\", scope=\"b a c\", error_description=\"tool `w` requires scope `a c`\", resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\""
         );
     }
 

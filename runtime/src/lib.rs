@@ -18,6 +18,7 @@ mod rate_limit;
 mod rbac;
 mod resource;
 mod serve;
+mod scopes;
 mod server;
 mod sessions;
 pub mod store;
@@ -33,6 +34,7 @@ pub use lockout::Lockout;
 pub use principal::{AuthMethod, CallerId, Principal, PrincipalBuilder};
 pub use rbac::{Caller, Granted, Guard, Includes, NoRoleGuard, NoRoles, RoleMarker, Roles};
 pub use resource::ProtectedResource;
+pub use scopes::ScopeHierarchy;
 pub use serve::ConnectionLimits;
 pub use server::{Gatekeeper, RunningServer, ServeError, shutdown_signal};
 pub use token_endpoint::{TokenClient, TokenEndpoint};
@@ -220,7 +222,12 @@ pub mod __bench {
     impl<T: McpTools> Catalog<T> {
         /// Builds the table once.
         pub fn new() -> Result<Self, ConfigError> {
-            crate::handler::Engine::new(T::__server_info(), AuditLog::tracing_only(), false)
+            crate::handler::Engine::new(
+                T::__server_info(),
+                AuditLog::tracing_only(),
+                false,
+                &crate::ScopeHierarchy::new(),
+            )
                 .map(Self)
         }
 

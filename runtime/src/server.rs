@@ -76,6 +76,8 @@ pub struct Gatekeeper<T: McpTools> {
     resource: Option<ProtectedResource>,
     /// The issuer and scopes of the mounted authorization server, to check the tools' scopes.
     oauth_scopes: Option<(String, Vec<String>)>,
+    /// Which scopes include which (merged with the mounted authorization server's).
+    scope_hierarchy: crate::ScopeHierarchy,
     /// `TCP_NODELAY` on accepted connections; `None`: on in stateful mode only.
     tcp_nodelay: Option<bool>,
     extra_routes: Router,
@@ -116,6 +118,7 @@ impl<T: McpTools> Gatekeeper<T> {
             lockout: Lockout::default(),
             resource: None,
             oauth_scopes: None,
+            scope_hierarchy: crate::ScopeHierarchy::new(),
             tcp_nodelay: None,
             extra_routes: Router::new(),
             name: None,
@@ -218,6 +221,17 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
+    /// Declares which scopes include which: a token holding a broader scope may then call tools
+    /// that require a narrower one (MCP 2026-07-28: servers MUST honour scope hierarchies).
+    /// Merged with earlier calls and with the hierarchy of an authorization server mounted with
+    /// [`oauth`](Self::oauth). The protected-resource metadata lists the declared broader scopes
+    /// in `scopes_supported` next to the tools' own. A scope that is not an RFC 6749 scope
+    /// token fails the build.
+    pub fn scope_hierarchy(mut self, hierarchy: crate::ScopeHierarchy) -> Self {
+        self.scope_hierarchy = self.scope_hierarchy.merge(&hierarchy);
+        self
+    }
+
     /// Declares the endpoint an OAuth protected resource: serves its RFC 9728 metadata (at the
     /// path-inserted and the root well-known URLs), names it in every `401` challenge
     /// (`resource_metadata`, `scope`), and answers a tool call missing scopes with a
@@ -248,6 +262,7 @@ impl<T: McpTools> Gatekeeper<T> {
         let metadata = server.protected_resource(resource)?;
         let mut this = self;
         this.oauth_scopes = Some((server.issuer().to_owned(), server.scopes().to_vec()));
+        this.scope_hierarchy = this.scope_hierarchy.merge(server.scope_hierarchy());
         this.oauth_servers.push(server.clone());
         Ok(this
             .authenticate(authenticator)
@@ -322,10 +337,12 @@ impl<T: McpTools> Gatekeeper<T> {
 
     fn build(self, shutdown: CancellationToken) -> Result<(Router, Arc<Engine<T>>), ConfigError> {
         check_roles::<T::Roles>(&self.authenticators)?;
+        self.scope_hierarchy.check()?;
         if let Some((issuer, granted)) = &self.oauth_scopes {
+            // A tool's scope can be granted when the server grants it or a scope including it.
             let missing: Vec<&str> = T::declared_scopes()
                 .into_iter()
-                .filter(|s| !granted.iter().any(|g| g == s))
+                .filter(|s| !granted.iter().any(|g| self.scope_hierarchy.implies(g, s)))
                 .collect();
             if !missing.is_empty() {
                 return Err(ConfigError::invalid(format!(
@@ -346,7 +363,12 @@ impl<T: McpTools> Gatekeeper<T> {
         if let Some(version) = self.version {
             info.version = version.into();
         }
-        let engine = Arc::new(Engine::<T>::new(info, audit.clone(), self.hide_forbidden)?);
+        let engine = Arc::new(Engine::<T>::new(
+            info,
+            audit.clone(),
+            self.hide_forbidden,
+            &self.scope_hierarchy,
+        )?);
         spawn_housekeeping(Arc::downgrade(&engine));
         let service = GatekeeperService::new(Arc::new(self.tools), engine.clone());
 
@@ -367,9 +389,20 @@ impl<T: McpTools> Gatekeeper<T> {
             Some(resource) => {
                 resource.check()?;
                 let scopes = resource.advertised_scopes(engine.declared_scopes());
+                // The metadata also names the broader scopes that include the tools' own (a
+                // client may ask for those); the 401 challenge names only what the tools need.
+                let mut supported = scopes.clone();
+                for broader in self
+                    .scope_hierarchy
+                    .broader_of_any(engine.declared_scopes().iter().copied())
+                {
+                    if !supported.contains(&broader) {
+                        supported.push(broader);
+                    }
+                }
                 (
                     Challenge::new(Some(&resource.metadata_url()), &scopes),
-                    resource.routes(&scopes),
+                    resource.routes(&supported),
                 )
             }
             None => (Challenge::default(), Router::new()),

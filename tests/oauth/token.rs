@@ -1070,3 +1070,67 @@ async fn repeated_wrong_secrets_are_throttled_but_the_right_one_always_works() {
     assert_eq!(status, 200, "{body}");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn the_authorization_servers_scope_hierarchy_reaches_the_tools() {
+    use mcp_gatekeeper::ScopeHierarchy;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{base}/mcp");
+    // The server grants only the broad scope; the tools require the narrow ones.
+    let oauth = AuthorizationServer::new(&base)
+        .unwrap()
+        .resource(&url)
+        .unwrap()
+        .scope_hierarchy(
+            ScopeHierarchy::new().include("notes", ["notes:read", "notes:write", "notes:admin"]),
+        )
+        .client(
+            OAuthClient::confidential(SERVICE_ID, SERVICE_SECRET)
+                .role("member")
+                .scopes(["notes"]),
+        )
+        .build()
+        .await
+        .unwrap();
+    let running = Gatekeeper::new(crate::step_up::Notes)
+        .oauth(&oauth, &url)
+        .expect("every tool scope is included in one the server grants")
+        .serve_on(listener)
+        .unwrap();
+    let metadata: Value = reqwest::get(format!("{base}/.well-known/oauth-authorization-server"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for scope in ["notes", "notes:read", "notes:write", "notes:admin"] {
+        assert!(
+            metadata["scopes_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(scope)),
+            "{scope}: {metadata}"
+        );
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(SERVICE_ID, Some(SERVICE_SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", "notes")])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    let mcp = crate::common::Mcp::connect(
+        &url,
+        crate::common::Cred::Bearer(token.into()),
+        crate::common::Version::V2026_07_28,
+    )
+    .await;
+    assert_eq!(
+        mcp.call("write", json!({ "text": "hi" })).await.text(),
+        "noted: hi"
+    );
+    running.shutdown().await.unwrap();
+}

@@ -55,7 +55,7 @@ pub use users::{Login, LoginFuture, SignedIn, User};
 pub use verifier::OAuthTokens;
 
 use crate::{
-    AuditLog, ConfigError, Lockout, ProtectedResource,
+    AuditLog, ConfigError, Lockout, ProtectedResource, ScopeHierarchy,
     lockout::{FailureThrottle, PasswordGuard},
     store::{FAMILY_REVOCATION_RETENTION_SECS, MemoryStore, Store, StoreError},
 };
@@ -112,6 +112,8 @@ pub struct AuthorizationServer {
     signing_key_lifetime: Option<Duration>,
     /// Password checks that may run at once; `None`: one per core.
     password_checks: Option<usize>,
+    /// Which scopes include which.
+    scope_hierarchy: ScopeHierarchy,
 }
 
 /// The default of [`AuthorizationServer::refresh_grace_period`]: a client's usual 30-second
@@ -164,6 +166,7 @@ impl AuthorizationServer {
             audit: AuditLog::tracing_only(),
             signing_key_lifetime: Some(Duration::from_secs(30 * 86_400)),
             password_checks: None,
+            scope_hierarchy: ScopeHierarchy::new(),
         })
     }
 
@@ -202,6 +205,21 @@ impl AuthorizationServer {
                 self.scopes.push(scope);
             }
         }
+        self
+    }
+
+    /// Declares which scopes include which (see [`ScopeHierarchy`]). Every declared scope is
+    /// added to `scopes_supported` (so users can consent to the broader ones), and a server
+    /// mounting this one with [`Gatekeeper::oauth`](crate::Gatekeeper::oauth) lets a token
+    /// holding a broader scope call tools that require a narrower one. Issuing stays exact: a
+    /// client or user allowed `data` can be granted `data`, and thereby reach `data:read` tools.
+    pub fn scope_hierarchy(mut self, hierarchy: ScopeHierarchy) -> Self {
+        for scope in hierarchy.declared() {
+            if !self.scopes.iter().any(|s| s == scope) {
+                self.scopes.push(scope.to_owned());
+            }
+        }
+        self.scope_hierarchy = self.scope_hierarchy.merge(&hierarchy);
         self
     }
 
@@ -343,6 +361,7 @@ impl AuthorizationServer {
                 self.access_token_lifetime.as_secs()
             )));
         }
+        self.scope_hierarchy.check()?;
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let mut configured_roles: Vec<String> = self
             .users
@@ -418,6 +437,7 @@ impl AuthorizationServer {
             configured_roles,
             pending: authorize::PendingRequests::default(),
             signing_key_lifetime: self.signing_key_lifetime.map(|d| d.as_secs() as i64),
+            scope_hierarchy: self.scope_hierarchy,
         });
         let server = OAuthServer { state };
         server
@@ -458,6 +478,12 @@ impl OAuthServer {
     /// The scopes the server grants.
     pub fn scopes(&self) -> &[String] {
         &self.state.scopes
+    }
+
+    /// Which scopes include which, as declared with
+    /// [`AuthorizationServer::scope_hierarchy`].
+    pub fn scope_hierarchy(&self) -> &ScopeHierarchy {
+        &self.state.scope_hierarchy
     }
 
     /// The store the server keeps its state in.
@@ -601,6 +627,8 @@ pub(crate) struct AsState {
     pub(crate) pending: authorize::PendingRequests,
     /// Seconds a signing key signs before it is rotated, if rotation is scheduled.
     pub(crate) signing_key_lifetime: Option<i64>,
+    /// Which scopes include which.
+    pub(crate) scope_hierarchy: ScopeHierarchy,
 }
 
 /// Runs [`OAuthServer::housekeeping`] every [`HOUSEKEEPING_EVERY`] until the server is dropped.
