@@ -6,10 +6,19 @@
 //! OAUTH_USER_PASSWORD='choose-a-password' cargo run --example oauth
 //! ```
 //!
-//! Configuration (environment):
-//! - `OAUTH_BIND`: the address to listen on (default `127.0.0.1:3000`);
-//! - `OAUTH_ISSUER`: the public origin, also the issuer (default `http://<OAUTH_BIND>`); the MCP
-//!   endpoint is `<issuer>/mcp`;
+//! Configuration (environment), first the variables every example shares:
+//! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
+//! - `STATELESS=1`: plain JSON replies, no sessions;
+//! - `MCP_RESOURCE`: the MCP endpoint's URL as clients reach it, the audience (`aud`) of every
+//!   access token (default `<OAUTH_ISSUER>/mcp`, else `http://<BIND>/mcp`); the endpoint is
+//!   served at `/mcp` (a proxy may map another path to it); its host is answered to besides
+//!   the loopback names;
+//!
+//! then the authorization server's own:
+//! - `OAUTH_ISSUER`: the issuer, which is the origin of `MCP_RESOURCE` since the authorization
+//!   server is mounted on the MCP server's origin (its metadata is fetched from there, and its
+//!   `issuer` must match); default that origin. Set one of the two; setting both to
+//!   different origins is refused at start;
 //! - `OAUTH_DATA_DIR`: where `oauth.db` (clients, users, codes, refresh tokens, keys) and
 //!   `audit.jsonl` live (default `./oauth-data`);
 //! - `OAUTH_USER` (default `alice`), `OAUTH_USER_PASSWORD` (generated and printed when unset),
@@ -135,6 +144,11 @@ impl OAuthDataTools {
 pub struct OAuthConfig {
     /// The public origin and issuer, e.g. `http://127.0.0.1:3000`.
     pub issuer: String,
+    /// The MCP endpoint's resource URI on that origin (the tokens' audience), e.g.
+    /// `http://127.0.0.1:3000/mcp`.
+    pub resource: String,
+    /// Serve without sessions.
+    pub stateless: bool,
     /// Where the SQLite file and the audit trail live.
     pub data_dir: PathBuf,
     /// The demo user's name.
@@ -157,7 +171,7 @@ pub async fn serve(
     listener: TcpListener,
 ) -> Result<RunningServer, Box<dyn std::error::Error>> {
     create_private_dir(&config.data_dir)?;
-    let resource = format!("{}/mcp", config.issuer.trim_end_matches('/'));
+    let resource = config.resource.as_str();
     let store = SqliteStore::open(config.data_dir.join("oauth.db"))?;
     let mut documents = ClientMetadataDocuments::default();
     if config.cimd_allow_private {
@@ -167,7 +181,7 @@ pub async fn serve(
     let audit = AuditLog::json_lines(config.data_dir.join("audit.jsonl"))?;
     let mut authorization = AuthorizationServer::new(&config.issuer)?
         .audit(audit.clone())
-        .resource(&resource)?
+        .resource(resource)?
         .store(Arc::new(store))
         .scopes(OAuthDataTools::declared_scopes())
         .user(User::new(&config.user, &config.password).role(&config.role))
@@ -179,15 +193,24 @@ pub async fn serve(
         authorization = authorization.insecure_auto_approve(&config.user);
     }
     let oauth = authorization.build().await?;
-    let server = Gatekeeper::new(OAuthDataTools::default())
-        .oauth(&oauth, &resource)?
+    // The example lives in the mcp-gatekeeper package, whose name the tools would otherwise
+    // announce; a server in its own crate announces that crate's name and version by default.
+    let mut server = Gatekeeper::new(OAuthDataTools::default())
+        .server_info("oauth-data-store", env!("CARGO_PKG_VERSION"))
+        .oauth(&oauth, resource)?
         .audit(audit);
+    if let Some(hosts) = rbac::allowed_hosts(resource)? {
+        server = server.allowed_hosts(hosts);
+    }
+    if config.stateless {
+        server = server.stateless();
+    }
     Ok(server.serve_on(listener)?)
 }
 
 /// The configuration from the environment; what is missing gets a default (a generated
-/// password is printed).
-fn config_from_env(bind: &str) -> OAuthConfig {
+/// password is printed). `origin` is where the listener is reached locally.
+fn config_from_env(origin: &str) -> Result<OAuthConfig, Box<dyn std::error::Error>> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let password = var("OAUTH_USER_PASSWORD").unwrap_or_else(|| {
         let mut bytes = [0u8; 12];
@@ -208,20 +231,21 @@ fn config_from_env(bind: &str) -> OAuthConfig {
         let role = var("OAUTH_SERVICE_ROLE").unwrap_or_else(|| "viewer".into());
         clients.push(OAuthClient::confidential(id, secret).role(role));
     }
-    OAuthConfig {
+    Ok(OAuthConfig {
         user: var("OAUTH_USER").unwrap_or_else(|| "alice".into()),
         password,
         role: var("OAUTH_USER_ROLE").unwrap_or_else(|| "admin".into()),
         clients,
         cimd_allow_private: var("OAUTH_CIMD_ALLOW_PRIVATE").is_some_and(|v| v == "1"),
         auto_approve: var("OAUTH_INSECURE_AUTO_APPROVE").is_some_and(|v| v == "1"),
-        ..config_without_user(bind)
-    }
+        stateless: var("STATELESS").is_some_and(|v| v == "1"),
+        ..config_without_user(origin)?
+    })
 }
 
 /// `add-client`: registers a client in the data directory's store ahead of time (the CLI way
 /// of pre-registering; the running server sees it at once).
-async fn add_client(args: &[String], bind: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn add_client(args: &[String], origin: &str) -> Result<(), Box<dyn std::error::Error>> {
     const USAGE: &str = "usage: cargo run --example oauth -- add-client <client-id> \
         [--name NAME] [--redirect-uri URI]... [--confidential] [--role ROLE] [--scope SCOPE]...";
     let mut args = args.iter();
@@ -260,13 +284,13 @@ async fn add_client(args: &[String], bind: &str) -> Result<(), Box<dyn std::erro
     }
     let config = OAuthConfig {
         clients: vec![client],
-        ..config_without_user(bind)
+        ..config_without_user(origin)?
     };
     create_private_dir(&config.data_dir)?;
     let store = SqliteStore::open(config.data_dir.join("oauth.db"))?;
     // Building the server validates the client and stores it.
     AuthorizationServer::new(&config.issuer)?
-        .resource(&format!("{}/mcp", config.issuer.trim_end_matches('/')))?
+        .resource(&config.resource)?
         .store(Arc::new(store))
         .scopes(OAuthDataTools::declared_scopes())
         .client(config.clients.into_iter().next().ok_or(USAGE)?)
@@ -280,10 +304,13 @@ async fn add_client(args: &[String], bind: &str) -> Result<(), Box<dyn std::erro
 }
 
 /// The parts of the configuration that do not concern the demo user.
-fn config_without_user(bind: &str) -> OAuthConfig {
+fn config_without_user(origin: &str) -> Result<OAuthConfig, Box<dyn std::error::Error>> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    OAuthConfig {
-        issuer: var("OAUTH_ISSUER").unwrap_or_else(|| format!("http://{bind}")),
+    let (issuer, resource) = issuer_and_resource(origin, var("OAUTH_ISSUER"), var("MCP_RESOURCE"))?;
+    Ok(OAuthConfig {
+        issuer,
+        resource,
+        stateless: false,
         data_dir: var("OAUTH_DATA_DIR").map_or_else(|| "oauth-data".into(), PathBuf::from),
         user: String::new(),
         password: String::new(),
@@ -291,6 +318,45 @@ fn config_without_user(bind: &str) -> OAuthConfig {
         clients: Vec::new(),
         cimd_allow_private: false,
         auto_approve: false,
+    })
+}
+
+/// The issuer and the resource from `OAUTH_ISSUER` and `MCP_RESOURCE`, whichever are set: the
+/// authorization server is mounted on the MCP server's origin, so the issuer is the resource's
+/// origin; with neither set, both follow from `origin` (where the listener is reached).
+///
+/// # Errors
+/// When `MCP_RESOURCE` is not a URL, or both are set and the issuer is not its origin (a
+/// client would fetch the metadata from one origin and find another `issuer` in it).
+pub fn issuer_and_resource(
+    origin: &str,
+    issuer: Option<String>,
+    resource: Option<String>,
+) -> Result<(String, String), String> {
+    let origin_of = |uri: &str, name: &str| {
+        url::Url::parse(uri)
+            .map(|url| url.origin().ascii_serialization())
+            .map_err(|_| format!("{name} `{uri}` is not an absolute URL"))
+    };
+    match (issuer, resource) {
+        (None, None) => Ok((origin.to_owned(), format!("{origin}/mcp"))),
+        (Some(issuer), None) => {
+            let issuer = issuer.trim_end_matches('/').to_owned();
+            let resource = format!("{issuer}/mcp");
+            Ok((issuer, resource))
+        }
+        (None, Some(resource)) => Ok((origin_of(&resource, "MCP_RESOURCE")?, resource)),
+        (Some(issuer), Some(resource)) => {
+            let expected = origin_of(&resource, "MCP_RESOURCE")?;
+            if origin_of(&issuer, "OAUTH_ISSUER")? != expected {
+                return Err(format!(
+                    "OAUTH_ISSUER `{issuer}` is not the origin of MCP_RESOURCE `{resource}`: the \
+                     authorization server is served on the MCP server's origin, so its issuer is \
+                     `{expected}` (unset OAUTH_ISSUER, or make the two agree)"
+                ));
+            }
+            Ok((issuer.trim_end_matches('/').to_owned(), resource))
+        }
     }
 }
 
@@ -303,25 +369,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
         )
         .init();
-    let bind = std::env::var("OAUTH_BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    // The bind address used to have its own name here; a deployment still setting it would
+    // otherwise be served on the default address without a word.
+    if std::env::var_os("OAUTH_BIND").is_some() {
+        return Err("OAUTH_BIND is now BIND, as in the other examples: rename the variable".into());
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "add-client") {
-        return add_client(&args[1..], &bind).await;
+        // Registering a client must not bind the port a running server holds: the origin is
+        // only needed for the issuer, so it is worked out from `BIND` without binding.
+        let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&bind)?
+            .next()
+            .ok_or("BIND names no address")?;
+        return add_client(&args[1..], &rbac::local_origin(addr)).await;
     }
-    let config = config_from_env(&bind);
-    let issuer = config.issuer.trim_end_matches('/').to_owned();
+    let env = rbac::SharedEnv::from_env().await?;
+    let config = config_from_env(&env.origin)?;
+    let issuer = config.issuer.clone();
+    let resource = config.resource.clone();
+    let metadata_path = url::Url::parse(&resource).map(|u| u.path().to_owned())?;
     let user = config.user.clone();
-    let listener = TcpListener::bind(&bind).await?;
+    let listener = env.listener;
+    let local = listener.local_addr()?;
     let running = serve(config, listener).await?;
-    println!("MCP endpoint:           {issuer}/mcp");
+    println!("MCP endpoint:           {resource}");
     println!("authorization server:   {issuer}/.well-known/oauth-authorization-server");
-    println!("protected resource:     {issuer}/.well-known/oauth-protected-resource/mcp");
-    println!("sign in as:             {user}");
-    println!("\ntry it (opens a browser for the login and consent page):");
     println!(
-        "  npx @modelcontextprotocol/inspector --cli {issuer}/mcp --transport http --method tools/list"
+        "protected resource:     {issuer}/.well-known/oauth-protected-resource{metadata_path}"
     );
-    println!("listening on {}", running.local_addr());
+    println!("sign in as:             {user}");
+    println!("\ntry it from another shell (MCP Inspector, Node >= 22.19):");
+    println!(
+        "  # Inspector prints the URL of the login and consent pages and opens a browser there; \
+         MCP_AUTO_OPEN_ENABLED=true makes it sign in even without a terminal attached"
+    );
+    let (key, _) = rbac::WELCOME;
+    println!(
+        "  MCP_AUTO_OPEN_ENABLED=true npx -y @modelcontextprotocol/inspector --cli {resource} --transport http --method tools/call --tool-name read-data --tool-arg key={key}"
+    );
+    println!("\nlistening on {local}");
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        mcp_gatekeeper::shutdown_signal().await;
+        stop.cancel();
+    });
     running.wait().await?;
     Ok(())
 }

@@ -3,19 +3,27 @@
 //! Four tools guarded by a three-level hierarchy (viewer < editor < admin), each with its own
 //! per-caller rate limit; callers authenticate with an HS256 JWT (`role` claim, issuer
 //! `mcp-auth-server`) or an API key with a role. `POST /auth/token` exchanges client
-//! credentials for a JWT.
+//! credentials for a JWT. The store starts with one value (`a` = `welcome`), so that a first
+//! `read-data` finds something.
 //!
 //! ```text
 //! cargo run --example rbac
 //! ```
 //!
-//! Configuration (all optional; what is missing is generated and printed, for a demo):
+//! Configuration (all optional; what is missing is generated and printed, for a demo, with
+//! command lines that use it):
 //! - `JWT_SECRET`: HS256 secret, at least 32 bytes;
 //! - `MCP_API_KEYS`: `KEY:ROLE,KEY:ROLE,...`;
 //! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:PERMISSION ...],...` for `POST /auth/token`;
-//! - `BIND` (default `127.0.0.1:3000`), `AUDIT_LOG` (a JSON-lines file), `STATELESS=1`;
-//! - `MCP_RESOURCE`: the audience (`aud`) every JWT must carry and `/auth/token` writes into its
-//!   tokens (default `http://<BIND>/mcp`).
+//! - `AUDIT_LOG`: a JSON-lines file for the audit trail;
+//!
+//! and, as in every example:
+//! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
+//! - `STATELESS=1`: plain JSON replies, no sessions;
+//! - `MCP_RESOURCE`: the endpoint's URL as clients reach it, the audience (`aud`) every JWT
+//!   must carry and `/auth/token` writes into its tokens (default `http://<BIND>/mcp`, an
+//!   unspecified address such as `0.0.0.0` written as `127.0.0.1`); its host is answered to
+//!   besides the loopback names.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -39,10 +47,24 @@ pub enum Role {
 
 /// The data the tools work on: values by key and the store's users. The tools below (and the
 /// OAuth example's) are thin, guarded wrappers around these methods.
-#[derive(Default)]
 pub struct DataStore {
     data: Mutex<HashMap<String, String>>,
     users: Mutex<BTreeMap<String, Role>>,
+}
+
+/// The key a new store holds a value under, and that value.
+pub const WELCOME: (&str, &str) = ("a", "welcome");
+
+impl Default for DataStore {
+    /// A store holding [`WELCOME`]: a newcomer's first call is usually a read, and "no value
+    /// stored" would look like a failure of the server rather than an empty store.
+    fn default() -> Self {
+        let (key, value) = WELCOME;
+        Self {
+            data: Mutex::new(HashMap::from([(key.to_owned(), value.to_owned())])),
+            users: Mutex::default(),
+        }
+    }
 }
 
 /// The RBAC server's tools.
@@ -231,10 +253,17 @@ pub fn token_endpoint(config: &RbacConfig) -> Result<TokenEndpoint, ConfigError>
 pub fn gatekeeper(config: RbacConfig) -> Result<Gatekeeper<DataTools>, ConfigError> {
     let tokens = token_endpoint(&config)?;
     let jwt = tokens.verifier()?;
+    let hosts = allowed_hosts(&config.resource)?;
+    // The example lives in the mcp-gatekeeper package, whose name the tools would otherwise
+    // announce; a server in its own crate announces that crate's name and version by default.
     let mut server = Gatekeeper::new(DataTools::default())
+        .server_info("rbac-data-store", env!("CARGO_PKG_VERSION"))
         .authenticate(config.api_keys)
         .authenticate(jwt)
         .token_endpoint(tokens);
+    if let Some(hosts) = hosts {
+        server = server.allowed_hosts(hosts);
+    }
     if config.stateless {
         server = server.stateless();
     }
@@ -242,6 +271,93 @@ pub fn gatekeeper(config: RbacConfig) -> Result<Gatekeeper<DataTools>, ConfigErr
         server = server.audit_file(path);
     }
     Ok(server)
+}
+
+/// The `Host` names the endpoint answers to when clients reach it at `resource` (the
+/// `MCP_RESOURCE` of every example): `None`, the loopback default, when its host is a loopback
+/// name; otherwise that host besides the loopback names, so that a server configured with its
+/// public URL answers to it without a second setting.
+///
+/// # Errors
+/// When `resource` is not an absolute URL with a host.
+pub fn allowed_hosts(resource: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    let invalid = || ConfigError::invalid(format!("MCP_RESOURCE `{resource}`: not a URL"));
+    let url = url::Url::parse(resource).map_err(|_| invalid())?;
+    let host = match url.host().ok_or_else(invalid)? {
+        url::Host::Domain(name) if name.eq_ignore_ascii_case("localhost") => return Ok(None),
+        url::Host::Ipv4(ip) if ip.is_loopback() => return Ok(None),
+        url::Host::Ipv6(ip) if ip.is_loopback() => return Ok(None),
+        url::Host::Domain(name) => name.to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    };
+    Ok(Some(vec![
+        host,
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ]))
+}
+
+/// The environment every example shares: `BIND`, `STATELESS` and `MCP_RESOURCE`.
+pub struct SharedEnv {
+    /// The bound listener (bound before anything is printed, so that port 0 works and a port
+    /// in use fails before credentials scroll by).
+    pub listener: tokio::net::TcpListener,
+    /// `http://HOST:PORT` of the listener as a local client reaches it: an unspecified address
+    /// (`0.0.0.0`, `::`) written as the loopback address.
+    pub origin: String,
+    /// `MCP_RESOURCE`, or `<origin>/mcp`.
+    pub resource: String,
+    /// `STATELESS=1`.
+    pub stateless: bool,
+}
+
+impl SharedEnv {
+    /// Reads the variables and binds `BIND`.
+    pub async fn from_env() -> std::io::Result<Self> {
+        let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
+        let listener = tokio::net::TcpListener::bind(&bind).await?;
+        let origin = local_origin(listener.local_addr()?);
+        let resource = std::env::var("MCP_RESOURCE")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| format!("{origin}/mcp"));
+        Ok(Self {
+            listener,
+            origin,
+            resource,
+            stateless: std::env::var("STATELESS").is_ok_and(|v| v == "1"),
+        })
+    }
+}
+
+/// `http://HOST:PORT` for a server listening on `addr`, as a local client reaches it: an
+/// unspecified address (`0.0.0.0`, `::`) written as the loopback address, which also makes it a
+/// valid `http` issuer (those must be loopback).
+pub fn local_origin(mut addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
+/// Serves `server` on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully (what
+/// [`Gatekeeper::serve`] does with an address).
+pub async fn serve_until_signal<T: mcp_gatekeeper::McpTools>(
+    server: Gatekeeper<T>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), mcp_gatekeeper::ServeError> {
+    let running = server.serve_on(listener)?;
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        mcp_gatekeeper::shutdown_signal().await;
+        stop.cancel();
+    });
+    running.wait().await
 }
 
 /// A random hex string of `bytes` bytes, for throw-away demo credentials.
@@ -253,6 +369,76 @@ fn random_hex(bytes: usize) -> String {
     )
 }
 
+/// A `curl` line calling `tool` with `arguments` in one request: protocol 2026-07-28 needs no
+/// `initialize` and no session, so the line works alone, in any shell. `header` is the
+/// credential (`X-API-Key: ...` or `Authorization: Bearer ...`); the answer is one SSE event
+/// (`data: {...}`), or plain JSON from a stateless server.
+pub fn curl_tool_call(
+    url: &str,
+    header: &str,
+    tool: &str,
+    arguments: &serde_json::Value,
+) -> String {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": tool,
+            "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": { "name": "curl", "version": "0" },
+            },
+        },
+    });
+    format!(
+        "curl -s {url} -H '{header}' -H 'Content-Type: application/json' \
+         -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
+         -H 'Mcp-Method: tools/call' -H 'Mcp-Name: {tool}' -d '{body}'"
+    )
+}
+
+/// Credentials this run generated: safe to print (they die with the process), and what the
+/// printed command lines use.
+#[derive(Default)]
+struct Demo {
+    /// `(role, key)` of generated API keys.
+    keys: Vec<(String, String)>,
+    /// `(client id, secret, role)` of generated `/auth/token` clients.
+    clients: Vec<(String, String, String)>,
+    /// `(client id, token)`, when the signing secret was generated.
+    tokens: Vec<(String, String)>,
+}
+
+impl Demo {
+    /// A credential header for a caller holding one of `roles` (in order of preference),
+    /// preferring an API key or a JWT as `prefer_key` says.
+    fn header(&self, roles: &[&str], prefer_key: bool) -> Option<String> {
+        let key = || {
+            roles.iter().find_map(|role| {
+                self.keys
+                    .iter()
+                    .find(|(r, _)| r == role)
+                    .map(|(_, key)| format!("X-API-Key: {key}"))
+            })
+        };
+        let token = || {
+            roles.iter().find_map(|role| {
+                let (id, _, _) = self.clients.iter().find(|(_, _, r)| r == role)?;
+                let (_, token) = self.tokens.iter().find(|(i, _)| i == id)?;
+                Some(format!("Authorization: Bearer {token}"))
+            })
+        };
+        if prefer_key {
+            key().or_else(token)
+        } else {
+            token().or_else(key)
+        }
+    }
+}
+
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -262,76 +448,115 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
         )
         .init();
-    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let mut demo = Vec::new();
+    let env = SharedEnv::from_env().await?;
+    let mut generated = Vec::new();
+    let mut demo = Demo::default();
     let jwt_secret = std::env::var("JWT_SECRET").unwrap_or_else(|_| {
-        demo.push("JWT_SECRET");
+        generated.push("JWT_SECRET");
         random_hex(32)
     });
     let keys_spec = std::env::var("MCP_API_KEYS").unwrap_or_else(|_| {
-        demo.push("MCP_API_KEYS");
-        format!(
+        generated.push("MCP_API_KEYS");
+        let spec = format!(
             "viewer-{}:viewer,editor-{}:editor,admin-{}:admin",
             random_hex(12),
             random_hex(12),
             random_hex(12)
-        )
+        );
+        for entry in spec.split(',') {
+            if let Some((key, role)) = entry.rsplit_once(':') {
+                demo.keys.push((role.to_owned(), key.to_owned()));
+            }
+        }
+        spec
     });
     let clients_spec = std::env::var("MCP_CLIENTS").unwrap_or_else(|_| {
-        demo.push("MCP_CLIENTS");
-        format!(
-            "demo-viewer:{}:viewer,demo-editor:{}:editor,demo-admin:{}:admin",
-            random_hex(16),
-            random_hex(16),
-            random_hex(16)
-        )
+        generated.push("MCP_CLIENTS");
+        for role in ["viewer", "editor", "admin"] {
+            demo.clients
+                .push((format!("demo-{role}"), random_hex(16), role.to_owned()));
+        }
+        demo.clients
+            .iter()
+            .map(|(id, secret, role)| format!("{id}:{secret}:{role}"))
+            .collect::<Vec<_>>()
+            .join(",")
     });
     let config = RbacConfig {
         jwt_secret,
         api_keys: ApiKeys::parse_env_value(&keys_spec)?,
         clients: TokenEndpoint::parse_clients(&clients_spec)?,
-        stateless: std::env::var("STATELESS").is_ok_and(|v| v == "1"),
+        stateless: env.stateless,
         audit_log: std::env::var_os("AUDIT_LOG").map(Into::into),
-        resource: std::env::var("MCP_RESOURCE").unwrap_or_else(|_| format!("http://{bind}/mcp")),
+        resource: env.resource.clone(),
     };
     let tokens = token_endpoint(&config)?;
-    let url = format!("http://{bind}/mcp");
-    println!("rbac: MCP endpoint {url}, token endpoint http://{bind}/auth/token");
-    if !demo.is_empty() {
-        println!("demo mode: generated {} for this run only", demo.join(", "));
-        println!("\nAPI keys (X-API-Key or Authorization: Bearer):");
-        for entry in keys_spec.split(',') {
-            if let Some((key, role)) = entry.rsplit_once(':') {
-                println!("  {role:<7} {key}");
-            }
-        }
-    }
     // Tokens are printed only when this run generated the signing secret: a token signed with
     // a configured secret is a live credential and must not end up in a terminal's scrollback.
-    if demo.contains(&"JWT_SECRET") {
-        println!("\nJWTs, valid for one hour:");
+    if generated.contains(&"JWT_SECRET") {
         for client in &config.clients {
             if let Some(token) = tokens.token_for(client.id()) {
-                println!("  {:<12} {token}", client.id());
+                demo.tokens.push((client.id().to_owned(), token));
             }
         }
-        if let Some(admin) = config.clients.iter().find(|c| c.id().contains("admin"))
-            && let Some(token) = tokens.token_for(admin.id())
-        {
-            println!("\ntry it:");
-            println!(
-                "  curl -s {url} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-06-18' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"0\"}}}}}}'"
-            );
-            println!(
-                "  npx @modelcontextprotocol/inspector --cli {url} --transport http --header 'Authorization: Bearer {token}' --method tools/list"
-            );
-        }
-    } else {
+    }
+    let url = format!("{}/mcp", env.origin);
+    let token_url = format!("{}/auth/token", env.origin);
+    println!("rbac: MCP endpoint {url}, token endpoint {token_url}");
+    println!("JWTs must be issued for {} (aud)", env.resource);
+    if !generated.is_empty() {
         println!(
-            "\nget a token: curl -s http://{bind}/auth/token -d grant_type=client_credentials -d client_id=CLIENT_ID -d client_secret=SECRET"
+            "demo mode: generated {} for this run only",
+            generated.join(", ")
         );
     }
-    println!();
-    gatekeeper(config)?.serve(bind).await?;
+    if !demo.keys.is_empty() {
+        println!("\nAPI keys (X-API-Key or Authorization: Bearer):");
+        for (role, key) in &demo.keys {
+            println!("  {role:<7} {key}");
+        }
+    }
+    if !demo.tokens.is_empty() {
+        println!("\nJWTs, valid for one hour:");
+        for (id, token) in &demo.tokens {
+            println!("  {id:<12} {token}");
+        }
+    }
+    let reader = demo.header(&["viewer", "editor", "admin"], true);
+    let writer = demo.header(&["editor", "admin"], false);
+    if reader.is_some() || writer.is_some() || !demo.clients.is_empty() {
+        println!(
+            "\ntry it from another shell (each command works as it is; paste them all at once if you like):"
+        );
+    }
+    if let Some(reader) = reader {
+        let (key, _) = WELCOME;
+        println!("  # read the value stored under `{key}` with curl: one request, no session");
+        let arguments = serde_json::json!({ "key": key });
+        println!(
+            "  {}",
+            curl_tool_call(&url, &reader, "read-data", &arguments)
+        );
+    }
+    if let Some(writer) = writer {
+        println!(
+            "  # write a value with MCP Inspector (Node >= 22.19); --tool-args-json keeps \"1\" a string, --tool-arg value=1 would send the number 1"
+        );
+        println!(
+            "  npx -y @modelcontextprotocol/inspector --cli {url} --transport http --header '{writer}' --method tools/call --tool-name write-data --tool-args-json '{{\"key\":\"b\",\"value\":\"1\"}}'"
+        );
+    }
+    if let Some((id, secret, _)) = demo.clients.first() {
+        println!("  # a fresh JWT (as {id}) from the token endpoint");
+        println!(
+            "  curl -s {token_url} -d grant_type=client_credentials -d client_id={id} -d client_secret={secret}"
+        );
+    } else {
+        println!(
+            "\nget a token (your client's id and secret from MCP_CLIENTS): curl -s {token_url} -d grant_type=client_credentials -d client_id=CLIENT_ID -d client_secret=SECRET"
+        );
+    }
+    println!("\nlistening on {}", env.listener.local_addr()?);
+    serve_until_signal(gatekeeper(config)?, env.listener).await?;
     Ok(())
 }

@@ -54,8 +54,9 @@ async fn a_guesser_cannot_lock_valid_callers_out_of_its_address() {
             .iter()
             .map(|r| r.status)
             .collect();
+    // (403, not 401: the RBAC example offers no OAuth, so a wrong key is refused outright.)
     assert_eq!(
-        statuses.iter().filter(|s| **s == 401).count(),
+        statuses.iter().filter(|s| **s == 403).count(),
         2,
         "{statuses:?}"
     );
@@ -75,7 +76,7 @@ async fn a_guesser_cannot_lock_valid_callers_out_of_its_address() {
         initialize_from(&server, guess(99), "127.0.0.3")
             .await
             .status,
-        401
+        403
     );
     server.stop().await;
 }
@@ -92,13 +93,8 @@ async fn expired_tokens_are_not_guesses() {
     for launch in 0..5 {
         for request in 0..4 {
             let reply = initialize_from(&server, Cred::Bearer(expired.clone()), "127.0.0.4").await;
-            assert_eq!(reply.status, 401, "launch {launch}, request {request}");
-            assert!(
-                reply
-                    .header("www-authenticate")
-                    .unwrap()
-                    .contains("Token expired")
-            );
+            assert_eq!(reply.status, 403, "launch {launch}, request {request}");
+            assert_eq!(reply.json_body()["error_description"], "Token expired");
         }
     }
     // A forged token is a guess.
@@ -115,7 +111,7 @@ async fn expired_tokens_are_not_guesses() {
                 .status,
         );
     }
-    assert_eq!(statuses, [401, 401, 429]);
+    assert_eq!(statuses, [403, 403, 429]);
     server.stop().await;
 }
 
@@ -151,9 +147,9 @@ async fn trusted_proxies_name_the_client_and_others_cannot() {
     };
     // Behind the proxy, each client has its own count (the proxy's address is not counted,
     // and the left part of the chain, written by the client, is not trusted).
-    assert_eq!(through("198.51.100.7", 1).await, 401);
+    assert_eq!(through("198.51.100.7", 1).await, 403);
     assert_eq!(through("198.51.100.7", 2).await, 429);
-    assert_eq!(through("198.51.100.8", 3).await, 401);
+    assert_eq!(through("198.51.100.8", 3).await, 403);
     // A peer that is not a trusted proxy cannot pick its address: the header is ignored and
     // audited, and its failures count as its own.
     let untrusted = || async {
@@ -170,7 +166,7 @@ async fn trusted_proxies_name_the_client_and_others_cannot() {
             .status()
             .as_u16()
     };
-    assert_eq!(untrusted().await, 401);
+    assert_eq!(untrusted().await, 403);
     assert_eq!(untrusted().await, 429);
     server.stop().await;
     let lines = std::fs::read_to_string(&audit).unwrap();
@@ -432,8 +428,11 @@ async fn the_oauth_example_keeps_its_data_directory_private() {
     let dir = std::env::temp_dir().join(format!("mcpgk-oauth-dir-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
     let config = crate::oauth_example::OAuthConfig {
-        issuer: format!("http://{}", listener.local_addr().unwrap()),
+        resource: format!("{issuer}/mcp"),
+        issuer,
+        stateless: false,
         data_dir: dir.join("nested"),
         user: "alice".into(),
         password: "alice-password-1".into(),
@@ -473,7 +472,7 @@ async fn four_hundred_parallel_logins_keep_the_servers_memory_bounded() {
         .port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(example_binary("oauth"))
-        .env("OAUTH_BIND", format!("127.0.0.1:{port}"))
+        .env("BIND", format!("127.0.0.1:{port}"))
         .env("OAUTH_DATA_DIR", &dir)
         .env("OAUTH_USER_PASSWORD", "alice-password-1")
         .env("OAUTH_CLIENT_ID", "load-app")
@@ -544,11 +543,11 @@ async fn four_hundred_parallel_logins_keep_the_servers_memory_bounded() {
 
 #[test]
 fn the_oauth_example_reads_its_bind_address() {
-    // The memory test above relies on OAUTH_BIND; keep the variable documented.
+    // The memory test above relies on BIND; keep the variable documented.
     let mut source = String::new();
     std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/oauth.rs"))
         .unwrap()
         .read_to_string(&mut source)
         .unwrap();
-    assert!(source.contains("OAUTH_BIND"));
+    assert!(source.contains("`BIND`"));
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use mcp_gatekeeper::Lockout;
+use mcp_gatekeeper::{Lockout, ProtectedResource};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -60,6 +60,30 @@ fn assert_challenge(reply: &Reply, status: u16, error: Option<&str>, description
     assert_eq!(reply.header("cache-control"), Some("no-store"));
 }
 
+/// A refused credential on a server that offers no OAuth: `403`, no challenge (MCP clients
+/// would start OAuth discovery on a `401` and hide the reason), the reason in the body.
+fn assert_refused(reply: &Reply, description: &str) {
+    assert_eq!(reply.status, 403, "{reply:#?}");
+    assert_eq!(reply.header("www-authenticate"), None, "{reply:#?}");
+    let body = reply.json_body();
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(body["error_description"], description, "{body}");
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+}
+
+/// The RBAC example as an OAuth protected resource (its tokens then may be replaced through
+/// the authorization server, so refusals are RFC 6750 `401`s).
+fn rbac_protected(lockout: Lockout) -> mcp_gatekeeper::Gatekeeper<crate::rbac::DataTools> {
+    crate::rbac::gatekeeper(rbac_config(false))
+        .unwrap()
+        .lockout(lockout)
+        .protected_resource(
+            ProtectedResource::new(RESOURCE)
+                .unwrap()
+                .authorization_server("https://auth.example.com"),
+        )
+}
+
 #[tokio::test]
 async fn missing_credentials_get_a_plain_bearer_challenge() {
     let server = start_rbac(false).await;
@@ -69,7 +93,7 @@ async fn missing_credentials_get_a_plain_bearer_challenge() {
 }
 
 #[tokio::test]
-async fn bad_tokens_get_401_invalid_token() {
+async fn bad_tokens_get_401_invalid_token_or_without_oauth_403() {
     // More bad tokens than the default lockout allows from one address.
     let lenient = Lockout::new(100, Duration::from_secs(60), Duration::from_secs(60));
     let server = start(
@@ -78,6 +102,7 @@ async fn bad_tokens_get_401_invalid_token() {
             .lockout(lenient),
     )
     .await;
+    let protected = start(rbac_protected(lenient)).await;
     let mut expired = valid_claims();
     expired["exp"] = json!(now() - 3600);
     expired["iat"] = json!(now() - 7200);
@@ -137,11 +162,21 @@ async fn bad_tokens_get_401_invalid_token() {
         ),
     ];
     for (name, token, description) in cases {
-        let reply = initialize(&server, Cred::Bearer(token)).await;
+        let reply = initialize(&protected, Cred::Bearer(token.clone())).await;
         assert_eq!(reply.status, 401, "{name}: {reply:#?}");
         assert_challenge(&reply, 401, Some("invalid_token"), description);
+        assert!(
+            reply
+                .header("www-authenticate")
+                .unwrap()
+                .contains("resource_metadata="),
+            "{name}"
+        );
+        let reply = initialize(&server, Cred::Bearer(token)).await;
+        assert_refused(&reply, description);
     }
     server.stop().await;
+    protected.stop().await;
 }
 
 #[tokio::test]
@@ -152,7 +187,7 @@ async fn unknown_api_keys_are_refused_by_either_header() {
         Cred::Bearer("no-such-key-1234567890".into()),
     ] {
         let reply = initialize(&server, cred).await;
-        assert_challenge(&reply, 401, Some("invalid_token"), "Invalid API key");
+        assert_refused(&reply, "Invalid API key");
     }
     server.stop().await;
 }
@@ -163,14 +198,18 @@ async fn malformed_or_ambiguous_credentials_are_bad_requests() {
     let http = reqwest::Client::new();
     let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } } });
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        (
-            "basic scheme",
-            vec![("authorization", "Basic YWRtaW46YWRtaW4=")],
-        ),
         ("empty bearer", vec![("authorization", "Bearer ")]),
+        ("no scheme", vec![("authorization", "abc=def")]),
         (
             "two credentials",
             vec![("authorization", "Bearer x"), ("x-api-key", ADMIN_KEY)],
+        ),
+        (
+            "an unsupported scheme and an API key",
+            vec![
+                ("authorization", "Basic YWRtaW46YWRtaW4="),
+                ("x-api-key", ADMIN_KEY),
+            ],
         ),
         (
             "two bearer headers",
@@ -204,33 +243,75 @@ async fn malformed_or_ambiguous_credentials_are_bad_requests() {
     server.stop().await;
 }
 
+/// RFC 6750 §3.1: a request in another scheme carries no authentication information it can use:
+/// `401` with the plain challenge (no error code), not `400`.
+#[tokio::test]
+async fn other_authorization_schemes_count_as_no_credential() {
+    let server = start_rbac(false).await;
+    let protected = start(rbac_protected(Lockout::default())).await;
+    let http = reqwest::Client::new();
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } } });
+    for server in [&server, &protected] {
+        for value in [
+            "Basic YWRtaW46YWRtaW4=",
+            "Digest username=\"admin\", realm=\"mcp\", nonce=\"x\", uri=\"/mcp\", response=\"y\"",
+        ] {
+            let response = http
+                .post(&server.url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("authorization", value)
+                .body(init.to_string())
+                .send()
+                .await
+                .unwrap();
+            let reply = read_reply(response, None).await;
+            assert_challenge(&reply, 401, None, "Unsupported authorization scheme");
+            let expected = initialize(server, Cred::None).await;
+            assert_eq!(
+                reply.header("www-authenticate"),
+                expected.header("www-authenticate"),
+                "the challenge of a request without a credential"
+            );
+        }
+    }
+    server.stop().await;
+    protected.stop().await;
+}
+
+/// Without OAuth a `401` would only send clients into OAuth discovery, so the reason is a
+/// `400`; with OAuth, MCP wants a `401` so that clients re-authorize.
 #[tokio::test]
 async fn credentials_in_the_query_string_are_refused_even_when_valid() {
     let server = start_rbac(false).await;
+    let protected = start(rbac_protected(Lockout::default())).await;
     let http = reqwest::Client::new();
-    for query in [
-        format!("access_token={}", jwt("q", "admin")),
-        format!("api_key={ADMIN_KEY}"),
-    ] {
-        let response = http
-            .post(format!("{}?{query}", server.url))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("x-api-key", ADMIN_KEY)
-            .body(json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }).to_string())
-            .send()
-            .await
-            .unwrap();
-        let reply = read_reply(response, None).await;
-        assert_eq!(reply.status, 401, "{query}: {reply:#?}");
-        assert!(
-            reply.json_body()["error_description"]
-                .as_str()
-                .unwrap()
-                .contains("query string")
-        );
+    for (server, status) in [(&server, 400), (&protected, 401)] {
+        for query in [
+            format!("access_token={}", jwt("q", "admin")),
+            format!("api_key={ADMIN_KEY}"),
+        ] {
+            let response = http
+                .post(format!("{}?{query}", server.url))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("x-api-key", ADMIN_KEY)
+                .body(json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }).to_string())
+                .send()
+                .await
+                .unwrap();
+            let reply = read_reply(response, None).await;
+            assert_eq!(reply.status, status, "{query}: {reply:#?}");
+            assert!(
+                reply.json_body()["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("query string")
+            );
+        }
     }
     server.stop().await;
+    protected.stop().await;
 }
 
 #[tokio::test]
@@ -265,7 +346,7 @@ async fn an_expired_api_key_is_refused() {
         .with_key(ApiKey::new("new", "current-key-0123456789"));
     let server = start(Gatekeeper::new(crate::hello::Hello).authenticate(keys)).await;
     let reply = initialize(&server, Cred::ApiKey("expired-key-0123456789".into())).await;
-    assert_challenge(&reply, 401, Some("invalid_token"), "API key expired");
+    assert_refused(&reply, "API key expired");
     let reply = initialize(&server, Cred::ApiKey("current-key-0123456789".into())).await;
     assert_eq!(reply.status, 200);
     server.stop().await;
@@ -279,7 +360,7 @@ async fn a_server_without_authenticators_refuses_everything() {
         initialize(&server, Cred::ApiKey("anything-at-all-123".into()))
             .await
             .status,
-        401
+        403
     );
     server.stop().await;
 }
@@ -299,7 +380,7 @@ async fn anonymous_callers_reach_public_tools_only_when_allowed() {
         initialize(&server, Cred::Bearer("bogus-token-123456789".into()))
             .await
             .status,
-        401
+        403
     );
     server.stop().await;
 }
@@ -315,22 +396,18 @@ async fn guessing_credentials_is_throttled_but_never_refuses_a_valid_one() {
     .await;
     for i in 0..4 {
         let reply = initialize(&server, Cred::ApiKey(format!("guess-{i:020}"))).await;
-        assert_eq!(reply.status, 401, "guess {i}");
+        assert_eq!(reply.status, 403, "guess {i}");
     }
     // The fifth failure reaches the limit: failures are now answered 429, with a retry time
-    // and the same challenge.
+    // and the same body (no challenge, as the 403: the server offers no OAuth).
     for i in 4..8 {
         let reply = initialize(&server, Cred::ApiKey(format!("guess-{i:020}"))).await;
         assert_eq!(reply.status, 429, "guess {i}: {reply:#?}");
         let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=2).contains(&retry), "{retry}");
         assert_eq!(reply.json_body()["error"], "invalid_token");
-        assert!(
-            reply
-                .header("www-authenticate")
-                .unwrap()
-                .contains("invalid_token")
-        );
+        assert_eq!(reply.json_body()["error_description"], "Invalid API key");
+        assert_eq!(reply.header("www-authenticate"), None);
     }
     // The right key from the same address is served all along.
     assert_eq!(
@@ -341,7 +418,7 @@ async fn guessing_credentials_is_throttled_but_never_refuses_a_valid_one() {
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let reply = initialize(&server, Cred::ApiKey("guess-after-0000000000".into())).await;
-    assert_eq!(reply.status, 401, "the throttle ended");
+    assert_eq!(reply.status, 403, "the throttle ended");
     server.stop().await;
 }
 
@@ -449,10 +526,10 @@ async fn a_jwt_verifier_must_check_the_audience() {
         )
     };
     for (aud, status) in [
-        (json!("https://other.example/api"), 401),
+        (json!("https://other.example/api"), 403),
         (json!(["https://other.example/api", RESOURCE]), 200),
         (json!(RESOURCE), 200),
-        (Value::Null, 401),
+        (Value::Null, 403),
     ] {
         let token = if aud.is_null() {
             jwt_with(json!({ "sub": "alice", "role": "viewer", "iss": ISSUER, "exp": now() + 60 }))

@@ -161,3 +161,23 @@ async fn a_key_with_a_role_the_tools_do_not_know_stops_the_server_from_starting(
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn the_server_announces_its_own_name_and_version() {
+    let server = start_rbac(true).await;
+    let mcp = Mcp::new(
+        &server.url,
+        Cred::ApiKey(VIEWER_KEY.into()),
+        Version::V2025_06_18,
+    );
+    let reply = mcp
+        .request(
+            "initialize",
+            json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } }),
+        )
+        .await;
+    let info = &reply.result()["serverInfo"];
+    assert_eq!(info["name"], "rbac-data-store", "{reply:#?}");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    server.stop().await;
+}

@@ -169,3 +169,20 @@ pub(crate) async fn run(options: &Options) -> Result<(), String> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use mcp_gatekeeper::McpTools;
+
+    use super::EchoTools;
+
+    #[test]
+    fn tools_announce_the_crate_that_declares_them() {
+        // The macros expand in this crate, so its name and version are the server's default
+        // identity (`Gatekeeper::server_info` overrides it).
+        let info = <EchoTools as McpTools>::__server_info();
+        assert_eq!(info.name, env!("CARGO_PKG_NAME"));
+        assert_eq!(info.name, "mcp-gatekeeper-bench");
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    }
+}

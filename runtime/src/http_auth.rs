@@ -11,20 +11,22 @@ use std::{
 };
 
 use axum::{
-    body::Body,
+    body::{Body, Bytes},
     extract::{ConnectInfo, Request},
     response::{IntoResponse, Response},
 };
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 
 use crate::{
     AuditLog,
     audit::{AuditEvent, AuditRecord, Outcome},
-    auth::{AuthChain, AuthError, AuthErrorKind, AuthRequest, Credential},
+    auth::{
+        AuthChain, AuthError, AuthErrorKind, AuthRequest, Authenticator, Credential, CredentialKind,
+    },
     handler::ScopeOracle,
     host_guard::HostGuard,
     lockout::FailureThrottle,
-    principal::Principal,
+    principal::{AuthMethod, Principal},
     rate_limit::retry_after_seconds,
     sessions::{Binding, SessionBindings},
 };
@@ -41,16 +43,39 @@ pub(crate) struct AuthLayerState {
     pub(crate) max_body_bytes: usize,
 }
 
-/// The parameters every challenge of this server carries, formatted once at start-up.
-#[derive(Debug, Default)]
+/// How this server answers a refused credential: the parameters every challenge carries, what
+/// a client without a credential is told to send, and the whole answer to such a request (every
+/// OAuth client's first request gets it), all formatted once at start-up.
+#[derive(Debug)]
 pub(crate) struct Challenge {
     /// `, resource_metadata="<url>"` when the server is an OAuth protected resource.
     resource_metadata: String,
     /// `, scope="<scopes>"` for `401`s, when scopes are advertised.
     scope: String,
+    /// Whether the server is an OAuth protected resource, where a client can get a new token.
+    /// Without one, MCP clients (Inspector, mcp-remote, apps on the SDKs) still answer every
+    /// `401` by starting OAuth discovery, which fails on its own terms ("Dynamic Client
+    /// Registration rejected") and hides the server's reason; so a presented credential that
+    /// is wrong gets `403` there (see [`unauthorized`]).
+    offers_oauth: bool,
+    /// `send `X-API-Key: <key>` or `Authorization: Bearer <token>``: only the credentials the
+    /// configured authenticators accept; empty when none is read from a header.
+    how_to_authenticate: String,
+    /// The `WWW-Authenticate` value of a `401` without an error code (no credential).
+    missing_header: Option<HeaderValue>,
+    /// The JSON body of the `401` for a request without a credential.
+    missing_body: Bytes,
+}
+
+impl Default for Challenge {
+    fn default() -> Self {
+        Self::new(None, &[])
+    }
 }
 
 impl Challenge {
+    /// The challenge of a server that is an OAuth protected resource when `metadata_url` (its
+    /// RFC 9728 metadata) is given, advertising `scopes` in the `401` for a missing credential.
     pub(crate) fn new(metadata_url: Option<&str>, scopes: &[String]) -> Self {
         Self {
             resource_metadata: metadata_url
@@ -61,8 +86,59 @@ impl Challenge {
             } else {
                 format!(", scope=\"{}\"", quote_safe(&scopes.join(" ")))
             },
+            offers_oauth: metadata_url.is_some(),
+            how_to_authenticate: String::new(),
+            missing_header: None,
+            missing_body: Bytes::new(),
+        }
+        .formatted()
+    }
+
+    /// Tells clients without a credential to send one of those `authenticators` accept (the
+    /// union of their [`Authenticator::accepted_credentials`], in chain order).
+    pub(crate) fn accepting(mut self, authenticators: &[Arc<dyn Authenticator>]) -> Self {
+        let mut kinds: Vec<CredentialKind> = Vec::new();
+        for kind in authenticators.iter().flat_map(|a| a.accepted_credentials()) {
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+        }
+        let ways: Vec<&str> = kinds.iter().map(|k| k.how_to_send()).collect();
+        self.how_to_authenticate = if ways.is_empty() {
+            String::new()
+        } else {
+            format!("send {}", ways.join(" or "))
+        };
+        self.formatted()
+    }
+
+    /// Formats the answer to a request without a credential from the other fields.
+    fn formatted(mut self) -> Self {
+        let header = format!(
+            "Bearer realm=\"mcp\"{}{}",
+            self.resource_metadata, self.scope
+        );
+        self.missing_header = HeaderValue::from_str(&header).ok();
+        let description = self.described(AuthError::missing().description());
+        self.missing_body = Bytes::from(error_body("unauthorized", &description));
+        self
+    }
+
+    /// `description`, followed by what to send when the server reads credentials from headers.
+    fn described(&self, description: &str) -> String {
+        if self.how_to_authenticate.is_empty() {
+            description.to_owned()
+        } else {
+            format!("{description}: {}", self.how_to_authenticate)
         }
     }
+}
+
+/// `{"error": <error>, "error_description": <description>}`, the body of every refusal.
+fn error_body(error: &str, description: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": error, "error_description": description });
+    // Serialising a map of two strings cannot fail; an empty body would still be an answer.
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 static SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -147,9 +223,11 @@ where
                 return throttled(&error, &state.challenge, wait);
             }
             let mut response = unauthorized(&error, &state.challenge);
-            if query_credential {
+            if query_credential && state.challenge.offers_oauth {
                 // MCP: a request without a usable token is answered 401, so clients
-                // re-authorize instead of retrying the same URL.
+                // re-authorize instead of retrying the same URL. Without OAuth there is
+                // nothing to re-authorize with, and a 401 would only send clients into OAuth
+                // discovery instead of showing this reason: it stays 400.
                 *response.status_mut() = http::StatusCode::UNAUTHORIZED;
             }
             return response;
@@ -186,7 +264,7 @@ where
         tool_call_audited: AtomicBool::new(false),
     });
     parts.extensions.insert(authenticated.clone());
-    let response = next(Request::from_parts(parts, body)).await;
+    let mut response = next(Request::from_parts(parts, body)).await;
     let principal = &authenticated.principal;
     if !authenticated.tool_call_audited.load(Ordering::Relaxed) {
         let mut record =
@@ -208,6 +286,12 @@ where
         && response.status().is_success()
     {
         state.sessions.forget(&session);
+        // rmcp answers the end of a session with 202 Accepted, which the Python MCP SDK
+        // logs as a failed termination on every close (it expects 200 or 204); the MCP
+        // spec names no status, and both reference SDK servers answer 200.
+        if response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::OK;
+        }
     }
     response
 }
@@ -215,6 +299,11 @@ where
 /// Refuses, with `403 insufficient_scope`, a tool call whose tool needs scopes the caller's
 /// token lacks, before rmcp runs, so the client can re-authorize with them. Returns the body
 /// (read, for clients older than 2026-07-28 that name the tool only in it) to pass on.
+///
+/// Only bearer tokens are challenged: an API key or a client certificate can never be replaced
+/// by an OAuth flow, and a client challenged anyway starts one that cannot help (mcp-remote
+/// 0.15 then waits for a browser sign-in and never answers the call). Their calls go on to the
+/// tool guard, whose JSON-RPC error names the missing scopes.
 async fn step_up(
     state: &AuthLayerState,
     parts: &http::request::Parts,
@@ -224,7 +313,10 @@ async fn step_up(
 ) -> Result<Body, Response> {
     // Most requests never need a look: no tool declares scopes, or this caller holds them all.
     let declared = state.scopes.declared_scopes();
-    if parts.method != http::Method::POST || declared.iter().all(|s| principal.has_scope(s)) {
+    if parts.method != http::Method::POST
+        || matches!(principal.method(), AuthMethod::ApiKey | AuthMethod::Mtls)
+        || declared.iter().all(|s| principal.has_scope(s))
+    {
         return Ok(body);
     }
     let (tool, body) = match tool_named_in_headers(parts) {
@@ -329,8 +421,8 @@ fn insufficient_scope<'a>(
 }
 
 /// `429` for a credential that failed from an address over its failure limit: the same
-/// challenge as the `401` it would otherwise get (so a client still learns that its credential
-/// is invalid), with `Retry-After`.
+/// challenge and body as the `401` (or, without OAuth, `403`) it would otherwise get (so a
+/// client still learns that its credential is invalid), with `Retry-After`.
 fn throttled(error: &AuthError, challenge: &Challenge, wait: std::time::Duration) -> Response {
     let mut response = unauthorized(error, challenge);
     *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
@@ -352,36 +444,68 @@ fn credential_in_query(query: Option<&str>) -> bool {
     })
 }
 
-/// `401`/`400` with an RFC 6750 challenge and a JSON body saying what is wrong.
+/// The answer to a refused credential, with a JSON body saying what is wrong:
+/// - no credential, or one in a scheme other than `Bearer` (RFC 6750 §3.1: no authentication
+///   information): `401` with a challenge without an error code, and a body naming what the
+///   server accepts;
+/// - an invalid or expired credential: `401` with an `invalid_token` challenge when the server
+///   is an OAuth protected resource (the client can get a new token); otherwise `403` without a
+///   challenge, which MCP clients show instead of starting OAuth discovery (RFC 9110 §15.5.4:
+///   the credentials presented do not grant access; do not repeat them);
+/// - a malformed request (two credentials, a malformed header): `400 invalid_request`.
 pub(crate) fn unauthorized(error: &AuthError, params: &Challenge) -> Response {
     let kind = error.kind();
-    let mut challenge = String::from("Bearer realm=\"mcp\"");
-    challenge.push_str(&params.resource_metadata);
     if kind == AuthErrorKind::Missing {
-        challenge.push_str(&params.scope);
+        // The commonest refusal (every OAuth client's first request) is fully prepared.
+        let body = if error.description() == AuthError::missing().description() {
+            params.missing_body.clone()
+        } else {
+            Bytes::from(error_body(
+                "unauthorized",
+                &params.described(error.description()),
+            ))
+        };
+        return refusal(
+            StatusCode::UNAUTHORIZED,
+            params.missing_header.clone(),
+            body,
+        );
     }
-    if let Some(code) = kind.error_code() {
-        challenge.push_str(&format!(
-            ", error=\"{code}\", error_description=\"{}\"",
-            quote_safe(error.description())
-        ));
+    let code = kind.error_code().unwrap_or("unauthorized");
+    let body = Bytes::from(error_body(code, error.description()));
+    if !params.offers_oauth && matches!(kind, AuthErrorKind::InvalidToken | AuthErrorKind::Expired)
+    {
+        // No `WWW-Authenticate`: MCP Inspector takes a 403 carrying one for an OAuth
+        // challenge too.
+        return refusal(StatusCode::FORBIDDEN, None, body);
     }
-    let body = serde_json::json!({
-        "error": kind.error_code().unwrap_or("unauthorized"),
-        "error_description": match kind {
-            AuthErrorKind::Missing => "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key: <key>`",
-            _ => error.description(),
-        },
-    });
-    let mut response = (kind.status(), axum::Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
+    let challenge = format!(
+        "Bearer realm=\"mcp\"{}, error=\"{code}\", error_description=\"{}\"",
+        params.resource_metadata,
+        quote_safe(error.description())
+    );
+    refusal(kind.status(), HeaderValue::from_str(&challenge).ok(), body)
+}
+
+/// A refusal with a JSON `body`, the challenge if any, never cached.
+fn refusal(status: StatusCode, challenge: Option<HeaderValue>, body: Bytes) -> Response {
+    let mut response = (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response();
+    if let Some(value) = challenge {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, value);
     }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -450,6 +574,14 @@ mod tests {
         assert!(!credential_in_query(None));
     }
 
+    /// The JSON body of a response built here (they are all in memory).
+    async fn body_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
     #[test]
     fn challenge_shapes_follow_rfc_6750() {
         let none = Challenge::default();
@@ -459,10 +591,21 @@ mod tests {
             missing.headers()[header::WWW_AUTHENTICATE],
             "Bearer realm=\"mcp\""
         );
-        let expired = unauthorized(&AuthError::expired(), &none);
+        let oauth = Challenge::new(Some("https://h/m"), &[]);
+        let expired = unauthorized(&AuthError::expired(), &oauth);
+        assert_eq!(expired.status(), 401);
         assert_eq!(
             expired.headers()[header::WWW_AUTHENTICATE],
-            "Bearer realm=\"mcp\", error=\"invalid_token\", error_description=\"Token expired\""
+            "Bearer realm=\"mcp\", resource_metadata=\"https://h/m\", error=\"invalid_token\", error_description=\"Token expired\""
+        );
+        let other_scheme = unauthorized(
+            &AuthError::new(AuthErrorKind::Missing, crate::auth::UNSUPPORTED_SCHEME),
+            &oauth,
+        );
+        assert_eq!(other_scheme.status(), 401);
+        assert_eq!(
+            other_scheme.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"mcp\", resource_metadata=\"https://h/m\""
         );
         let bad = unauthorized(
             &AuthError::new(AuthErrorKind::InvalidRequest, "two \"creds\""),
@@ -474,6 +617,77 @@ mod tests {
                 .to_str()
                 .unwrap()
                 .contains("two creds")
+        );
+    }
+
+    #[tokio::test]
+    async fn without_oauth_a_wrong_credential_is_forbidden_with_its_reason() {
+        let none = Challenge::default();
+        for error in [
+            AuthError::new(AuthErrorKind::InvalidToken, "Invalid API key"),
+            AuthError::expired(),
+        ] {
+            let response = unauthorized(&error, &none);
+            assert_eq!(response.status(), 403, "{error:?}");
+            assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+            let body = body_of(response).await;
+            assert_eq!(body["error"], "invalid_token");
+            assert_eq!(body["error_description"], error.description());
+        }
+        let throttled = throttled(
+            &AuthError::invalid_token(),
+            &none,
+            std::time::Duration::from_secs(3),
+        );
+        assert_eq!(throttled.status(), 429);
+        assert_eq!(throttled.headers()[header::RETRY_AFTER], "3");
+        assert!(throttled.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_401_body_names_only_accepted_credentials() {
+        let keys: Arc<dyn Authenticator> =
+            Arc::new(crate::ApiKeys::parse_env_value("key-0123456789abcdef").unwrap());
+        let jwt: Arc<dyn Authenticator> = Arc::new(
+            crate::Jwt::hs256("a-secret-of-at-least-32-bytes-0123456789")
+                .unwrap()
+                .accept_tokens_for_any_audience(),
+        );
+        let described = |authenticators: &[Arc<dyn Authenticator>]| {
+            let challenge = Challenge::default().accepting(authenticators);
+            async move {
+                body_of(unauthorized(&AuthError::missing(), &challenge)).await["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+        };
+        assert_eq!(
+            described(&[keys.clone(), jwt.clone()]).await,
+            "Authentication required: send `X-API-Key: <key>` or `Authorization: Bearer <token>`"
+        );
+        assert_eq!(
+            described(&[jwt.clone(), keys]).await,
+            "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key: <key>`"
+        );
+        assert_eq!(
+            described(std::slice::from_ref(&jwt)).await,
+            "Authentication required: send `Authorization: Bearer <token>`"
+        );
+        assert_eq!(described(&[]).await, "Authentication required");
+        let challenge = Challenge::default().accepting(&[jwt]);
+        let other_scheme = unauthorized(
+            &AuthError::new(AuthErrorKind::Missing, crate::auth::UNSUPPORTED_SCHEME),
+            &challenge,
+        );
+        assert_eq!(other_scheme.status(), 401);
+        assert_eq!(
+            body_of(other_scheme).await,
+            serde_json::json!({
+                "error": "unauthorized",
+                "error_description": "Unsupported authorization scheme: send `Authorization: Bearer <token>`",
+            })
         );
     }
 }

@@ -17,8 +17,8 @@ mod principal;
 mod rate_limit;
 mod rbac;
 mod resource;
-mod serve;
 mod scopes;
+mod serve;
 mod server;
 mod sessions;
 pub mod store;
@@ -228,7 +228,7 @@ pub mod __bench {
                 false,
                 &crate::ScopeHierarchy::new(),
             )
-                .map(Self)
+            .map(Self)
         }
 
         /// The names of the tools `principal` may call (what `tools/list` returns).

@@ -407,6 +407,8 @@ impl<T: McpTools> Gatekeeper<T> {
             }
             None => (Challenge::default(), Router::new()),
         };
+        // A client without a credential is told to send only what these authenticators take.
+        let challenge = challenge.accepting(&self.authenticators);
         let proxies = TrustedProxies::parse(&self.trusted_proxies)?;
         let failures = Arc::new(FailureThrottle::new(self.lockout));
         let mut extra_routes = self.extra_routes;

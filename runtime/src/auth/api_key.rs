@@ -67,7 +67,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{
-    AuthError, AuthErrorKind, AuthRequest, Authentication, Authenticator, Credential, Verdict,
+    AuthError, AuthErrorKind, AuthRequest, Authentication, Authenticator, Credential,
+    CredentialKind, Verdict,
 };
 use crate::{AuthMethod, ConfigError, Principal};
 
@@ -510,6 +511,12 @@ impl Authenticator for ApiKeys {
             .flat_map(|entry| entry.principal.roles())
             .collect();
         roles.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Keys are sent as `X-API-Key` or, by clients that only set `Authorization`, as a bearer
+    /// token (see [`ApiKeys`]).
+    fn accepted_credentials(&self) -> &'static [CredentialKind] {
+        &[CredentialKind::ApiKey, CredentialKind::Bearer]
     }
 }
 

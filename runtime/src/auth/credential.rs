@@ -10,6 +10,32 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// [`API_KEY_HEADER`] as a header name, so a lookup does not parse the name again.
 static API_KEY_HEADER_NAME: HeaderName = HeaderName::from_static(API_KEY_HEADER);
 
+/// A kind of credential a client can present, so a server can tell clients what it accepts
+/// (see [`Authenticator::accepted_credentials`](super::Authenticator::accepted_credentials)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CredentialKind {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `X-API-Key: <key>`.
+    ApiKey,
+}
+
+impl CredentialKind {
+    /// How a client sends it, as the answer to a request without a credential names it.
+    pub fn how_to_send(self) -> &'static str {
+        match self {
+            CredentialKind::Bearer => "`Authorization: Bearer <token>`",
+            CredentialKind::ApiKey => "`X-API-Key: <key>`",
+        }
+    }
+}
+
+/// What a request whose `Authorization` header uses another scheme than `Bearer` is told. Such a
+/// request carries no authentication information this server can use (RFC 6750 §3.1), so it is
+/// answered like one without a credential, not as a malformed request.
+pub const UNSUPPORTED_SCHEME: &str = "Unsupported authorization scheme";
+
 /// A credential presented by the client. Borrowed from the request headers; never stored.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Credential<'a> {
@@ -37,8 +63,11 @@ impl<'a> Credential<'a> {
     ///
     /// Refuses, with `invalid_request`, a request that presents more than one credential
     /// (several `Authorization` headers, or both `Authorization` and `X-API-Key`): which one
-    /// would count is ambiguous, and ambiguity is where bypasses live. Also refuses schemes
-    /// other than `Bearer`, empty tokens and headers that are not visible ASCII.
+    /// would count is ambiguous, and ambiguity is where bypasses live. Also refuses empty
+    /// tokens, headers that are not visible ASCII and `Authorization` values without a
+    /// well-formed scheme. A well-formed scheme other than `Bearer` (`Basic`, `Digest`) is
+    /// refused as [`AuthErrorKind::Missing`] with [`UNSUPPORTED_SCHEME`]: RFC 6750 §3.1 treats
+    /// it as no authentication information, which gets a challenge without an error code.
     pub fn from_headers(headers: &'a HeaderMap) -> Result<Option<Self>, AuthError> {
         let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
         let mut api_key = headers.get_all(&API_KEY_HEADER_NAME).iter();
@@ -55,7 +84,10 @@ impl<'a> Credential<'a> {
                     .map_err(|_| invalid("the Authorization header is not visible ASCII"))?;
                 let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
                 if !scheme.eq_ignore_ascii_case("bearer") {
-                    return Err(invalid("unsupported authorization scheme; use Bearer"));
+                    if !is_token(scheme) {
+                        return Err(invalid("the Authorization header has no valid scheme"));
+                    }
+                    return Err(AuthError::new(AuthErrorKind::Missing, UNSUPPORTED_SCHEME));
                 }
                 let token = token.trim_matches(' ');
                 check_token(token)?;
@@ -97,6 +129,14 @@ fn check_token(token: &str) -> Result<(), AuthError> {
         ));
     }
     Ok(())
+}
+
+/// Whether `text` is an RFC 9110 `token` (what an authentication scheme's name must be).
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn invalid(description: &'static str) -> AuthError {
@@ -145,8 +185,14 @@ mod tests {
             vec![("authorization", "Bearer a"), ("x-api-key", "b")],
             vec![("authorization", "Bearer a"), ("authorization", "Bearer b")],
             vec![("x-api-key", "a"), ("x-api-key", "b")],
-            vec![("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")],
+            vec![
+                ("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l"),
+                ("x-api-key", "b"),
+            ],
             vec![("authorization", "Bearer")],
+            vec![("authorization", "")],
+            vec![("authorization", "Bearer:abc")],
+            vec![("authorization", " Bearer abc")],
             vec![("authorization", "Bearer ")],
             vec![("x-api-key", "")],
             vec![("authorization", "Bearer a b")],
@@ -161,6 +207,21 @@ mod tests {
             HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
         );
         assert!(Credential::from_headers(&h).is_err());
+    }
+
+    #[test]
+    fn other_schemes_count_as_no_credential() {
+        for value in [
+            "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+            "Digest username=\"a\", realm=\"mcp\"",
+            "basic",
+            "Negotiate abc",
+        ] {
+            let h = headers(&[("authorization", value)]);
+            let err = Credential::from_headers(&h).unwrap_err();
+            assert_eq!(err.kind(), AuthErrorKind::Missing, "{value}");
+            assert_eq!(err.description(), UNSUPPORTED_SCHEME, "{value}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub use http::request::Parts;
 
 pub use api_key::{ApiKey, ApiKeys};
 pub(crate) use chain::AuthChain;
-pub use credential::{API_KEY_HEADER, Credential};
+pub use credential::{API_KEY_HEADER, Credential, CredentialKind, UNSUPPORTED_SCHEME};
 pub use error::{AuthError, AuthErrorKind};
 pub use jwt::{Jwt, JwtAlgorithm};
 pub(crate) use token_cache::VerifiedTokens;
@@ -90,6 +90,15 @@ pub trait Authenticator: Send + Sync + 'static {
     /// lock a caller out, or in).
     fn configured_roles(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The credentials this authenticator decides, in the order a client should prefer them.
+    /// The server names the union of its authenticators' (in chain order) in the `401` a
+    /// request without a credential gets, once, when it is built, so clients are told only
+    /// what this server accepts. The default is a bearer token; an authenticator reading
+    /// `X-API-Key`, or no header at all (mTLS: return an empty list), says so.
+    fn accepted_credentials(&self) -> &'static [CredentialKind] {
+        &[CredentialKind::Bearer]
     }
 
     /// Checks the authenticator's configuration when a server is built with it; an error stops
