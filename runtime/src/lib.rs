@@ -1,46 +1,31 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod arguments;
+// The request path, top-down: `http` (accept loop → endpoint → host guard → authenticate),
+// `auth` (credentials → principal), `tools` (guard → rate limit → audit → handler); the OAuth
+// authorization server and its store in `oauth`; the audit trail in `audit`.
 mod audit;
 pub mod auth;
-mod endpoint;
 mod error;
-mod forwarded;
-mod handler;
-pub mod health;
-mod host_guard;
-mod http_auth;
-mod lockout;
+mod http;
 pub mod oauth;
 mod principal;
 mod rate_limit;
-mod rbac;
-mod resource;
-mod scopes;
-mod serve;
-mod server;
-mod sessions;
-pub mod store;
-pub mod token_endpoint;
-mod tool;
+mod tools;
 
 pub use audit::{AUDIT_TARGET, AuditEvent, AuditLog, AuditRecord, Outcome};
-pub use auth::{ApiKey, ApiKeys, Jwt, JwtAlgorithm};
+pub use auth::token_endpoint::{TokenClient, TokenEndpoint};
+pub use auth::{ApiKey, ApiKeys, Jwt, JwtAlgorithm, Lockout, ProtectedResource, token_endpoint};
 pub use error::ConfigError;
-pub use forwarded::PeerAddr;
-pub use handler::{GatekeeperService, codes};
-pub use lockout::Lockout;
+pub use http::{
+    ConnectionLimits, Gatekeeper, PeerAddr, RunningServer, ServeError, health, shutdown_signal,
+};
+pub use oauth::store;
 pub use principal::{AuthMethod, CallerId, Principal, PrincipalBuilder};
-pub use rbac::{Caller, Granted, Guard, Includes, NoRoleGuard, NoRoles, RoleMarker, Roles};
-pub use resource::ProtectedResource;
-pub use scopes::ScopeHierarchy;
-pub use serve::ConnectionLimits;
-pub use server::{Gatekeeper, RunningServer, ServeError, shutdown_signal};
-pub use token_endpoint::{TokenClient, TokenEndpoint};
-pub use tool::{
-    Args, FromToolCall, IntoToolError, IntoToolResult, Json, McpTools, Rate, Rejection, ServerInfo,
-    ToolError, ToolHints,
+pub use tools::{
+    Args, Caller, FromToolCall, GatekeeperService, Granted, Guard, Includes, IntoToolError,
+    IntoToolResult, Json, McpTools, NoRoleGuard, NoRoles, Rate, Rejection, RoleMarker, Roles,
+    ScopeHierarchy, ServerInfo, ToolError, ToolHints, codes,
 };
 
 /// Declares the tools of an impl block: `#[mcp_tools]` or `#[mcp_tools(roles = Role)]`.
@@ -217,12 +202,12 @@ pub mod __bench {
     }
 
     /// The tool table of `T` as a server builds it.
-    pub struct Catalog<T: McpTools>(crate::handler::Engine<T>);
+    pub struct Catalog<T: McpTools>(crate::tools::Engine<T>);
 
     impl<T: McpTools> Catalog<T> {
         /// Builds the table once.
         pub fn new() -> Result<Self, ConfigError> {
-            crate::handler::Engine::new(
+            crate::tools::Engine::new(
                 T::__server_info(),
                 AuditLog::tracing_only(),
                 false,
@@ -249,12 +234,12 @@ pub mod __private {
     pub use ::std::{boxed::Box, option::Option, result::Result, sync::Arc, vec::Vec};
     pub use mcp_gatekeeper_macros::__mcp_tools_with_roles;
 
-    pub use crate::arguments::{Arguments, ObjectSchema};
-    pub use crate::rbac::{Guard, Includes, NoRoleGuard, RoleMarker, Roles};
-    pub use crate::tool::{
+    pub use crate::tools::{Arguments, ObjectSchema};
+    pub use crate::tools::{
         FromToolCall, IntoToolResult, McpTools, Rate, ServerInfo, ToolCall, ToolDef, ToolFn,
         ToolHints,
     };
+    pub use crate::tools::{Guard, Includes, NoRoleGuard, RoleMarker, Roles};
 
     /// The input schema of a generated or `Args<T>` argument type.
     pub fn input_schema<A: schemars::JsonSchema + 'static>() -> Result<Arc<JsonObject>, String> {
@@ -281,5 +266,5 @@ pub mod __private {
     pub fn assert_tool_result<R: IntoToolResult>() {}
 
     /// Compile-time check that an argument type can be deserialised and described.
-    pub fn assert_argument<A: crate::tool::ToolArgument>() {}
+    pub fn assert_argument<A: crate::tools::ToolArgument>() {}
 }

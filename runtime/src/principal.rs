@@ -3,7 +3,10 @@
 use std::{
     fmt,
     hash::{BuildHasher, RandomState},
-    sync::{Arc, LazyLock},
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::SystemTime,
 };
 
@@ -243,6 +246,36 @@ impl PrincipalBuilder {
             caller_id: CallerId::of(&caller_key),
             caller_key,
         }
+    }
+}
+
+/// What the HTTP layer tells the tool-call handler about a request it let through, in the
+/// request's extensions (one allocation and one insertion per request).
+pub(crate) struct Authenticated {
+    /// Who is calling.
+    pub(crate) principal: Arc<Principal>,
+    /// Set by the tool-call handler once it has written the call's audit record, which makes
+    /// the request's "authentication allowed" record redundant.
+    tool_call_audited: AtomicBool,
+}
+
+impl Authenticated {
+    /// The record of a request `principal` made, its tool call not audited yet.
+    pub(crate) fn new(principal: Arc<Principal>) -> Self {
+        Self {
+            principal,
+            tool_call_audited: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the tool-call handler wrote the request's audit record.
+    pub(crate) fn tool_call_audited(&self) -> bool {
+        self.tool_call_audited.load(Ordering::Relaxed)
+    }
+
+    /// Marks the request's tool call as audited.
+    pub(crate) fn mark_tool_call_audited(&self) {
+        self.tool_call_audited.store(true, Ordering::Relaxed);
     }
 }
 

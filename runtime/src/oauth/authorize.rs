@@ -5,7 +5,7 @@
 //! authenticated with a per-process key, at most ten minutes; nothing is stored for a request
 //! no one has signed in for), then shows the consent page to a signed-in browser or the login
 //! page. The login form signs the user in (attempts counted before the password is checked,
-//! per account and source; see [`crate::lockout`]), starts a server-side session (cookie: a
+//! per account and source; see [`crate::auth::lockout`]), starts a server-side session (cookie: a
 //! random id only), trusts the browser for that account (device cookie) and sends it to the
 //! consent page with the request sealed for the new session. The consent form's decision uses
 //! the request up: approve stores an authorization code (only its hash) and sends the browser

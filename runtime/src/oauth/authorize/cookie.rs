@@ -141,7 +141,7 @@ fn device_entries(state: &AsState, headers: &HeaderMap, now: i64) -> Vec<(i64, [
         .collect()
 }
 
-/// The id of this browser for `account` (see [`crate::lockout`]), if its device cookie proves
+/// The id of this browser for `account` (see [`crate::auth::lockout`]), if its device cookie proves
 /// an earlier successful sign-in to the account.
 pub(super) fn trusted_device(
     state: &AsState,

@@ -2,7 +2,7 @@
 //! /oauth/authorize/logout`).
 //!
 //! Every attempt is counted before its password is checked, per (account, source), and given
-//! back when it succeeds (see [`crate::lockout`]); a browser that signed in to an account gets
+//! back when it succeeds (see [`crate::auth::lockout`]); a browser that signed in to an account gets
 //! a device cookie that keeps it out of the account's slow mode. The answer never says whether
 //! the user exists (no user enumeration), and unknown users cost the same argon2 run, under
 //! the same bound on parallel checks, as wrong passwords (see `Users::sign_in`).

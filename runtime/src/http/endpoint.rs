@@ -20,7 +20,7 @@ use rmcp::{
     },
 };
 
-use crate::http_auth::{AuthLayerState, authenticate_request};
+use crate::http::authenticate::{AuthLayerState, authenticate_request};
 
 /// The MCP endpoint: cheap to clone (axum clones a route's service for every request).
 pub(crate) struct McpEndpoint<S, M> {

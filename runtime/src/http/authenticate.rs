@@ -1,14 +1,7 @@
 //! The HTTP authentication layer in front of the MCP endpoint: every request (POST, GET,
 //! DELETE) is authenticated from its headers before rmcp sees it.
 
-use std::{
-    borrow::Cow,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{borrow::Cow, net::SocketAddr, sync::Arc};
 
 use axum::{
     body::{Body, Bytes},
@@ -20,15 +13,16 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 use crate::{
     AuditLog,
     audit::{AuditEvent, AuditRecord, Outcome},
+    auth::FailureThrottle,
     auth::{
         AuthChain, AuthError, AuthErrorKind, AuthRequest, Authenticator, Credential, CredentialKind,
     },
-    handler::ScopeOracle,
-    host_guard::HostGuard,
-    lockout::FailureThrottle,
+    http::host_guard::HostGuard,
+    http::sessions::{Binding, SessionBindings},
+    principal::Authenticated,
     principal::{AuthMethod, Principal},
     rate_limit::retry_after_seconds,
-    sessions::{Binding, SessionBindings},
+    tools::ScopeOracle,
 };
 
 pub(crate) struct AuthLayerState {
@@ -259,14 +253,11 @@ where
     // A tool call's own audit record names the caller, its credential and address, so the
     // "authentication allowed" record is written only for requests that made no tool-call
     // record (initialize, tools/list, ...): one record per call instead of two.
-    let authenticated = Arc::new(Authenticated {
-        principal,
-        tool_call_audited: AtomicBool::new(false),
-    });
+    let authenticated = Arc::new(Authenticated::new(principal));
     parts.extensions.insert(authenticated.clone());
     let mut response = next(Request::from_parts(parts, body)).await;
     let principal = &authenticated.principal;
-    if !authenticated.tool_call_audited.load(Ordering::Relaxed) {
+    if !authenticated.tool_call_audited() {
         let mut record =
             AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed).principal(principal);
         record.remote_addr = remote_addr;
@@ -514,23 +505,6 @@ fn quote_safe(text: &str) -> String {
     text.chars()
         .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
         .collect()
-}
-
-/// What the HTTP layer tells the tool-call handler about a request it let through, in the
-/// request's extensions (one allocation and one insertion per request).
-pub(crate) struct Authenticated {
-    /// Who is calling.
-    pub(crate) principal: Arc<Principal>,
-    /// Set by the tool-call handler once it has written the call's audit record, which makes
-    /// the request's "authentication allowed" record redundant.
-    tool_call_audited: AtomicBool,
-}
-
-impl Authenticated {
-    /// Marks the request's tool call as audited.
-    pub(crate) fn mark_tool_call_audited(&self) {
-        self.tool_call_audited.store(true, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use rmcp::model::JsonObject;
 use schemars::{SchemaGenerator, generate::SchemaSettings};
 use serde_json::Value;
 
-use crate::tool::{Rejection, ToolArgument, ToolCall};
+use crate::tools::{Rejection, ToolArgument, ToolCall};
 
 /// The `inputSchema` of a tool with plain parameters: an object with one property per
 /// parameter, required unless the parameter's type accepts `null` (`Option<T>`), and no other

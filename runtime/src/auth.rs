@@ -11,7 +11,10 @@ mod credential;
 mod error;
 mod jws;
 mod jwt;
+mod lockout;
+mod resource;
 mod token_cache;
+pub mod token_endpoint;
 
 use std::sync::Arc;
 
@@ -23,6 +26,9 @@ pub(crate) use chain::AuthChain;
 pub use credential::{API_KEY_HEADER, Credential, CredentialKind, UNSUPPORTED_SCHEME};
 pub use error::{AuthError, AuthErrorKind};
 pub use jwt::{Jwt, JwtAlgorithm};
+pub use lockout::Lockout;
+pub(crate) use lockout::{FailureThrottle, PasswordGuard};
+pub use resource::ProtectedResource;
 pub(crate) use token_cache::VerifiedTokens;
 
 use crate::Principal;

@@ -13,7 +13,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     Principal,
-    rbac::{Caller, Granted, Guard, Includes, RoleMarker, Roles},
+    tools::{Caller, Granted, Guard, Includes, RoleMarker, Roles},
 };
 
 /// A type whose methods are MCP tools: implemented by `#[mcp_tools]` on an impl block.

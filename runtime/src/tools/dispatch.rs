@@ -19,10 +19,10 @@ use serde_json::json;
 use crate::{
     ConfigError, McpTools, Principal, Rate, ScopeHierarchy,
     audit::{AuditEvent, AuditLog, AuditRecord, Outcome},
-    http_auth::Authenticated,
+    principal::Authenticated,
     rate_limit::{ToolLimiter, retry_after_seconds},
-    rbac::{Roles, includes, role_index},
-    tool::{ServerInfo, ToolCall, ToolDef},
+    tools::{Roles, includes, role_index},
+    tools::{ServerInfo, ToolCall, ToolDef},
 };
 
 /// JSON-RPC error codes of refusals. Application-defined (the JSON-RPC reserved range for

@@ -35,6 +35,7 @@ mod metadata;
 mod redirect;
 mod register;
 mod revoke;
+pub mod store;
 mod token;
 mod users;
 mod verifier;
@@ -56,7 +57,7 @@ pub use verifier::OAuthTokens;
 
 use crate::{
     AuditLog, ConfigError, Lockout, ProtectedResource, ScopeHierarchy,
-    lockout::{FailureThrottle, PasswordGuard},
+    auth::{FailureThrottle, PasswordGuard},
     store::{FAMILY_REVOCATION_RETENTION_SECS, MemoryStore, Store, StoreError},
 };
 

@@ -17,17 +17,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     AuditLog, ConfigError, McpTools,
+    auth::ProtectedResource,
     auth::{AuthChain, Authenticator},
-    endpoint::McpEndpoint,
-    forwarded::{ClientAddrLayer, TrustedProxies},
-    handler::{Engine, GatekeeperService, ScopeOracle},
-    health,
-    host_guard::{HostGuard, LOOPBACK_HOSTS},
-    http_auth::{AuthLayerState, Challenge},
-    lockout::{FailureThrottle, Lockout},
-    rbac::Roles,
-    resource::ProtectedResource,
-    sessions::SessionBindings,
+    auth::{FailureThrottle, Lockout},
+    http::authenticate::{AuthLayerState, Challenge},
+    http::endpoint::McpEndpoint,
+    http::forwarded::{ClientAddrLayer, TrustedProxies},
+    http::health,
+    http::host_guard::{HostGuard, LOOPBACK_HOSTS},
+    http::sessions::SessionBindings,
+    tools::Roles,
+    tools::{Engine, GatekeeperService, ScopeOracle},
 };
 
 /// Whether the MCP endpoint keeps sessions.
@@ -92,7 +92,7 @@ pub struct Gatekeeper<T: McpTools> {
     /// The seed's token endpoint, mounted with this server's audit log and failure throttle.
     token_endpoint: Option<crate::TokenEndpoint>,
     /// Timeouts, connection caps and shutdown deadline of `serve_on` (see `serve`).
-    pub(crate) connection_limits: crate::serve::ConnectionLimits,
+    pub(crate) connection_limits: crate::http::serve::ConnectionLimits,
 }
 
 enum AuditSetting {
@@ -127,7 +127,7 @@ impl<T: McpTools> Gatekeeper<T> {
             health: true,
             oauth_servers: Vec::new(),
             token_endpoint: None,
-            connection_limits: crate::serve::ConnectionLimits::new(),
+            connection_limits: crate::http::serve::ConnectionLimits::new(),
         }
     }
 
@@ -298,7 +298,7 @@ impl<T: McpTools> Gatekeeper<T> {
 
     /// Whether to serve `GET /healthz` (the process is up) and `GET /readyz` (the OAuth
     /// store answers and signing keys are loaded), unauthenticated (default: on). See
-    /// [`health`](crate::health) for what they check.
+    /// [`health`](crate::http::health) for what they check.
     pub fn health_checks(mut self, on: bool) -> Self {
         self.health = on;
         self
@@ -485,15 +485,16 @@ impl<T: McpTools> Gatekeeper<T> {
         // exempt from the per-address connection cap (still counted in the total).
         let proxies = TrustedProxies::parse(&self.trusted_proxies)?;
         let cap_exempt = (!proxies.is_empty()).then(|| {
-            Arc::new(move |ip: std::net::IpAddr| proxies.contains(ip)) as crate::serve::CapExempt
+            Arc::new(move |ip: std::net::IpAddr| proxies.contains(ip))
+                as crate::http::serve::CapExempt
         });
-        let settings = crate::serve::ServeSettings {
+        let settings = crate::http::serve::ServeSettings {
             nodelay: self.tcp_nodelay.unwrap_or(self.mode == Mode::Stateful),
             limits: self.connection_limits.clone(),
             cap_exempt,
         };
         let (router, _engine) = self.build(shutdown.clone())?;
-        let task = tokio::spawn(crate::serve::serve(
+        let task = tokio::spawn(crate::http::serve::serve(
             listener,
             router,
             settings,

@@ -1,0 +1,438 @@
+//! Tests of the parent module.
+
+use super::*;
+use axum::body::Body;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+
+fn endpoint() -> TokenEndpoint {
+    TokenEndpoint::hs256(SECRET)
+        .unwrap()
+        .client(
+            TokenClient::new("reporting", "s3cret+/=0123456789")
+                .role("analyst")
+                .permissions(["reports:read", "reports:export"]),
+        )
+        .client(TokenClient::new("bare", "bare-secret-0123456789"))
+}
+
+fn json_request(body: &Value) -> http::Request<Body> {
+    http::Request::post(TOKEN_PATH)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn form_request(body: &'static str) -> http::Request<Body> {
+    http::Request::post(TOKEN_PATH)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn basic_request(user_pass: &str) -> http::Request<Body> {
+    http::Request::post(TOKEN_PATH)
+        .header(
+            header::AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode(user_pass)),
+        )
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("grant_type=client_credentials"))
+        .unwrap()
+}
+
+async fn send(request: http::Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    let response = endpoint().router().unwrap().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+fn assert_no_store(headers: &HeaderMap) {
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(headers[header::PRAGMA], "no-cache");
+}
+
+fn assert_issued(status: StatusCode, headers: &HeaderMap, body: &Value) -> String {
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_no_store(headers);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, error: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["error_description"].is_string());
+}
+
+#[tokio::test]
+async fn json_credentials_get_a_token_the_verifier_accepts() {
+    let (status, headers, body) = send(json_request(
+        &json!({"client_id": "reporting", "client_secret": "s3cret+/=0123456789"}),
+    ))
+    .await;
+    let token = assert_issued(status, &headers, &body);
+    let principal = endpoint().verifier().unwrap().verify(&token).unwrap();
+    assert_eq!(principal.subject(), "reporting");
+    assert_eq!(principal.client_id(), Some("reporting"));
+    assert_eq!(principal.roles().collect::<Vec<_>>(), ["analyst"]);
+    assert_eq!(
+        principal.scopes().collect::<Vec<_>>(),
+        ["reports:export", "reports:read"]
+    );
+    assert_eq!(principal.credential_id().map(str::len), Some(32));
+}
+
+#[tokio::test]
+async fn issued_claims_are_complete() {
+    let (status, headers, body) = send(json_request(
+        &json!({"client_id": "reporting", "client_secret": "s3cret+/=0123456789"}),
+    ))
+    .await;
+    let token = assert_issued(status, &headers, &body);
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "reporting");
+    assert_eq!(claims["client_id"], "reporting");
+    assert_eq!(claims["role"], "analyst");
+    assert_eq!(
+        claims["permissions"],
+        json!(["reports:read", "reports:export"])
+    );
+    assert_eq!(claims["scope"], "reports:read reports:export");
+    assert_eq!(claims["iss"], "mcp-auth-server");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        3600
+    );
+    assert!(
+        claims["jti"]
+            .as_str()
+            .unwrap()
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+    );
+}
+
+#[tokio::test]
+async fn form_credentials_get_a_token() {
+    let (status, headers, body) = send(form_request(
+        "grant_type=client_credentials&client_id=reporting&client_secret=s3cret%2B%2F%3D0123456789",
+    ))
+    .await;
+    assert_issued(status, &headers, &body);
+}
+
+#[tokio::test]
+async fn basic_credentials_get_a_token_encoded_or_not() {
+    for user_pass in [
+        "reporting:s3cret%2B%2F%3D0123456789",
+        "reporting:s3cret+/=0123456789",
+    ] {
+        let (status, headers, body) = send(basic_request(user_pass)).await;
+        assert_issued(status, &headers, &body);
+    }
+    let request = http::Request::post(TOKEN_PATH)
+        .header(
+            header::AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode("bare:bare-secret-0123456789")),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = send(request).await;
+    let token = assert_issued(status, &headers, &body);
+    let principal = endpoint().verifier().unwrap().verify(&token).unwrap();
+    assert_eq!(principal.roles().len(), 0);
+    assert_eq!(principal.scopes().len(), 0);
+}
+
+#[tokio::test]
+async fn wrong_secret_and_unknown_client_look_the_same() {
+    let wrong = send(json_request(
+        &json!({"client_id": "reporting", "client_secret": "nope"}),
+    ))
+    .await;
+    let unknown = send(json_request(
+        &json!({"client_id": "ghost", "client_secret": "nope"}),
+    ))
+    .await;
+    for (status, headers, body) in [&wrong, &unknown] {
+        assert_error(*status, body, StatusCode::UNAUTHORIZED, "invalid_client");
+        assert_eq!(body["error_description"], "Invalid client credentials");
+        assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
+        assert_no_store(headers);
+    }
+    assert_eq!(wrong.2, unknown.2);
+}
+
+#[tokio::test]
+async fn failed_basic_authentication_is_challenged() {
+    for header_value in [
+        format!("Basic {}", STANDARD.encode("reporting:wrong")),
+        format!("Basic {}", STANDARD.encode("no-colon")),
+        "Basic !!!".to_owned(),
+        "Bearer abc".to_owned(),
+    ] {
+        let request = http::Request::post(TOKEN_PATH)
+            .header(header::AUTHORIZATION, header_value)
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(request).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+        assert_eq!(headers[header::WWW_AUTHENTICATE], BASIC_CHALLENGE);
+    }
+}
+
+#[tokio::test]
+async fn empty_secrets_never_authenticate() {
+    let request = json_request(&json!({"client_id": "reporting", "client_secret": ""}));
+    let response = endpoint().router().unwrap().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let request = http::Request::post(TOKEN_PATH)
+        .header(
+            header::AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode("reporting:")),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let response = endpoint().router().unwrap().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn short_secrets_are_refused_when_mounted() {
+    for secret in ["", "ab", "fifteen-chars-x"] {
+        let ep = TokenEndpoint::hs256(SECRET)
+            .unwrap()
+            .client(TokenClient::new("x", secret));
+        let error = ep.router().unwrap_err().to_string();
+        assert!(error.contains("shorter than 16"), "{error}");
+        assert!(!error.contains(secret) || secret.is_empty(), "{error}");
+    }
+    let ok = TokenEndpoint::hs256(SECRET)
+        .unwrap()
+        .client(TokenClient::new("x", "sixteen-chars-xx"));
+    assert!(ok.router().is_ok());
+    let error = TokenEndpoint::parse_clients("a:ab:viewer")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("entry 1") && error.contains("shorter"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn missing_fields_are_invalid_requests() {
+    for body in [
+        json!({"client_id": "reporting"}),
+        json!({"client_secret": "s3cret+/=0123456789"}),
+        json!({"client_id": "", "client_secret": "s3cret+/=0123456789"}),
+        json!({}),
+    ] {
+        let (status, headers, body) = send(json_request(&body)).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_no_store(&headers);
+    }
+    let (status, _, body) = send(form_request("grant_type=client_credentials")).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_invalid_requests() {
+    for (content_type, body) in [
+        ("application/json", "{not json"),
+        (
+            "application/json",
+            r#"{"client_id": 1, "client_secret": "x"}"#,
+        ),
+        ("application/json", r#"["client_id"]"#),
+        (
+            "application/json",
+            r#"{"client_id":"a","client_id":"b","client_secret":"x"}"#,
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            "client_id=a&client_id=b&client_secret=x",
+        ),
+        ("application/json", ""),
+    ] {
+        let request = http::Request::post(TOKEN_PATH)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, json) = send(request).await;
+        assert_error(status, &json, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn unsupported_content_types_are_invalid_requests() {
+    for content_type in [
+        Some("text/plain"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut request = http::Request::post(TOKEN_PATH);
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let request = request
+            .body(Body::from(
+                r#"{"client_id":"reporting","client_secret":"s3cret+/=0123456789"}"#,
+            ))
+            .unwrap();
+        let (status, headers, body) = send(request).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_no_store(&headers);
+    }
+}
+
+#[tokio::test]
+async fn other_grant_types_are_unsupported() {
+    let (status, headers, body) = send(form_request(
+        "grant_type=password&client_id=reporting&client_secret=s3cret%2B%2F%3D0123456789",
+    ))
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    );
+    assert_no_store(&headers);
+    let (status, _, body) = send(json_request(&json!({
+        "grant_type": "authorization_code", "client_id": "reporting", "client_secret": "s3cret+/=0123456789"
+    })))
+    .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    );
+}
+
+#[tokio::test]
+async fn two_authentication_methods_are_refused() {
+    let request = http::Request::post(TOKEN_PATH)
+        .header(
+            header::AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode("reporting:s3cret+/=0123456789")),
+        )
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"client_id":"reporting","client_secret":"s3cret+/=0123456789"}"#,
+        ))
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn other_methods_still_get_no_store() {
+    let request = http::Request::get(TOKEN_PATH).body(Body::empty()).unwrap();
+    let (status, headers, _) = send(request).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_no_store(&headers);
+}
+
+#[tokio::test]
+async fn custom_issuer_and_lifetime_are_used() {
+    let ep = endpoint()
+        .issuer("https://tokens.example")
+        .lifetime(Duration::from_secs(60));
+    let verifier = ep.verifier().unwrap();
+    let request =
+        json_request(&json!({"client_id": "reporting", "client_secret": "s3cret+/=0123456789"}));
+    let response = ep.router().unwrap().oneshot(request).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["expires_in"], 60);
+    let token = body["access_token"].as_str().unwrap();
+    assert!(verifier.verify(token).is_ok());
+    // A verifier expecting the default issuer refuses it.
+    assert!(endpoint().verifier().unwrap().verify(token).is_err());
+}
+
+#[test]
+fn client_lists_parse() {
+    let clients = TokenEndpoint::parse_clients(
+        " reporting:s3cret-0123456789ab:analyst:reports:read  reports:export ,\n ops:0ther-secret-456789:admin, ",
+    )
+    .unwrap();
+    assert_eq!(clients.len(), 2);
+    assert_eq!(clients[0].id(), "reporting");
+    assert_eq!(clients[0].role.as_deref(), Some("analyst"));
+    assert_eq!(clients[0].permissions, ["reports:read", "reports:export"]);
+    assert_eq!(
+        clients[0].secret_digest,
+        <[u8; 32]>::from(Sha256::digest(b"s3cret-0123456789ab"))
+    );
+    assert_eq!(clients[1].id(), "ops");
+    assert!(clients[1].permissions.is_empty());
+}
+
+#[test]
+fn client_list_errors_name_the_entry_not_the_secret() {
+    for (spec, position) in [
+        ("a:sekrit-one-0123456:r,b:sekrit-two-0123456", "entry 2"),
+        ("a:sekrit-one-0123456:r,:sekrit-two-0123456:r", "entry 2"),
+        ("a::r", "entry 1"),
+        ("a:sekrit-one-0123456:", "entry 1"),
+        ("a:sekrit-one-0123456:r,a:sekrit-two-0123456:r", "entry 2"),
+        ("a:sekrit-one-0123456:r,b:sekrit:r", "entry 2"),
+    ] {
+        let message = TokenEndpoint::parse_clients(spec).unwrap_err().to_string();
+        assert!(message.contains(position), "{message}");
+        assert!(!message.contains("sekrit"), "{message}");
+    }
+    assert!(TokenEndpoint::parse_clients(" , ").is_err());
+}
+
+#[test]
+fn configuration_errors() {
+    assert!(TokenEndpoint::hs256("too-short").is_err());
+    let var = "MCP_GATEKEEPER_TEST_UNSET_VAR_19c2";
+    assert!(matches!(
+        TokenEndpoint::hs256_from_env(var),
+        Err(ConfigError::MissingEnv(_))
+    ));
+    assert!(matches!(
+        TokenEndpoint::clients_from_env(var),
+        Err(ConfigError::MissingEnv(_))
+    ));
+}
+
+#[test]
+fn debug_hides_secrets() {
+    let shown = format!("{:?}", endpoint());
+    assert!(!shown.contains(SECRET));
+    assert!(!shown.contains("s3cret"));
+    assert!(shown.contains("reporting"));
+}
+
+#[test]
+fn form_decoding() {
+    assert_eq!(form_decode("a+b%2Bc%3a").as_deref(), Some("a b+c:"));
+    assert_eq!(form_decode("%"), None);
+    assert_eq!(form_decode("%zz"), None);
+    assert_eq!(form_decode("%+f"), None);
+    assert_eq!(form_decode("%ff"), None);
+    assert_eq!(form_decode("%C3%A9").as_deref(), Some("é"));
+}
+
+#[test]
+fn log_fields_are_sanitised() {}
