@@ -6,8 +6,11 @@
 #   bench/callgrind.sh [ROW ...]                       rows of this tree's bench-server
 #   SERVERS="old=/path/bench-server new=target/release/bench-server" bench/callgrind.sh apikey
 #
-# ROW is one of bare, apikey, hs256, es256 (default: bare apikey hs256). Each row is served by
-# `bench-server --mode ROW` under callgrind; after a 3 s warm-up the counters are zeroed, then
+# ROW is one of bare, apikey, hs256, es256 (default: bare apikey hs256), or hs256-cold,
+# es256-cold: the JWT rows with a new token on every request (`--fresh-tokens`, FRESH_TOKENS of
+# them, default 40000; the warm-up sends the first quarter, the measured run the rest, and a
+# warning says when the run needed more), so every request misses the verified-token cache and
+# is verified in full. Each row is served by `bench-server --mode ROW` under callgrind; after a 3 s warm-up the counters are zeroed, then
 # `wrk -t1 -c4` drives `tools/call echo` for DURATION (default 10 s); instructions are divided
 # by the requests wrk completed. Without SERVERS, this tree's bench-server is built (release).
 # Prints one line per server and row: `NAME ROW instructions/request requests`. KEEP=DIR keeps
@@ -18,6 +21,7 @@ BENCH=$PWD/bench
 ROWS=("${@:-bare apikey hs256}")
 read -r -a ROWS <<<"${ROWS[*]}"
 DURATION=${DURATION:-10s}
+FRESH_TOKENS=${FRESH_TOKENS:-40000}
 
 command -v valgrind >/dev/null && command -v wrk >/dev/null || {
     apt-get update -qq && apt-get install -y -qq valgrind wrk >/dev/null
@@ -40,21 +44,28 @@ for server in $SERVERS; do
     for row in "${ROWS[@]}"; do
         port=$((port + 1))
         out="$WORK/callgrind.$name.$row"
-        rm -f "$WORK/cred" "$WORK/audit.jsonl"
+        rm -f "$WORK/cred" "$WORK/audit.jsonl" "$WORK/tokens"
+        fresh=() warm_tokens=() measured_tokens=()
+        if [[ $row == *-cold ]]; then
+            fresh=(--fresh-tokens "$WORK/tokens" --fresh-token-count "$FRESH_TOKENS")
+            warm_tokens=(BENCH_TOKENS="$WORK/tokens" BENCH_TOKENS_RANGE="0:$((FRESH_TOKENS / 4))")
+            measured_tokens=(BENCH_TOKENS="$WORK/tokens" BENCH_TOKENS_RANGE="$((FRESH_TOKENS / 4)):$FRESH_TOKENS")
+        fi
         valgrind --tool=callgrind --callgrind-out-file="$out" \
-            "$binary" --mode "$row" --bind "127.0.0.1:$port" --credential-file "$WORK/cred" \
-            --audit-file "$WORK/audit.jsonl" \
+            "$binary" --mode "${row%-cold}" --bind "127.0.0.1:$port" --credential-file "$WORK/cred" \
+            --audit-file "$WORK/audit.jsonl" "${fresh[@]}" \
             --es256-private "$WORK/es256.key" --es256-public "$WORK/es256.pub" \
             2>>"$WORK/valgrind.log" &
         pid=$!
-        for _ in $(seq 600); do
+        # Minting the fresh tokens under valgrind takes a while.
+        for _ in $(seq 3000); do
             [[ -s $WORK/cred || ($row == bare && -e $WORK/cred) ]] && curl -s -o /dev/null "http://127.0.0.1:$port/mcp" && break
             sleep 0.1
         done
         auth=$(cat "$WORK/cred")
-        BENCH_AUTH="$auth" wrk -t1 -c4 -d3s -s "$BENCH/mcp.lua" "http://127.0.0.1:$port/mcp" >/dev/null
+        env BENCH_AUTH="$auth" "${warm_tokens[@]}" wrk -t1 -c4 -d3s -s "$BENCH/mcp.lua" "http://127.0.0.1:$port/mcp" >/dev/null
         callgrind_control -z "$pid" >/dev/null 2>&1
-        result=$(BENCH_AUTH="$auth" wrk -t1 -c4 -d"$DURATION" -s "$BENCH/mcp.lua" "http://127.0.0.1:$port/mcp" | grep '^RESULT')
+        result=$(env BENCH_AUTH="$auth" "${measured_tokens[@]}" wrk -t1 -c4 -d"$DURATION" -s "$BENCH/mcp.lua" "http://127.0.0.1:$port/mcp" | grep '^RESULT')
         callgrind_control -d "$pid" >/dev/null 2>&1
         kill -TERM "$pid"
         wait "$pid" 2>/dev/null || true
@@ -62,6 +73,8 @@ for server in $SERVERS; do
         # The dump after zeroing is the measured part (callgrind writes it as OUT.1).
         instructions=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$out.1" 2>/dev/null || true)
         [[ -n $instructions && $requests -gt 0 ]] || { echo "$name $row: no measurement ($result)" >&2; continue; }
+        wrapped=$(sed -n 's/.*wrapped=\([0-9]*\).*/\1/p' <<<"$result")
+        ((${wrapped:-0} == 0)) || echo "$name $row: $wrapped requests reused a token (raise FRESH_TOKENS)" >&2
         echo "$name $row $((instructions / requests)) $requests"
     done
 done

@@ -17,6 +17,15 @@
 #   ROWS="bare apikey hs256 es256 ts py bare-stateful apikey-stateful" (a subset for quick runs)
 #   (diagnostic rows, not in the default set: apikey-noaudit = API key without the JSON-lines
 #   audit file, records on tracing only; bare-anyhost = bare with rmcp's Host check off)
+#   (cache-miss rows, not in the default set: hs256-cold, es256-cold = the JWT rows with a new
+#   token on every request, so each one is verified in full instead of found in the cache of
+#   verified tokens; FRESH_TOKENS_HS256=400000 / FRESH_TOKENS_ES256=160000 tokens are minted by
+#   the server at start, the warm-up sends the first quarter, the measured run the rest; a run
+#   that needed more prints a warning)
+#   BEFORE=/path/to/another/bench-server: a row written ROW@before (e.g. ROWS="bare apikey
+#   apikey@before") runs ROW with that binary, interleaved with this tree's rows in the same
+#   run, for before/after comparisons (build the other commit in a worktree with its own
+#   CARGO_TARGET_DIR)
 #   SESSIONS=32 (stateful rows: sessions opened before the run, requests rotate over them)
 #   BASE_PORT=18800
 #   TCP_NODELAY=1 (diagnostic: every Rust server sets TCP_NODELAY on accepted connections;
@@ -32,6 +41,9 @@ ROUNDS=${ROUNDS:-6}
 ROWS=${ROWS:-"bare apikey hs256 es256 ts py bare-stateful apikey-stateful"}
 SESSIONS=${SESSIONS:-32}
 BASE_PORT=${BASE_PORT:-18800}
+FRESH_TOKENS_HS256=${FRESH_TOKENS_HS256:-400000}
+FRESH_TOKENS_ES256=${FRESH_TOKENS_ES256:-160000}
+BEFORE=${BEFORE:-}
 RUST_FLAGS=()
 [ "${TCP_NODELAY:-0}" = 1 ] && RUST_FLAGS+=(--tcp-nodelay)
 PROTOCOL=2025-06-18
@@ -108,11 +120,17 @@ TABLE="$RESULTS/run-$STAMP.txt"
 
 # ---------------------------------------------------------------- rows
 label() {
+  if [[ $1 == *@before ]]; then
+    echo "$(label "${1%@before}") [before]"
+    return
+  fi
   case $1 in
     bare) echo "bare rmcp 3.11 (stateless JSON, no auth)" ;;
     apikey) echo "mcp-gatekeeper API key (stateless)" ;;
     hs256) echo "mcp-gatekeeper HS256 JWT (stateless)" ;;
     es256) echo "mcp-gatekeeper ES256 JWT (stateless)" ;;
+    hs256-cold) echo "gatekeeper HS256, new token per request" ;;
+    es256-cold) echo "gatekeeper ES256, new token per request" ;;
     ts) echo "seed TypeScript (Express + SDK 1.32.2)" ;;
     py) echo "seed Python (FastMCP, mcp 1.30.0)" ;;
     bare-stateful) echo "bare rmcp 3.11 (stateful sessions, SSE)" ;;
@@ -123,18 +141,31 @@ label() {
   esac
 }
 
-# start_server ROW PORT: starts the row's server in the background, sets SERVER_PID and AUTH.
+# start_server ROW PORT: starts the row's server in the background, sets SERVER_PID and AUTH
+# (and TOKENS_FILE, TOKENS_COUNT for the cache-miss rows).
 start_server() {
-  local row=$1 port=$2 cred="$WORK/cred.$1"
+  local row=${1%@before} port=$2 cred="$WORK/cred.$1" binary=$SERVER
+  if [[ $1 == *@before ]]; then
+    [ -n "$BEFORE" ] || { echo "row $1 needs BEFORE=/path/to/bench-server" >&2; exit 2; }
+    binary=$BEFORE
+  fi
   rm -f "$cred.tmp"
+  TOKENS_FILE="" TOKENS_COUNT=0
   case $row in
-    bare | apikey | hs256 | es256 | bare-stateful | apikey-stateful | apikey-noaudit | bare-anyhost)
+    bare | apikey | hs256 | es256 | bare-stateful | apikey-stateful | apikey-noaudit | bare-anyhost | hs256-cold | es256-cold)
       local mode=${row%-*} flags=() audit=(--audit-file "$WORK/audit.jsonl")
       [[ $row == *-stateful ]] && flags=(--stateful)
       [[ $row == *-anyhost ]] && flags=(--any-host)
       [[ $row == *-noaudit ]] && audit=(--no-audit-file)
+      if [[ $row == *-cold ]]; then
+        TOKENS_FILE="$WORK/tokens"
+        TOKENS_COUNT=$FRESH_TOKENS_HS256
+        [[ $row == es256-* ]] && TOKENS_COUNT=$FRESH_TOKENS_ES256
+        flags=(--fresh-tokens "$TOKENS_FILE" --fresh-token-count "$TOKENS_COUNT")
+        rm -f "$TOKENS_FILE"
+      fi
       rm -f "$WORK/audit.jsonl"
-      "$SERVER" --mode "$mode" "${flags[@]}" "${RUST_FLAGS[@]}" --bind "127.0.0.1:$port" \
+      "$binary" --mode "$mode" "${flags[@]}" "${RUST_FLAGS[@]}" --bind "127.0.0.1:$port" \
         --credential-file "$cred.tmp" "${audit[@]}" \
         --es256-private "$WORK/es256.key" --es256-public "$WORK/es256.pub" \
         2>>"$WORK/server.log" &
@@ -209,13 +240,18 @@ open_sessions() {
   echo "${ids[*]}"
 }
 
-# run_wrk PORT DURATION: runs wrk with the shared settings, prints its RESULT line.
+# run_wrk PORT DURATION [FROM:TO]: runs wrk with the shared settings (the cache-miss rows
+# send the tokens of lines FROM to TO), prints its RESULT line.
 run_wrk() {
   local out
-  out=$(BENCH_AUTH="$AUTH" BENCH_SESSIONS="$SESSION_IDS" \
+  out=$(BENCH_AUTH="$AUTH" BENCH_SESSIONS="$SESSION_IDS" BENCH_TOKENS="$TOKENS_FILE" \
+    BENCH_TOKENS_RANGE="${3:-}" BENCH_THREADS="$THREADS" \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2" --timeout 5s --latency -s "$BENCH/mcp.lua" "http://127.0.0.1:$1/mcp")
   printf '%s\n' "$out" >>"$RAW"
   grep '^SAMPLE_BAD' <<<"$out" >&2 || true
+  if [[ $out =~ wrapped=([1-9][0-9]*) ]]; then
+    echo "warning: ${BASH_REMATCH[1]} requests reused a token; raise FRESH_TOKENS_*" >&2
+  fi
   grep '^RESULT' <<<"$out"
 }
 
@@ -241,14 +277,14 @@ for round in $(seq 1 "$ROUNDS"); do
     AUTH=""
     SESSION_IDS=""
     start_server "$row" "$port"
-    if [[ $row == *-stateful ]]; then
+    if [[ ${row%@before} == *-stateful ]]; then
       SESSION_IDS=$(open_sessions "$port" "$SESSIONS")
     fi
     echo "### round $round row $row warm-up" >>"$RAW"
-    run_wrk "$port" "$WARMUP" >/dev/null
+    run_wrk "$port" "$WARMUP" "0:$((TOKENS_COUNT / 4))" >/dev/null
     echo "### round $round row $row measured" >>"$RAW"
     ticks0=$(cpu_ticks "$SERVER_PID")
-    line=$(run_wrk "$port" "$DURATION")
+    line=$(run_wrk "$port" "$DURATION" "$((TOKENS_COUNT / 4)):$TOKENS_COUNT")
     ticks1=$(cpu_ticks "$SERVER_PID")
     cpu=$(awk -v t="$((ticks1 - ticks0))" -v hz="$CLK_TCK" -v n="$(field requests "$line")" 'BEGIN { printf "%.0f", (n > 0) ? t * 1e6 / hz / n : 0 }')
     line="$line cpu_us=$cpu"
@@ -306,7 +342,7 @@ ratio() { # ratio ROW BASE
     "$(printf -- '-%.0s' {1..19})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..12})" \
     "$(printf -- '-%.0s' {1..8})" "$(printf -- '-%.0s' {1..21})" "$(printf -- '-%.0s' {1..14})"
   for row in $ROWS; do
-    if [[ $row == *-stateful ]]; then base=bare-stateful; else base=bare; fi
+    if [[ ${row%@before} == *-stateful ]]; then base=bare-stateful; else base=bare; fi
     vs=$(ratio "$row" "$base")
     [ "$row" != "$base" ] && [ "$vs" != "-" ] && vs="$vs $base"
     [ "$row" = "$base" ] && vs="1.00x"

@@ -179,9 +179,9 @@ pub async fn serve(
     }
     // One audit trail for both servers: logins, consents and tokens next to the tool calls.
     let audit = AuditLog::json_lines(config.data_dir.join("audit.jsonl"))?;
-    let mut authorization = AuthorizationServer::new(&config.issuer)?
+    let mut authorization = AuthorizationServer::new(&config.issuer)
         .audit(audit.clone())
-        .resource(resource)?
+        .resource(resource)
         .store(Arc::new(store))
         .scopes(OAuthDataTools::declared_scopes())
         .user(User::new(&config.user, &config.password).role(&config.role))
@@ -197,7 +197,7 @@ pub async fn serve(
     // announce; a server in its own crate announces that crate's name and version by default.
     let mut server = Gatekeeper::new(OAuthDataTools::default())
         .server_info("oauth-data-store", env!("CARGO_PKG_VERSION"))
-        .oauth(&oauth, resource)?
+        .oauth(&oauth, resource)
         .audit(audit);
     if let Some(hosts) = rbac::allowed_hosts(resource)? {
         server = server.allowed_hosts(hosts);
@@ -289,8 +289,8 @@ async fn add_client(args: &[String], origin: &str) -> Result<(), Box<dyn std::er
     create_private_dir(&config.data_dir)?;
     let store = SqliteStore::open(config.data_dir.join("oauth.db"))?;
     // Building the server validates the client and stores it.
-    AuthorizationServer::new(&config.issuer)?
-        .resource(&config.resource)?
+    AuthorizationServer::new(&config.issuer)
+        .resource(&config.resource)
         .store(Arc::new(store))
         .scopes(OAuthDataTools::declared_scopes())
         .client(config.clients.into_iter().next().ok_or(USAGE)?)

@@ -14,7 +14,7 @@
 //! command lines that use it):
 //! - `JWT_SECRET`: HS256 secret, at least 32 bytes;
 //! - `MCP_API_KEYS`: `KEY:ROLE,KEY:ROLE,...`;
-//! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:PERMISSION ...],...` for `POST /auth/token`;
+//! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:SCOPE ...],...` for `POST /auth/token`;
 //! - `AUDIT_LOG`: a JSON-lines file for the audit trail;
 //!
 //! and, as in every example:

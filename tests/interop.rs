@@ -134,8 +134,7 @@ impl OAuthWithKeys {
         let issuer = format!("http://{}", listener.local_addr().expect("an address"));
         let url = format!("{issuer}/mcp");
         let oauth = AuthorizationServer::new(&issuer)
-            .and_then(|a| a.resource(&url))
-            .expect("a valid issuer and resource")
+            .resource(&url)
             .scopes(OAuthDataTools::declared_scopes())
             .build()
             .await
@@ -145,7 +144,6 @@ impl OAuthWithKeys {
             .scopes(["data:read"]);
         let running = Gatekeeper::new(OAuthDataTools::default())
             .oauth(&oauth, &url)
-            .expect("the resource is the authorization server's")
             .authenticate(ApiKeys::new().with_key(key))
             .serve_on(listener)
             .expect("the server starts");

@@ -13,6 +13,10 @@ use oauth_example::rbac;
 #[allow(dead_code, unreachable_pub)]
 mod hello;
 
+#[path = "../examples/rmcp_layer.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod rmcp_layer;
+
 mod common;
 
 mod abuse;
@@ -21,6 +25,7 @@ mod authentication;
 mod authorization;
 mod connections;
 mod interop;
+mod layer;
 mod oauth;
 mod python_sdk;
 mod readme;

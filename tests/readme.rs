@@ -29,10 +29,11 @@ use crate::common::{e2e, example_binary};
 const README: &str = include_str!("../README.md");
 
 /// The examples' sources, for the environment checks.
-const EXAMPLES: [(&str, &str); 3] = [
+const EXAMPLES: [(&str, &str); 4] = [
     ("hello", include_str!("../examples/hello.rs")),
     ("rbac", include_str!("../examples/rbac.rs")),
     ("oauth", include_str!("../examples/oauth.rs")),
+    ("rmcp_layer", include_str!("../examples/rmcp_layer.rs")),
 ];
 
 /// The address the README's lines use.
@@ -431,7 +432,7 @@ fn every_example_follows_the_environment_convention_and_the_readme_lists_it() {
     let table = &README[table_start..table_end];
     for (name, source) in EXAMPLES {
         let read = variables_read(source);
-        let shared: &[&str] = if name == "hello" {
+        let shared: &[&str] = if name == "hello" || name == "rmcp_layer" {
             &["BIND", "STATELESS"]
         } else {
             &["BIND", "STATELESS", "MCP_RESOURCE"]

@@ -42,6 +42,9 @@ struct Claims<'a> {
     role: &'a str,
     iat: u64,
     exp: u64,
+    /// Only on the cache-miss rows' tokens, to make each one different.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<&'a str>,
 }
 
 const ISSUER: &str = "mcp-gatekeeper-bench";
@@ -57,8 +60,8 @@ fn random_hex(bytes: usize) -> String {
     )
 }
 
-/// A one-day token for a `viewer`, signed with `key`.
-fn mint(algorithm: Algorithm, key: &EncodingKey) -> Result<String, String> {
+/// A one-day token for a `viewer`, signed with `key`, with `jti` if given.
+fn mint(algorithm: Algorithm, key: &EncodingKey, jti: Option<&str>) -> Result<String, String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?
@@ -70,9 +73,28 @@ fn mint(algorithm: Algorithm, key: &EncodingKey) -> Result<String, String> {
         role: "viewer",
         iat: now,
         exp: now + 86_400,
+        jti,
     };
     jsonwebtoken::encode(&Header::new(algorithm), &claims, key)
         .map_err(|e| format!("cannot sign the benchmark token: {e}"))
+}
+
+/// Writes `options.fresh_token_count` distinct tokens to `--fresh-tokens`, if asked: the
+/// client of a cache-miss row sends each once, so every request is verified in full.
+fn write_fresh_tokens(
+    options: &Options,
+    algorithm: Algorithm,
+    key: &EncodingKey,
+) -> Result<(), String> {
+    let Some(path) = &options.fresh_tokens else {
+        return Ok(());
+    };
+    let mut lines = String::new();
+    for i in 0..options.fresh_token_count {
+        lines.push_str(&mint(algorithm, key, Some(&format!("fresh-{i}")))?);
+        lines.push('\n');
+    }
+    std::fs::write(path, lines).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn read(path: Option<&std::path::PathBuf>) -> Result<Vec<u8>, String> {
@@ -96,10 +118,10 @@ fn server(options: &Options, audit: AuditLog) -> Result<(Gatekeeper<EchoTools>, 
                 .map_err(|e| e.to_string())?
                 .issuer(ISSUER)
                 .audience(AUDIENCE);
-            let token = mint(
-                Algorithm::HS256,
-                &EncodingKey::from_secret(secret.as_bytes()),
-            )?;
+            let key = EncodingKey::from_secret(secret.as_bytes())
+                .map_err(|e| format!("bad HS256 secret: {e}"))?;
+            let token = mint(Algorithm::HS256, &key, None)?;
+            write_fresh_tokens(options, Algorithm::HS256, &key)?;
             (
                 server.authenticate(jwt),
                 format!("Authorization: Bearer {token}"),
@@ -114,7 +136,8 @@ fn server(options: &Options, audit: AuditLog) -> Result<(Gatekeeper<EchoTools>, 
                 .audience(AUDIENCE);
             let key = EncodingKey::from_ec_pem(&private)
                 .map_err(|e| format!("bad ES256 private key (PKCS#8 PEM expected): {e}"))?;
-            let token = mint(Algorithm::ES256, &key)?;
+            let token = mint(Algorithm::ES256, &key, None)?;
+            write_fresh_tokens(options, Algorithm::ES256, &key)?;
             (
                 server.authenticate(jwt),
                 format!("Authorization: Bearer {token}"),

@@ -22,6 +22,12 @@
 //! (`X-API-Key: ...` or `Authorization: Bearer ...`; empty for `bare`) before the port opens.
 //! The server stops on SIGTERM or Ctrl-C.
 //!
+//! `--fresh-tokens FILE` (JWT modes) also writes `--fresh-token-count` (default 20,000) more
+//! tokens to FILE, one per line, each with its own `jti`, before the port opens: a client that
+//! sends each of them once (`BENCH_TOKENS` in `mcp.lua`) measures the verified-token cache's
+//! miss path, where every request's signature and claims are checked. The `*-cold` rows of
+//! `run.sh` and `callgrind.sh` do that.
+//!
 //! `--no-audit-file` (a diagnostic) keeps audit records on `tracing` only, to measure what the
 //! JSON-lines sink costs.
 //! `--any-host` (a diagnostic, bare only) switches rmcp's own `Host` allow-list check off, to
@@ -60,10 +66,15 @@ struct Options {
     audit_file: Option<PathBuf>,
     es256_private: Option<PathBuf>,
     es256_public: Option<PathBuf>,
+    /// Where to write tokens for the cache-miss rows, if asked.
+    fresh_tokens: Option<PathBuf>,
+    /// How many tokens to write there.
+    fresh_token_count: usize,
 }
 
 const USAGE: &str = "usage: bench-server --mode bare|apikey|hs256|es256 [--stateful] [--tcp-nodelay] [--any-host] [--bind ADDR] \
-[--credential-file FILE] [--audit-file FILE | --no-audit-file] [--es256-private PEM --es256-public PEM]";
+[--credential-file FILE] [--audit-file FILE | --no-audit-file] [--es256-private PEM --es256-public PEM] \
+[--fresh-tokens FILE [--fresh-token-count N]]";
 
 fn parse_options() -> Result<Options, String> {
     let mut mode = None;
@@ -77,6 +88,8 @@ fn parse_options() -> Result<Options, String> {
         audit_file: Some(std::env::temp_dir().join("mcp-gatekeeper-bench-audit.jsonl")),
         es256_private: None,
         es256_public: None,
+        fresh_tokens: None,
+        fresh_token_count: 20_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -102,6 +115,12 @@ fn parse_options() -> Result<Options, String> {
             "--no-audit-file" => options.audit_file = None,
             "--es256-private" => options.es256_private = Some(value("--es256-private")?.into()),
             "--es256-public" => options.es256_public = Some(value("--es256-public")?.into()),
+            "--fresh-tokens" => options.fresh_tokens = Some(value("--fresh-tokens")?.into()),
+            "--fresh-token-count" => {
+                options.fresh_token_count = value("--fresh-token-count")?
+                    .parse()
+                    .map_err(|_| "--fresh-token-count needs a number".to_owned())?;
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -111,6 +130,9 @@ fn parse_options() -> Result<Options, String> {
         && (options.es256_private.is_none() || options.es256_public.is_none())
     {
         return Err("--mode es256 needs --es256-private and --es256-public".into());
+    }
+    if options.fresh_tokens.is_some() && !matches!(options.mode, Mode::Hs256 | Mode::Es256) {
+        return Err("--fresh-tokens needs --mode hs256 or es256".into());
     }
     Ok(options)
 }

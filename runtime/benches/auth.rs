@@ -163,7 +163,7 @@ fn bench_jwt(c: &mut Criterion) {
             "hs256",
             Jwt::hs256(HS256_SECRET).unwrap(),
             Algorithm::HS256,
-            EncodingKey::from_secret(HS256_SECRET),
+            EncodingKey::from_secret(HS256_SECRET).unwrap(),
         ),
         (
             "es256",

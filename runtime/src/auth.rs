@@ -6,14 +6,21 @@
 //! the next, so a forged token can never be "rescued" by a more lenient scheme.
 
 mod api_key;
+// HTTP Basic client credentials: only the token endpoints take them (the OAuth server needs
+// `jwt` too).
+#[cfg(feature = "jwt")]
+pub(crate) mod basic;
 mod chain;
 mod credential;
 mod error;
-mod jws;
+#[cfg(feature = "jwt")]
 mod jwt;
 mod lockout;
 mod resource;
+#[cfg(feature = "jwt")]
 mod token_cache;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod token_endpoint;
 
 use std::sync::Arc;
@@ -25,10 +32,15 @@ pub use api_key::{ApiKey, ApiKeys};
 pub(crate) use chain::AuthChain;
 pub use credential::{API_KEY_HEADER, Credential, CredentialKind, UNSUPPORTED_SCHEME};
 pub use error::{AuthError, AuthErrorKind};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use jwt::{Jwt, JwtAlgorithm};
+pub(crate) use lockout::FailureThrottle;
 pub use lockout::Lockout;
-pub(crate) use lockout::{FailureThrottle, PasswordGuard};
+#[cfg(feature = "oauth")]
+pub(crate) use lockout::PasswordGuard;
 pub use resource::ProtectedResource;
+#[cfg(feature = "oauth")]
 pub(crate) use token_cache::VerifiedTokens;
 
 use crate::Principal;

@@ -31,6 +31,39 @@ pub enum ConfigError {
         /// The declared roles, comma-separated.
         known: String,
     },
+    /// A secret shorter than the minimum this crate accepts: it could be guessed (an API key,
+    /// a client secret, a user's password, an HMAC key).
+    #[error("{what} is shorter than {minimum} {unit}")]
+    WeakSecret {
+        /// Whose secret (`the secret of token client \`ci\``); never the secret.
+        what: String,
+        /// The shortest accepted.
+        minimum: usize,
+        /// `characters` or `bytes`.
+        unit: &'static str,
+    },
+    /// A URL that cannot be used where it is configured (an issuer, a resource URI).
+    #[error("{what} `{url}`: {reason}")]
+    InvalidUrl {
+        /// What the URL is for (`issuer`, `resource URI`).
+        what: &'static str,
+        /// The URL as configured.
+        url: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A JWT verifier that would accept tokens issued for any service (MCP: a server must
+    /// accept only tokens issued for it).
+    #[error(
+        "a JWT verifier must check the audience: set `.audience(\"<this server's resource URL, \
+         e.g. https://mcp.example.com/mcp>\")`, or `.accept_tokens_for_any_audience()` to accept \
+         tokens issued for any service"
+    )]
+    MissingAudience,
+    /// The authorization server's store failed while the server was being built.
+    #[cfg(feature = "oauth")]
+    #[error("OAuth store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// A tool's declaration cannot be served (for example its input schema is not an object).
     #[error("tool `{tool}`: {message}")]
     Tool {
@@ -61,6 +94,7 @@ pub(crate) fn env_var(var: &str) -> Result<String, ConfigError> {
 }
 
 /// Says which environment variable a configuration error came from.
+#[cfg(feature = "jwt")]
 pub(crate) fn in_env_var(var: &str, error: ConfigError) -> ConfigError {
     match error {
         ConfigError::Invalid(message) => {

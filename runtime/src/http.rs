@@ -3,16 +3,24 @@
 //! endpoint (`endpoint`) with its `Host`/`Origin` guard (`host_guard`), authentication and
 //! session binding (`authenticate`, `sessions`), then rmcp and the tool dispatcher
 //! (`crate::tools`). Around it: the builder (`builder`) and the health endpoints (`health`).
+//! The same authentication for any service: the public layer (`layer`) and the caller's
+//! extractors (`extract`).
 
 mod authenticate;
 mod builder;
 mod endpoint;
+mod extract;
 mod forwarded;
 pub mod health;
 mod host_guard;
+pub mod layer;
 mod serve;
 mod sessions;
 
 pub use builder::{Gatekeeper, RunningServer, ServeError, shutdown_signal};
+pub use extract::MissingPrincipal;
 pub use forwarded::PeerAddr;
+#[cfg(feature = "oauth")]
+pub(crate) use health::ReadinessCheck;
+pub use layer::GatekeeperLayer;
 pub use serve::ConnectionLimits;

@@ -8,18 +8,28 @@ mod audit;
 pub mod auth;
 mod error;
 mod http;
+#[cfg(feature = "oauth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
 pub mod oauth;
 mod principal;
 mod rate_limit;
 mod tools;
 
 pub use audit::{AUDIT_TARGET, AuditEvent, AuditLog, AuditRecord, Outcome};
-pub use auth::token_endpoint::{TokenClient, TokenEndpoint};
-pub use auth::{ApiKey, ApiKeys, Jwt, JwtAlgorithm, Lockout, ProtectedResource, token_endpoint};
+pub use auth::{ApiKey, ApiKeys, Lockout, ProtectedResource};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use auth::{
+    Jwt, JwtAlgorithm, token_endpoint,
+    token_endpoint::{TokenClient, TokenEndpoint},
+};
 pub use error::ConfigError;
 pub use http::{
-    ConnectionLimits, Gatekeeper, PeerAddr, RunningServer, ServeError, health, shutdown_signal,
+    ConnectionLimits, Gatekeeper, GatekeeperLayer, MissingPrincipal, PeerAddr, RunningServer,
+    ServeError, health, layer, shutdown_signal,
 };
+#[cfg(feature = "oauth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
 pub use oauth::store;
 pub use principal::{AuthMethod, CallerId, Principal, PrincipalBuilder};
 pub use tools::{
@@ -167,9 +177,11 @@ pub use rmcp::schemars;
 /// Everything a tool module needs: `use mcp_gatekeeper::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ApiKey, ApiKeys, Args, Caller, Gatekeeper, Granted, Json, Jwt, Roles, TokenEndpoint,
-        ToolError, mcp_tool, mcp_tools,
+        ApiKey, ApiKeys, Args, Caller, Gatekeeper, Granted, Json, Roles, ToolError, mcp_tool,
+        mcp_tools,
     };
+    #[cfg(feature = "jwt")]
+    pub use crate::{Jwt, TokenEndpoint};
 }
 
 /// Entry points for the benchmarks in `runtime/benches`: the per-request building blocks,
@@ -197,6 +209,7 @@ pub mod __bench {
 
     /// A JWT check as a request makes it: answered from the verifier's cache of accepted
     /// tokens after the first time.
+    #[cfg(feature = "jwt")]
     pub fn verify_cached(jwt: &crate::Jwt, token: &str) -> bool {
         jwt.verify_shared(token).is_ok()
     }

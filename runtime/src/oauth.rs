@@ -13,8 +13,8 @@
 //! use std::sync::Arc;
 //! use mcp_gatekeeper::{oauth::{AuthorizationServer, User}, store::SqliteStore};
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let oauth = AuthorizationServer::new("https://mcp.example.com")?
-//!     .resource("https://mcp.example.com/mcp")?
+//! let oauth = AuthorizationServer::new("https://mcp.example.com")
+//!     .resource("https://mcp.example.com/mcp")
 //!     .store(Arc::new(SqliteStore::open("data/oauth.db")?))
 //!     .scopes(["data:read", "data:write"])
 //!     .user(User::new("alice", std::env::var("ALICE_PASSWORD")?).role("admin"))
@@ -26,6 +26,7 @@
 //! [`Gatekeeper::oauth`]: crate::Gatekeeper::oauth
 
 mod authorize;
+#[cfg(feature = "http-client")]
 mod cimd;
 mod clients;
 mod error;
@@ -49,6 +50,8 @@ use std::{
 use axum::{Router, extract::DefaultBodyLimit};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
 pub use cimd::ClientMetadataDocuments;
 pub use clients::OAuthClient;
 pub use keys::SigningAlgorithm;
@@ -106,6 +109,7 @@ pub struct AuthorizationServer {
     users: Vec<User>,
     login: Option<Arc<dyn Login>>,
     dynamic_registration: bool,
+    #[cfg(feature = "http-client")]
     metadata_documents: Option<ClientMetadataDocuments>,
     auto_approve: Option<String>,
     lockout: Lockout,
@@ -140,15 +144,12 @@ impl fmt::Debug for AuthorizationServer {
 impl AuthorizationServer {
     /// An authorization server whose issuer identifier is `issuer`: an origin, `https://host`
     /// (or `http://` on a loopback address for local use), where the server's routes are
-    /// mounted. The metadata, the tokens' `iss` and the
-    /// `iss` of authorization responses all carry exactly this string.
-    ///
-    /// # Errors
-    /// When `issuer` is not such a URL (it has a query, a fragment, or a non-loopback `http`).
-    pub fn new(issuer: &str) -> Result<Self, ConfigError> {
-        let issuer = check_issuer(issuer)?;
-        Ok(Self {
-            issuer,
+    /// mounted. The metadata, the tokens' `iss` and the `iss` of authorization responses all
+    /// carry exactly this string. Checked by [`build`](Self::build), like every setting: an
+    /// issuer with a path, query or fragment, or a non-loopback `http`, fails it.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
             resources: Vec::new(),
             store: None,
             scopes: Vec::new(),
@@ -161,6 +162,7 @@ impl AuthorizationServer {
             users: Vec::new(),
             login: None,
             dynamic_registration: true,
+            #[cfg(feature = "http-client")]
             metadata_documents: Some(ClientMetadataDocuments::default()),
             auto_approve: None,
             lockout: Lockout::default(),
@@ -168,20 +170,16 @@ impl AuthorizationServer {
             signing_key_lifetime: Some(Duration::from_secs(30 * 86_400)),
             password_checks: None,
             scope_hierarchy: ScopeHierarchy::new(),
-        })
+        }
     }
 
     /// A resource (MCP endpoint URI) tokens may be issued for; the first one is the default
-    /// audience when a request names none (RFC 8707). At least one is required.
-    ///
-    /// # Errors
-    /// When `uri` is not a valid resource URI (see [`ProtectedResource::new`]).
-    pub fn resource(mut self, uri: &str) -> Result<Self, ConfigError> {
-        let canonical = ProtectedResource::new(uri)?.resource().to_owned();
-        if !self.resources.contains(&canonical) {
-            self.resources.push(canonical);
-        }
-        Ok(self)
+    /// audience when a request names none (RFC 8707). At least one is required. Checked by
+    /// [`build`](Self::build): a URI that is not a valid resource URI (see
+    /// [`ProtectedResource::new`]) fails it.
+    pub fn resource(mut self, uri: impl Into<String>) -> Self {
+        self.resources.push(uri.into());
+        self
     }
 
     /// Where clients, users, codes, refresh tokens, revocations and keys are kept (default: in
@@ -301,7 +299,10 @@ impl AuthorizationServer {
     }
 
     /// How Client ID Metadata Documents are fetched; `None` turns them off (default: on, with
-    /// private and loopback addresses refused).
+    /// private and loopback addresses refused). Without the `http-client` feature the server
+    /// fetches none and says so in its metadata.
+    #[cfg(feature = "http-client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
     pub fn client_metadata_documents(mut self, documents: Option<ClientMetadataDocuments>) -> Self {
         self.metadata_documents = documents;
         self
@@ -347,11 +348,19 @@ impl AuthorizationServer {
     /// # Errors
     /// When no resource is configured, a client or user is invalid, or the store fails.
     pub async fn build(self) -> Result<OAuthServer, ConfigError> {
-        if self.resources.is_empty() {
+        let issuer = check_issuer(&self.issuer)?;
+        let mut resources: Vec<String> = Vec::with_capacity(self.resources.len());
+        for uri in &self.resources {
+            let canonical = ProtectedResource::new(uri)?.resource().to_owned();
+            if !resources.contains(&canonical) {
+                resources.push(canonical);
+            }
+        }
+        if resources.is_empty() {
             return Err(ConfigError::invalid(format!(
                 "authorization server `{}` names no resource to issue tokens for \
                  (AuthorizationServer::resource)",
-                self.issuer
+                issuer
             )));
         }
         if self.access_token_lifetime.as_secs() > FAMILY_REVOCATION_RETENTION_SECS as u64 {
@@ -374,7 +383,7 @@ impl AuthorizationServer {
         configured_roles.sort_unstable();
         configured_roles.dedup();
         let now = unix_now();
-        let store_error = |e: StoreError| ConfigError::invalid(format!("OAuth store: {e}"));
+        let store_error = ConfigError::Store;
         for client in &self.clients {
             for user in &self.users {
                 if user.username() == client.id() {
@@ -399,6 +408,7 @@ impl AuthorizationServer {
             now,
         )
         .await?;
+        #[cfg(feature = "http-client")]
         let metadata_documents = match self.metadata_documents {
             Some(documents) => Some(documents.into_fetcher()?),
             None => None,
@@ -411,8 +421,8 @@ impl AuthorizationServer {
             );
         }
         let state = Arc::new(AsState {
-            issuer: self.issuer,
-            resources: self.resources,
+            issuer,
+            resources,
             scopes: self.scopes,
             access_token_lifetime: self.access_token_lifetime.as_secs() as i64,
             refresh_token_lifetime: self.refresh_token_lifetime.as_secs() as i64,
@@ -430,6 +440,7 @@ impl AuthorizationServer {
             store,
             keys,
             dynamic_registration: self.dynamic_registration,
+            #[cfg(feature = "http-client")]
             metadata_documents,
             auto_approve: self.auto_approve,
             logins: PasswordGuard::new(self.lockout),
@@ -612,6 +623,7 @@ pub(crate) struct AsState {
     pub(crate) keys: keys::KeyRing,
     pub(crate) users: users::Users,
     pub(crate) dynamic_registration: bool,
+    #[cfg(feature = "http-client")]
     pub(crate) metadata_documents: Option<cimd::Fetcher>,
     /// The user every authorization request is approved for, in test mode.
     pub(crate) auto_approve: Option<String>,
@@ -653,6 +665,14 @@ fn spawn_housekeeping(state: std::sync::Weak<AsState>) {
 }
 
 impl AsState {
+    /// Whether the server fetches Client ID Metadata Documents.
+    pub(crate) fn fetches_metadata_documents(&self) -> bool {
+        #[cfg(feature = "http-client")]
+        return self.metadata_documents.is_some();
+        #[cfg(not(feature = "http-client"))]
+        return false;
+    }
+
     /// The absolute URL of an endpoint.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer.trim_end_matches('/'))
@@ -694,7 +714,11 @@ pub(crate) fn random_id() -> String {
 /// Validates an issuer identifier (RFC 8414 §2): https (or http on loopback), no query or
 /// fragment, no trailing slash.
 fn check_issuer(issuer: &str) -> Result<String, ConfigError> {
-    let invalid = |why: &str| ConfigError::invalid(format!("issuer `{issuer}`: {why}"));
+    let invalid = |why: &str| ConfigError::InvalidUrl {
+        what: "issuer",
+        url: issuer.to_owned(),
+        reason: why.to_owned(),
+    };
     let url = url::Url::parse(issuer).map_err(|_| invalid("not an absolute URL"))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("an issuer has no query or fragment (RFC 8414 §2)"));
@@ -717,6 +741,12 @@ fn check_issuer(issuer: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(issuer.trim_end_matches('/').to_owned())
+}
+
+impl crate::http::ReadinessCheck for OAuthServer {
+    fn ready(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(OAuthServer::ready(self))
+    }
 }
 
 #[cfg(test)]
@@ -748,9 +778,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let server = |lifetime| {
             AuthorizationServer::new("http://127.0.0.1:1")
-                .unwrap()
                 .resource("http://127.0.0.1:1/mcp")
-                .unwrap()
                 .store(store.clone())
                 .signing_key_lifetime(lifetime)
                 .build()
@@ -779,9 +807,7 @@ mod tests {
     async fn housekeeping_purges_expired_codes() {
         use crate::store::{AuthCodeRecord, CodeRedemption, hash_secret};
         let server = AuthorizationServer::new("http://127.0.0.1:1")
-            .unwrap()
             .resource("http://127.0.0.1:1/mcp")
-            .unwrap()
             .client(OAuthClient::public("app").redirect_uris(["http://127.0.0.1/cb"]))
             .build()
             .await
@@ -818,9 +844,7 @@ mod tests {
     async fn access_tokens_may_not_outlive_the_memory_of_revocations() {
         let server = |lifetime| {
             AuthorizationServer::new("http://127.0.0.1:1")
-                .unwrap()
                 .resource("http://127.0.0.1:1/mcp")
-                .unwrap()
                 .access_token_lifetime(lifetime)
                 .build()
         };
@@ -833,7 +857,6 @@ mod tests {
     #[tokio::test]
     async fn build_requires_a_resource() {
         let err = AuthorizationServer::new("http://127.0.0.1:1")
-            .unwrap()
             .build()
             .await
             .unwrap_err();

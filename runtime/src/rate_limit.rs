@@ -9,16 +9,13 @@
 //!
 //! The tables are our own open-addressing tables rather than a general-purpose map, built so
 //! that a check with a million tracked callers, whose state is mostly out of cache, costs one
-//! cache miss and hides much of it:
+//! cache miss:
 //! - a bucket is one 64-byte cache line of four (caller id, TAT) slots, so key and value come
 //!   in one line where a map with separate control bytes costs two misses;
-//! - a table is at most half full, so a caller is almost always in its home bucket;
-//! - the check prefetches that bucket as soon as it holds the lock, so the miss overlaps with
-//!   reading the clock;
-//! - tables of 2 MiB and more live on huge pages, so the access is not also a TLB miss.
+//! - a table is at most half full, so a caller is almost always in its home bucket.
 //!
 //! Caller ids are already uniformly distributed random-keyed hashes, so they index the tables
-//! directly. `table` holds the table, `storage` its memory.
+//! directly. `table` holds the table.
 
 use std::{
     sync::{LazyLock, Mutex},
@@ -27,7 +24,6 @@ use std::{
 
 use crate::{Rate, principal::CallerId};
 
-mod storage;
 mod table;
 
 use table::{EMPTY, Table};
@@ -89,9 +85,7 @@ impl ToolLimiter {
         // acceptable price for not storing a flag.
         let key = caller.get().max(EMPTY + 1);
         let mut table = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        // Only now is the table's memory reachable (the prefetch takes a reference); the
-        // clock is read under the lock, while the bucket is on its way.
-        table.prefetch(key);
+        // The clock is read under the lock, so TATs of one caller are updated in time order.
         let now = now_ns();
         let stored = table.tat(key, now);
         let tat = (*stored).max(now);

@@ -94,7 +94,7 @@ pub fn sign(alg: jsonwebtoken::Algorithm, secret: &[u8], claims: &Value) -> Stri
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(alg),
         claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret),
+        &jsonwebtoken::EncodingKey::from_secret(secret).unwrap(),
     )
     .unwrap()
 }

@@ -89,9 +89,7 @@ impl OAuthHarness {
 /// clients above, every Notes scope.
 pub fn configure(issuer: &str, resource: &str) -> AuthorizationServer {
     AuthorizationServer::new(issuer)
-        .unwrap()
         .resource(resource)
-        .unwrap()
         .scopes(SCOPES)
         .user(
             User::new(USER, PASSWORD)
@@ -140,7 +138,7 @@ pub async fn start_oauth_with(
         .build()
         .await
         .expect("authorization server builds");
-    let gatekeeper = Gatekeeper::new(Notes).oauth(&oauth, &url).unwrap();
+    let gatekeeper = Gatekeeper::new(Notes).oauth(&oauth, &url);
     let running = gatekeeper.serve_on(listener).unwrap();
     OAuthHarness {
         base,

@@ -17,21 +17,38 @@ use super::AuditRecord;
 
 /// Appends `record` to `out` as a JSON object with the time `now` in its `ts` member.
 pub(super) fn write_record(out: &mut String, now: SystemTime, record: &AuditRecord<'_>) {
+    // Every field by name and no `..`: a field added to `AuditRecord` does not compile until
+    // it is written here, in the place its `Serialize` derive gives it (the order below is the
+    // struct's, which the test against `serde_json` checks).
+    let AuditRecord {
+        event,
+        outcome,
+        reason,
+        detail,
+        subject,
+        method,
+        credential_id,
+        client_id,
+        tool,
+        remote_addr,
+        retry_after_seconds,
+        suppressed,
+    } = *record;
     out.push_str("{\"ts\":\"");
     write_timestamp(out, now);
     out.push_str("\",\"event\":\"");
-    out.push_str(record.event.as_str());
+    out.push_str(event.as_str());
     out.push_str("\",\"outcome\":\"");
-    out.push_str(record.outcome.as_str());
+    out.push_str(outcome.as_str());
     out.push('"');
     let strings = [
-        ("reason", record.reason),
-        ("detail", record.detail),
-        ("subject", record.subject),
-        ("method", record.method),
-        ("credential_id", record.credential_id),
-        ("client_id", record.client_id),
-        ("tool", record.tool),
+        ("reason", reason),
+        ("detail", detail),
+        ("subject", subject),
+        ("method", method),
+        ("credential_id", credential_id),
+        ("client_id", client_id),
+        ("tool", tool),
     ];
     for (name, value) in strings {
         if let Some(value) = value {
@@ -39,17 +56,17 @@ pub(super) fn write_record(out: &mut String, now: SystemTime, record: &AuditReco
             push_string(out, value);
         }
     }
-    if let Some(addr) = record.remote_addr {
+    if let Some(addr) = remote_addr {
         push_name(out, "remote_addr");
         out.push('"');
         push_socket_addr(out, addr);
         out.push('"');
     }
-    if let Some(seconds) = record.retry_after_seconds {
+    if let Some(seconds) = retry_after_seconds {
         push_name(out, "retry_after_seconds");
         push_number(out, seconds, 1);
     }
-    if let Some(count) = record.suppressed {
+    if let Some(count) = suppressed {
         push_name(out, "suppressed");
         push_number(out, count, 1);
     }

@@ -324,6 +324,22 @@ impl ApiKeys {
         self.entries.is_empty()
     }
 
+    /// Checks `key` as a request presenting it is checked (one hash, one lookup, a
+    /// constant-time comparison, the expiry), without HTTP: for keys that arrive some other
+    /// way. The principal is the one built when the key was loaded.
+    ///
+    /// # Errors
+    /// "Invalid API key" for a key that is not one of these, "API key expired" (with the key's
+    /// id) for one past its expiry.
+    pub fn verify(&self, key: &str) -> Result<Principal, AuthError> {
+        match self.decide(Some(Credential::ApiKey(key))) {
+            Verdict::Accept(principal) => Ok(Principal::clone(&principal)),
+            Verdict::Reject(error) => Err(error),
+            // An `X-API-Key` credential is never passed on; should that change, fail closed.
+            Verdict::Pass => Err(AuthError::invalid_token()),
+        }
+    }
+
     /// Loads keys from the environment variable `var` (usually
     /// [`ApiKeys::DEFAULT_ENV_VAR`], `MCP_API_KEYS`).
     ///

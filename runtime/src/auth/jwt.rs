@@ -2,10 +2,12 @@
 //!
 //! The key, and with it the one accepted algorithm, is fixed when the server is configured and
 //! never taken from the token: a token whose header names another algorithm (`none`, or `HS256`
-//! presented to an `RS256` verifier, the classic key-confusion attack) is refused. All the
-//! expensive set-up (parsing the key) happens once, at construction; verifying a request parses
-//! the header once, checks the signature with the prepared key (see [`super::jws`]) and parses
-//! the claims once (see [`claims`]).
+//! presented to an `RS256` verifier, the classic key-confusion attack) is refused. The key
+//! (`jsonwebtoken`'s `DecodingKey`) and the rules (its `Validation`) are built when the verifier
+//! is configured; a token is verified by `jsonwebtoken::decode` (header, algorithm, signature,
+//! `exp`, `iss`, `aud`), and the claims this crate reads beyond those (`nbf`, `iat`, roles,
+//! scopes, ...) are read by [`claims`].
+//! Tokens accepted once are answered from [`VerifiedTokens`] until they expire.
 
 mod claims;
 
@@ -15,15 +17,21 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey,
+    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512,
+    VerificationAlgorithm,
+};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
-    Algorithm, AlgorithmFamily, DecodingKey,
+    Algorithm, AlgorithmFamily, DecodingKey, Header, Validation,
+    errors::ErrorKind,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk},
 };
 
-use self::claims::{Claims, LIST_FIELDS, Reading};
+use self::claims::{ALWAYS_READ, Claims, Refusal};
 use super::{
-    AuthError, AuthRequest, Authentication, Authenticator, Credential, Verdict, jws::VerifyingKey,
+    AuthError, AuthRequest, Authentication, Authenticator, Credential, Verdict,
     token_cache::VerifiedTokens,
 };
 use crate::{AuthMethod, ConfigError, Principal};
@@ -152,8 +160,10 @@ impl fmt::Display for JwtAlgorithm {
 /// ```
 #[derive(Clone)]
 pub struct Jwt {
-    /// The key, prepared once, and the one algorithm it verifies.
-    key: Arc<VerifyingKey>,
+    /// The key, parsed once, and the one algorithm it verifies.
+    key: Arc<VerificationKey>,
+    /// What `jsonwebtoken` checks, rebuilt by every builder method that changes a rule.
+    validation: Arc<Validation>,
     issuer: Option<String>,
     audiences: Vec<String>,
     /// Set by [`Jwt::accept_tokens_for_any_audience`]: no `aud` check, on purpose.
@@ -161,13 +171,16 @@ pub struct Jwt {
     leeway: u64,
     role_claim: String,
     scope_claims: Vec<String>,
-    /// The configured role and scope claims that [`Claims`] has no field for, so the payload
-    /// parser must keep them.
-    extra_claims: Vec<String>,
     /// How principals built from verified tokens say they authenticated.
     method: AuthMethod,
     /// Tokens already verified, shared by the clones of this verifier.
     verified: Arc<VerifiedTokens>,
+}
+
+/// A verifier's key: `jsonwebtoken`'s, for the one algorithm it verifies.
+struct VerificationKey {
+    algorithm: JwtAlgorithm,
+    key: DecodingKey,
 }
 
 impl Jwt {
@@ -218,9 +231,9 @@ impl Jwt {
             )));
         }
         check_secret(algorithm, secret.as_ref())?;
-        let key = VerifyingKey::new(algorithm, &DecodingKey::from_secret(secret.as_ref()))
+        let key = DecodingKey::from_secret(secret.as_ref())
             .map_err(|_| ConfigError::invalid(format!("{algorithm} secret unusable")))?;
-        Ok(Self::with_key(key))
+        Ok(Self::with_key(algorithm, key))
     }
 
     /// Verifies RS256 tokens with a PEM-encoded RSA public key (`BEGIN PUBLIC KEY` or
@@ -294,28 +307,29 @@ impl Jwt {
         }
         .map_err(|_| not_a_public_key(algorithm))?;
         check_public_key(algorithm, &key)?;
-        let key = VerifyingKey::new(algorithm, &key).map_err(|_| not_a_public_key(algorithm))?;
-        Ok(Self::with_key(key))
+        if !key_parses(algorithm, &key) {
+            return Err(not_a_public_key(algorithm));
+        }
+        Ok(Self::with_key(algorithm, key))
     }
 
     /// A verifier for tokens of this crate's own authorization server: the key comes from its
     /// key ring, and the principals it builds say [`AuthMethod::OAuth`].
     ///
-    /// The key ring only holds keys it checked when loading them; should one still not parse
-    /// here, the verifier refuses every token (as `jsonwebtoken` did, failing on each) rather
-    /// than making the caller pass the token on to another authenticator.
+    /// The key ring only holds keys it checked when loading them; should one still not parse,
+    /// the verifier refuses every token (`jsonwebtoken` fails on each) rather than making the
+    /// caller pass the token on to another authenticator, and says so once, here.
     pub(crate) fn from_decoding_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
-        let key = VerifyingKey::new(algorithm, &key).unwrap_or_else(|_| {
+        if !key_parses(algorithm, &key) {
             tracing::error!(
                 target: "mcp_gatekeeper::auth",
                 %algorithm,
                 "unusable OAuth verification key; its tokens are refused"
             );
-            VerifyingKey::unusable(algorithm)
-        });
+        }
         Self {
             method: AuthMethod::OAuth,
-            ..Self::with_key(key)
+            ..Self::with_key(algorithm, key)
         }
     }
 
@@ -328,28 +342,59 @@ impl Jwt {
     }
 
     /// Builds the verifier with the default rules; the builder methods refine them.
-    fn with_key(key: VerifyingKey) -> Self {
-        Self {
-            key: Arc::new(key),
+    fn with_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
+        let mut jwt = Self {
+            key: Arc::new(VerificationKey { algorithm, key }),
+            validation: Arc::new(Validation::new(algorithm.to_jsonwebtoken())),
             issuer: None,
             audiences: Vec::new(),
             any_audience: false,
             leeway: DEFAULT_LEEWAY.as_secs(),
             role_claim: DEFAULT_ROLE_CLAIM.to_owned(),
             scope_claims: DEFAULT_SCOPE_CLAIMS.map(str::to_owned).to_vec(),
-            extra_claims: Vec::new(),
             method: AuthMethod::Jwt,
             verified: Arc::default(),
+        };
+        jwt.rules_changed();
+        jwt
+    }
+
+    /// After a builder method changed a rule: `jsonwebtoken`'s validation is rebuilt, and a new
+    /// cache started, since tokens accepted under the old rules must be checked again.
+    fn rules_changed(&mut self) {
+        self.verified = Arc::default();
+        let mut validation = Validation::new(self.key.algorithm.to_jsonwebtoken());
+        validation.leeway = self.leeway;
+        validation.validate_exp = true;
+        // `nbf` is checked in `principal`: `jsonwebtoken` refuses `"nbf": null`, which this
+        // crate has always read as no `nbf`, as it reads every other `null` claim.
+        validation.validate_nbf = false;
+        let mut required = vec!["exp", "sub"];
+        match &self.issuer {
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            None => validation.iss = None,
         }
+        if self.audiences.is_empty() {
+            // No `aud` check at all (`accept_tokens_for_any_audience`, or a verifier the server
+            // refuses to start with): `jsonwebtoken` would otherwise refuse every `aud`.
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audiences);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        self.validation = Arc::new(validation);
     }
 
     /// Requires the `iss` claim to be present and equal to `issuer`. Calling it again replaces
     /// the issuer.
     #[must_use]
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        // Other rules: tokens accepted under the old ones must be checked again.
-        self.verified = Arc::default();
         self.issuer = Some(issuer.into());
+        self.rules_changed();
         self
     }
 
@@ -362,10 +407,9 @@ impl Jwt {
     /// [`accept_tokens_for_any_audience`](Self::accept_tokens_for_any_audience).
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        // Other rules: tokens accepted under the old ones must be checked again.
-        self.verified = Arc::default();
         self.audiences.push(audience.into());
         self.any_audience = false;
+        self.rules_changed();
         self
     }
 
@@ -375,9 +419,9 @@ impl Jwt {
     /// configuration); prefer [`audience`](Self::audience).
     #[must_use]
     pub fn accept_tokens_for_any_audience(mut self) -> Self {
-        self.verified = Arc::default();
         self.audiences.clear();
         self.any_audience = true;
+        self.rules_changed();
         self
     }
 
@@ -385,9 +429,8 @@ impl Jwt {
     /// most one day).
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        // Other rules: tokens accepted under the old ones must be checked again.
-        self.verified = Arc::default();
         self.leeway = leeway.min(MAX_LEEWAY).as_secs();
+        self.rules_changed();
         self
     }
 
@@ -396,10 +439,8 @@ impl Jwt {
     /// the registered ones (`sub`, `jti`, ...).
     #[must_use]
     pub fn role_claim(mut self, name: impl Into<String>) -> Self {
-        // Other rules: tokens accepted under the old ones must be checked again.
-        self.verified = Arc::default();
         self.role_claim = name.into();
-        self.update_extra_claims();
+        self.rules_changed();
         self
     }
 
@@ -412,26 +453,14 @@ impl Jwt {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        // Other rules: tokens accepted under the old ones must be checked again.
-        self.verified = Arc::default();
         self.scope_claims = names.into_iter().map(Into::into).collect();
-        self.update_extra_claims();
+        self.rules_changed();
         self
-    }
-
-    fn update_extra_claims(&mut self) {
-        let mut extra: Vec<String> = Vec::new();
-        for name in std::iter::once(&self.role_claim).chain(&self.scope_claims) {
-            if !LIST_FIELDS.contains(&name.as_str()) && !extra.contains(name) {
-                extra.push(name.clone());
-            }
-        }
-        self.extra_claims = extra;
     }
 
     /// The algorithm tokens must be signed with.
     pub fn algorithm(&self) -> JwtAlgorithm {
-        self.key.algorithm()
+        self.key.algorithm
     }
 
     /// Verifies `token` and returns the principal it speaks for.
@@ -440,11 +469,31 @@ impl Jwt {
     /// [`AuthError::expired`] for an expired token, [`AuthError::invalid_token`] for any other
     /// failure.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let payload = self.key.verify(token).map_err(refused)?;
-        let claims =
-            claims::parse(&payload, self.reading()).map_err(|_| refused("claim_format"))?;
-        self.check(&claims, now())?;
-        self.principal(&claims)
+        match jsonwebtoken::decode::<Claims>(token, &self.key.key, &self.validation) {
+            Ok(data) => {
+                check_header(&data.header).map_err(refused)?;
+                let read = self.read(&data.claims).map_err(refused)?;
+                self.principal(read, now())
+            }
+            Err(error) if matches!(error.kind(), ErrorKind::ExpiredSignature) => {
+                Err(self.expired(token))
+            }
+            Err(error) => Err(refused(reason(error.kind()))),
+        }
+    }
+
+    /// What an expired token is told. `jsonwebtoken` checks expiry before the claims that only
+    /// this crate reads, so a token whose other claims are malformed would be reported as
+    /// expired, and its client would fetch a new one in vain; such a token is invalid, as it
+    /// always was. `decode` reports expiry only once the signature has verified, so reading the
+    /// payload again without verifying it reads what the signature covers.
+    fn expired(&self, token: &str) -> AuthError {
+        match jsonwebtoken::dangerous::insecure_decode::<Claims>(token) {
+            Ok(data) if check_header(&data.header).is_ok() && self.read(&data.claims).is_ok() => {
+                AuthError::expired()
+            }
+            _ => refused("claim_format"),
+        }
     }
 
     /// [`verify`](Self::verify), answered from the cache of tokens this verifier accepted before
@@ -464,85 +513,69 @@ impl Jwt {
         Ok(principal)
     }
 
-    /// What the payload parser must read for this verifier's rules.
-    fn reading(&self) -> Reading<'_> {
-        Reading {
-            issuer: self.issuer.is_some(),
-            audience: !self.audiences.is_empty(),
-            scp: self.role_claim == "scp" || self.scope_claims.iter().any(|name| name == "scp"),
-            extra: &self.extra_claims,
+    /// Reads the claims this verifier uses, each with its type, none given twice: the ones
+    /// every verifier reads, the role and scope claims, and `iss` / `aud` when configured
+    /// (`jsonwebtoken` compares those, but takes an array for `iss` and ignores what it does
+    /// not compare).
+    fn read<'c>(&self, claims: &'c Claims) -> Result<Read<'c>, Refusal> {
+        for name in ALWAYS_READ {
+            claims.get(name)?;
         }
+        if self.issuer.is_some() {
+            claims.string("iss")?;
+        }
+        if !self.audiences.is_empty() {
+            claims.check_strings("aud")?;
+        }
+        let (Some(sub), Some(exp)) = (claims.string("sub")?, claims.date("exp")?) else {
+            return Err("missing_claim");
+        };
+        Ok(Read {
+            sub,
+            exp,
+            nbf: claims.date("nbf")?,
+            iat: claims.date("iat")?,
+            jti: claims.string("jti")?,
+            client_id: claims.string("client_id")?.or(claims.string("azp")?),
+            roles: self.roles(claims)?,
+            scopes: self.scopes(claims)?,
+        })
     }
 
-    /// The rules on the registered claims. Presence comes first, then expiry (the one failure
-    /// the client is told about), then the rest.
-    fn check(&self, claims: &Claims<'_, '_>, now: u64) -> Result<(), AuthError> {
-        let (Some(sub), Some(exp)) = (&claims.sub, claims.exp) else {
-            return Err(refused("missing_claim"));
-        };
-        if (self.issuer.is_some() && claims.iss.is_none())
-            || (!self.audiences.is_empty() && claims.aud.is_none())
-        {
-            return Err(refused("missing_claim"));
-        }
-        if exp < now.saturating_sub(self.leeway) {
-            return Err(AuthError::expired());
-        }
+    /// Checks what `jsonwebtoken` leaves to us on a token it accepted, and builds the
+    /// principal.
+    fn principal(&self, read: Read<'_>, now: u64) -> Result<Principal, AuthError> {
         let latest = now.saturating_add(self.leeway);
-        if claims.nbf.is_some_and(|nbf| nbf > latest) {
+        if read.nbf.is_some_and(|nbf| nbf > latest) {
             return Err(refused("not_yet_valid"));
         }
-        if claims.iat.is_some_and(|iat| iat > latest) {
+        if read.iat.is_some_and(|iat| iat > latest) {
             return Err(refused("issued_in_future"));
         }
-        if let Some(issuer) = &self.issuer
-            && claims.iss.as_deref() != Some(issuer.as_str())
-        {
-            return Err(refused("issuer"));
-        }
-        if let Some(aud) = &claims.aud
-            && !self.audiences.is_empty()
-            && !self.audiences.iter().any(|wanted| aud.contains(wanted))
-        {
-            return Err(refused("audience"));
-        }
-        if sub.is_empty() {
+        if read.sub.is_empty() {
             return Err(refused("empty_sub"));
         }
-        Ok(())
-    }
-
-    /// Builds the principal from verified claims.
-    fn principal(&self, claims: &Claims<'_, '_>) -> Result<Principal, AuthError> {
-        let (Some(sub), Some(exp)) = (claims.sub.as_deref(), claims.exp) else {
-            return Err(refused("missing_claim"));
-        };
         let expires_at = UNIX_EPOCH
-            .checked_add(Duration::from_secs(exp))
+            .checked_add(Duration::from_secs(read.exp))
             .ok_or_else(|| refused("claim_format"))?;
-        let mut builder = Principal::builder(self.method, sub)
-            .roles(self.roles(claims)?)
-            .scopes(self.scopes(claims)?)
+        let mut builder = Principal::builder(self.method, read.sub)
+            .roles(read.roles)
+            .scopes(read.scopes)
             .expires_at(expires_at);
-        let client_id = claims.client_id.as_deref().or(claims.azp.as_deref());
-        if let Some(client_id) = client_id.filter(|c| !c.is_empty()) {
+        if let Some(client_id) = read.client_id.filter(|c| !c.is_empty()) {
             builder = builder.client_id(client_id);
         }
-        if let Some(jti) = claims.jti.as_deref().filter(|j| !j.is_empty()) {
+        if let Some(jti) = read.jti.filter(|j| !j.is_empty()) {
             builder = builder.credential_id(jti);
         }
         Ok(builder.build())
     }
 
-    fn roles<'c>(&self, claims: &'c Claims<'_, '_>) -> Result<Vec<&'c str>, AuthError> {
+    fn roles<'c>(&self, claims: &'c Claims) -> Result<Vec<&'c str>, Refusal> {
         let mut roles = Vec::new();
-        claims
-            .strings(&self.role_claim, false, &mut roles)
-            .map_err(refused)?;
+        claims.strings(&self.role_claim, false, &mut roles)?;
         if self.role_claim != ROLES_CLAIM {
-            claims
-                .strings(ROLES_CLAIM, false, &mut roles)
-                .map_err(refused)?;
+            claims.strings(ROLES_CLAIM, false, &mut roles)?;
         }
         roles.retain(|r| !r.is_empty());
         // The principal only removes adjacent duplicates; `role: a` + `roles: [b, a]` has others.
@@ -555,13 +588,51 @@ impl Jwt {
         Ok(unique)
     }
 
-    fn scopes<'c>(&self, claims: &'c Claims<'_, '_>) -> Result<Vec<&'c str>, AuthError> {
+    fn scopes<'c>(&self, claims: &'c Claims) -> Result<Vec<&'c str>, Refusal> {
         let mut scopes = Vec::new();
         for name in &self.scope_claims {
-            claims.strings(name, true, &mut scopes).map_err(refused)?;
+            claims.strings(name, true, &mut scopes)?;
         }
         scopes.retain(|s| !s.is_empty());
         Ok(scopes)
+    }
+}
+
+/// The claims of a token, read and type-checked, that the principal is built from.
+struct Read<'c> {
+    sub: &'c str,
+    exp: u64,
+    nbf: Option<u64>,
+    iat: Option<u64>,
+    jti: Option<&'c str>,
+    /// `client_id`, or else `azp`.
+    client_id: Option<&'c str>,
+    roles: Vec<&'c str>,
+    scopes: Vec<&'c str>,
+}
+
+/// `jsonwebtoken` 12 refuses every `crit` but `["b64"]` with `"b64": true`, which changes
+/// nothing; this crate understands no extension at all, so it refuses that one too.
+fn check_header(header: &Header) -> Result<(), Refusal> {
+    if header.crit.is_some() {
+        return Err("crit_header");
+    }
+    Ok(())
+}
+
+/// Why `jsonwebtoken` refused a token, for the debug log.
+fn reason(kind: &ErrorKind) -> Refusal {
+    match kind {
+        ErrorKind::InvalidSignature => "signature",
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm",
+        ErrorKind::MissingRequiredClaim(_) => "missing_claim",
+        ErrorKind::InvalidClaimFormat(_) => "claim_format",
+        ErrorKind::ImmatureSignature => "not_yet_valid",
+        ErrorKind::InvalidIssuer => "issuer",
+        ErrorKind::InvalidAudience => "audience",
+        ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => "malformed",
+        ErrorKind::InvalidToken => "malformed_token",
+        _ => "key",
     }
 }
 
@@ -604,7 +675,7 @@ impl Authenticator for Jwt {
 impl fmt::Debug for Jwt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Jwt")
-            .field("algorithm", &self.key.algorithm())
+            .field("algorithm", &self.key.algorithm)
             .field("key", &"<redacted>")
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
@@ -651,6 +722,27 @@ fn not_a_public_key(algorithm: JwtAlgorithm) -> ConfigError {
     ConfigError::invalid(format!(
         "the {algorithm} verification key must be {kind} in PEM form (BEGIN PUBLIC KEY)"
     ))
+}
+
+/// Whether aws-lc, which `jsonwebtoken` verifies with, takes `key` for `algorithm` (an EC point
+/// on the curve, an RSA key of 2048 to 8192 bits, ...), with the very algorithms `jsonwebtoken`
+/// uses: a key that could never verify anything is refused at start-up rather than on every
+/// request.
+fn key_parses(algorithm: JwtAlgorithm, key: &DecodingKey) -> bool {
+    let verification: &'static dyn VerificationAlgorithm = match algorithm {
+        JwtAlgorithm::Rs256 => &RSA_PKCS1_2048_8192_SHA256,
+        JwtAlgorithm::Rs384 => &RSA_PKCS1_2048_8192_SHA384,
+        JwtAlgorithm::Rs512 => &RSA_PKCS1_2048_8192_SHA512,
+        JwtAlgorithm::Es256 => &ECDSA_P256_SHA256_FIXED,
+        JwtAlgorithm::Es384 => &ECDSA_P384_SHA384_FIXED,
+        JwtAlgorithm::EdDsa => &ED25519,
+        // An HMAC secret is any bytes.
+        _ => return key.family() == AlgorithmFamily::Hmac,
+    };
+    key.family() == algorithm.to_jsonwebtoken().family()
+        && key
+            .try_get_as_bytes()
+            .is_ok_and(|bytes| ParsedPublicKey::new(verification, bytes).is_ok())
 }
 
 /// Parses the key the way verification will, so a key that can never verify anything is

@@ -40,7 +40,11 @@ impl ProtectedResource {
     /// of the metadata's `resource`, and so of the token audience clients request (RFC 8707).
     /// A trailing slash is removed; a query or fragment is refused.
     pub fn new(resource: &str) -> Result<Self, ConfigError> {
-        let invalid = |why: &str| ConfigError::invalid(format!("resource URI `{resource}`: {why}"));
+        let invalid = |why: &str| ConfigError::InvalidUrl {
+            what: "resource URI",
+            url: resource.to_owned(),
+            reason: why.to_owned(),
+        };
         if resource.contains('#') {
             return Err(invalid("a resource URI has no fragment (RFC 8707 §2)"));
         }

@@ -40,7 +40,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use base64::{Engine as _, engine::general_purpose::STANDARD};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
@@ -48,8 +47,11 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::{
-    AuditEvent, AuditLog, AuditRecord, ConfigError, Lockout, Outcome, auth::FailureThrottle,
-    auth::Jwt,
+    AuditEvent, AuditLog, AuditRecord, ConfigError, Lockout, Outcome,
+    auth::{
+        FailureThrottle, Jwt,
+        basic::{self, BasicCredentials, BasicError},
+    },
 };
 
 /// Where the endpoint is served.
@@ -69,7 +71,7 @@ const DUMMY_DIGEST: [u8; 32] = [0; 32];
 /// must be out of reach of guessing, whatever the failure throttle does.
 const MIN_SECRET_LEN: usize = 16;
 /// The format of [`TokenEndpoint::parse_clients`] entries, for error messages.
-const ENTRY_FORMAT: &str = "CLIENT_ID:SECRET:ROLE[:PERMISSION PERMISSION ...]";
+const ENTRY_FORMAT: &str = "CLIENT_ID:SECRET:ROLE[:SCOPE SCOPE ...]";
 
 /// A confidential client allowed to obtain tokens from a [`TokenEndpoint`].
 ///
@@ -83,7 +85,7 @@ pub struct TokenClient {
     /// mounted).
     short_secret: bool,
     role: Option<String>,
-    permissions: Vec<String>,
+    scopes: Vec<String>,
 }
 
 impl TokenClient {
@@ -95,7 +97,7 @@ impl TokenClient {
             secret_digest: Sha256::digest(secret.as_ref()).into(),
             short_secret: secret.as_ref().len() < MIN_SECRET_LEN,
             role: None,
-            permissions: Vec::new(),
+            scopes: Vec::new(),
         }
     }
 
@@ -107,19 +109,19 @@ impl TokenClient {
         self
     }
 
-    /// Adds permissions, written into the client's tokens as the `permissions` array and the
-    /// space-separated `scope`. A string containing whitespace counts as several permissions,
-    /// so that both claims always say the same.
+    /// Adds scopes, written into the client's tokens as the space-separated `scope` (and, for
+    /// readers that expect it, the same list as a `permissions` array). A string containing
+    /// whitespace counts as several scopes, so that both claims always say the same.
     #[must_use]
-    pub fn permissions<I, S>(mut self, permissions: I) -> Self
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        for permission in permissions {
-            for p in permission.as_ref().split_whitespace() {
-                if !self.permissions.iter().any(|known| known == p) {
-                    self.permissions.push(p.to_owned());
+        for scope in scopes {
+            for s in scope.as_ref().split_whitespace() {
+                if !self.scopes.iter().any(|known| known == s) {
+                    self.scopes.push(s.to_owned());
                 }
             }
         }
@@ -147,15 +149,15 @@ impl fmt::Debug for TokenClient {
         f.debug_struct("TokenClient")
             .field("id", &self.id)
             .field("role", &self.role)
-            .field("permissions", &self.permissions)
+            .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }
 }
 
 /// The `POST /auth/token` endpoint: exchanges client credentials for an HS256 JWT.
 ///
-/// Issued tokens carry `sub` and `client_id` (the client id), `role`, `permissions` (array),
-/// `scope` (the permissions, space-separated), `iss`, `aud` (when set), `iat`, `exp` and a random
+/// Issued tokens carry `sub` and `client_id` (the client id), `role`, `scope` (the client's
+/// scopes, space-separated) and the same list as `permissions` (an array), `iss`, `aud` (when set), `iat`, `exp` and a random
 /// 128-bit `jti`.
 ///
 /// Responses (all with `Cache-Control: no-store` and `Pragma: no-cache`):
@@ -195,9 +197,11 @@ impl TokenEndpoint {
         let secret = secret.as_ref();
         // The verifier enforces the key-length rule; signing must follow the same one.
         Jwt::hs256(secret)?;
+        let key = EncodingKey::from_secret(secret)
+            .map_err(|_| ConfigError::invalid("the HS256 secret is unusable"))?;
         Ok(Self {
             secret: secret.to_vec(),
-            key: EncodingKey::from_secret(secret),
+            key,
             issuer: DEFAULT_ISSUER.to_owned(),
             lifetime: DEFAULT_LIFETIME,
             clients: HashMap::new(),
@@ -283,13 +287,13 @@ impl TokenEndpoint {
     }
 
     /// Parses a client list: entries separated by commas, each
-    /// `CLIENT_ID:SECRET:ROLE[:PERMISSION PERMISSION ...]` (permissions separated by spaces).
+    /// `CLIENT_ID:SECRET:ROLE[:SCOPE SCOPE ...]` (scopes separated by spaces).
     ///
     /// For example
     /// `reporting:s3cret-0123456789ab:analyst:reports:read reports:export,ops:0ther-secret-456789:admin`
-    /// declares client `reporting` (role `analyst`, permissions `reports:read` and
-    /// `reports:export`) and client `ops` (role `admin`, no permissions). Client ids, secrets
-    /// and roles cannot contain `:` or `,`; permissions can contain `:` but not `,`. Whitespace
+    /// declares client `reporting` (role `analyst`, scopes `reports:read` and
+    /// `reports:export`) and client `ops` (role `admin`, no scopes). Client ids, secrets
+    /// and roles cannot contain `:` or `,`; scopes can contain `:` but not `,`. Whitespace
     /// around fields and empty entries (a trailing comma, line breaks) are ignored.
     ///
     /// # Errors
@@ -346,10 +350,11 @@ impl TokenEndpoint {
     /// When a client's secret is shorter than 16 characters.
     pub fn router(self) -> Result<Router, ConfigError> {
         if let Some(client) = self.clients.values().find(|c| c.short_secret) {
-            return Err(ConfigError::invalid(format!(
-                "the secret of token client `{}` is shorter than {MIN_SECRET_LEN} characters",
-                client.id
-            )));
+            return Err(ConfigError::WeakSecret {
+                what: format!("the secret of token client `{}`", client.id),
+                minimum: MIN_SECRET_LEN,
+                unit: "characters",
+            });
         }
         Ok(Router::new()
             .route(TOKEN_PATH, post(issue))
@@ -421,8 +426,8 @@ impl TokenEndpoint {
             sub: &client.id,
             client_id: &client.id,
             role: client.role.as_deref(),
-            permissions: &client.permissions,
-            scope: client.permissions.join(" "),
+            permissions: &client.scopes,
+            scope: client.scopes.join(" "),
             iss: &self.issuer,
             aud: self.audience.as_deref(),
             iat: issued_at,
@@ -599,67 +604,18 @@ fn unsupported_content_type() -> Refusal {
     )
 }
 
-/// Client credentials from an `Authorization: Basic` header (RFC 6749 §2.3.1), if one is sent.
-#[derive(Debug)]
-struct BasicCredentials {
-    id: String,
-    /// The secret as sent, and form-decoded when that differs (RFC 6749 says clients encode;
-    /// `curl -u` and many libraries do not, and a secret containing `+` or `%` must work with
-    /// both).
-    secrets: Vec<String>,
-}
-
+/// Client credentials from an `Authorization: Basic` header (RFC 6749 §2.3.1), if one is sent
+/// (parsed by [`basic`], shared with the OAuth server).
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, Refusal> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    let malformed = || Refusal::invalid_client(true, "malformed_authorization", String::new());
-    if values.next().is_some() {
-        return Err(Refusal::invalid_request(
-            "more than one Authorization header",
-        ));
-    }
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(Refusal::invalid_client(
-            true,
-            "unsupported_authorization_scheme",
-            String::new(),
-        ));
-    }
-    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    let id = form_decode(id).unwrap_or_else(|| id.to_owned());
-    let mut secrets = vec![secret.to_owned()];
-    if let Some(secret_decoded) = form_decode(secret).filter(|s| s != secret) {
-        secrets.push(secret_decoded);
-    }
-    Ok(Some(BasicCredentials { id, secrets }))
-}
-
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte); `None` when
-/// an escape is malformed or the result is not UTF-8.
-fn form_decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        rest = tail;
-        match byte {
-            b'+' => bytes.push(b' '),
-            b'%' => {
-                let (hex, tail) = rest.split_at_checked(2)?;
-                let mut decoded = [0u8; 1];
-                hex::decode_to_slice(hex, &mut decoded).ok()?;
-                bytes.push(decoded[0]);
-                rest = tail;
-            }
-            other => bytes.push(other),
+    basic::from_headers(headers).map_err(|error| match error {
+        BasicError::Several => Refusal::invalid_request("more than one Authorization header"),
+        BasicError::NotBasic => {
+            Refusal::invalid_client(true, "unsupported_authorization_scheme", String::new())
         }
-    }
-    String::from_utf8(bytes).ok()
+        BasicError::Malformed => {
+            Refusal::invalid_client(true, "malformed_authorization", String::new())
+        }
+    })
 }
 
 /// The client credentials of a request, wherever they came from.
@@ -677,6 +633,9 @@ impl Presented {
     fn resolve(basic: Option<BasicCredentials>, body: TokenRequest) -> Result<Self, Refusal> {
         match basic {
             Some(basic) => {
+                // RFC 6749 says clients form-encode the secret; `curl -u` and many libraries do
+                // not, and a secret holding `+` or `%` must work with both: the decoded secret
+                // and the secret as sent are both tried.
                 if body.client_secret().is_some() {
                     return Err(Refusal::invalid_request(
                         "send the client secret either in the Authorization header or in the body, not both",
@@ -689,7 +648,9 @@ impl Presented {
                 }
                 Ok(Self {
                     id: basic.id,
-                    secrets: basic.secrets,
+                    secrets: std::iter::once(basic.secret)
+                        .chain(basic.secret_as_sent)
+                        .collect(),
                     via_header: true,
                 })
             }
@@ -832,7 +793,7 @@ impl Refusal {
     }
 }
 
-/// Parses one `CLIENT_ID:SECRET:ROLE[:PERMISSIONS]` entry. The error never quotes the entry,
+/// Parses one `CLIENT_ID:SECRET:ROLE[:SCOPES]` entry. The error never quotes the entry,
 /// which holds a secret.
 fn parse_client(entry: &str) -> Result<TokenClient, String> {
     let mut fields = entry.splitn(4, ':').map(str::trim);
@@ -850,10 +811,8 @@ fn parse_client(entry: &str) -> Result<TokenClient, String> {
             "the secret is shorter than {MIN_SECRET_LEN} characters"
         ));
     }
-    let permissions = fields.next().unwrap_or_default().split_whitespace();
-    Ok(TokenClient::new(id, secret)
-        .role(role)
-        .permissions(permissions))
+    let scopes = fields.next().unwrap_or_default().split_whitespace();
+    Ok(TokenClient::new(id, secret).role(role).scopes(scopes))
 }
 
 /// Seconds since the epoch; a clock before 1970 counts as the epoch rather than panicking.

@@ -1,5 +1,8 @@
-//! The HTTP authentication layer in front of the MCP endpoint: every request (POST, GET,
-//! DELETE) is authenticated from its headers before rmcp sees it.
+//! What the authentication layer ([`GatekeeperLayer`](crate::GatekeeperLayer)) does to every
+//! request (POST, GET, DELETE) before the service behind it sees the request: the
+//! `Host`/`Origin` check, the credential from the headers, the 401/403/429 answers, the session
+//! owner, the scope step-up, and the caller in the request's extensions. The MCP endpoint and
+//! the public layer both run [`authenticate_request`].
 
 use std::{borrow::Cow, net::SocketAddr, sync::Arc};
 
@@ -25,22 +28,55 @@ use crate::{
     tools::ScopeOracle,
 };
 
+/// Everything the layer needs per request, built once (by
+/// [`GatekeeperLayerBuilder::build`](crate::layer::GatekeeperLayerBuilder::build) or the
+/// [`Gatekeeper`](crate::Gatekeeper) builder) and shared by every request through an `Arc`.
 pub(crate) struct AuthLayerState {
     pub(crate) hosts: HostGuard,
     pub(crate) chain: AuthChain,
     pub(crate) audit: AuditLog,
     /// Failed credentials per address (a correct credential is never refused by it).
     pub(crate) failures: Arc<FailureThrottle>,
-    pub(crate) sessions: SessionBindings,
+    /// Shared by the layers of one server, so a session is bound once whichever route saw it.
+    pub(crate) sessions: Arc<SessionBindings>,
     pub(crate) challenge: Challenge,
+    /// Set only in front of the gatekeeper's own tools; see [`GatekeeperTools`].
+    pub(crate) tools: Option<GatekeeperTools>,
+}
+
+impl AuthLayerState {
+    /// The same checks for routes that are not the gatekeeper's MCP endpoint: same
+    /// authenticators, allow-lists, audit log, failure throttle and session owners, but no
+    /// step-up (which would read any `POST` body looking for a tool call) and the caller as an
+    /// `Arc<Principal>`.
+    pub(crate) fn without_tools(&self) -> Self {
+        Self {
+            hosts: self.hosts.clone(),
+            chain: self.chain.clone(),
+            audit: self.audit.clone(),
+            failures: self.failures.clone(),
+            sessions: self.sessions.clone(),
+            challenge: self.challenge.clone(),
+            tools: None,
+        }
+    }
+}
+
+/// What only the gatekeeper's own tools behind the layer (`tools::dispatch`) make possible:
+/// a scope step-up decided from the scopes they declare, and one audit record per tool call
+/// (the dispatcher writes it and says so in the request's [`Authenticated`] record, which then
+/// travels instead of a bare `Arc<Principal>`).
+pub(crate) struct GatekeeperTools {
+    /// Which tool needs which scopes.
     pub(crate) scopes: Arc<dyn ScopeOracle>,
+    /// The most a step-up reads of a body to find the tool a call names.
     pub(crate) max_body_bytes: usize,
 }
 
 /// How this server answers a refused credential: the parameters every challenge carries, what
 /// a client without a credential is told to send, and the whole answer to such a request (every
 /// OAuth client's first request gets it), all formatted once at start-up.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Challenge {
     /// `, resource_metadata="<url>"` when the server is an OAuth protected resource.
     resource_metadata: String,
@@ -143,16 +179,26 @@ static SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 const CREDENTIAL_QUERY_PARAMS: [&str; 5] =
     ["access_token", "api_key", "apikey", "api-key", "token"];
 
-/// Authenticates `request` and, once it is let through, hands it to `next` (the MCP service)
-/// with the caller's [`Authenticated`] record in its extensions.
-pub(crate) async fn authenticate_request<F, Fut>(
+/// The caller as the request carries it to the service behind the layer.
+enum Carried {
+    /// For any service: the principal alone.
+    Principal(Arc<Principal>),
+    /// For the gatekeeper's tools, which mark the record once they audited the call.
+    Record(Arc<Authenticated>),
+}
+
+/// Authenticates `request` and, once it is let through, hands it to `next` (the service behind
+/// the layer) with the caller in its extensions: an `Arc<Principal>`, or in front of the
+/// gatekeeper's own tools their [`Authenticated`] record. A refusal is an `Ok` response; only
+/// `next` can fail.
+pub(crate) async fn authenticate_request<F, Fut, E>(
     state: &AuthLayerState,
     request: Request,
     next: F,
-) -> Response
+) -> Result<Response, E>
 where
     F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
+    Fut: Future<Output = Result<Response, E>>,
 {
     let (mut parts, body) = request.into_parts();
     let remote_addr = parts
@@ -164,7 +210,7 @@ where
         record.reason = Some(refusal.reason());
         record.remote_addr = remote_addr;
         state.audit.record(&record);
-        return (refusal.status(), refusal.message()).into_response();
+        return Ok((refusal.status(), refusal.message()).into_response());
     }
     let query_credential = credential_in_query(parts.uri.query());
     let outcome = match query_credential {
@@ -214,7 +260,7 @@ where
             record.retry_after_seconds = throttled_for.map(retry_after_seconds);
             state.audit.record(&record);
             if let Some(wait) = throttled_for {
-                return throttled(&error, &state.challenge, wait);
+                return Ok(throttled(&error, &state.challenge, wait));
             }
             let mut response = unauthorized(&error, &state.challenge);
             if query_credential && state.challenge.offers_oauth {
@@ -224,7 +270,7 @@ where
                 // discovery instead of showing this reason: it stays 400.
                 *response.status_mut() = http::StatusCode::UNAUTHORIZED;
             }
-            return response;
+            return Ok(response);
         }
     };
     let session = parts
@@ -240,29 +286,43 @@ where
         record.reason = Some("foreign_session");
         state.audit.record(&record);
         // The same answer as for a session that does not exist: no hint that it does.
-        return (http::StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+        return Ok((http::StatusCode::NOT_FOUND, "Not Found: Session not found").into_response());
     }
-    let body = match step_up(state, &parts, body, &principal, remote_addr).await {
-        Ok(body) => body,
-        Err(response) => return response,
+    let body = match &state.tools {
+        Some(tools) => match step_up(tools, state, &parts, body, &principal, remote_addr).await {
+            Ok(body) => body,
+            Err(response) => return Ok(response),
+        },
+        None => body,
     };
     let ending_session = (parts.method == http::Method::DELETE)
         .then(|| session.map(str::to_owned))
         .flatten();
     let opening_session = session.is_none();
-    // A tool call's own audit record names the caller, its credential and address, so the
-    // "authentication allowed" record is written only for requests that made no tool-call
-    // record (initialize, tools/list, ...): one record per call instead of two.
-    let authenticated = Arc::new(Authenticated::new(principal));
-    parts.extensions.insert(authenticated.clone());
-    let mut response = next(Request::from_parts(parts, body)).await;
-    let principal = &authenticated.principal;
-    if !authenticated.tool_call_audited() {
+    // In front of the gatekeeper's tools, a tool call's own audit record names the caller, its
+    // credential and address, so the "authentication allowed" record is written only for
+    // requests that made no tool-call record (initialize, tools/list, ...): one record per call
+    // instead of two. Any other service gets the principal alone (one insertion either way).
+    let carried = if state.tools.is_some() {
+        let authenticated = Arc::new(Authenticated::new(principal));
+        parts.extensions.insert(authenticated.clone());
+        Carried::Record(authenticated)
+    } else {
+        parts.extensions.insert(principal.clone());
+        Carried::Principal(principal)
+    };
+    let result = next(Request::from_parts(parts, body)).await;
+    let principal = match &carried {
+        Carried::Record(authenticated) => &authenticated.principal,
+        Carried::Principal(principal) => principal,
+    };
+    if !matches!(&carried, Carried::Record(a) if a.tool_call_audited()) {
         let mut record =
             AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed).principal(principal);
         record.remote_addr = remote_addr;
         state.audit.record(&record);
     }
+    let mut response = result?;
     if opening_session
         && let Some(new_session) = response
             .headers()
@@ -284,7 +344,7 @@ where
             *response.status_mut() = StatusCode::OK;
         }
     }
-    response
+    Ok(response)
 }
 
 /// Refuses, with `403 insufficient_scope`, a tool call whose tool needs scopes the caller's
@@ -296,6 +356,7 @@ where
 /// 0.15 then waits for a browser sign-in and never answers the call). Their calls go on to the
 /// tool guard, whose JSON-RPC error names the missing scopes.
 async fn step_up(
+    tools: &GatekeeperTools,
     state: &AuthLayerState,
     parts: &http::request::Parts,
     body: Body,
@@ -303,7 +364,7 @@ async fn step_up(
     remote_addr: Option<SocketAddr>,
 ) -> Result<Body, Response> {
     // Most requests never need a look: no tool declares scopes, or this caller holds them all.
-    let declared = state.scopes.declared_scopes();
+    let declared = tools.scopes.declared_scopes();
     if parts.method != http::Method::POST
         || matches!(principal.method(), AuthMethod::ApiKey | AuthMethod::Mtls)
         || declared.iter().all(|s| principal.has_scope(s))
@@ -313,7 +374,7 @@ async fn step_up(
     let (tool, body) = match tool_named_in_headers(parts) {
         Some(tool) => (Some(tool.to_owned()), body),
         None => {
-            let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+            let bytes = axum::body::to_bytes(body, tools.max_body_bytes)
                 .await
                 .map_err(|_| {
                     (http::StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large").into_response()
@@ -323,7 +384,7 @@ async fn step_up(
     };
     let Some(required) = tool
         .as_deref()
-        .and_then(|t| state.scopes.step_up(t, principal))
+        .and_then(|t| tools.scopes.step_up(t, principal))
     else {
         return Ok(body);
     };

@@ -1,11 +1,6 @@
 //! The builder that turns tools and authenticators into an axum router or a running server.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{Arc, Weak},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use axum::Router;
 use rmcp::transport::streamable_http_server::{
@@ -20,12 +15,12 @@ use crate::{
     auth::ProtectedResource,
     auth::{AuthChain, Authenticator},
     auth::{FailureThrottle, Lockout},
-    http::authenticate::{AuthLayerState, Challenge},
+    http::authenticate::{AuthLayerState, Challenge, GatekeeperTools},
     http::endpoint::McpEndpoint,
     http::forwarded::{ClientAddrLayer, TrustedProxies},
     http::health,
     http::host_guard::{HostGuard, LOOPBACK_HOSTS},
-    http::sessions::SessionBindings,
+    http::layer::GatekeeperLayer,
     tools::Roles,
     tools::{Engine, GatekeeperService, ScopeOracle},
 };
@@ -75,12 +70,15 @@ pub struct Gatekeeper<T: McpTools> {
     lockout: Lockout,
     resource: Option<ProtectedResource>,
     /// The issuer and scopes of the mounted authorization server, to check the tools' scopes.
+    #[cfg(feature = "oauth")]
     oauth_scopes: Option<(String, Vec<String>)>,
     /// Which scopes include which (merged with the mounted authorization server's).
     scope_hierarchy: crate::ScopeHierarchy,
     /// `TCP_NODELAY` on accepted connections; `None`: on in stateful mode only.
     tcp_nodelay: Option<bool>,
     extra_routes: Router,
+    /// Routes put behind the authentication layer at build time.
+    authenticated_routes: Option<Router>,
     name: Option<String>,
     version: Option<String>,
     /// Addresses and CIDR networks of proxies allowed to name the client (parsed at build).
@@ -88,11 +86,15 @@ pub struct Gatekeeper<T: McpTools> {
     /// Whether `/healthz` and `/readyz` are served.
     health: bool,
     /// Authorization servers whose store `/readyz` checks.
-    oauth_servers: Vec<crate::oauth::OAuthServer>,
+    readiness: Vec<Arc<dyn health::ReadinessCheck>>,
     /// The seed's token endpoint, mounted with this server's audit log and failure throttle.
+    #[cfg(feature = "jwt")]
     token_endpoint: Option<crate::TokenEndpoint>,
     /// Timeouts, connection caps and shutdown deadline of `serve_on` (see `serve`).
     pub(crate) connection_limits: crate::http::serve::ConnectionLimits,
+    /// The first error of a setter that could not take its value; reported by the build, so
+    /// setters never fail mid-chain.
+    config_error: Option<ConfigError>,
 }
 
 enum AuditSetting {
@@ -117,17 +119,21 @@ impl<T: McpTools> Gatekeeper<T> {
             hide_forbidden: false,
             lockout: Lockout::default(),
             resource: None,
+            #[cfg(feature = "oauth")]
             oauth_scopes: None,
             scope_hierarchy: crate::ScopeHierarchy::new(),
             tcp_nodelay: None,
             extra_routes: Router::new(),
+            authenticated_routes: None,
             name: None,
             version: None,
             trusted_proxies: Vec::new(),
             health: true,
-            oauth_servers: Vec::new(),
+            readiness: Vec::new(),
+            #[cfg(feature = "jwt")]
             token_endpoint: None,
             connection_limits: crate::http::serve::ConnectionLimits::new(),
+            config_error: None,
         }
     }
 
@@ -241,6 +247,8 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
+    #[cfg(feature = "oauth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
     /// Serves an OAuth authorization server on the same origin and protects the MCP endpoint
     /// with it: accepts its access tokens issued for `resource` (the canonical URI of this
     /// endpoint as clients reach it, e.g. `https://mcp.example.com/mcp`), serves the
@@ -249,25 +257,26 @@ impl<T: McpTools> Gatekeeper<T> {
     /// Every scope the tools declare must be one the authorization server grants (give it
     /// [`McpTools::declared_scopes`] with
     /// [`AuthorizationServer::scopes`](crate::oauth::AuthorizationServer::scopes)); otherwise
-    /// building the router fails, since no client could ever call those tools.
-    ///
-    /// # Errors
-    /// When `resource` is not one of the authorization server's resources.
-    pub fn oauth(
-        self,
-        server: &crate::oauth::OAuthServer,
-        resource: &str,
-    ) -> Result<Self, ConfigError> {
-        let authenticator = server.authenticator(resource)?;
-        let metadata = server.protected_resource(resource)?;
-        let mut this = self;
-        this.oauth_scopes = Some((server.issuer().to_owned(), server.scopes().to_vec()));
-        this.scope_hierarchy = this.scope_hierarchy.merge(server.scope_hierarchy());
-        this.oauth_servers.push(server.clone());
-        Ok(this
-            .authenticate(authenticator)
+    /// building the router fails, since no client could ever call those tools. So does a
+    /// `resource` that is not one of the authorization server's resources (the error is reported
+    /// when the server is built, like every other).
+    pub fn oauth(mut self, server: &crate::oauth::OAuthServer, resource: &str) -> Self {
+        let (authenticator, metadata) = match (
+            server.authenticator(resource),
+            server.protected_resource(resource),
+        ) {
+            (Ok(authenticator), Ok(metadata)) => (authenticator, metadata),
+            (Err(error), _) | (_, Err(error)) => {
+                self.config_error.get_or_insert(error);
+                return self;
+            }
+        };
+        self.oauth_scopes = Some((server.issuer().to_owned(), server.scopes().to_vec()));
+        self.scope_hierarchy = self.scope_hierarchy.merge(server.scope_hierarchy());
+        self.readiness.push(Arc::new(server.clone()));
+        self.authenticate(authenticator)
             .protected_resource(metadata)
-            .merge(server.router()))
+            .merge(server.router())
     }
 
     /// Whether accepted connections get `TCP_NODELAY` (when served by [`serve`](Self::serve),
@@ -304,6 +313,8 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     /// Mounts the seed's client-credentials [`TokenEndpoint`](crate::TokenEndpoint) at
     /// `POST /auth/token`, with this server's audit log and failure throttle: a wrong secret
     /// counts like a wrong API key from the same address. A client secret shorter than 16
@@ -313,10 +324,25 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
-    /// Mounts more routes on the same server (for example a token endpoint). They are not
-    /// behind the MCP authentication layer.
+    /// Mounts more routes on the same server, **unauthenticated**: the endpoint's
+    /// authentication layer does not run in front of them (nor its `Host` check), so they must
+    /// check callers themselves. For routes that need the caller, use
+    /// [`merge_authenticated`](Self::merge_authenticated).
     pub fn merge(mut self, routes: Router) -> Self {
         self.extra_routes = self.extra_routes.merge(routes);
+        self
+    }
+
+    /// Mounts more routes behind the same authentication as the MCP endpoint: its
+    /// authenticators, `Host`/`Origin` allow-lists, failure throttle, refusals and audit log.
+    /// Their handlers take the caller with the [`Principal`](crate::Principal) extractor
+    /// (`async fn stats(caller: Principal)`). Only the routes are wrapped: a path `routes`
+    /// does not have still gets `404`.
+    pub fn merge_authenticated(mut self, routes: Router) -> Self {
+        self.authenticated_routes = Some(match self.authenticated_routes {
+            Some(earlier) => earlier.merge(routes),
+            None => routes,
+        });
         self
     }
 
@@ -327,17 +353,54 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
-    /// Builds the axum router: the MCP endpoint behind authentication, plus merged routes.
+    /// Builds the axum router: the MCP endpoint behind authentication, plus merged routes, to
+    /// serve with your own server. Open MCP sessions and their SSE streams then live until the
+    /// process ends; use [`into_router_with_shutdown`](Self::into_router_with_shutdown) to end
+    /// them when your server stops.
     ///
-    /// Fails if a tool cannot be served (its input schema is not an object) or an
-    /// authenticator grants a role the tools do not declare.
+    /// # Errors
+    /// Every configuration error: a setter's bad value (an unusable host, a resource the
+    /// authorization server does not serve, ...), a tool that cannot be served (its input schema
+    /// is not an object), an authenticator that grants a role the tools do not declare.
     pub fn into_router(self) -> Result<Router, ConfigError> {
         Ok(self.build(CancellationToken::new())?.0)
     }
 
-    fn build(self, shutdown: CancellationToken) -> Result<(Router, Arc<Engine<T>>), ConfigError> {
+    /// [`into_router`](Self::into_router), with the MCP sessions and their SSE streams ended when
+    /// `shutdown` is cancelled (pass the token your server's graceful shutdown cancels; streams
+    /// left open would keep a graceful shutdown waiting).
+    ///
+    /// # Errors
+    /// As [`into_router`](Self::into_router).
+    pub fn into_router_with_shutdown(
+        self,
+        shutdown: CancellationToken,
+    ) -> Result<Router, ConfigError> {
+        Ok(self.build(shutdown)?.0)
+    }
+
+    /// [`into_router`](Self::into_router), and the [`GatekeeperLayer`] its endpoint
+    /// authenticates with, for routes of your own app outside this router: the same
+    /// authenticators, allow-lists, audit log and failure throttle (a guess counts once,
+    /// wherever it was made). The layer's requests carry an `Arc<Principal>`.
+    ///
+    /// # Errors
+    /// As [`into_router`](Self::into_router).
+    pub fn into_router_and_layer(self) -> Result<(Router, GatekeeperLayer), ConfigError> {
+        let (router, _engine, layer) = self.build(CancellationToken::new())?;
+        Ok((router, layer))
+    }
+
+    fn build(
+        self,
+        shutdown: CancellationToken,
+    ) -> Result<(Router, Arc<Engine<T>>, GatekeeperLayer), ConfigError> {
+        if let Some(error) = self.config_error {
+            return Err(error);
+        }
         check_roles::<T::Roles>(&self.authenticators)?;
         self.scope_hierarchy.check()?;
+        #[cfg(feature = "oauth")]
         if let Some((issuer, granted)) = &self.oauth_scopes {
             // A tool's scope can be granted when the server grants it or a scope including it.
             let missing: Vec<&str> = T::declared_scopes()
@@ -369,7 +432,6 @@ impl<T: McpTools> Gatekeeper<T> {
             self.hide_forbidden,
             &self.scope_hierarchy,
         )?);
-        spawn_housekeeping(Arc::downgrade(&engine));
         let service = GatekeeperService::new(Arc::new(self.tools), engine.clone());
 
         // The Host and Origin allow-lists are checked by our endpoint, parsed once (see
@@ -412,11 +474,12 @@ impl<T: McpTools> Gatekeeper<T> {
         let proxies = TrustedProxies::parse(&self.trusted_proxies)?;
         let failures = Arc::new(FailureThrottle::new(self.lockout));
         let mut extra_routes = self.extra_routes;
+        #[cfg(feature = "jwt")]
         if let Some(endpoint) = self.token_endpoint {
             extra_routes = extra_routes.merge(endpoint.mount(audit.clone(), failures.clone())?);
         }
         if self.health {
-            extra_routes = extra_routes.merge(health::routes(self.oauth_servers));
+            extra_routes = extra_routes.merge(health::routes(self.readiness));
         }
         let client_addr = ClientAddrLayer::new(proxies, audit.clone());
         let auth = AuthLayerState {
@@ -424,11 +487,20 @@ impl<T: McpTools> Gatekeeper<T> {
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
             audit,
             failures,
-            sessions: SessionBindings::default(),
+            sessions: Arc::default(),
             challenge,
-            scopes: engine.clone(),
-            max_body_bytes: self.max_body_bytes,
+            tools: Some(GatekeeperTools {
+                scopes: engine.clone(),
+                max_body_bytes: self.max_body_bytes,
+            }),
         };
+        // The router serves the metadata already: the layer has none of its own to offer.
+        let auth = GatekeeperLayer::from_state(auth, None);
+        // Other routes get the same checks without the tools' step-up and audit hand-off.
+        let routes_layer = auth.without_tools();
+        if let Some(routes) = self.authenticated_routes {
+            extra_routes = extra_routes.merge(routes.route_layer(routes_layer.clone()));
+        }
         let mcp = match self.mode {
             Mode::Stateful => McpEndpoint::route(
                 &self.path,
@@ -451,7 +523,7 @@ impl<T: McpTools> Gatekeeper<T> {
             .merge(metadata_routes)
             .merge(extra_routes)
             .layer(client_addr);
-        Ok((router, engine))
+        Ok((router, engine, routes_layer))
     }
 
     /// Binds `addr` and serves until Ctrl-C or SIGTERM, then shuts down gracefully within the
@@ -493,7 +565,7 @@ impl<T: McpTools> Gatekeeper<T> {
             limits: self.connection_limits.clone(),
             cap_exempt,
         };
-        let (router, _engine) = self.build(shutdown.clone())?;
+        let (router, _engine, _layer) = self.build(shutdown.clone())?;
         let task = tokio::spawn(crate::http::serve::serve(
             listener,
             router,
@@ -529,24 +601,6 @@ fn check_roles<R: Roles>(authenticators: &[Arc<dyn Authenticator>]) -> Result<()
         }
     }
     Ok(())
-}
-
-/// Forgets idle rate-limit callers every minute, for as long as the server lives.
-fn spawn_housekeeping<T: McpTools>(engine: Weak<Engine<T>>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            match engine.upgrade() {
-                Some(engine) => engine.forget_idle_callers(),
-                None => return,
-            }
-        }
-    });
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix): what

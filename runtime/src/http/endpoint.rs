@@ -1,9 +1,10 @@
-//! The MCP endpoint as one tower service: the `Host`/`Origin` check, authentication, then rmcp.
+//! The MCP endpoint as one tower service: the [`GatekeeperLayer`]'s checks, then rmcp.
 //!
-//! A hand-written service rather than `axum::middleware::from_fn` around rmcp's service: the
-//! middleware boxes the inner route a second time and clones it (with rmcp's configuration) on
-//! every request, while here a request costs one reference-count increment and one boxed
-//! future before rmcp's own [`StreamableHttpService::handle`] runs.
+//! The endpoint runs the very code of the public layer ([`GatekeeperLayer::run`]), but is not
+//! `layer.layer(rmcp_service)`: as a tower service, rmcp's [`StreamableHttpService`] clones
+//! itself (with its configuration) and boxes a second future on every request, while here a
+//! request costs one reference-count increment and one boxed future before rmcp's own
+//! [`StreamableHttpService::handle`] runs, borrowed.
 
 use std::{
     convert::Infallible,
@@ -20,7 +21,7 @@ use rmcp::{
     },
 };
 
-use crate::http::authenticate::{AuthLayerState, authenticate_request};
+use crate::http::layer::GatekeeperLayer;
 
 /// The MCP endpoint: cheap to clone (axum clones a route's service for every request).
 pub(crate) struct McpEndpoint<S, M> {
@@ -28,7 +29,8 @@ pub(crate) struct McpEndpoint<S, M> {
 }
 
 struct Shared<S, M> {
-    auth: AuthLayerState,
+    /// Built with the gatekeeper's tools (step-up, one audit record per tool call).
+    layer: GatekeeperLayer,
     mcp: StreamableHttpService<S, M>,
 }
 
@@ -37,10 +39,10 @@ where
     S: ServerHandler + Clone + Send + Sync + 'static,
     M: SessionManager,
 {
-    /// A router serving `handler` at `path` behind `auth`, with sessions kept by `sessions`.
+    /// A router serving `handler` at `path` behind `layer`, with sessions kept by `sessions`.
     pub(crate) fn route(
         path: &str,
-        auth: AuthLayerState,
+        layer: GatekeeperLayer,
         handler: S,
         sessions: M,
         config: StreamableHttpServerConfig,
@@ -48,7 +50,7 @@ where
         let mcp =
             StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(sessions), config);
         let endpoint = Self {
-            shared: Arc::new(Shared { auth, mcp }),
+            shared: Arc::new(Shared { layer, mcp }),
         };
         Router::new().route_service(path, endpoint)
     }
@@ -79,11 +81,12 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let mcp = &shared.mcp;
-            let response = authenticate_request(&shared.auth, request, |request| async move {
-                mcp.handle(request).await.map(Body::new)
-            })
-            .await;
-            Ok(response)
+            shared
+                .layer
+                .run(request, |request| async move {
+                    Ok(mcp.handle(request).await.map(Body::new))
+                })
+                .await
         })
     }
 }

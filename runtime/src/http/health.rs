@@ -30,8 +30,6 @@ use axum::{
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
-use crate::oauth::OAuthServer;
-
 /// The liveness path.
 pub const LIVENESS_PATH: &str = "/healthz";
 /// The readiness path.
@@ -40,9 +38,16 @@ pub const READINESS_PATH: &str = "/readyz";
 /// How long a readiness answer is reused.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// Something `/readyz` asks whether the server can serve (an authorization server's store and
+/// keys; later backends add their own).
+pub(crate) trait ReadinessCheck: Send + Sync + 'static {
+    /// `Err` says what is wrong (never a secret).
+    fn ready(&self) -> futures::future::BoxFuture<'_, Result<(), String>>;
+}
+
 /// What `/readyz` checks, and its last answer.
 struct Readiness {
-    servers: Vec<OAuthServer>,
+    checks: Vec<Arc<dyn ReadinessCheck>>,
     last: Mutex<Option<(Instant, Result<(), String>)>>,
     checking: AtomicBool,
 }
@@ -63,8 +68,8 @@ impl Readiness {
             return cached.map_or_else(|| Err("starting".into()), |(_, r)| r);
         }
         let mut result = Ok(());
-        for server in &self.servers {
-            if let Err(error) = server.ready().await {
+        for check in &self.checks {
+            if let Err(error) = check.ready().await {
                 result = Err(error);
                 break;
             }
@@ -76,10 +81,10 @@ impl Readiness {
     }
 }
 
-/// The health routes; `/readyz` checks `servers`.
-pub(crate) fn routes(servers: Vec<OAuthServer>) -> Router {
+/// The health routes; `/readyz` asks `checks`.
+pub(crate) fn routes(checks: Vec<Arc<dyn ReadinessCheck>>) -> Router {
     let readiness = Arc::new(Readiness {
-        servers,
+        checks,
         last: Mutex::new(None),
         checking: AtomicBool::new(false),
     });

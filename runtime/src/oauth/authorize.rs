@@ -108,8 +108,7 @@ fn consent_url(sealed: &str) -> String {
 #[cfg(test)]
 pub(super) async fn test_state(issuer: &str) -> Arc<AsState> {
     super::AuthorizationServer::new(issuer)
-        .and_then(|s| s.resource(&format!("{issuer}/mcp")))
-        .expect("valid test issuer")
+        .resource(format!("{issuer}/mcp"))
         .build()
         .await
         .expect("test server builds")

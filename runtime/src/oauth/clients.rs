@@ -4,13 +4,13 @@
 
 use std::{fmt, net::IpAddr};
 
-use base64::{Engine as _, engine::general_purpose::STANDARD};
-use http::{HeaderMap, header};
+use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use super::{AsState, error::OAuthError, grants, redirect};
 use crate::{
     AuditEvent, AuditRecord, ConfigError, Outcome,
+    auth::basic::{self, BasicError},
     store::{ClientRecord, hash_secret},
 };
 
@@ -150,9 +150,11 @@ impl OAuthClient {
         if let Some(secret) = &self.secret
             && secret.len() < 16
         {
-            return Err(invalid(
-                "a client secret needs at least 16 characters".into(),
-            ));
+            return Err(ConfigError::WeakSecret {
+                what: format!("the secret of OAuth client `{}`", self.id),
+                minimum: 16,
+                unit: "characters",
+            });
         }
         for uri in &self.redirect_uris {
             redirect::check_registrable(uri).map_err(invalid)?;
@@ -231,11 +233,14 @@ pub(crate) async fn find(
     client_id: &str,
     remote: Option<IpAddr>,
 ) -> Result<Option<ClientRecord>, OAuthError> {
+    #[cfg(feature = "http-client")]
     if let Some(fetcher) = &state.metadata_documents
         && fetcher.is_metadata_url(client_id)
     {
         return fetcher.client(state, client_id, remote).await;
     }
+    #[cfg(not(feature = "http-client"))]
+    let _ = remote; // only a document fetch counts toward the requester's limits
     // A client stored from a metadata document is trusted only through the fetcher, which
     // re-fetches it when its cache lifetime ends (and not at all once documents are off).
     Ok(state
@@ -265,10 +270,12 @@ pub(crate) async fn authenticate(
     remote: Option<IpAddr>,
     event: AuditEvent,
 ) -> Result<ClientRecord, OAuthError> {
-    let basic = match headers.get(header::AUTHORIZATION) {
-        Some(value) => Some(parse_basic(value.as_bytes()).ok_or(OAuthError::invalid_client(true))?),
-        None => None,
-    };
+    // RFC 6749 §2.3.1: id and secret are form-encoded, and only the decoded secret is checked
+    // (the seed token endpoint also tries the secret as sent; see `auth::basic`).
+    let basic = basic::from_headers(headers).map_err(|error| match error {
+        BasicError::Several => OAuthError::invalid_request("more than one Authorization header"),
+        BasicError::NotBasic | BasicError::Malformed => OAuthError::invalid_client(true),
+    })?;
     let used_basic = basic.is_some();
     let (client_id, secret) = match (basic, presented.form_secret) {
         (Some(_), Some(_)) => {
@@ -276,13 +283,13 @@ pub(crate) async fn authenticate(
                 "use one client authentication method, not both",
             ));
         }
-        (Some((id, secret)), None) => {
-            if presented.form_id.is_some_and(|f| f != id) {
+        (Some(basic), None) => {
+            if presented.form_id.is_some_and(|f| f != basic.id) {
                 return Err(OAuthError::invalid_request(
                     "client_id differs from the authenticated client",
                 ));
             }
-            (id, Some(secret))
+            (basic.id, Some(basic.secret))
         }
         (None, secret) => match presented.form_id {
             Some(id) if !id.is_empty() => (id.to_owned(), secret.map(str::to_owned)),
@@ -345,47 +352,9 @@ fn audit_failure(
     state.audit.record(&record);
 }
 
-/// Decodes `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
-fn parse_basic(value: &[u8]) -> Option<(String, String)> {
-    let encoded = value
-        .strip_prefix(b"Basic ")
-        .or_else(|| value.strip_prefix(b"basic "))?;
-    let decoded = STANDARD.decode(encoded.trim_ascii()).ok()?;
-    let decoded = std::str::from_utf8(&decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    let id = form_decode(id)?;
-    let secret = form_decode(secret)?;
-    (!id.is_empty()).then_some((id, secret))
-}
-
-fn form_decode(part: &str) -> Option<String> {
-    url::form_urlencoded::parse(format!("x={part}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        let header = format!("Basic {}", STANDARD.encode("my%20app:s%3Acret%2B"));
-        assert_eq!(
-            parse_basic(header.as_bytes()),
-            Some(("my app".into(), "s:cret+".into()))
-        );
-        assert_eq!(parse_basic(b"Bearer abc"), None);
-        assert_eq!(parse_basic(b"Basic !!!"), None);
-        assert_eq!(
-            parse_basic(format!("Basic {}", STANDARD.encode("nocolon")).as_bytes()),
-            None
-        );
-        assert_eq!(
-            parse_basic(format!("Basic {}", STANDARD.encode(":x")).as_bytes()),
-            None
-        );
-    }
 
     #[test]
     fn configured_clients_are_checked() {

@@ -118,6 +118,7 @@ impl OAuthError {
 
     /// The requests of one address (or network) made the server fetch too many client
     /// metadata documents: try again after `wait`.
+    #[cfg(feature = "http-client")]
     pub(crate) fn too_many_fetches(wait: Duration) -> Self {
         Self {
             retry_after: Some(wait),

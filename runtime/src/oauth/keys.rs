@@ -157,13 +157,13 @@ impl KeyRing {
     /// Returns the new key's `kid`.
     pub(crate) async fn rotate(&self, store: &dyn Store, now: i64) -> Result<String, StoreError> {
         let old = self.current();
-        let record = generate(self.algorithm, now).map_err(StoreError::Backend)?;
+        let record = generate(self.algorithm, now).map_err(StoreError::backend)?;
         let kid = record.kid.clone();
         store.put_signing_key(record).await?;
         store.retire_signing_key(old.signing_kid(), now).await?;
         let set = Self::load_set(store, self.algorithm, self.publish_retired_for, now)
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::backend(e.to_string()))?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         Ok(kid)
     }
@@ -174,7 +174,7 @@ impl KeyRing {
         publish_retired_for: i64,
         now: i64,
     ) -> Result<KeySet, ConfigError> {
-        let store_error = |e: StoreError| ConfigError::invalid(format!("signing keys: {e}"));
+        let store_error = ConfigError::Store;
         let mut records = store.signing_keys().await.map_err(store_error)?;
         // Keys retired so long ago that no token they signed can be alive are deleted.
         let mut kept = Vec::with_capacity(records.len());

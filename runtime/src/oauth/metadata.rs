@@ -56,7 +56,7 @@ pub(super) fn document(state: &AsState) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": state.scopes,
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": state.metadata_documents.is_some(),
+        "client_id_metadata_document_supported": state.fetches_metadata_documents(),
     });
     if state.dynamic_registration {
         doc["registration_endpoint"] = json!(state.url(paths::REGISTER));

@@ -275,7 +275,8 @@ impl MetadataError {
         }
     }
 
-    /// The human-readable reason.
+    /// The human-readable reason (for the audit of a metadata document).
+    #[cfg(feature = "http-client")]
     pub(super) fn description(&self) -> &str {
         match self {
             MetadataError::RedirectUri(why) | MetadataError::Metadata(why) => why,

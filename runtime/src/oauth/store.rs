@@ -85,12 +85,16 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 mod memory;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
-#[cfg(test)]
-mod conformance;
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod conformance;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
 /// How long a family revocation is remembered after it was made, in seconds, once no code or
@@ -561,9 +565,17 @@ pub enum Rotation {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend failed (I/O, database error, a task that did not finish).
-    #[error("store backend failed: {0}")]
-    Backend(String),
+    /// The backend failed (I/O, database error, a task that did not finish). The message says
+    /// what failed; the underlying error, when there is one, is the [`source`](std::error::Error::source)
+    /// (a `rusqlite::Error`, an `std::io::Error`, ...), for callers that tell causes apart.
+    #[error("store backend failed: {message}")]
+    Backend {
+        /// What failed, with the cause's own description.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
     /// A record with the same key exists: the named kind of record (`authorization code`,
     /// `refresh token`, `current refresh token of the family`, `signing key`).
     #[error("{0} already exists")]
@@ -585,6 +597,29 @@ pub enum StoreError {
         /// The newest schema version this build knows.
         known: i64,
     },
+}
+
+impl StoreError {
+    /// A backend failure with no underlying error (a task that did not finish, a state the
+    /// backend cannot be in).
+    pub fn backend(message: impl Into<String>) -> Self {
+        StoreError::Backend {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A backend failure caused by `source`; `context` says what was being done (the message is
+    /// `"<context>: <source>"`).
+    pub fn backend_from(
+        context: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Backend {
+            message: format!("{context}: {source}"),
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 /// Stands in for a secret in `Debug` output.

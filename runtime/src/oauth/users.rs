@@ -90,10 +90,11 @@ impl User {
             ));
         }
         if self.password.len() < 8 {
-            return Err(ConfigError::invalid(format!(
-                "the password of user `{}` is shorter than 8 characters",
-                self.username
-            )));
+            return Err(ConfigError::WeakSecret {
+                what: format!("the password of user `{}`", self.username),
+                minimum: 8,
+                unit: "characters",
+            });
         }
         let password = self.password;
         let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))

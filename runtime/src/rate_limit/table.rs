@@ -5,10 +5,11 @@
 //! buckets). The table grows ×2 above half load, where a bucket overflows rarely. Slots are
 //! never freed one by one; [`Table::retain`] rebuilds the table instead, so the occupied
 //! slots of a bucket always come first and an empty slot ends every search.
-
-use bytemuck::{Pod, Zeroable};
-
-use super::storage::Storage;
+//!
+//! The buckets live in one boxed slice on the heap. An earlier version put tables of 2 MiB and
+//! more on transparent huge pages and prefetched the home bucket under the lock; on the request
+//! path (one caller, a hot line) neither showed in instructions or throughput, so both went with
+//! the three crates they needed (DESIGN.md 21).
 
 /// Stands for "no caller" in a slot. [`Table::tat`] takes caller ids other than this.
 pub(super) const EMPTY: u64 = 0;
@@ -19,17 +20,27 @@ const INITIAL_BUCKETS: usize = 4;
 
 /// Four callers and their theoretical arrival times, in one cache line (the alignment makes
 /// every allocation of buckets start on a line). The ids come first so the four comparisons
-/// of a search read adjacent words. All zeros is a bucket of four empty slots.
-#[derive(Clone, Copy, Pod, Zeroable)]
+/// of a search read adjacent words.
+#[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Bucket {
     callers: [u64; SLOTS],
     tats: [u64; SLOTS],
 }
 
+impl Bucket {
+    /// Four empty slots.
+    const EMPTY: Self = Self {
+        callers: [EMPTY; SLOTS],
+        tats: [0; SLOTS],
+    };
+}
+
 /// The callers of one shard and their TATs.
 pub(super) struct Table {
-    buckets: Storage<Bucket>,
+    /// A power of two of buckets, each on its own cache line (the allocation keeps the
+    /// bucket's alignment).
+    buckets: Box<[Bucket]>,
     /// Occupied slots.
     used: usize,
 }
@@ -41,7 +52,7 @@ impl Table {
 
     fn with_buckets(count: usize) -> Self {
         Self {
-            buckets: Storage::zeroed(count),
+            buckets: vec![Bucket::EMPTY; count].into_boxed_slice(),
             used: 0,
         }
     }
@@ -50,17 +61,6 @@ impl Table {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.used
-    }
-
-    /// Starts loading the bucket where the search for `caller` begins, without waiting for
-    /// it: with a million callers it is mostly not in cache, and the miss then overlaps with
-    /// the caller's work before the search (reading the clock) instead of following it.
-    pub(super) fn prefetch(&self, caller: u64) {
-        let bucket = &self.buckets[home(caller, self.buckets.len())];
-        #[cfg(target_feature = "sse")]
-        safe_arch::prefetch_t0(bucket);
-        #[cfg(not(target_feature = "sse"))]
-        let _ = bucket;
     }
 
     /// The TAT of `caller`, inserting the caller with `tat` if it is not tracked yet.
@@ -143,7 +143,7 @@ fn find(buckets: &[Bucket], caller: u64) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::{super::storage::HUGE_PAGE, *};
+    use super::*;
 
     #[test]
     fn a_bucket_is_one_cache_line() {
@@ -180,12 +180,11 @@ mod tests {
             .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .collect();
         for (i, &caller) in callers.iter().enumerate() {
-            table.prefetch(caller);
             *table.tat(caller, 0) = i as u64;
             assert!(table.used * 2 <= table.buckets.len() * SLOTS);
         }
         // The home bucket of the highest id is the last one, in any size.
-        table.prefetch(u64::MAX);
+        assert_eq!(home(u64::MAX, table.buckets.len()), table.buckets.len() - 1);
         assert_eq!(table.len(), 1000);
         for (i, &caller) in callers.iter().enumerate() {
             assert_eq!(*table.tat(caller, u64::MAX), i as u64);
@@ -193,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn a_table_of_two_megabytes_moves_to_huge_pages_and_back() {
+    fn a_large_table_keeps_every_caller_and_shrinks_back() {
         let mut table = Table::new();
         let callers: Vec<u64> = (1..=40_000u64)
             .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
@@ -201,17 +200,14 @@ mod tests {
         for &caller in &callers {
             *table.tat(caller, 0) = caller / 2;
         }
-        assert!(size_of_val(&*table.buckets) >= HUGE_PAGE);
-        #[cfg(target_os = "linux")]
-        assert!(matches!(table.buckets, Storage::Mapped { .. }));
+        let grown = table.buckets.len();
+        assert!(size_of_val(&*table.buckets) >= 2 << 20);
+        assert_eq!(table.buckets.as_ptr().addr() % 64, 0);
         for &caller in &callers {
             assert_eq!(*table.tat(caller, 0), caller / 2);
         }
         table.retain(|tat| tat % 32 == 0);
-        assert!(
-            matches!(table.buckets, Storage::Heap(_)),
-            "a 32nd fits on the heap"
-        );
+        assert!(table.buckets.len() < grown, "a 32nd needs fewer buckets");
         for &caller in &callers {
             let kept = (caller / 2) % 32 == 0;
             assert_eq!(*table.tat(caller, 1) == caller / 2, kept);

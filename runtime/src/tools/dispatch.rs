@@ -77,6 +77,9 @@ pub(crate) struct Engine<T: McpTools> {
     audit: AuditLog,
     info: ServerConfig,
     hide_forbidden: bool,
+    /// Starts the periodic forgetting of idle callers at the first tool call: always inside a
+    /// runtime, whether or not the router was built inside one.
+    housekeeping: std::sync::Once,
 }
 
 impl<T: McpTools> Engine<T> {
@@ -116,7 +119,29 @@ impl<T: McpTools> Engine<T> {
             audit,
             info: config,
             hide_forbidden,
+            housekeeping: std::sync::Once::new(),
         })
+    }
+
+    /// Starts the housekeeping task once (it ends with the engine: it holds a weak reference).
+    fn start_housekeeping(self: &Arc<Self>) {
+        self.housekeeping.call_once(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let engine = Arc::downgrade(self);
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match engine.upgrade() {
+                        Some(engine) => engine.forget_idle_callers(),
+                        None => return,
+                    }
+                }
+            });
+        });
     }
 
     /// Periodic housekeeping: forget callers that are idle in every limiter.
@@ -373,6 +398,7 @@ impl<T: McpTools> GatekeeperService<T> {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        self.engine.start_housekeeping();
         let engine = &*self.engine;
         let remote_addr = remote_addr_of(&context);
         let Some(principal) = principal_of(&context).cloned() else {

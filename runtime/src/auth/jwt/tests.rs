@@ -98,7 +98,7 @@ fn hs256_token(claims: &Value) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         claims,
-        &EncodingKey::from_secret(SECRET),
+        &EncodingKey::from_secret(SECRET).unwrap(),
     )
     .unwrap()
 }
@@ -289,7 +289,7 @@ fn wrong_signature_is_refused() {
     let token = encode(
         &Header::new(Algorithm::HS256),
         &claims(),
-        &EncodingKey::from_secret(b"another-secret-that-is-long-enough!!"),
+        &EncodingKey::from_secret(b"another-secret-that-is-long-enough!!").unwrap(),
     )
     .unwrap();
     assert_invalid(hs256().verify(&token));
@@ -326,7 +326,7 @@ fn key_confusion_is_refused() {
         let token = encode(
             &Header::new(Algorithm::HS256),
             &claims(),
-            &EncodingKey::from_secret(public.as_bytes()),
+            &EncodingKey::from_secret(public.as_bytes()).unwrap(),
         )
         .unwrap();
         assert_invalid(jwt.verify(&token));
@@ -335,7 +335,7 @@ fn key_confusion_is_refused() {
     let token = encode(
         &Header::new(Algorithm::HS512),
         &claims(),
-        &EncodingKey::from_secret(SECRET),
+        &EncodingKey::from_secret(SECRET).unwrap(),
     )
     .unwrap();
     assert_invalid(hs256().verify(&token));
@@ -345,7 +345,12 @@ fn key_confusion_is_refused() {
 fn crit_header_is_refused() {
     let mut header = Header::new(Algorithm::HS256);
     header.crit = Some(vec!["exp".into()]);
-    let token = encode(&header, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+    let token = encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(SECRET).unwrap(),
+    )
+    .unwrap();
     assert_invalid(hs256().verify(&token));
 }
 
@@ -505,7 +510,7 @@ fn signed_raw(header_json: &str, payload_json: &str) -> String {
         URL_SAFE_NO_PAD.encode(header_json),
         URL_SAFE_NO_PAD.encode(payload_json)
     );
-    let key = EncodingKey::from_secret(SECRET);
+    let key = EncodingKey::from_secret(SECRET).unwrap();
     let signature = jsonwebtoken::crypto::sign(signed.as_bytes(), &key, Algorithm::HS256);
     format!("{signed}.{}", signature.unwrap())
 }
@@ -772,7 +777,7 @@ fn rs384_rs512_hs384_and_hs512_tokens_are_accepted() {
         assert_full_principal(&jwt.unwrap().verify(&token).unwrap());
     }
     let secret = [9u8; 64];
-    let hmac = EncodingKey::from_secret(&secret);
+    let hmac = EncodingKey::from_secret(&secret).unwrap();
     for (algorithm, jwt) in [
         (Algorithm::HS384, Jwt::hs384(secret)),
         (Algorithm::HS512, Jwt::hs512(secret)),
@@ -803,4 +808,217 @@ fn an_oauth_verifier_with_an_unusable_key_refuses_every_token() {
         .verify(&token)
         .unwrap();
     assert_eq!(p.method(), AuthMethod::OAuth);
+}
+
+// What `jsonwebtoken` decides since the hand-written JWS parser went (DESIGN.md 17): the
+// rules it enforced still hold, and where `jsonwebtoken` differs the tests say so.
+
+/// A token with exactly these three segments, the signature HMAC-SHA256 of the first two as
+/// written.
+fn signed_segments(header: &str, payload: &str) -> String {
+    let signed = format!("{header}.{payload}");
+    let key = EncodingKey::from_secret(SECRET).unwrap();
+    let signature = jsonwebtoken::crypto::sign(signed.as_bytes(), &key, Algorithm::HS256);
+    format!("{signed}.{}", signature.unwrap())
+}
+
+fn good_payload() -> String {
+    format!(r#"{{"sub":"a","exp":{}}}"#, now() + 600)
+}
+
+#[test]
+fn tokens_without_exactly_three_base64url_segments_are_refused() {
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JOSE"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(r#"{"sub":"bob","exp":99999999999}"#);
+    let good = signed_segments(&header, &payload);
+    assert!(hs256().verify(&good).is_ok());
+    let signature = good.rsplit_once('.').unwrap().1;
+    for bad in [
+        String::new(),
+        format!("{header}.{payload}"),
+        signed_segments(&header, &format!("{payload}.{payload}")),
+        format!("{good}.{signature}"),
+        format!(".{good}"),
+        // Padding, and bytes outside the base64url alphabet, in each segment.
+        signed_segments(&format!("{header}="), &payload),
+        signed_segments(&header, &format!("{payload}=")),
+        format!("{good}="),
+        signed_segments(&format!("+{header}"), &payload),
+        signed_segments(&header, &format!("{payload}/")),
+        format!("{good}*"),
+    ] {
+        assert_invalid(hs256().verify(&bad));
+    }
+    // A signature whose last character carries bits that must be zero: another string for
+    // the same bytes, refused.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let last = signature.as_bytes()[signature.len() - 1];
+    let index = ALPHABET.iter().position(|&c| c == last).unwrap();
+    let twin = format!(
+        "{}{}",
+        &good[..good.len() - 1],
+        char::from(ALPHABET[index | 1])
+    );
+    assert_invalid(hs256().verify(&twin));
+}
+
+#[test]
+fn headers_that_are_not_one_json_object_with_one_alg_are_refused() {
+    let payload = good_payload();
+    for header in [
+        "not json",
+        "",
+        r#"["HS256"]"#,
+        "null",
+        r#"{"alg":"HS256"}x"#,
+        r#"{"alg":"HS256","alg":"HS256"}"#,
+        r#"{"alg":"none","alg":"HS256"}"#,
+        r#"{"alg":"HS256","alg":"none"}"#,
+        r#"{"alg":null}"#,
+        r#"{"alg":["HS256"]}"#,
+        r#"{"typ":"JWT"}"#,
+        r#"{"alg":"None"}"#,
+        r#"{"alg":"hs256"}"#,
+        r#"{"alg":"HS256 "}"#,
+    ] {
+        assert_invalid(hs256().verify(&signed_raw(header, &payload)));
+    }
+    // `alg` written with escapes is still `HS256`.
+    let escaped = signed_raw(r#"{"alg":"HS\u0032\u0035\u0036"}"#, &payload);
+    assert!(hs256().verify(&escaped).is_ok());
+}
+
+#[test]
+fn crit_is_refused_when_it_names_anything() {
+    let payload = good_payload();
+    for header in [
+        r#"{"alg":"HS256","crit":["exp"]}"#,
+        r#"{"alg":"HS256","crit":[]}"#,
+        r#"{"alg":"HS256","crit":"b64"}"#,
+        // `jsonwebtoken` 12 accepts this one (`b64: true` changes nothing); we understand no
+        // extension, so it is refused as before.
+        r#"{"alg":"HS256","crit":["b64"],"b64":true}"#,
+        r#"{"alg":"HS256","b64":false}"#,
+    ] {
+        assert_invalid(hs256().verify(&signed_raw(header, &payload)));
+    }
+    // Moved: `"crit": null` names no extension and is read as no `crit` (the hand-written
+    // parser refused it).
+    let null_crit = signed_raw(r#"{"alg":"HS256","crit":null}"#, &payload);
+    assert!(hs256().verify(&null_crit).is_ok());
+}
+
+#[test]
+fn registered_header_members_must_have_their_types() {
+    // Moved: the hand-written parser looked at `alg` and `crit` only; `jsonwebtoken` reads the
+    // registered members with their types.
+    let payload = good_payload();
+    for header in [
+        r#"{"alg":"HS256","typ":5}"#,
+        r#"{"alg":"HS256","kid":{"k":[1]}}"#,
+        r#"{"alg":"HS256","jwk":"?"}"#,
+    ] {
+        assert_invalid(hs256().verify(&signed_raw(header, &payload)));
+    }
+    let header = r#"{"alg":"HS256","typ":"at+jwt","kid":"k1","x5c":null,"other":{"a":[1]}}"#;
+    assert!(hs256().verify(&signed_raw(header, &payload)).is_ok());
+}
+
+#[test]
+fn ecdsa_signatures_must_be_fixed_size_r_and_s() {
+    use aws_lc_rs::{
+        rand::SystemRandom,
+        signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair},
+    };
+    let pkcs8 = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap();
+    let good = encode(&Header::new(Algorithm::ES256), &claims(), &pkcs8).unwrap();
+    let es256 = Jwt::es256_pem(EC_PUBLIC.as_bytes()).unwrap();
+    assert!(es256.verify(&good).is_ok());
+    let (signed, signature) = good.rsplit_once('.').unwrap();
+    let fixed = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    assert_eq!(fixed.len(), 64);
+    for bad in [
+        &fixed[..63],
+        &fixed[1..],
+        &[fixed.as_slice(), &[0]].concat()[..],
+    ] {
+        assert_invalid(es256.verify(&format!("{signed}.{}", URL_SAFE_NO_PAD.encode(bad))));
+    }
+    // The same key's signature in ASN.1 DER form, as X.509 would carry it.
+    let der_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_bytes());
+    let der = der_key
+        .unwrap()
+        .sign(&SystemRandom::new(), signed.as_bytes())
+        .unwrap();
+    assert_invalid(es256.verify(&format!("{signed}.{}", URL_SAFE_NO_PAD.encode(der))));
+}
+
+#[test]
+fn an_expired_token_is_expired_only_when_its_signature_and_claims_are_good() {
+    let old = now() - 3600;
+    let expired = with(claims(), json!({ "exp": old }));
+    let token = hs256_token(&expired);
+    assert_eq!(
+        hs256().verify(&token).unwrap_err().kind(),
+        AuthErrorKind::Expired
+    );
+    // Forged: invalid, though the payload says it expired.
+    assert_invalid(hs256().verify(&with_last_char_changed(&token)));
+    // Validly signed, expired, and with a claim of the wrong type that only this crate reads
+    // (`jsonwebtoken` reports the expiry first): invalid, as before.
+    let jwt = hs256().role_claim("grp").scope_claims(["perms"]);
+    for patch in [
+        json!({"grp": 5}),
+        json!({"perms": {}}),
+        json!({"iat": "yesterday"}),
+        json!({"roles": "admin"}),
+        json!({"jti": 1}),
+        json!({"nbf": "later"}),
+    ] {
+        assert_invalid(jwt.verify(&hs256_token(&with(expired.clone(), patch))));
+    }
+    let with_crit = signed_raw(
+        r#"{"alg":"HS256","crit":["b64"],"b64":true}"#,
+        &format!(r#"{{"sub":"a","exp":{old}}}"#),
+    );
+    assert_invalid(hs256().verify(&with_crit));
+    // An expired token whose issuer, audience, `nbf` or `iat` is wrong is still expired: the
+    // expiry is checked first, and it is what the client can act on.
+    let jwt = hs256().issuer("one").audience("tools");
+    let patch = json!({"iss": "two", "aud": "other", "nbf": now() + 600, "iat": now() + 600});
+    assert_eq!(
+        jwt.verify(&hs256_token(&with(expired, patch)))
+            .unwrap_err()
+            .kind(),
+        AuthErrorKind::Expired
+    );
+}
+
+#[test]
+fn registered_claims_nobody_configured_may_not_repeat() {
+    // Moved: `jsonwebtoken` refuses a second `iss` or `aud` even when no issuer or audience is
+    // configured (the hand-written parser did not read them then).
+    let exp = now() + 600;
+    for payload in [
+        format!(r#"{{"sub":"a","exp":{exp},"iss":"x","iss":"y"}}"#),
+        format!(r#"{{"sub":"a","exp":{exp},"aud":"x","aud":"y"}}"#),
+    ] {
+        assert_invalid(hs256().verify(&signed_raw(r#"{"alg":"HS256"}"#, &payload)));
+    }
+}
+
+#[test]
+fn verifiers_refuse_keys_aws_lc_cannot_use() {
+    // On the curve's equation or not, jsonwebtoken's PEM parsing takes any 65-byte point; the
+    // verifier checks it at start-up.
+    let zero = URL_SAFE_NO_PAD.encode([0u8; 32]);
+    let off_curve = DecodingKey::from_ec_components(&zero, &zero).unwrap();
+    assert!(!key_parses(JwtAlgorithm::Es256, &off_curve));
+    let good = DecodingKey::from_ec_pem(EC_PUBLIC.as_bytes()).unwrap();
+    assert!(key_parses(JwtAlgorithm::Es256, &good));
+    assert!(!key_parses(JwtAlgorithm::Es384, &good));
+    assert!(!key_parses(JwtAlgorithm::Hs256, &good));
+    let secret = DecodingKey::from_secret(SECRET).unwrap();
+    assert!(key_parses(JwtAlgorithm::Hs256, &secret));
+    assert!(!key_parses(JwtAlgorithm::Es256, &secret));
 }

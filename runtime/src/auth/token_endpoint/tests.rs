@@ -2,6 +2,7 @@
 
 use super::*;
 use axum::body::Body;
+use base64::{Engine as _, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -13,7 +14,7 @@ fn endpoint() -> TokenEndpoint {
         .client(
             TokenClient::new("reporting", "s3cret+/=0123456789")
                 .role("analyst")
-                .permissions(["reports:read", "reports:export"]),
+                .scopes(["reports:read", "reports:export"]),
         )
         .client(TokenClient::new("bare", "bare-secret-0123456789"))
 }
@@ -376,13 +377,13 @@ fn client_lists_parse() {
     assert_eq!(clients.len(), 2);
     assert_eq!(clients[0].id(), "reporting");
     assert_eq!(clients[0].role.as_deref(), Some("analyst"));
-    assert_eq!(clients[0].permissions, ["reports:read", "reports:export"]);
+    assert_eq!(clients[0].scopes, ["reports:read", "reports:export"]);
     assert_eq!(
         clients[0].secret_digest,
         <[u8; 32]>::from(Sha256::digest(b"s3cret-0123456789ab"))
     );
     assert_eq!(clients[1].id(), "ops");
-    assert!(clients[1].permissions.is_empty());
+    assert!(clients[1].scopes.is_empty());
 }
 
 #[test]
@@ -424,14 +425,34 @@ fn debug_hides_secrets() {
     assert!(shown.contains("reporting"));
 }
 
-#[test]
-fn form_decoding() {
-    assert_eq!(form_decode("a+b%2Bc%3a").as_deref(), Some("a b+c:"));
-    assert_eq!(form_decode("%"), None);
-    assert_eq!(form_decode("%zz"), None);
-    assert_eq!(form_decode("%+f"), None);
-    assert_eq!(form_decode("%ff"), None);
-    assert_eq!(form_decode("%C3%A9").as_deref(), Some("é"));
+#[tokio::test]
+async fn basic_credentials_follow_the_shared_parser() {
+    // The scheme in any case, and a client id that needed form-encoding.
+    for header_value in [
+        format!("BASIC {}", STANDARD.encode("bare:bare-secret-0123456789")),
+        format!("basic {}", STANDARD.encode("b%61re:bare-secret-0123456789")),
+    ] {
+        let request = http::Request::post(TOKEN_PATH)
+            .header(header::AUTHORIZATION, header_value)
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(request).await;
+        assert_issued(status, &headers, &body);
+    }
+    // No client id at all is malformed, with the Basic challenge.
+    let request = basic_request(":bare-secret-0123456789");
+    let (status, headers, body) = send(request).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(headers[header::WWW_AUTHENTICATE], BASIC_CHALLENGE);
+    // Two Authorization headers are one too many.
+    let value = format!("Basic {}", STANDARD.encode("bare:bare-secret-0123456789"));
+    let request = http::Request::post(TOKEN_PATH)
+        .header(header::AUTHORIZATION, &value)
+        .header(header::AUTHORIZATION, &value)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
 }
 
 #[test]

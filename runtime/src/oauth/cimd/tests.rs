@@ -84,9 +84,7 @@ fn settings_are_checked() {
 /// An authorization server (scope `a`) allowed to fetch documents from loopback over http.
 async fn fetching_server() -> OAuthServer {
     AuthorizationServer::new("http://127.0.0.1:1")
-        .unwrap()
         .resource("http://127.0.0.1:1/mcp")
-        .unwrap()
         .scopes(["a"])
         .client_metadata_documents(Some(
             ClientMetadataDocuments::default()

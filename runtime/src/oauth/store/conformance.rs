@@ -12,11 +12,13 @@ pub(crate) const NO_GRACE: i64 = 0;
 /// The grace period of the retry tests, in seconds (the server's default).
 const GRACE: i64 = 60;
 
-/// Generates one `#[tokio::test]` per conformance check. `$make` is a function returning
-/// `(Arc<dyn Store>, keep_alive)`; `keep_alive` lives until the test ends (a temp file guard).
-macro_rules! store_conformance_tests {
-    ($make:path) => {
-        $crate::store::conformance::store_conformance_tests!(@by_ref $make:
+/// Calls `$by_ref!($arg; check, ...)` with the checks that take `&dyn Store` and
+/// `$by_arc!($arg; check, ...)` with those that take `Arc<dyn Store>` (they race tasks against
+/// one store): the one list of every check, used by both `store_conformance_tests!` and
+/// [`run_all`].
+macro_rules! for_each_check {
+    ($by_ref:ident, $by_arc:ident; $arg:tt) => {
+        $by_ref!($arg;
             client_round_trip,
             user_round_trip,
             code_single_use,
@@ -39,28 +41,94 @@ macro_rules! store_conformance_tests {
             purge_removes_unused_clients_nobody_vouched_for,
             delete_client_cascades,
         );
-        $crate::store::conformance::store_conformance_tests!(@by_arc $make:
+        $by_arc!($arg;
             concurrent_redeem_has_one_winner,
             concurrent_rotation_has_one_winner,
             concurrent_retries_have_one_winner,
         );
     };
-    (@by_ref $make:path : $($name:ident),* $(,)?) => {$(
+}
+
+/// One `#[tokio::test]` per check taking `&dyn Store`; see `store_conformance_tests!`.
+#[cfg(test)]
+macro_rules! conformance_tests_by_ref {
+    ($make:path; $($name:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
             let (store, _keep_alive) = $make();
-            $crate::store::conformance::$name(&*store).await;
-        }
-    )*};
-    (@by_arc $make:path : $($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $name() {
-            let (store, _keep_alive) = $make();
-            $crate::store::conformance::$name(store).await;
+            crate::store::conformance::$name(&*store).await;
         }
     )*};
 }
-pub(crate) use store_conformance_tests;
+
+/// One `#[tokio::test]` per check taking `Arc<dyn Store>`; see `store_conformance_tests!`.
+#[cfg(test)]
+macro_rules! conformance_tests_by_arc {
+    ($make:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let (store, _keep_alive) = $make();
+            crate::store::conformance::$name(store).await;
+        }
+    )*};
+}
+
+/// Generates one `#[tokio::test]` per conformance check, for this crate's own backends. `$make`
+/// is a function returning `(Arc<dyn Store>, keep_alive)`; `keep_alive` lives until the test
+/// ends (a temp file guard).
+#[cfg(test)]
+macro_rules! store_conformance_tests {
+    ($make:path) => {
+        crate::store::conformance::for_each_check!(
+            conformance_tests_by_ref,
+            conformance_tests_by_arc;
+            $make
+        );
+    };
+}
+#[cfg(test)]
+pub(crate) use for_each_check;
+#[cfg(test)]
+pub(crate) use {conformance_tests_by_arc, conformance_tests_by_ref, store_conformance_tests};
+
+/// Runs every conformance check against a backend, each on a fresh, empty store from `make`;
+/// panics at the first check the backend fails, naming it. The same checks run against this
+/// crate's `MemoryStore` and `SqliteStore`.
+///
+/// A new backend (a shared database for several replicas, say) runs it from a test:
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use mcp_gatekeeper::store::{MemoryStore, Store};
+/// #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+/// async fn my_store_honours_the_store_contract() {
+///     mcp_gatekeeper::store::conformance::run_all(|| async {
+///         Arc::new(MemoryStore::new()) as Arc<dyn Store>  // your backend, on an empty schema
+///     })
+///     .await;
+/// }
+/// ```
+///
+/// Some checks race tasks against one store: run it on a multi-threaded runtime.
+pub async fn run_all<F, Fut>(mut make: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    macro_rules! run_by_ref {
+        ($make:ident; $($name:ident),* $(,)?) => {$(
+            eprintln!("store conformance: {}", stringify!($name));
+            $name(&*$make().await).await;
+        )*};
+    }
+    macro_rules! run_by_arc {
+        ($make:ident; $($name:ident),* $(,)?) => {$(
+            eprintln!("store conformance: {}", stringify!($name));
+            $name($make().await).await;
+        )*};
+    }
+    for_each_check!(run_by_ref, run_by_arc; make);
+}
 
 /// Records to test with.
 pub(crate) mod fixtures {
@@ -176,6 +244,7 @@ pub(crate) mod fixtures {
     }
 
     /// Stores one of everything, in every state, as of `now`.
+    #[cfg(test)]
     pub(crate) async fn put_all(store: &dyn Store, now: i64) {
         store.put_client(client("c1")).await.unwrap();
         store
@@ -231,6 +300,7 @@ pub(crate) mod fixtures {
     }
 
     /// Finds everything [`put_all`] stored, in the same state.
+    #[cfg(test)]
     pub(crate) async fn check_all(store: &dyn Store, now: i64) {
         assert_eq!(store.get_client("c1").await.unwrap(), Some(client("c1")));
         let cimd = "https://app.example/client.json";

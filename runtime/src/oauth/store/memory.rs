@@ -492,6 +492,7 @@ mod tests {
         (Arc::new(MemoryStore::new()), ())
     }
 
+    use crate::store::conformance::{conformance_tests_by_arc, conformance_tests_by_ref};
     crate::store::conformance::store_conformance_tests!(store);
 
     #[test]

@@ -181,13 +181,14 @@ impl SqliteStore {
         let path = path.as_ref();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             create_private_dir(parent).map_err(|e| {
-                StoreError::Backend(format!("cannot create directory {}: {e}", parent.display()))
+                StoreError::backend_from(format!("cannot create directory {}", parent.display()), e)
             })?;
         }
-        create_private_file(path)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
+        create_private_file(path).map_err(|e| {
+            StoreError::backend_from(format!("cannot create {}", path.display()), e)
+        })?;
         let conn = Connection::open(path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::backend_from(format!("cannot open {}", path.display()), e))?;
         let mut store = Self::prepare(conn, true)?;
         store.path = Some(path.to_owned());
         Ok(store)
@@ -210,7 +211,7 @@ impl SqliteStore {
                 .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
                 .db()?;
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "cannot enable WAL mode (journal mode is {mode})"
                 )));
             }
@@ -240,8 +241,8 @@ impl SqliteStore {
             });
             match task.await {
                 Ok(result) => result,
-                Err(e) if e.is_panic() => Err(StoreError::Backend("store task panicked".into())),
-                Err(_) => Err(StoreError::Backend("store task was cancelled".into())),
+                Err(e) if e.is_panic() => Err(StoreError::backend("store task panicked")),
+                Err(_) => Err(StoreError::backend("store task was cancelled")),
             }
         }
         .boxed()
@@ -278,10 +279,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (version, script) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.execute_batch(script).map_err(|e| {
-            StoreError::Backend(format!(
-                "migration to schema version {} failed: {e}",
-                version + 1
-            ))
+            StoreError::backend_from(
+                format!("migration to schema version {} failed", version + 1),
+                e,
+            )
         })?;
         tx.pragma_update(None, "user_version", version as i64 + 1)
             .db()?;
@@ -331,7 +332,7 @@ impl<T> Db<T> for rusqlite::Result<T> {
             rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::InvalidColumnType(..)
             | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
-            e => StoreError::Backend(e.to_string()),
+            e => StoreError::backend_from("SQLite", e),
         })
     }
 }
@@ -1045,6 +1046,7 @@ mod tests {
         (Arc::new(store), db)
     }
 
+    use crate::store::conformance::{conformance_tests_by_arc, conformance_tests_by_ref};
     conformance::store_conformance_tests!(store);
 
     fn user_version(store: &SqliteStore) -> i64 {
