@@ -5,6 +5,7 @@
 pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
+    /// Records `error` after the others.
     pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(error),
@@ -17,6 +18,7 @@ impl Errors {
         result.map_err(|e| self.push(e)).ok()
     }
 
+    /// All the recorded errors as one, if any.
     pub(crate) fn finish(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
     }
@@ -35,6 +37,7 @@ pub(crate) fn with_hint(
 }
 
 impl Errors {
+    /// Whether no error was recorded.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_none()
     }

@@ -2,10 +2,17 @@
 //! `#[derive(Roles)]` macros. Depend on `mcp-gatekeeper`, which re-exports them with their
 //! documentation; this crate's API is not stable on its own.
 
+/// Accumulating the errors of one invocation.
 mod errors;
+/// The runtime paths generated code names, and the `crate = "..."` override.
+mod paths;
+/// `#[derive(Roles)]`.
 mod roles;
+/// Rates, tool names and scope tokens.
 mod rules;
+/// Did-you-mean suggestions.
 mod suggest;
+/// `#[mcp_tools]` and `#[mcp_tool]`.
 mod tools;
 
 use proc_macro::TokenStream;
@@ -23,7 +30,7 @@ pub fn mcp_tool(_args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// See `mcp_gatekeeper::Roles`.
-#[proc_macro_derive(Roles, attributes(role))]
+#[proc_macro_derive(Roles, attributes(role, roles))]
 pub fn derive_roles(input: TokenStream) -> TokenStream {
     debug_expansion("Roles", roles::derive(input.into())).into()
 }

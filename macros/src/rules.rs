@@ -7,6 +7,7 @@ pub(crate) struct RateSpec {
     pub(crate) per_secs: u64,
 }
 
+/// Every form `rate = ...` accepts, for the messages.
 pub(crate) const RATE_GRAMMAR: &str = "expected `rate = N` (calls per minute) or `rate = \"N/s\"`, `\"N/min\"`, `\"N/h\"` or `\"N/day\"`";
 
 /// Parses the string form `"N/unit"`.
@@ -25,6 +26,7 @@ pub(crate) fn parse_rate_str(text: &str) -> Result<RateSpec, String> {
         "h" | "hour" => 3600,
         "d" | "day" => 86_400,
         other => {
+            /// The unit spellings a typo is compared with.
             const UNITS: &[&str] = &["s", "sec", "second", "min", "minute", "h", "hour", "day"];
             let hint = match crate::suggest::did_you_mean(other, UNITS.iter().copied()) {
                 Some(unit) => format!("help: did you mean `{unit}`?"),
@@ -46,6 +48,7 @@ pub(crate) fn parse_rate_int(digits: &str) -> Result<RateSpec, String> {
     })
 }
 
+/// The number of calls in `count` (a part of `whole`, which messages show).
 fn parse_count(count: &str, whole: &str) -> Result<u32, String> {
     if count.starts_with('-') {
         return Err(format!("rate `{whole}` must be a positive number of calls"));
@@ -78,6 +81,7 @@ fn check_rate(rate: RateSpec) -> Result<RateSpec, String> {
 /// MCP tool names: 1 to 64 characters of `[A-Za-z0-9_.-]` (the intersection of what the spec
 /// recommends and what the conformance suite accepts).
 pub(crate) fn check_tool_name(name: &str) -> Result<(), String> {
+    /// The help line of every invalid name.
     const ALLOWED: &str = "help: use only ASCII letters, digits, `_`, `.` and `-`";
     if let Some(bad) = name
         .chars()

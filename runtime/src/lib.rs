@@ -49,14 +49,19 @@ pub use tools::{
 /// ```text
 /// #[mcp_tools]                      tools guarded by scopes or public only
 /// #[mcp_tools(roles = PATH)]        PATH names an enum with #[derive(Roles)] in this crate
+/// #[mcp_tools(crate = "PATH", ...)] the generated code names mcp-gatekeeper through PATH
+///                                   (for crates that re-export it; default ::mcp_gatekeeper)
 /// ```
 ///
 /// # Expansion
 ///
 /// The impl block is kept as written (minus the `#[mcp_tool]` attributes), and an
-/// `impl McpTools for T` is added inside a `const _: () = { ... };` block: one table entry per
-/// tool (name, description, access rule, rate, input and output schema) and one generated
-/// function per tool that extracts its parameters and converts its result. The table is built
+/// `impl McpTools for T` is added inside a `const _: () = { ... };` block, which takes its tool
+/// table from a hidden `ToolTable` implementation: one entry per tool (name, description,
+/// access rule, rate, input and output schema) and one generated function per tool that
+/// extracts its parameters and converts its result. When the macro reports an error, an empty
+/// table is generated instead, so the error is the only one (no cascade at the places that
+/// use the tools). The table is built
 /// once per server; the role, scope and rate checks run in the runtime before the generated
 /// function is called. With `MCP_GATEKEEPER_MACROS_DEBUG=1` set, the expansion is printed to
 /// stderr.
@@ -139,7 +144,8 @@ pub use mcp_gatekeeper_macros::mcp_tools;
 ///   `E` one of [`ToolError`], `String`, `&str`.
 pub use mcp_gatekeeper_macros::mcp_tool;
 
-/// Declares a roles enum and its hierarchy: `#[derive(Roles)]` on a fieldless enum.
+/// Declares a roles enum and its hierarchy: `#[derive(Roles)]` on a fieldless enum
+/// (`#[roles(crate = "PATH")]` on the enum names mcp-gatekeeper through a re-export).
 ///
 /// Each variant is a role named in snake_case (`SuperAdmin` is `"super_admin"`; override with
 /// `#[role(name = "...")]`). By default each role includes every role declared before it; with
@@ -211,7 +217,7 @@ pub mod __bench {
     /// tokens after the first time.
     #[cfg(feature = "jwt")]
     pub fn verify_cached(jwt: &crate::Jwt, token: &str) -> bool {
-        jwt.verify_shared(token).is_ok()
+        jwt.verify_cached(token).is_ok()
     }
 
     /// The tool table of `T` as a server builds it.
@@ -244,9 +250,10 @@ pub mod __private {
     pub use ::schemars;
     pub use ::serde;
     pub use ::serde_json;
-    pub use ::std::{boxed::Box, option::Option, result::Result, sync::Arc, vec::Vec};
+    use ::std::sync::Arc;
     pub use mcp_gatekeeper_macros::__mcp_tools_with_roles;
 
+    pub use crate::tools::{Args, NoRoles};
     pub use crate::tools::{Arguments, ObjectSchema};
     pub use crate::tools::{
         FromToolCall, IntoToolResult, McpTools, Rate, ServerInfo, ToolCall, ToolDef, ToolFn,
@@ -254,19 +261,26 @@ pub mod __private {
     };
     pub use crate::tools::{Guard, Includes, NoRoleGuard, RoleMarker, Roles};
 
+    /// The tools of one `#[mcp_tools]` impl block under the roles enum `R`, which its
+    /// `McpTools` impl serves. Implemented by the expansion that knows `R`'s role names:
+    /// `#[mcp_tools]` itself without roles, else the callback of `R`'s `#[derive(Roles)]` —
+    /// which is missing exactly when `R` has no such derive, hence the message.
+    #[diagnostic::on_unimplemented(
+        message = "`{R}` does not `#[derive(Roles)]`",
+        label = "add `#[derive(Roles)]` to the enum",
+        note = "`#[mcp_tools(roles = ...)]` learns the role names from that derive"
+    )]
+    pub trait ToolTable<R>: Sized {
+        /// The roles enum (`R`).
+        type Roles: Roles;
+
+        /// The tool table.
+        fn tool_defs() -> Vec<ToolDef<Self>>;
+    }
+
     /// The input schema of a generated or `Args<T>` argument type.
     pub fn input_schema<A: schemars::JsonSchema + 'static>() -> Result<Arc<JsonObject>, String> {
         rmcp::handler::server::tool::schema_for_input::<A>()
-    }
-
-    /// The input schema of a tool without arguments.
-    pub fn empty_input_schema() -> Result<Arc<JsonObject>, String> {
-        Ok(rmcp::handler::server::common::schema_for_empty_input())
-    }
-
-    /// The output schema of a handler's return type.
-    pub fn output_schema<R: IntoToolResult>() -> Option<Arc<JsonObject>> {
-        R::output_schema()
     }
 
     /// The marker type of role number `I` of a roles enum (implemented by `#[derive(Roles)]`).
@@ -274,9 +288,6 @@ pub mod __private {
         /// The marker.
         type Marker: RoleMarker;
     }
-
-    /// Compile-time check that a handler's return type is a tool result.
-    pub fn assert_tool_result<R: IntoToolResult>() {}
 
     /// Compile-time check that an argument type can be deserialised and described.
     pub fn assert_argument<A: crate::tools::ToolArgument>() {}

@@ -8,34 +8,42 @@ use syn::{
 
 use crate::{
     errors::{Errors, with_hint},
+    paths,
     rules::{self, RateSpec},
     suggest,
 };
 
-/// `#[mcp_tools(roles = Role)]`.
+/// `#[mcp_tools(roles = Role, crate = "...")]`.
 #[derive(Default)]
 pub(crate) struct ToolsArgs {
     pub(crate) roles: Option<Path>,
+    /// `crate = "..."`: where generated code finds the runtime.
+    pub(crate) krate: Option<Path>,
 }
 
-const TOOLS_KEYS: &[&str] = &["roles"];
+/// The keys `#[mcp_tools(...)]` accepts, for did-you-mean.
+const TOOLS_KEYS: &[&str] = &["roles", "crate"];
 
 impl ToolsArgs {
-    pub(crate) fn parse(tokens: proc_macro2::TokenStream) -> syn::Result<Self> {
+    /// Parses the arguments, recording every problem in `errors` and keeping what did parse:
+    /// the fallback expansion still needs the roles enum and the crate path.
+    pub(crate) fn parse(tokens: proc_macro2::TokenStream, errors: &mut Errors) -> Self {
         let mut args = ToolsArgs::default();
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("roles") {
-                if args.roles.is_some() {
-                    return Err(meta.error("duplicate `roles`"));
-                }
-                args.roles = Some(meta.value()?.parse()?);
-                Ok(())
+                let roles: Path = meta.value()?.parse().map_err(|e: syn::Error| {
+                    syn::Error::new(e.span(), "expected the roles enum: `roles = Role`")
+                })?;
+                set_once(&mut args.roles, roles, &meta, "#[mcp_tools]")
+            } else if meta.path.is_ident("crate") {
+                let krate = paths::parse_crate(&meta, "mcp_tools")?;
+                set_once(&mut args.krate, krate, &meta, "#[mcp_tools]")
             } else {
                 Err(unknown_key(&meta, "#[mcp_tools]", TOOLS_KEYS))
             }
         });
-        syn::parse::Parser::parse2(parser, tokens)?;
-        Ok(args)
+        errors.take(syn::parse::Parser::parse2(parser, tokens));
+        args
     }
 }
 
@@ -50,6 +58,7 @@ pub(crate) struct Located<T> {
 #[derive(Default)]
 pub(crate) struct ToolArgs {
     pub(crate) role: Option<Located<String>>,
+    /// Each `scope = "..."` as written (one literal may declare several, space-separated).
     pub(crate) scopes: Vec<Located<String>>,
     pub(crate) public: Option<Span>,
     pub(crate) rate: Option<RateSpec>,
@@ -64,6 +73,16 @@ pub(crate) struct ToolArgs {
     pub(crate) has_errors: bool,
 }
 
+impl ToolArgs {
+    /// Every declared scope token, in order.
+    pub(crate) fn scope_tokens(&self) -> impl Iterator<Item = &str> {
+        self.scopes
+            .iter()
+            .flat_map(|lit| lit.value.split(' ').filter(|s| !s.is_empty()))
+    }
+}
+
+/// The keys `#[mcp_tool(...)]` accepts, for did-you-mean.
 pub(crate) const TOOL_KEYS: &[&str] = &[
     "role",
     "scope",
@@ -79,13 +98,11 @@ pub(crate) const TOOL_KEYS: &[&str] = &[
 
 impl ToolArgs {
     /// Parses the attribute, recording every problem in `errors` (so all of them show at once).
-    pub(crate) fn parse(attr: &syn::Attribute, all_errors: &mut Errors) -> Self {
+    pub(crate) fn parse(attr: &syn::Attribute, errors: &mut Errors) -> Self {
         let mut args = ToolArgs::default();
         if matches!(attr.meta, syn::Meta::Path(_)) {
             return args;
         }
-        let mut errors = Errors::default();
-        let errors = &mut errors;
         let result = attr.parse_nested_meta(|meta| {
             let key = meta
                 .path
@@ -95,11 +112,11 @@ impl ToolArgs {
             match key.as_str() {
                 "role" => {
                     let lit = string_value(&meta, "role = \"admin\"")?;
-                    set_once(&mut args.role, spanned(&lit), &meta)
+                    set_once(&mut args.role, spanned(&lit), &meta, "#[mcp_tool]")
                 }
                 "scope" => {
                     let lit = string_value(&meta, "scope = \"data:write\"")?;
-                    args.scopes.extend(split_scopes(&lit, errors));
+                    args.scopes.push(spanned(&lit));
                     Ok(())
                 }
                 "public" => {
@@ -108,22 +125,19 @@ impl ToolArgs {
                             meta.error("`public` takes no value: write `#[mcp_tool(public)]`")
                         );
                     }
-                    set_once(&mut args.public, meta.path.span(), &meta)
+                    set_once(&mut args.public, meta.path.span(), &meta, "#[mcp_tool]")
                 }
                 "rate" => {
                     let rate = rate_value(&meta)?;
-                    set_once(&mut args.rate, rate, &meta)
+                    set_once(&mut args.rate, rate, &meta, "#[mcp_tool]")
                 }
                 "name" => {
                     let lit = string_value(&meta, "name = \"read-data\"")?;
-                    if let Err(message) = rules::check_tool_name(&lit.value()) {
-                        errors.push(syn::Error::new(lit.span(), message));
-                    }
-                    set_once(&mut args.name, spanned(&lit), &meta)
+                    set_once(&mut args.name, spanned(&lit), &meta, "#[mcp_tool]")
                 }
                 "title" => {
                     let lit = string_value(&meta, "title = \"Read data\"")?;
-                    set_once(&mut args.title, lit.value(), &meta)
+                    set_once(&mut args.title, lit.value(), &meta, "#[mcp_tool]")
                 }
                 "read_only" => flag(&meta, &mut args.read_only),
                 "destructive" => flag(&meta, &mut args.destructive),
@@ -132,15 +146,15 @@ impl ToolArgs {
                 _ => Err(unknown_key(&meta, "#[mcp_tool]", TOOL_KEYS)),
             }
         });
-        errors.take(result);
-        if let Err(error) = std::mem::take(errors).finish() {
+        if let Err(error) = result {
             args.has_errors = true;
-            all_errors.push(error);
+            errors.push(error);
         }
         args
     }
 }
 
+/// A string literal's value and span.
 fn spanned(lit: &LitStr) -> Located<String> {
     Located {
         value: lit.value(),
@@ -148,7 +162,13 @@ fn spanned(lit: &LitStr) -> Located<String> {
     }
 }
 
-fn set_once<T>(slot: &mut Option<T>, value: T, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+/// Stores the value of a key that may appear once.
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    meta: &ParseNestedMeta<'_>,
+    attribute: &str,
+) -> syn::Result<()> {
     if slot.is_some() {
         let key = meta
             .path
@@ -157,13 +177,14 @@ fn set_once<T>(slot: &mut Option<T>, value: T, meta: &ParseNestedMeta<'_>) -> sy
             .unwrap_or_default();
         return Err(syn::Error::new(
             meta.path.span(),
-            format!("duplicate `#[mcp_tool]` argument `{key}`"),
+            format!("duplicate `{attribute}` argument `{key}`"),
         ));
     }
     *slot = Some(value);
     Ok(())
 }
 
+/// The string literal after `key =`; `example` shows the expected form.
 fn string_value(meta: &ParseNestedMeta<'_>, example: &str) -> syn::Result<LitStr> {
     let expr: Expr = meta.value()?.parse()?;
     match expr {
@@ -177,31 +198,7 @@ fn string_value(meta: &ParseNestedMeta<'_>, example: &str) -> syn::Result<LitStr
     }
 }
 
-/// `scope = "a b"` declares two scopes, as OAuth's space-separated `scope` parameter does.
-fn split_scopes(lit: &LitStr, errors: &mut Errors) -> Vec<Located<String>> {
-    let text = lit.value();
-    if text.trim().is_empty() {
-        errors.push(syn::Error::new(
-            lit.span(),
-            "empty scope: name at least one scope",
-        ));
-        return Vec::new();
-    }
-    text.split(' ')
-        .filter(|s| !s.is_empty())
-        .filter_map(|scope| match rules::check_scope(scope) {
-            Ok(()) => Some(Located {
-                value: scope.to_owned(),
-                span: lit.span(),
-            }),
-            Err(message) => {
-                errors.push(syn::Error::new(lit.span(), message));
-                None
-            }
-        })
-        .collect()
-}
-
+/// `rate = N` (calls per minute) or `rate = "N/unit"`.
 fn rate_value(meta: &ParseNestedMeta<'_>) -> syn::Result<RateSpec> {
     let expr: Expr = meta.value()?.parse()?;
     let (result, span) = match &expr {
@@ -249,9 +246,10 @@ fn flag(meta: &ParseNestedMeta<'_>, slot: &mut Option<bool>) -> syn::Result<()> 
     } else {
         true
     };
-    set_once(slot, value, meta)
+    set_once(slot, value, meta, "#[mcp_tool]")
 }
 
+/// An unknown key, with a did-you-mean or the list of `known` keys.
 fn unknown_key(meta: &ParseNestedMeta<'_>, attribute: &str, known: &[&str]) -> syn::Error {
     let key = meta
         .path
@@ -286,8 +284,10 @@ mod tests {
             read_only, destructive = false
         )]));
         assert!(result.is_ok() && !args.has_errors);
+        let scopes: Vec<&str> = args.scope_tokens().collect();
+        assert_eq!(scopes, ["a", "b", "c"]);
+        assert_eq!(args.scopes.len(), 2);
         assert_eq!(args.role.map(|r| r.value).as_deref(), Some("admin"));
-        assert_eq!(args.scopes.len(), 3);
         assert_eq!(args.rate.map(|r| (r.calls, r.per_secs)), Some((5, 1)));
         assert_eq!(
             (args.read_only, args.destructive),
@@ -299,7 +299,7 @@ mod tests {
     fn errors_mark_the_declaration_incomplete() {
         for attr in [
             parse_quote!(#[mcp_tool(rol = "admin")]),
-            parse_quote!(#[mcp_tool(scope = "")]),
+            parse_quote!(#[mcp_tool(scope = 1)]),
             parse_quote!(#[mcp_tool(public = true)]),
             parse_quote!(#[mcp_tool(role = "a", role = "b")]),
         ] {

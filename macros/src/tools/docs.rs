@@ -55,6 +55,7 @@ pub(crate) fn join_paragraphs(lines: &[String]) -> Option<String> {
     (!paragraphs.is_empty()).then(|| paragraphs.join("\n\n"))
 }
 
+/// Reads the doc comment in `attrs`.
 pub(crate) fn parse(attrs: &[Attribute]) -> Docs {
     let lines = doc_lines(attrs);
     let heading = |l: &str| l.trim_start().starts_with('#');

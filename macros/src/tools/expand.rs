@@ -1,122 +1,89 @@
-//! Semantic checks across tools, then code generation (which cannot fail: everything that can
-//! be wrong was reported by `check`).
-
-use std::collections::HashMap;
+//! Code generation, which cannot fail: everything that can be wrong was reported by
+//! `validate`, and nothing here runs when it found a mistake.
+//!
+//! An impl block gets two impls: `McpTools` (from `#[mcp_tools]` itself, always, so code that
+//! serves the tools compiles whatever else went wrong) and `ToolTable<Roles>` (the tools), from
+//! whichever expansion knows the role names: `#[mcp_tools]` without roles, else the roles
+//! enum's callback.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{ItemImpl, Type, spanned::Spanned};
+use syn::{ItemImpl, Path, Type, spanned::Spanned};
 
 use super::{
     RoleSet, docs,
     item::{ParamKind, ToolMethod},
 };
-use crate::{
-    errors::{Errors, with_hint},
-    suggest,
-};
+use crate::paths::{Paths, located_at};
 
-/// Access rules, role names and tool-name uniqueness.
-pub(crate) fn check(tools: &[ToolMethod], roles: Option<&RoleSet>, errors: &mut Errors) {
-    let mut names: HashMap<String, &ToolMethod> = HashMap::new();
-    for tool in tools {
-        let args = &tool.args;
-        let (name, name_span) = tool.tool_name();
-        if !args.has_errors
-            && args.role.is_none()
-            && args.scopes.is_empty()
-            && args.public.is_none()
-        {
-            errors.push(with_hint(
-                tool.attr_span,
-                format!("tool `{name}` declares no access rule"),
-                Some(
-                    "help: tools are denied by default: add `role = \"...\"`, `scope = \"...\"` or `public` to `#[mcp_tool]`"
-                        .into(),
-                ),
-            ));
-        }
-        if let Some(public) = args.public {
-            if args.role.is_some() {
-                errors.push(syn::Error::new(
-                    public,
-                    "`public` conflicts with `role`: a public tool requires no role",
-                ));
-            }
-            if !args.scopes.is_empty() {
-                errors.push(syn::Error::new(
-                    public,
-                    "`public` conflicts with `scope`: a public tool requires no scope",
-                ));
-            }
-        }
-        if let Some(role) = &args.role {
-            check_role(&role.value, role.span, roles, errors);
-        }
-        if args.name.is_none()
-            && let Err(message) = crate::rules::check_tool_name(&name)
-        {
-            errors.push(with_hint(
-                name_span,
-                message,
-                Some("help: set a valid name with `#[mcp_tool(name = \"...\")]`".into()),
-            ));
-        }
-        if let Some(first) = names.get(&name) {
-            errors.push(with_hint(
-                name_span,
-                format!("duplicate tool name `{name}`"),
-                Some(format!(
-                    "note: `{}` already declares a tool with this name",
-                    first.ident
-                )),
-            ));
-        } else {
-            names.insert(name, tool);
-        }
+/// `impl McpTools for T`, taking the tool table from `ToolTable<R>` for the roles enum `R`.
+///
+/// `R`'s table comes from the callback of `#[derive(Roles)]`; when `R` has no such derive, the
+/// callback never runs and the one error is the unimplemented `ToolTable<R>`, worded by its
+/// `#[diagnostic::on_unimplemented]` and shown at `R` (both uses share that span, so rustc
+/// reports the missing impl once).
+///
+/// Nothing for a generic impl block: that is an error of its own, and an impl for an unbound
+/// `T` would only add more.
+pub(crate) fn mcp_tools_impl(item: &ItemImpl, roles: Option<&Path>, paths: &Paths) -> TokenStream {
+    if !item.generics.params.is_empty() {
+        return TokenStream::new();
     }
-}
-
-fn check_role(role: &str, span: Span, roles: Option<&RoleSet>, errors: &mut Errors) {
-    let Some(set) = roles else {
-        errors.push(with_hint(
-            span,
-            format!("`role = \"{role}\"` needs a roles enum"),
-            Some("help: declare one with `#[derive(Roles)]` and name it: `#[mcp_tools(roles = Role)]`".into()),
-        ));
-        return;
+    let Paths {
+        mcp_tools,
+        tool_def,
+        server_info,
+        ..
+    } = paths;
+    let self_ty = &item.self_ty;
+    let (roles_ty, span) = match roles {
+        Some(path) => (quote!(#path), path.span()),
+        None => (paths.no_roles.clone(), Span::call_site()),
     };
-    if set.names.iter().any(|n| n == role) {
-        return;
-    }
-    let enum_name = set
-        .path
-        .segments
-        .last()
-        .map(|s| s.ident.to_string())
-        .unwrap_or_default();
-    let candidates: Vec<&str> = set.names.iter().map(String::as_str).collect();
-    errors.push(with_hint(
-        span,
-        format!("unknown role `{role}` for `{enum_name}`"),
-        suggest::hint(role, &candidates, &format!("the roles of `{enum_name}`")),
-    ));
+    let table = located_at(&paths.tool_table, span);
+    let roles_assoc = quote_spanned!(span=> <Self as #table<#roles_ty>>::Roles);
+    let tool_defs = quote_spanned!(span=> <Self as #table<#roles_ty>>::tool_defs());
+    let instructions = match docs::join_paragraphs(&docs::doc_lines(&item.attrs)) {
+        Some(text) => quote!(::core::option::Option::Some(#text.into())),
+        None => quote!(::core::option::Option::None),
+    };
+    paths.block(quote! {
+        #[automatically_derived]
+        impl #mcp_tools for #self_ty {
+            type Roles = #roles_assoc;
+
+            fn __tool_defs() -> ::std::vec::Vec<#tool_def<Self>> {
+                #tool_defs
+            }
+
+            fn __server_info() -> #server_info {
+                #server_info {
+                    name: ::core::env!("CARGO_PKG_NAME").into(),
+                    version: ::core::env!("CARGO_PKG_VERSION").into(),
+                    instructions: #instructions,
+                }
+            }
+        }
+    })
 }
 
-pub(crate) fn generate(
+/// `impl ToolTable<R> for T`: one table entry, one call function and one schema function per
+/// tool.
+pub(crate) fn tool_table(
     item: &ItemImpl,
     tools: &[ToolMethod],
     roles: Option<&RoleSet>,
+    paths: &Paths,
 ) -> TokenStream {
     let self_ty = &item.self_ty;
-    let roles_ty = match roles {
-        Some(set) => {
-            let path = &set.path;
-            quote!(#path)
-        }
-        None => quote!(::mcp_gatekeeper::NoRoles),
-    };
-    let private = quote!(::mcp_gatekeeper::__private);
+    let roles_ty = roles_type(roles, paths);
+    let Paths {
+        tool_table,
+        tool_def,
+        role_at,
+        no_role_guard,
+        ..
+    } = paths;
     let mut defs = Vec::new();
     let mut fns = Vec::new();
     for tool in tools {
@@ -125,47 +92,45 @@ pub(crate) fn generate(
                 roles.and_then(|set| set.names.iter().position(|n| *n == role.value))
             });
         let guard = match role_index {
-            Some(i) => quote!(<#roles_ty as #private::RoleAt<#i>>::Marker),
-            None => quote!(#private::NoRoleGuard<#roles_ty>),
+            Some(i) => quote!(<#roles_ty as #role_at<#i>>::Marker),
+            None => quote!(#no_role_guard<#roles_ty>),
         };
         let call_fn = format_ident!("__mcp_gatekeeper_call_{}", tool.ident);
         let schema_fn = format_ident!("__mcp_gatekeeper_schema_{}", tool.ident);
-        defs.push(tool_def(tool, role_index, &call_fn, &schema_fn));
-        fns.push(call_function(tool, &guard, &call_fn));
-        fns.push(schema_function(tool, &schema_fn));
+        defs.push(table_entry(tool, role_index, &call_fn, &schema_fn, paths));
+        fns.push(call_function(tool, &guard, &call_fn, paths));
+        fns.push(schema_function(tool, &schema_fn, paths));
     }
-    let instructions = match docs::join_paragraphs(&docs::doc_lines(&item.attrs)) {
-        Some(text) => quote!(::core::option::Option::Some(#text.into())),
-        None => quote!(::core::option::Option::None),
-    };
-    quote! {
-        const _: () = {
-            #[automatically_derived]
-            impl #private::McpTools for #self_ty {
-                type Roles = #roles_ty;
+    paths.block(quote! {
+        #[automatically_derived]
+        impl #tool_table<#roles_ty> for #self_ty {
+            type Roles = #roles_ty;
 
-                fn __tool_defs() -> #private::Vec<#private::ToolDef<Self>> {
-                    ::std::vec![#(#defs),*]
-                }
-
-                fn __server_info() -> #private::ServerInfo {
-                    #private::ServerInfo {
-                        name: ::core::env!("CARGO_PKG_NAME").into(),
-                        version: ::core::env!("CARGO_PKG_VERSION").into(),
-                        instructions: #instructions,
-                    }
-                }
+            fn tool_defs() -> ::std::vec::Vec<#tool_def<Self>> {
+                ::std::vec![#(#defs),*]
             }
+        }
 
-            #[automatically_derived]
-            #[doc(hidden)]
-            impl #self_ty {
-                #(#fns)*
-            }
-        };
+        #[automatically_derived]
+        #[doc(hidden)]
+        impl #self_ty {
+            #(#fns)*
+        }
+    })
+}
+
+/// The roles enum's path, or `NoRoles`.
+pub(crate) fn roles_type(roles: Option<&RoleSet>, paths: &Paths) -> TokenStream {
+    match roles {
+        Some(set) => {
+            let path = &set.path;
+            quote!(#path)
+        }
+        None => paths.no_roles.clone(),
     }
 }
 
+/// `Some(value)` or `None`, as an expression.
 fn option<T: quote::ToTokens>(value: Option<T>) -> TokenStream {
     match value {
         Some(v) => quote!(::core::option::Option::Some(#v)),
@@ -173,23 +138,31 @@ fn option<T: quote::ToTokens>(value: Option<T>) -> TokenStream {
     }
 }
 
-fn tool_def(
+/// One tool's `ToolDef`.
+fn table_entry(
     tool: &ToolMethod,
     role_index: Option<usize>,
     call_fn: &syn::Ident,
     schema_fn: &syn::Ident,
+    paths: &Paths,
 ) -> TokenStream {
-    let private = quote!(::mcp_gatekeeper::__private);
+    let Paths {
+        tool_def,
+        tool_hints,
+        rate,
+        into_tool_result,
+        ..
+    } = paths;
     let args = &tool.args;
     let (name, _) = tool.tool_name();
     let title = option(args.title.as_deref());
     let description = option(tool.description.as_deref());
     let role = option(role_index);
-    let scopes = args.scopes.iter().map(|s| &s.value);
+    let scopes = args.scope_tokens();
     let public = args.public.is_some();
     let rate = option(args.rate.map(|r| {
         let (calls, secs) = (r.calls, r.per_secs);
-        quote!(#private::Rate { calls: #calls, per: ::core::time::Duration::from_secs(#secs) })
+        quote!(#rate { calls: #calls, per: ::core::time::Duration::from_secs(#secs) })
     }));
     let read_only = option(args.read_only);
     let destructive = option(args.destructive);
@@ -198,11 +171,13 @@ fn tool_def(
     let output = output_type(tool);
     // The same tokens as the call function's conversion, so that a return type that is not a
     // tool result gives one error, not one per use.
-    let output_schema = quote_spanned! {output_span(tool)=>
-        <#output as #private::IntoToolResult>::output_schema
+    let span = output_span(tool);
+    let into_tool_result = located_at(into_tool_result, span);
+    let output_schema = quote_spanned! {span=>
+        <#output as #into_tool_result>::output_schema
     };
     quote! {
-        #private::ToolDef {
+        #tool_def {
             name: #name,
             title: #title,
             description: #description,
@@ -210,7 +185,7 @@ fn tool_def(
             scopes: &[#(#scopes),*],
             public: #public,
             rate: #rate,
-            hints: #private::ToolHints {
+            hints: #tool_hints {
                 read_only: #read_only,
                 destructive: #destructive,
                 idempotent: #idempotent,
@@ -223,6 +198,7 @@ fn tool_def(
     }
 }
 
+/// The handler's return type (`()` when none is written).
 fn output_type(tool: &ToolMethod) -> TokenStream {
     match &tool.output {
         Some(ty) => quote!(#ty),
@@ -230,23 +206,29 @@ fn output_type(tool: &ToolMethod) -> TokenStream {
     }
 }
 
+/// Where errors about the return type point: the type, or the method's name.
 fn output_span(tool: &ToolMethod) -> Span {
     tool.output.as_ref().map_or(tool.ident.span(), |t| t.span())
 }
 
 /// The input schema: the `Args<T>` struct's, or an object with one property per plain
 /// argument.
-fn schema_function(tool: &ToolMethod, schema_fn: &syn::Ident) -> TokenStream {
-    let private = quote!(::mcp_gatekeeper::__private);
+fn schema_function(tool: &ToolMethod, schema_fn: &syn::Ident, paths: &Paths) -> TokenStream {
+    let Paths {
+        json_object,
+        input_schema,
+        object_schema,
+        ..
+    } = paths;
     let mut properties = Vec::new();
     for param in &tool.params {
         match &param.kind {
             ParamKind::ArgsStruct { inner } => {
-                let assert = assert_argument(inner);
+                let assert = assert_argument(inner, paths);
                 return quote! {
-                    fn #schema_fn() -> #private::Result<#private::Arc<#private::JsonObject>, ::std::string::String> {
+                    fn #schema_fn() -> ::core::result::Result<::std::sync::Arc<#json_object>, ::std::string::String> {
                         #assert
-                        #private::input_schema::<#inner>()
+                        #input_schema::<#inner>()
                     }
                 };
             }
@@ -255,7 +237,7 @@ fn schema_function(tool: &ToolMethod, schema_fn: &syn::Ident) -> TokenStream {
             } => {
                 let ty = &param.ty;
                 let description = option(description.as_deref());
-                let assert = assert_argument(ty);
+                let assert = assert_argument(ty, paths);
                 properties.push(quote! {
                     #assert
                     schema.property::<#ty>(#name, #description);
@@ -265,8 +247,8 @@ fn schema_function(tool: &ToolMethod, schema_fn: &syn::Ident) -> TokenStream {
         }
     }
     quote! {
-        fn #schema_fn() -> #private::Result<#private::Arc<#private::JsonObject>, ::std::string::String> {
-            let mut schema = #private::ObjectSchema::new();
+        fn #schema_fn() -> ::core::result::Result<::std::sync::Arc<#json_object>, ::std::string::String> {
+            let mut schema = #object_schema::new();
             #(#properties)*
             schema.build()
         }
@@ -274,15 +256,31 @@ fn schema_function(tool: &ToolMethod, schema_fn: &syn::Ident) -> TokenStream {
 }
 
 /// A check that points at the user's type when it is not a valid argument.
-fn assert_argument(ty: &Type) -> TokenStream {
+fn assert_argument(ty: &Type, paths: &Paths) -> TokenStream {
+    let assert = located_at(&paths.assert_argument, ty.span());
     quote_spanned! {ty.span()=>
-        ::mcp_gatekeeper::__private::assert_argument::<#ty>();
+        #assert::<#ty>();
     }
 }
 
 /// The generated call: extract every parameter, run the handler, convert its result.
-fn call_function(tool: &ToolMethod, guard: &TokenStream, call_fn: &syn::Ident) -> TokenStream {
-    let private = quote!(::mcp_gatekeeper::__private);
+fn call_function(
+    tool: &ToolMethod,
+    guard: &TokenStream,
+    call_fn: &syn::Ident,
+    paths: &Paths,
+) -> TokenStream {
+    let Paths {
+        arguments: arguments_ty,
+        args,
+        from_tool_call,
+        into_tool_result,
+        box_future,
+        tool_call,
+        call_tool_response,
+        error_data,
+        ..
+    } = paths;
     let call = quote_spanned!(Span::mixed_site()=> call);
     let arguments = quote_spanned!(Span::mixed_site()=> arguments);
     let mut extract = Vec::new();
@@ -293,7 +291,7 @@ fn call_function(tool: &ToolMethod, guard: &TokenStream, call_fn: &syn::Ident) -
         .any(|p| matches!(p.kind, ParamKind::Json { .. }));
     if has_json {
         extract.push(quote! {
-            let mut #arguments = #private::Arguments::new(&mut #call);
+            let mut #arguments = #arguments_ty::new(&mut #call);
         });
     }
     for (i, param) in tool.params.iter().enumerate() {
@@ -303,35 +301,36 @@ fn call_function(tool: &ToolMethod, guard: &TokenStream, call_fn: &syn::Ident) -
             // The schema function asserts the same, with the same tokens: rustc reports a type
             // that is not an argument once, and not again for `take`, at the same span.
             ParamKind::Json { name, .. } => {
-                let assert = assert_argument(ty);
+                let assert = assert_argument(ty, paths);
                 quote! {{ #assert #arguments.take::<#ty>(#name) }}
             }
             // Deserialised here rather than through `FromToolCall`, so that a `T` that is not an
             // argument is reported once, at `T`, like a plain parameter.
             ParamKind::ArgsStruct { inner } => {
-                let assert = assert_argument(inner);
+                let assert = assert_argument(inner, paths);
                 quote! {{
                     #assert
-                    #call.arguments::<#inner>().map(::mcp_gatekeeper::Args)
+                    #call.arguments::<#inner>().map(#args)
                 }}
             }
             ParamKind::Extractor => {
+                let from_tool_call = located_at(from_tool_call, ty.span());
                 quote_spanned! {ty.span()=>
-                    <#ty as #private::FromToolCall<#guard>>::from_tool_call(&mut #call)
+                    <#ty as #from_tool_call<#guard>>::from_tool_call(&mut #call)
                 }
             }
         };
         extract.push(quote! {
             let #local = match #value {
-                #private::Result::Ok(value) => value,
-                #private::Result::Err(rejection) => return rejection.into_result(),
+                ::core::result::Result::Ok(value) => value,
+                ::core::result::Result::Err(rejection) => return rejection.into_result(),
             };
         });
         locals.push(local);
     }
     if has_json {
         extract.push(quote! {
-            if let #private::Result::Err(rejection) = #arguments.finish() {
+            if let ::core::result::Result::Err(rejection) = #arguments.finish() {
                 return rejection.into_result();
             }
         });
@@ -346,14 +345,16 @@ fn call_function(tool: &ToolMethod, guard: &TokenStream, call_fn: &syn::Ident) -
     let output = output_type(tool);
     // One hygiene context for the local, whatever contexts the method name and the return
     // type come from (they differ when a `macro_rules!` writes part of the signature).
-    let result = quote_spanned!(Span::mixed_site()=> result);
-    let convert = quote_spanned! {output_span(tool)=>
-        <#output as #private::IntoToolResult>::into_tool_result(#result)
+    let result_local = quote_spanned!(Span::mixed_site()=> result);
+    let span = output_span(tool);
+    let into_tool_result = located_at(into_tool_result, span);
+    let convert = quote_spanned! {span=>
+        <#output as #into_tool_result>::into_tool_result(#result_local)
     };
-    let boxed = quote_spanned! {tool.ident.span()=>
-        #private::Box::pin(async move {
+    let body = quote_spanned! {tool.ident.span()=>
+        ::std::boxed::Box::pin(async move {
             #(#extract)*
-            let #result: #output = #invoke;
+            let #result_local: #output = #invoke;
             #convert
         })
     };
@@ -362,9 +363,9 @@ fn call_function(tool: &ToolMethod, guard: &TokenStream, call_fn: &syn::Ident) -
         #[allow(non_snake_case, clippy::all)]
         fn #call_fn<'a>(
             #this: &'a Self,
-            mut #call: #private::ToolCall<'a>,
-        ) -> #private::BoxFuture<'a, #private::Result<#private::CallToolResponse, #private::ErrorData>> {
-            #boxed
+            mut #call: #tool_call<'a>,
+        ) -> #box_future<'a, ::core::result::Result<#call_tool_response, #error_data>> {
+            #body
         }
     }
 }

@@ -23,17 +23,36 @@ pub(crate) enum ParamKind {
     ArgsStruct { inner: Type },
 }
 
+/// One parameter of a tool method.
 pub(crate) struct Param {
     pub(crate) ty: Type,
+    /// The pattern: a JSON argument's must be a plain name, which becomes the argument's name.
+    pub(crate) pat: Pat,
     pub(crate) kind: ParamKind,
 }
 
+/// How a tool method takes `self`.
+pub(crate) enum Receiver {
+    /// `&self`, the only form a tool can have.
+    Shared,
+    /// `self`, `&mut self`, `self: Box<Self>`...: the receiver as written.
+    Other(syn::Receiver),
+    /// No receiver; the span of the method's name.
+    Missing(Span),
+}
+
+/// A `#[mcp_tool]` method as written, before any check.
 pub(crate) struct ToolMethod {
     pub(crate) ident: Ident,
     pub(crate) is_async: bool,
     pub(crate) attr_span: Span,
     pub(crate) args: ToolArgs,
     pub(crate) description: Option<String>,
+    pub(crate) receiver: Receiver,
+    /// The method's generics, if it has any (or a `where` clause).
+    pub(crate) generics: Option<syn::Generics>,
+    /// Where a `...` parameter is.
+    pub(crate) variadic: Option<Span>,
     pub(crate) params: Vec<Param>,
     /// The declared return type, `None` for `()`.
     pub(crate) output: Option<Type>,
@@ -49,7 +68,9 @@ impl ToolMethod {
     }
 }
 
+/// An identifier as a JSON or tool name spells it.
 trait UnrawString {
+    /// The name without `r#`.
     fn unraw_string(&self) -> String;
 }
 
@@ -60,8 +81,9 @@ impl UnrawString for Ident {
     }
 }
 
-/// Reads a tool method, strips the attributes only this macro understands (`#[arg]`,
-/// `#[extract]`) so rustc never sees them, and records every problem in `errors`.
+/// Reads a tool method and strips the attributes only this macro understands (`#[arg]`,
+/// `#[extract]`) so rustc never sees them. Only a malformed `#[arg]` is an error here; what the
+/// method must look like is checked by `validate`.
 pub(crate) fn analyze(
     method: &mut ImplItemFn,
     attr_span: Span,
@@ -69,23 +91,18 @@ pub(crate) fn analyze(
     errors: &mut Errors,
 ) -> ToolMethod {
     let sig = &mut method.sig;
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new_spanned(
-            &sig.generics,
-            "a tool method cannot be generic: its arguments and result need one concrete schema",
-        ));
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new(
-            variadic.span(),
-            "a tool cannot be variadic",
-        ));
-    }
-    check_receiver(sig, errors);
+    let generics = (!sig.generics.params.is_empty() || sig.generics.where_clause.is_some())
+        .then(|| sig.generics.clone());
+    let variadic = sig.variadic.as_ref().map(Spanned::span);
+    let receiver = match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {
+            Receiver::Shared
+        }
+        Some(FnArg::Receiver(r)) => Receiver::Other(r.clone()),
+        _ => Receiver::Missing(sig.ident.span()),
+    };
     let docs = docs::parse(&method.attrs);
     let mut params = Vec::new();
-    let mut args_struct_span = None;
-    let mut json_span = None;
     for input in sig.inputs.iter_mut() {
         let FnArg::Typed(typed) = input else { continue };
         let mut description = None;
@@ -111,41 +128,14 @@ pub(crate) fn analyze(
         typed.attrs = kept;
         let ty = (*typed.ty).clone();
         let kind = if let Some(inner) = args_struct_inner(&ty) {
-            if args_struct_span.replace(ty.span()).is_some() {
-                errors.push(syn::Error::new_spanned(
-                    &ty,
-                    "a tool takes at most one `Args<T>` parameter",
-                ));
-            }
-            check_object_type(&inner, errors);
             ParamKind::ArgsStruct { inner }
         } else if extract || is_extractor(&ty) {
-            if args.role.is_none() && !args.has_errors && is_granted(&ty) {
-                let (tool, fix) = if args.public.is_some() {
-                    ("a `public` tool", "replace `public` with")
-                } else {
-                    ("a tool without `role = \"...\"`", "add")
-                };
-                errors.push(syn::Error::new_spanned(
-                    &ty,
-                    format!(
-                        "{tool} checks no role, so it cannot take `Granted<...>`\n= help: {fix} `role = \"...\"` of a role that includes this one, or remove the parameter"
-                    ),
-                ));
-            }
             ParamKind::Extractor
         } else {
             let name = match &*typed.pat {
                 Pat::Ident(p) if p.subpat.is_none() => p.ident.unraw_string(),
-                other => {
-                    errors.push(syn::Error::new_spanned(
-                        other,
-                        "a tool argument must be a plain name (`key: String`): its name is the JSON argument's name",
-                    ));
-                    String::new()
-                }
+                _ => String::new(),
             };
-            json_span.get_or_insert(ty.span());
             let description = description.or_else(|| {
                 docs.arguments
                     .iter()
@@ -154,13 +144,11 @@ pub(crate) fn analyze(
             });
             ParamKind::Json { name, description }
         };
-        params.push(Param { ty, kind });
-    }
-    if let (Some(args), Some(_)) = (args_struct_span, json_span) {
-        errors.push(syn::Error::new(
-            args,
-            "a tool takes either plain arguments or one `Args<T>`, not both",
-        ));
+        params.push(Param {
+            ty,
+            pat: (*typed.pat).clone(),
+            kind,
+        });
     }
     let output = match &sig.output {
         ReturnType::Default => None,
@@ -172,26 +160,16 @@ pub(crate) fn analyze(
         attr_span,
         args,
         description: docs.description,
+        receiver,
+        generics,
+        variadic,
         params,
         output,
     }
 }
 
-fn check_receiver(sig: &syn::Signature, errors: &mut Errors) {
-    match sig.inputs.first() {
-        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
-        Some(FnArg::Receiver(r)) => errors.push(syn::Error::new_spanned(
-            r,
-            "a tool method takes `&self`: tools run concurrently, so they cannot take `self` or `&mut self`",
-        )),
-        _ => errors.push(syn::Error::new(
-            sig.ident.span(),
-            "a tool method takes `&self` as its first parameter",
-        )),
-    }
-}
-
-fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+/// The last segment of a plain path type (`Granted` in `mcp_gatekeeper::Granted<M>`).
+pub(crate) fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
     match ty {
         Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
         _ => None,
@@ -201,14 +179,17 @@ fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
 /// The built-in extractors; any other extractor needs `#[extract]` on its parameter.
 const EXTRACTORS: &[&str] = &["Caller", "Granted", "CancellationToken"];
 
+/// Whether `ty` is a built-in extractor, by name (design decision 6).
 fn is_extractor(ty: &Type) -> bool {
     last_segment(ty).is_some_and(|s| EXTRACTORS.iter().any(|e| s.ident == e))
 }
 
-fn is_granted(ty: &Type) -> bool {
+/// Whether `ty` is `Granted<...>`.
+pub(crate) fn is_granted(ty: &Type) -> bool {
     last_segment(ty).is_some_and(|s| s.ident == "Granted")
 }
 
+/// `T` of `Args<T>`.
 fn args_struct_inner(ty: &Type) -> Option<Type> {
     let segment = last_segment(ty)?;
     if segment.ident != "Args" {
@@ -220,26 +201,5 @@ fn args_struct_inner(ty: &Type) -> Option<Type> {
             _ => None,
         },
         _ => None,
-    }
-}
-
-/// `Args<T>` must be a JSON object. Types that are certainly not (numbers, strings, sequences,
-/// tuples, `Option`) are refused here, at the type; the rest is checked when the server is
-/// built, from the real schema.
-fn check_object_type(inner: &Type, errors: &mut Errors) {
-    const NOT_OBJECTS: &[&str] = &[
-        "bool", "char", "str", "String", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16",
-        "i32", "i64", "i128", "isize", "f32", "f64", "Vec", "VecDeque", "HashSet", "BTreeSet",
-        "Option", "Box", "Cow",
-    ];
-    let not_object = match inner {
-        Type::Tuple(_) | Type::Array(_) | Type::Slice(_) | Type::Reference(_) => true,
-        _ => last_segment(inner).is_some_and(|s| NOT_OBJECTS.iter().any(|n| s.ident == n)),
-    };
-    if not_object {
-        errors.push(syn::Error::new_spanned(
-            inner,
-            "`Args<T>` needs a struct with named fields: a tool's arguments are a JSON object\n= help: declare a struct with one field per argument, or take the arguments as plain parameters",
-        ));
     }
 }

@@ -1,14 +1,24 @@
 //! `#[mcp_tools]`: reads an impl block, checks every `#[mcp_tool]` declaration, and generates
-//! the tool table the runtime serves.
+//! the tool table the runtime serves. Parse (`attr`, `item`: syntax errors only) → validate
+//! (`validate`: every semantic rule) → expand (`expand`), or, on any error, the errors and a
+//! fallback (`fallback`) that keeps code using the tools free of errors of its own.
 //!
 //! With `roles = Path`, the expansion first calls the macro `#[derive(Roles)]` declared under
 //! the same name, which calls back into [`with_roles`] with the role names: that is how the
 //! role literals are checked at compile time against an enum declared elsewhere.
 
+/// Parsing `#[mcp_tools(...)]` and `#[mcp_tool(...)]`.
 mod attr;
+/// Descriptions from doc comments.
 mod docs;
+/// Code generation.
 mod expand;
+/// What is emitted next to errors.
+mod fallback;
+/// A tool method as a model.
 mod item;
+/// The semantic rules.
+mod validate;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -18,51 +28,82 @@ use syn::{
     spanned::Spanned,
 };
 
-use crate::errors::Errors;
+use crate::{errors::Errors, paths::Paths};
 use attr::{ToolArgs, ToolsArgs};
 
 /// The roles the tools may name, learnt from the roles enum.
 pub(crate) struct RoleSet {
     pub(crate) path: Path,
     pub(crate) names: Vec<String>,
+    /// Whether the enum derived without errors. If not, its names may be incomplete and its
+    /// `Roles` impl is a fallback: role literals are not checked and no real table is built.
+    pub(crate) checked: bool,
 }
 
 /// `#[mcp_tools(...)]`.
+///
+/// Always emits the impl block (attributes only this macro reads removed) and `McpTools`, so
+/// that on any error the only errors are the macro's own (issue 15), never one where the tools
+/// are used.
 pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
-    let parsed = ToolsArgs::parse(args.clone());
+    let mut errors = Errors::default();
+    let tools_args = ToolsArgs::parse(args.clone(), &mut errors);
+    let paths = Paths::new(tools_args.krate.as_ref());
     let mut item_impl: ItemImpl = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(_) => {
-            let error = item_head_error(
+            errors.push(item_head_error(
                 &item,
                 "`#[mcp_tools]` goes on an impl block: `#[mcp_tools] impl MyTools { ... }`",
-            );
-            let error = error.into_compile_error();
-            return quote!(#item #error);
+            ));
+            let errors = errors.finish().err().map(syn::Error::into_compile_error);
+            return quote!(#item #errors);
         }
     };
-    match parsed {
-        Err(error) => {
-            strip_tool_attributes(&mut item_impl);
-            let error = error.into_compile_error();
-            quote!(#item_impl #error)
-        }
-        Ok(ToolsArgs { roles: Some(path) }) => {
-            // The impl block itself is emitted here, so it survives even if `path` does not
-            // name a roles enum (one error, no "method not found" cascade). The roles enum's
-            // macro then calls `__mcp_tools_with_roles!` back with the names, which checks the
-            // tools and generates the table only.
+    let mcp_tools = expand::mcp_tools_impl(&item_impl, tools_args.roles.as_ref(), &paths);
+    if let Err(error) = errors.finish() {
+        // The arguments themselves are wrong: no callback, no checks against the roles; an
+        // empty table under the roles enum that was named, if any.
+        collect_tools(
+            &mut item_impl,
+            tools_args.krate.as_ref(),
+            &mut Errors::default(),
+        );
+        let roles = tools_args.roles.map(|path| RoleSet {
+            path,
+            names: Vec::new(),
+            checked: false,
+        });
+        let table = fallback::tool_table(&item_impl, roles.as_ref(), &paths);
+        let error = error.into_compile_error();
+        return quote!(#item_impl #mcp_tools #table #error);
+    }
+    match tools_args.roles {
+        Some(path) => {
+            // The roles enum's macro calls `__mcp_tools_with_roles!` back with the role names,
+            // which checks the tools and generates their table only; the impl block and
+            // `McpTools` are emitted here, so they exist even if `path` has no such macro.
             let mut stripped = item_impl.clone();
-            collect_tools(&mut stripped, &mut Errors::default());
-            quote!(#stripped #path ! { @args (#args) #item_impl })
+            collect_tools(
+                &mut stripped,
+                tools_args.krate.as_ref(),
+                &mut Errors::default(),
+            );
+            quote!(#stripped #mcp_tools #path ! { @args (#args) #item_impl })
         }
-        Ok(ToolsArgs { roles: None }) => expand_checked(item_impl, None, true),
+        None => {
+            let table = checked_table(&mut item_impl, None, tools_args.krate.as_ref(), &paths);
+            quote!(#item_impl #mcp_tools #table)
+        }
     }
 }
 
-/// `__mcp_tools_with_roles! { @roles ["viewer" ...] @args (roles = Role) impl ... }`.
+/// `__mcp_tools_with_roles! { @roles ["viewer" ...] @args (roles = Role) impl ... }`, or
+/// `@invalid_roles [...]` from an enum whose derive failed.
 pub(crate) fn with_roles(input: TokenStream) -> TokenStream {
+    /// What the roles enum's callback passes on.
     struct Input {
+        checked: bool,
         names: Vec<String>,
         args: TokenStream,
         item: ItemImpl,
@@ -70,7 +111,7 @@ pub(crate) fn with_roles(input: TokenStream) -> TokenStream {
     impl Parse for Input {
         fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
             input.parse::<Token![@]>()?;
-            input.parse::<syn::Ident>()?;
+            let checked = input.parse::<syn::Ident>()? == "roles";
             let names;
             bracketed!(names in input);
             let mut list = Vec::new();
@@ -82,27 +123,33 @@ pub(crate) fn with_roles(input: TokenStream) -> TokenStream {
             let args;
             parenthesized!(args in input);
             Ok(Input {
+                checked,
                 names: list,
                 args: args.parse()?,
                 item: input.parse()?,
             })
         }
     }
-    let input: Input = match syn::parse2(input) {
+    let mut input: Input = match syn::parse2(input) {
         Ok(input) => input,
         Err(e) => return e.into_compile_error(),
     };
-    let path = ToolsArgs::parse(input.args)
-        .ok()
-        .and_then(|a| a.roles)
-        .unwrap_or_else(|| syn::parse_quote!(::mcp_gatekeeper::NoRoles));
-    expand_checked(
-        input.item,
-        Some(RoleSet {
-            path,
-            names: input.names,
-        }),
-        false,
+    // `#[mcp_tools]` reported any problem with its arguments, and then made no callback.
+    let tools_args = ToolsArgs::parse(input.args, &mut Errors::default());
+    let paths = Paths::new(tools_args.krate.as_ref());
+    let Some(path) = tools_args.roles else {
+        return TokenStream::new();
+    };
+    let roles = RoleSet {
+        path,
+        names: input.names,
+        checked: input.checked,
+    };
+    checked_table(
+        &mut input.item,
+        Some(roles),
+        tools_args.krate.as_ref(),
+        &paths,
     )
 }
 
@@ -144,41 +191,37 @@ fn item_head_error(item: &TokenStream, message: &str) -> syn::Error {
     }
 }
 
-/// Checks the tools and generates their table; with `emit_item`, also the (stripped) impl block.
-fn expand_checked(mut item: ItemImpl, roles: Option<RoleSet>, emit_item: bool) -> TokenStream {
+/// Checks the impl block and its tools (removing the attributes only this macro reads), then
+/// generates their `ToolTable`; on any error, the errors and an empty table.
+fn checked_table(
+    item: &mut ItemImpl,
+    roles: Option<RoleSet>,
+    krate: Option<&Path>,
+    paths: &Paths,
+) -> TokenStream {
     let mut errors = Errors::default();
-    let tools = collect_tools(&mut item, &mut errors);
-    if let Some((_, trait_path, _)) = &item.trait_ {
-        errors.push(syn::Error::new_spanned(
-            trait_path,
-            "`#[mcp_tools]` goes on an inherent impl block (`impl MyTools`), not a trait impl",
-        ));
-    }
-    if !item.generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(
-            &item.generics,
-            "`#[mcp_tools]` does not support generic impl blocks",
-        ));
-    }
-    if tools.is_empty() && errors.is_empty() {
-        errors.push(syn::Error::new(
-            item.impl_token.span,
-            "this `#[mcp_tools]` impl block declares no tool\n= help: mark each tool method with `#[mcp_tool(...)]`",
-        ));
-    }
-    expand::check(&tools, roles.as_ref(), &mut errors);
-    let output = match errors.finish() {
-        Ok(()) => expand::generate(&item, &tools, roles.as_ref()),
-        Err(error) => error.into_compile_error(),
-    };
-    match emit_item {
-        true => quote!(#item #output),
-        false => output,
+    let tools = collect_tools(item, krate, &mut errors);
+    validate::block(item, &tools, &mut errors);
+    validate::tools(&tools, roles.as_ref(), &mut errors);
+    let valid_roles = roles.as_ref().is_none_or(|set| set.checked);
+    match errors.finish() {
+        Ok(()) if valid_roles => expand::tool_table(item, &tools, roles.as_ref(), paths),
+        // The roles enum's own error is the one to fix; its `Roles` impl is a stand-in.
+        Ok(()) => fallback::tool_table(item, roles.as_ref(), paths),
+        Err(error) => {
+            let table = fallback::tool_table(item, roles.as_ref(), paths);
+            let error = error.into_compile_error();
+            quote!(#table #error)
+        }
     }
 }
 
 /// Removes every `#[mcp_tool]` from the impl block and reads the tools they mark.
-fn collect_tools(item: &mut ItemImpl, errors: &mut Errors) -> Vec<item::ToolMethod> {
+fn collect_tools(
+    item: &mut ItemImpl,
+    krate: Option<&Path>,
+    errors: &mut Errors,
+) -> Vec<item::ToolMethod> {
     let mut tools = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(method) = impl_item else {
@@ -186,7 +229,7 @@ fn collect_tools(item: &mut ItemImpl, errors: &mut Errors) -> Vec<item::ToolMeth
         };
         let mut tool_attrs: Vec<Attribute> = Vec::new();
         method.attrs.retain(|a| {
-            let is_tool = is_tool_attribute(a);
+            let is_tool = is_tool_attribute(a, krate);
             if is_tool {
                 tool_attrs.push(a.clone());
             }
@@ -207,20 +250,88 @@ fn collect_tools(item: &mut ItemImpl, errors: &mut Errors) -> Vec<item::ToolMeth
     tools
 }
 
-fn strip_tool_attributes(item: &mut ItemImpl) {
-    for impl_item in &mut item.items {
-        if let ImplItem::Fn(method) = impl_item {
-            method.attrs.retain(|a| !is_tool_attribute(a));
-        }
+/// `#[mcp_tool]`, `#[mcp_gatekeeper::mcp_tool]` (with or without a leading `::`), or
+/// `#[<crate>::mcp_tool]` under a `crate = "..."` override.
+fn is_tool_attribute(attr: &Attribute, krate: Option<&Path>) -> bool {
+    let idents: Vec<String> = attr
+        .path()
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let Some((last, prefix)) = idents.split_last() else {
+        return false;
+    };
+    if last != "mcp_tool" {
+        return false;
     }
+    let under = |krate: &Path| {
+        let names: Vec<String> = krate.segments.iter().map(|s| s.ident.to_string()).collect();
+        prefix == names.as_slice()
+    };
+    prefix.is_empty() || prefix == ["mcp_gatekeeper"] || krate.is_some_and(under)
 }
 
-/// `#[mcp_tool]`, `#[mcp_gatekeeper::mcp_tool]` or `#[::mcp_gatekeeper::mcp_tool]`.
-fn is_tool_attribute(attr: &Attribute) -> bool {
-    let segments = &attr.path().segments;
-    match segments.len() {
-        1 => segments[0].ident == "mcp_tool",
-        2 => segments[0].ident == "mcp_gatekeeper" && segments[1].ident == "mcp_tool",
-        _ => false,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proc_macro2::TokenTree;
+
+    /// Every identifier in `tokens`, groups included.
+    fn idents(tokens: TokenStream) -> Vec<String> {
+        tokens
+            .into_iter()
+            .flat_map(|token| match token {
+                TokenTree::Ident(ident) => vec![ident.to_string()],
+                TokenTree::Group(group) => idents(group.stream()),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn errors_come_with_mcp_tools_and_an_empty_table() {
+        let output = attribute(
+            TokenStream::new(),
+            quote! {
+                impl Tools {
+                    #[mcp_tool(public, rate = 0)]
+                    fn read(&self, #[arg(description = "Key.")] key: String) {}
+                }
+            },
+        );
+        let idents = idents(output);
+        for expected in ["compile_error", "McpTools", "ToolTable"] {
+            assert!(idents.iter().any(|i| i == expected), "no {expected}");
+        }
+        // No table entry, and no attribute only this macro understands left for rustc.
+        for unexpected in ["__mcp_gatekeeper_call_read", "arg", "mcp_tool"] {
+            assert!(!idents.iter().any(|i| i == unexpected), "{unexpected}");
+        }
+    }
+
+    #[test]
+    fn the_crate_override_replaces_every_runtime_path() {
+        let item = quote! {
+            impl Tools {
+                #[mcp_tool(public, rate = 5)]
+                async fn read(&self, key: String, caller: Caller<NoRoles>) -> String { key }
+                #[mcp_tool(scope = "x")]
+                fn args(&self, Args(a): Args<A>) {}
+            }
+        };
+        for args in [
+            quote!(crate = "my::gk"),
+            quote!(crate = "my::gk", roles = Role),
+        ] {
+            let output = attribute(args, item.clone());
+            assert!(!idents(output).iter().any(|i| i == "mcp_gatekeeper"));
+        }
+        let output = with_roles(quote! {
+            @roles ["viewer"] @args (crate = "my::gk", roles = Role) #item
+        });
+        let idents = idents(output);
+        assert!(idents.iter().any(|i| i == "ToolTable"));
+        assert!(!idents.iter().any(|i| i == "mcp_gatekeeper"));
     }
 }

@@ -319,6 +319,7 @@ impl Jwt {
     /// The key ring only holds keys it checked when loading them; should one still not parse,
     /// the verifier refuses every token (`jsonwebtoken` fails on each) rather than making the
     /// caller pass the token on to another authenticator, and says so once, here.
+    #[cfg(feature = "oauth")]
     pub(crate) fn from_decoding_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
         if !key_parses(algorithm, &key) {
             tracing::error!(
@@ -336,6 +337,7 @@ impl Jwt {
     /// Remembers accepted tokens in `cache`, shared with other verifiers of the same issuer and
     /// audience (the OAuth verifier's one per key). Call after the rule-changing builders, which
     /// start a cache of their own.
+    #[cfg(feature = "oauth")]
     pub(crate) fn sharing_cache(mut self, cache: Arc<VerifiedTokens>) -> Self {
         self.verified = cache;
         self
@@ -498,8 +500,12 @@ impl Jwt {
 
     /// [`verify`](Self::verify), answered from the cache of tokens this verifier accepted before
     /// when `token` is one of them and still unexpired: a client presents the same token on
-    /// every request, and the signature check is the expensive part.
-    pub(crate) fn verify_shared(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+    /// every request, and the signature check is the expensive part. What the HTTP layer uses;
+    /// the cache is bounded and keyed by a random-keyed hash of the token (DESIGN.md 20).
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify); refusals are never cached.
+    pub fn verify_cached(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let now = now();
         if let Some(principal) = self.verified.get(token, now) {
             return Ok(principal);
@@ -648,7 +654,7 @@ impl Authenticator for Jwt {
         if !credential.looks_like_jwt() {
             return Verdict::Pass.into();
         }
-        match self.verify_shared(token) {
+        match self.verify_cached(token) {
             Ok(principal) => Verdict::Accept(principal),
             Err(error) => Verdict::Reject(error),
         }
@@ -662,11 +668,7 @@ impl Authenticator for Jwt {
 
     fn check_configuration(&self) -> Result<(), crate::ConfigError> {
         if self.audiences.is_empty() && !self.any_audience {
-            return Err(crate::ConfigError::invalid(
-                "a JWT verifier must check the audience: set `.audience(\"<this server's \
-                 resource URL, e.g. https://mcp.example.com/mcp>\")`, or \
-                 `.accept_tokens_for_any_audience()` to accept tokens issued for any service",
-            ));
+            return Err(crate::ConfigError::MissingAudience);
         }
         Ok(())
     }

@@ -139,7 +139,7 @@ impl Authenticator for OAuthTokens {
         let Some(verifier) = self.verifier(&kid) else {
             return Verdict::Pass.into();
         };
-        match verifier.verify_shared(token) {
+        match verifier.verify_cached(token) {
             Ok(principal) => Authentication::Pending(Box::pin(self.check_not_revoked(principal))),
             Err(error) => Verdict::Reject(error).into(),
         }

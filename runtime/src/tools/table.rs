@@ -19,6 +19,11 @@ use crate::{
 /// A type whose methods are MCP tools: implemented by `#[mcp_tools]` on an impl block.
 ///
 /// Serve it with [`Gatekeeper`](crate::Gatekeeper).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` declares no MCP tools",
+    label = "not a tools type",
+    note = "put `#[mcp_tools]` (or `#[mcp_tools(roles = Role)]`) on an `impl {Self}` block whose methods carry `#[mcp_tool(...)]`"
+)]
 pub trait McpTools: Send + Sync + Sized + 'static {
     /// The roles the tools are guarded by.
     type Roles: Roles;

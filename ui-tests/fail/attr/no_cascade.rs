@@ -1,4 +1,6 @@
-use mcp_gatekeeper::prelude::*;
+// The impl block and `McpTools` survive an attribute error: calling the method and serving the
+// tools add no error of their own.
+use mcp_gatekeeper::{McpTools, prelude::*};
 
 #[derive(Roles)]
 enum Role {
@@ -20,4 +22,6 @@ impl Tools {
 
 fn main() {
     let _ = Tools.read(String::new());
+    let _server = Gatekeeper::new(Tools).authenticate(ApiKeys::new());
+    let _scopes = Tools::declared_scopes();
 }

@@ -1,11 +1,35 @@
-use mcp_gatekeeper::prelude::*;
+// A hierarchy with a cycle is one error, also where its roles are used.
+use mcp_gatekeeper::{McpTools, prelude::*};
 
 #[derive(Roles)]
 enum Role {
+    Viewer,
     #[role(includes(admin))]
     Editor,
-    #[role(includes(editor))]
+    #[role(includes(editor, viewer))]
     Admin,
 }
 
-fn main() {}
+struct Tools;
+
+#[mcp_tools(roles = Role)]
+impl Tools {
+    /// Read.
+    #[mcp_tool(role = "viewer")]
+    async fn read(&self, _proof: Granted<Viewer>, caller: Caller<Role>) -> String {
+        caller.subject().to_owned()
+    }
+
+    /// Administer.
+    #[mcp_tool(role = "admin")]
+    async fn administer(&self, _proof: Granted<Admin>) {}
+}
+
+/// Only for administrators.
+fn wipe(_proof: &Granted<Admin>) {}
+
+fn main() {
+    let _server = Gatekeeper::new(Tools).authenticate(ApiKeys::new());
+    let _scopes = Tools::declared_scopes();
+    let _ = wipe;
+}

@@ -1,5 +1,5 @@
 // `lead` includes `writer`, but not `reader`.
-use mcp_gatekeeper::prelude::*;
+use mcp_gatekeeper::{McpTools, prelude::*};
 
 #[derive(Roles)]
 enum Role {
@@ -20,4 +20,7 @@ impl Tools {
     async fn review(&self, _proof: Granted<Reader>) {}
 }
 
-fn main() {}
+fn main() {
+    let _server = Gatekeeper::new(Tools).authenticate(ApiKeys::new());
+    let _scopes = Tools::declared_scopes();
+}

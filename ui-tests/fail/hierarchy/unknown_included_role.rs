@@ -1,4 +1,5 @@
-use mcp_gatekeeper::prelude::*;
+// An unknown role in `includes` is one error, also where the roles are used.
+use mcp_gatekeeper::{McpTools, prelude::*};
 
 #[derive(Roles)]
 enum Role {
@@ -7,4 +8,26 @@ enum Role {
     Admin,
 }
 
-fn main() {}
+struct Tools;
+
+#[mcp_tools(roles = Role)]
+impl Tools {
+    /// Read.
+    #[mcp_tool(role = "viewer")]
+    async fn read(&self, _proof: Granted<Viewer>, caller: Caller<Role>) -> String {
+        caller.subject().to_owned()
+    }
+
+    /// Administer.
+    #[mcp_tool(role = "admin")]
+    async fn administer(&self, _proof: Granted<Admin>) {}
+}
+
+/// Only for administrators.
+fn wipe(_proof: &Granted<Admin>) {}
+
+fn main() {
+    let _server = Gatekeeper::new(Tools).authenticate(ApiKeys::new());
+    let _scopes = Tools::declared_scopes();
+    let _ = wipe;
+}

@@ -1,5 +1,6 @@
-// `roles = ...` must name an enum with `#[derive(Roles)]`; the impl block survives the error.
-use mcp_gatekeeper::prelude::*;
+// `roles = ...` must name an enum with `#[derive(Roles)]`; the impl block and `McpTools` survive
+// the error.
+use mcp_gatekeeper::{McpTools, prelude::*};
 
 enum Role {
     Viewer,
@@ -19,4 +20,6 @@ impl Tools {
 fn main() {
     let _ = Tools.read();
     let _ = Role::Viewer;
+    let _server = Gatekeeper::new(Tools).authenticate(ApiKeys::new());
+    let _scopes = Tools::declared_scopes();
 }

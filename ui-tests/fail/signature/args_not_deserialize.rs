@@ -1,4 +1,4 @@
-use mcp_gatekeeper::prelude::*;
+use mcp_gatekeeper::{McpTools, prelude::*};
 
 struct SearchArgs {
     pattern: String,
@@ -15,4 +15,7 @@ impl Tools {
     }
 }
 
-fn main() {}
+fn main() {
+    let _server = Gatekeeper::new(Tools).authenticate(ApiKeys::new());
+    let _scopes = Tools::declared_scopes();
+}

@@ -124,29 +124,29 @@ fn with_last_char_changed(token: &str) -> String {
 fn cached_tokens_follow_the_rules_of_the_verifier_they_were_checked_by() {
     let token = hs256_token(&json!({ "sub": "a", "iss": "one", "exp": now() + 600 }));
     let one = hs256().issuer("one");
-    let first = one.verify_shared(&token).unwrap();
-    let again = one.clone().verify_shared(&token).unwrap();
+    let first = one.verify_cached(&token).unwrap();
+    let again = one.clone().verify_cached(&token).unwrap();
     assert!(
         Arc::ptr_eq(&first, &again),
         "the second check is a cache hit"
     );
     // A clone reconfigured with other rules does not inherit what the original accepted.
-    assert!(one.clone().issuer("two").verify_shared(&token).is_err());
-    assert!(one.clone().audience("aud").verify_shared(&token).is_err());
+    assert!(one.clone().issuer("two").verify_cached(&token).is_err());
+    assert!(one.clone().audience("aud").verify_cached(&token).is_err());
     // A refused token is never cached, and a forged one never matches a cached one.
     let forged = with_last_char_changed(&token);
-    assert!(one.verify_shared(&forged).is_err());
-    assert!(one.verify_shared(&forged).is_err());
+    assert!(one.verify_cached(&forged).is_err());
+    assert!(one.verify_cached(&forged).is_err());
 }
 
 #[test]
 fn a_cached_token_expires_like_any_other() {
     let token = hs256_token(&json!({ "sub": "a", "exp": now() + 1 }));
     let jwt = hs256().leeway(Duration::ZERO);
-    assert!(jwt.verify_shared(&token).is_ok());
+    assert!(jwt.verify_cached(&token).is_ok());
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(
-        jwt.verify_shared(&token).unwrap_err().kind(),
+        jwt.verify_cached(&token).unwrap_err().kind(),
         AuthErrorKind::Expired,
         "the cache does not extend a token's life"
     );

@@ -454,6 +454,3 @@ async fn basic_credentials_follow_the_shared_parser() {
     let (status, _, body) = send(request).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
 }
-
-#[test]
-fn log_fields_are_sanitised() {}

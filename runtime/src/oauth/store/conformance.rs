@@ -1,5 +1,5 @@
-//! The behaviour every [`Store`] backend must show, written once and run against each backend
-//! with [`store_conformance_tests!`].
+//! The behaviour every [`Store`] backend must show, written once: [`run_all`] runs it against
+//! any backend (this crate's own run each check as a separate test).
 
 use std::sync::Arc;
 

@@ -1,0 +1,20 @@
+// A `crate` path that does not lead to `mcp_gatekeeper` is reported at the literal.
+use mcp_gatekeeper::{McpTools, prelude::*};
+
+mod facade {}
+
+struct Tools;
+
+#[mcp_tools(crate = "crate::facade::gatekeeper")]
+impl Tools {
+    /// Read.
+    #[mcp_tool(public)]
+    async fn read(&self) -> String {
+        String::new()
+    }
+}
+
+fn main() {
+    let _server = Gatekeeper::new(Tools).authenticate(ApiKeys::new());
+    let _scopes = Tools::declared_scopes();
+}
