@@ -33,7 +33,7 @@ fi
 
 WORK=$(mktemp -d)
 # KEEP=DIR keeps the callgrind outputs there (for callgrind_annotate).
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null |
     openssl pkcs8 -topk8 -nocrypt -out "$WORK/es256.key"
 openssl ec -in "$WORK/es256.key" -pubout -out "$WORK/es256.pub" 2>/dev/null
