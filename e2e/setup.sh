@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up for the end-to-end tests (tests/oauth/e2e.rs, tests/python_sdk.rs, tests/readme.rs):
 # - the pinned Node packages (TypeScript MCP SDK, playwright-core, the MCP conformance suite,
-#   MCP Inspector, mcp-remote, and Node 22 itself, which the suite and Inspector need; the
+#   MCP Inspector, mcp-remote, oidc-provider (the OpenID Provider idp.mjs runs for the OpenID
+#   Connect tests), and Node 22 itself, which the suite, Inspector and oidc-provider need; the
 #   system Node may be older);
 # - the Python MCP SDK, pinned in requirements.txt, in the venv .venv;
 # - Chromium from Debian (last: it is the one step that needs root).

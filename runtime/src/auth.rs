@@ -16,6 +16,8 @@ mod error;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod lockout;
+#[cfg(feature = "oidc")]
+mod oidc;
 mod resource;
 #[cfg(feature = "jwt")]
 mod token_cache;
@@ -34,11 +36,14 @@ pub use credential::{API_KEY_HEADER, Credential, CredentialKind, UNSUPPORTED_SCH
 pub use error::{AuthError, AuthErrorKind};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use jwt::{Jwt, JwtAlgorithm};
+pub use jwt::{ClaimPath, Jwt, JwtAlgorithm};
 pub(crate) use lockout::FailureThrottle;
 pub use lockout::Lockout;
 #[cfg(feature = "oauth")]
 pub(crate) use lockout::PasswordGuard;
+#[cfg(feature = "oidc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+pub use oidc::{ClientAuthentication, Oidc, OidcBuilder, OidcIssuer, OidcStats};
 pub use resource::ProtectedResource;
 #[cfg(feature = "oauth")]
 pub(crate) use token_cache::VerifiedTokens;
@@ -117,6 +122,13 @@ pub trait Authenticator: Send + Sync + 'static {
     /// `X-API-Key`, or no header at all (mTLS: return an empty list), says so.
     fn accepted_credentials(&self) -> &'static [CredentialKind] {
         &[CredentialKind::Bearer]
+    }
+
+    /// The authorization servers (issuer identifiers) whose tokens this authenticator accepts.
+    /// A server that declares itself a [`ProtectedResource`] lists them in its metadata's
+    /// `authorization_servers`, so clients discover where to get a token. The default: none.
+    fn authorization_servers(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// Checks the authenticator's configuration when a server is built with it; an error stops

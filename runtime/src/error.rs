@@ -60,6 +60,15 @@ pub enum ConfigError {
          tokens issued for any service"
     )]
     MissingAudience,
+    /// An identity provider could not be used when its authenticator was built: unreachable,
+    /// metadata naming another issuer, or a key set without a usable key.
+    #[error("identity provider `{issuer}`: {reason}")]
+    IdentityProvider {
+        /// The issuer identifier as configured.
+        issuer: String,
+        /// What went wrong, said so that an operator can fix it.
+        reason: String,
+    },
     /// The authorization server's store failed while the server was being built.
     #[cfg(feature = "oauth")]
     #[error("OAuth store: {0}")]

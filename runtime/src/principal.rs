@@ -58,6 +58,7 @@ pub struct Principal {
     scopes: Arc<[Arc<str>]>,
     client_id: Option<Arc<str>>,
     credential_id: Option<Arc<str>>,
+    issuer: Option<Arc<str>>,
     method: AuthMethod,
     expires_at: Option<SystemTime>,
     caller_key: Arc<str>,
@@ -94,6 +95,7 @@ impl Principal {
             scopes: Vec::new(),
             client_id: None,
             credential_id: None,
+            issuer: None,
             expires_at: None,
         }
     }
@@ -134,6 +136,13 @@ impl Principal {
         self.credential_id.as_deref()
     }
 
+    /// The issuer of the token the caller presented, when the server trusts tokens of an
+    /// external identity provider (several issuers may use the same subject for different
+    /// callers).
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
     /// How the caller authenticated.
     pub fn method(&self) -> AuthMethod {
         self.method
@@ -144,8 +153,9 @@ impl Principal {
         self.expires_at
     }
 
-    /// The key rate limits are counted under: one per authentication method and subject, so
-    /// that a service token and a user that happen to share a `sub` never share a budget.
+    /// The key rate limits are counted under: one per authentication method, issuer and
+    /// subject, so that a service token and a user that happen to share a `sub` (or two
+    /// issuers' callers with the same `sub`) never share a budget.
     pub fn caller_key(&self) -> &Arc<str> {
         &self.caller_key
     }
@@ -165,6 +175,7 @@ impl fmt::Debug for Principal {
             .field("scopes", &self.scopes)
             .field("client_id", &self.client_id)
             .field("credential_id", &self.credential_id)
+            .field("issuer", &self.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -179,6 +190,7 @@ pub struct PrincipalBuilder {
     scopes: Vec<Arc<str>>,
     client_id: Option<Arc<str>>,
     credential_id: Option<Arc<str>>,
+    issuer: Option<Arc<str>>,
     expires_at: Option<SystemTime>,
 }
 
@@ -221,6 +233,12 @@ impl PrincipalBuilder {
         self
     }
 
+    /// Sets the issuer of the caller's token (an external identity provider's `iss`).
+    pub fn issuer(mut self, issuer: impl Into<Arc<str>>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
     /// Sets when the credential expires.
     pub fn expires_at(mut self, at: SystemTime) -> Self {
         self.expires_at = Some(at);
@@ -234,13 +252,20 @@ impl PrincipalBuilder {
         scopes.dedup();
         let mut roles = self.roles;
         roles.dedup();
-        let caller_key: Arc<str> = format!("{}:{}", self.method.as_str(), self.subject).into();
+        // An issuer is a URL, which holds no space: `oauth:https://a b` cannot be another
+        // issuer's subject.
+        let caller_key: Arc<str> = match &self.issuer {
+            None => format!("{}:{}", self.method.as_str(), self.subject),
+            Some(issuer) => format!("{}:{issuer} {}", self.method.as_str(), self.subject),
+        }
+        .into();
         Principal {
             subject: self.subject,
             roles: roles.into(),
             scopes: scopes.into(),
             client_id: self.client_id,
             credential_id: self.credential_id,
+            issuer: self.issuer,
             method: self.method,
             expires_at: self.expires_at,
             caller_id: CallerId::of(&caller_key),
@@ -301,5 +326,24 @@ mod tests {
         assert_ne!(a.caller_id(), b.caller_id());
         let again = Principal::builder(AuthMethod::Jwt, "svc").build();
         assert_eq!(a.caller_id(), again.caller_id());
+    }
+
+    #[test]
+    fn caller_key_separates_issuers() {
+        let one = |iss: &str, sub: &str| {
+            Principal::builder(AuthMethod::OAuth, sub)
+                .issuer(iss)
+                .build()
+        };
+        let a = one("https://a.example", "42");
+        assert_ne!(a.caller_id(), one("https://b.example", "42").caller_id());
+        assert_ne!(
+            a.caller_id(),
+            Principal::builder(AuthMethod::OAuth, "42")
+                .build()
+                .caller_id()
+        );
+        assert_eq!(a.caller_id(), one("https://a.example", "42").caller_id());
+        assert_eq!(a.issuer(), Some("https://a.example"));
     }
 }

@@ -16,6 +16,10 @@ pub enum AuthErrorKind {
     /// The request itself is malformed: two credentials, a non-Bearer scheme, a credential in
     /// the query string (`400 invalid_request`).
     InvalidRequest,
+    /// The credential cannot be checked right now: the identity provider that must vouch for
+    /// it is unreachable (`503` with `Retry-After`; no challenge, since a new token would not
+    /// help). Never an acceptance: the request is refused, and the client may retry.
+    Unavailable,
 }
 
 impl AuthErrorKind {
@@ -23,6 +27,7 @@ impl AuthErrorKind {
     pub fn status(self) -> http::StatusCode {
         match self {
             AuthErrorKind::InvalidRequest => http::StatusCode::BAD_REQUEST,
+            AuthErrorKind::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
             _ => http::StatusCode::UNAUTHORIZED,
         }
     }
@@ -31,7 +36,7 @@ impl AuthErrorKind {
     /// credential gets none (RFC 6750 §3.1).
     pub fn error_code(self) -> Option<&'static str> {
         match self {
-            AuthErrorKind::Missing => None,
+            AuthErrorKind::Missing | AuthErrorKind::Unavailable => None,
             AuthErrorKind::InvalidToken | AuthErrorKind::Expired => Some("invalid_token"),
             AuthErrorKind::InvalidRequest => Some("invalid_request"),
         }
@@ -44,6 +49,7 @@ impl AuthErrorKind {
             AuthErrorKind::InvalidToken => "invalid_credential",
             AuthErrorKind::Expired => "expired_credential",
             AuthErrorKind::InvalidRequest => "invalid_request",
+            AuthErrorKind::Unavailable => "credential_check_unavailable",
         }
     }
 }
@@ -80,6 +86,12 @@ impl AuthError {
     /// An expired token (`"Token expired"`).
     pub fn expired() -> Self {
         Self::new(AuthErrorKind::Expired, "Token expired")
+    }
+
+    /// The credential cannot be checked now (`503`): `description` says why, without naming
+    /// internal hosts.
+    pub fn unavailable(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::Unavailable, description)
     }
 
     /// Records which credential failed (a key id, never the key), for the audit log.

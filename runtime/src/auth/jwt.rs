@@ -9,7 +9,8 @@
 //! scopes, ...) are read by [`claims`].
 //! Tokens accepted once are answered from [`VerifiedTokens`] until they expire.
 
-mod claims;
+pub(crate) mod claims;
+mod rules;
 
 use std::{
     fmt,
@@ -24,23 +25,25 @@ use aws_lc_rs::signature::{
 };
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
-    Algorithm, AlgorithmFamily, DecodingKey, Header, Validation,
+    Algorithm, AlgorithmFamily, DecodingKey, Validation,
     errors::ErrorKind,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk},
 };
 
-use self::claims::{ALWAYS_READ, Claims, Refusal};
+use self::claims::Refusal;
+pub use self::rules::ClaimPath;
+pub(crate) use self::rules::TokenRules;
 use super::{
     AuthError, AuthRequest, Authentication, Authenticator, Credential, Verdict,
     token_cache::VerifiedTokens,
 };
-use crate::{AuthMethod, ConfigError, Principal};
+use crate::{ConfigError, Principal};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat` unless configured otherwise.
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Upper bound on the configurable leeway. Beyond it the validation arithmetic could overflow,
 /// and no real clock is a day off.
-const MAX_LEEWAY: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// The claim holding the caller's role unless configured otherwise.
 const DEFAULT_ROLE_CLAIM: &str = "role";
 /// The array claim of roles that is always read in addition to the role claim.
@@ -164,15 +167,8 @@ pub struct Jwt {
     key: Arc<VerificationKey>,
     /// What `jsonwebtoken` checks, rebuilt by every builder method that changes a rule.
     validation: Arc<Validation>,
-    issuer: Option<String>,
-    audiences: Vec<String>,
-    /// Set by [`Jwt::accept_tokens_for_any_audience`]: no `aud` check, on purpose.
-    any_audience: bool,
-    leeway: u64,
-    role_claim: String,
-    scope_claims: Vec<String>,
-    /// How principals built from verified tokens say they authenticated.
-    method: AuthMethod,
+    /// What a token must say, and how its claims make a principal.
+    rules: TokenRules,
     /// Tokens already verified, shared by the clones of this verifier.
     verified: Arc<VerifiedTokens>,
 }
@@ -314,7 +310,7 @@ impl Jwt {
     }
 
     /// A verifier for tokens of this crate's own authorization server: the key comes from its
-    /// key ring, and the principals it builds say [`AuthMethod::OAuth`].
+    /// key ring, and the principals it builds say [`AuthMethod::OAuth`](crate::AuthMethod::OAuth).
     ///
     /// The key ring only holds keys it checked when loading them; should one still not parse,
     /// the verifier refuses every token (`jsonwebtoken` fails on each) rather than making the
@@ -328,10 +324,9 @@ impl Jwt {
                 "unusable OAuth verification key; its tokens are refused"
             );
         }
-        Self {
-            method: AuthMethod::OAuth,
-            ..Self::with_key(algorithm, key)
-        }
+        let mut jwt = Self::with_key(algorithm, key);
+        jwt.rules.method = crate::AuthMethod::OAuth;
+        jwt
     }
 
     /// Remembers accepted tokens in `cache`, shared with other verifiers of the same issuer and
@@ -345,57 +340,27 @@ impl Jwt {
 
     /// Builds the verifier with the default rules; the builder methods refine them.
     fn with_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
-        let mut jwt = Self {
+        let rules = TokenRules::for_configured_key();
+        Self {
             key: Arc::new(VerificationKey { algorithm, key }),
-            validation: Arc::new(Validation::new(algorithm.to_jsonwebtoken())),
-            issuer: None,
-            audiences: Vec::new(),
-            any_audience: false,
-            leeway: DEFAULT_LEEWAY.as_secs(),
-            role_claim: DEFAULT_ROLE_CLAIM.to_owned(),
-            scope_claims: DEFAULT_SCOPE_CLAIMS.map(str::to_owned).to_vec(),
-            method: AuthMethod::Jwt,
+            validation: Arc::new(rules.validation(algorithm)),
+            rules,
             verified: Arc::default(),
-        };
-        jwt.rules_changed();
-        jwt
+        }
     }
 
     /// After a builder method changed a rule: `jsonwebtoken`'s validation is rebuilt, and a new
     /// cache started, since tokens accepted under the old rules must be checked again.
     fn rules_changed(&mut self) {
         self.verified = Arc::default();
-        let mut validation = Validation::new(self.key.algorithm.to_jsonwebtoken());
-        validation.leeway = self.leeway;
-        validation.validate_exp = true;
-        // `nbf` is checked in `principal`: `jsonwebtoken` refuses `"nbf": null`, which this
-        // crate has always read as no `nbf`, as it reads every other `null` claim.
-        validation.validate_nbf = false;
-        let mut required = vec!["exp", "sub"];
-        match &self.issuer {
-            Some(issuer) => {
-                validation.set_issuer(&[issuer]);
-                required.push("iss");
-            }
-            None => validation.iss = None,
-        }
-        if self.audiences.is_empty() {
-            // No `aud` check at all (`accept_tokens_for_any_audience`, or a verifier the server
-            // refuses to start with): `jsonwebtoken` would otherwise refuse every `aud`.
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.audiences);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        self.validation = Arc::new(validation);
+        self.validation = Arc::new(self.rules.validation(self.key.algorithm));
     }
 
     /// Requires the `iss` claim to be present and equal to `issuer`. Calling it again replaces
     /// the issuer.
     #[must_use]
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
+        self.rules.issuer = Some(issuer.into());
         self.rules_changed();
         self
     }
@@ -409,8 +374,8 @@ impl Jwt {
     /// [`accept_tokens_for_any_audience`](Self::accept_tokens_for_any_audience).
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
-        self.any_audience = false;
+        self.rules.audiences.push(audience.into());
+        self.rules.any_audience = false;
         self.rules_changed();
         self
     }
@@ -421,8 +386,8 @@ impl Jwt {
     /// configuration); prefer [`audience`](Self::audience).
     #[must_use]
     pub fn accept_tokens_for_any_audience(mut self) -> Self {
-        self.audiences.clear();
-        self.any_audience = true;
+        self.rules.audiences.clear();
+        self.rules.any_audience = true;
         self.rules_changed();
         self
     }
@@ -431,31 +396,45 @@ impl Jwt {
     /// most one day).
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway.min(MAX_LEEWAY).as_secs();
+        self.rules.leeway = leeway.min(MAX_LEEWAY).as_secs();
         self.rules_changed();
         self
     }
 
     /// The claim that holds the caller's role (default `role`): a string, or an array of
-    /// strings. The `roles` array claim is read as well. Use a private claim name, not one of
-    /// the registered ones (`sub`, `jti`, ...).
+    /// strings; or a path into nested objects ([`ClaimPath`]: `realm_access.roles`). The
+    /// `roles` array claim is read as well. Use a private claim name, not one of the registered
+    /// ones (`sub`, `jti`, ...).
     #[must_use]
-    pub fn role_claim(mut self, name: impl Into<String>) -> Self {
-        self.role_claim = name.into();
+    pub fn role_claim(mut self, path: impl Into<ClaimPath>) -> Self {
+        self.rules.role_claim = path.into();
         self.rules_changed();
         self
     }
 
     /// The claims whose scopes are granted, as a union (default `scope`, `scp`, `permissions`).
     /// Each may be a space-separated string or an array of strings (`permissions` must be an
-    /// array). Use private claim names, not registered ones (`sub`, `jti`, ...).
+    /// array), or a path into nested objects ([`ClaimPath`]). Use private claim names, not
+    /// registered ones (`sub`, `jti`, ...).
     #[must_use]
-    pub fn scope_claims<I, S>(mut self, names: I) -> Self
+    pub fn scope_claims<I, S>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<ClaimPath>,
     {
-        self.scope_claims = names.into_iter().map(Into::into).collect();
+        self.rules.scope_claims = paths.into_iter().map(Into::into).collect();
+        self.rules_changed();
+        self
+    }
+
+    /// Grants this server's role `role` to tokens whose role claim names `idp_role` (a role
+    /// or group name of the token's issuer). Once one mapping is configured, only mapped names
+    /// grant roles; the others are ignored. Call it once per name (several times for a name
+    /// that grants several roles). A mapping to a role the tools do not declare stops the
+    /// server from starting.
+    #[must_use]
+    pub fn map_role(mut self, idp_role: impl Into<String>, role: impl Into<String>) -> Self {
+        self.rules.map_role(idp_role.into(), role.into());
         self.rules_changed();
         self
     }
@@ -471,31 +450,7 @@ impl Jwt {
     /// [`AuthError::expired`] for an expired token, [`AuthError::invalid_token`] for any other
     /// failure.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        match jsonwebtoken::decode::<Claims>(token, &self.key.key, &self.validation) {
-            Ok(data) => {
-                check_header(&data.header).map_err(refused)?;
-                let read = self.read(&data.claims).map_err(refused)?;
-                self.principal(read, now())
-            }
-            Err(error) if matches!(error.kind(), ErrorKind::ExpiredSignature) => {
-                Err(self.expired(token))
-            }
-            Err(error) => Err(refused(reason(error.kind()))),
-        }
-    }
-
-    /// What an expired token is told. `jsonwebtoken` checks expiry before the claims that only
-    /// this crate reads, so a token whose other claims are malformed would be reported as
-    /// expired, and its client would fetch a new one in vain; such a token is invalid, as it
-    /// always was. `decode` reports expiry only once the signature has verified, so reading the
-    /// payload again without verifying it reads what the signature covers.
-    fn expired(&self, token: &str) -> AuthError {
-        match jsonwebtoken::dangerous::insecure_decode::<Claims>(token) {
-            Ok(data) if check_header(&data.header).is_ok() && self.read(&data.claims).is_ok() => {
-                AuthError::expired()
-            }
-            _ => refused("claim_format"),
-        }
+        self.rules.verify(token, &self.key.key, &self.validation)
     }
 
     /// [`verify`](Self::verify), answered from the cache of tokens this verifier accepted before
@@ -511,123 +466,26 @@ impl Jwt {
             return Ok(principal);
         }
         let principal = Arc::new(self.verify(token)?);
-        let valid_until = principal
-            .expires_at()
-            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs().saturating_add(self.leeway));
-        self.verified.insert(token, principal.clone(), valid_until);
+        self.verified.insert(
+            token,
+            principal.clone(),
+            valid_until(&principal, self.rules.leeway),
+        );
         Ok(principal)
     }
-
-    /// Reads the claims this verifier uses, each with its type, none given twice: the ones
-    /// every verifier reads, the role and scope claims, and `iss` / `aud` when configured
-    /// (`jsonwebtoken` compares those, but takes an array for `iss` and ignores what it does
-    /// not compare).
-    fn read<'c>(&self, claims: &'c Claims) -> Result<Read<'c>, Refusal> {
-        for name in ALWAYS_READ {
-            claims.get(name)?;
-        }
-        if self.issuer.is_some() {
-            claims.string("iss")?;
-        }
-        if !self.audiences.is_empty() {
-            claims.check_strings("aud")?;
-        }
-        let (Some(sub), Some(exp)) = (claims.string("sub")?, claims.date("exp")?) else {
-            return Err("missing_claim");
-        };
-        Ok(Read {
-            sub,
-            exp,
-            nbf: claims.date("nbf")?,
-            iat: claims.date("iat")?,
-            jti: claims.string("jti")?,
-            client_id: claims.string("client_id")?.or(claims.string("azp")?),
-            roles: self.roles(claims)?,
-            scopes: self.scopes(claims)?,
-        })
-    }
-
-    /// Checks what `jsonwebtoken` leaves to us on a token it accepted, and builds the
-    /// principal.
-    fn principal(&self, read: Read<'_>, now: u64) -> Result<Principal, AuthError> {
-        let latest = now.saturating_add(self.leeway);
-        if read.nbf.is_some_and(|nbf| nbf > latest) {
-            return Err(refused("not_yet_valid"));
-        }
-        if read.iat.is_some_and(|iat| iat > latest) {
-            return Err(refused("issued_in_future"));
-        }
-        if read.sub.is_empty() {
-            return Err(refused("empty_sub"));
-        }
-        let expires_at = UNIX_EPOCH
-            .checked_add(Duration::from_secs(read.exp))
-            .ok_or_else(|| refused("claim_format"))?;
-        let mut builder = Principal::builder(self.method, read.sub)
-            .roles(read.roles)
-            .scopes(read.scopes)
-            .expires_at(expires_at);
-        if let Some(client_id) = read.client_id.filter(|c| !c.is_empty()) {
-            builder = builder.client_id(client_id);
-        }
-        if let Some(jti) = read.jti.filter(|j| !j.is_empty()) {
-            builder = builder.credential_id(jti);
-        }
-        Ok(builder.build())
-    }
-
-    fn roles<'c>(&self, claims: &'c Claims) -> Result<Vec<&'c str>, Refusal> {
-        let mut roles = Vec::new();
-        claims.strings(&self.role_claim, false, &mut roles)?;
-        if self.role_claim != ROLES_CLAIM {
-            claims.strings(ROLES_CLAIM, false, &mut roles)?;
-        }
-        roles.retain(|r| !r.is_empty());
-        // The principal only removes adjacent duplicates; `role: a` + `roles: [b, a]` has others.
-        let mut unique = Vec::with_capacity(roles.len());
-        for role in roles {
-            if !unique.contains(&role) {
-                unique.push(role);
-            }
-        }
-        Ok(unique)
-    }
-
-    fn scopes<'c>(&self, claims: &'c Claims) -> Result<Vec<&'c str>, Refusal> {
-        let mut scopes = Vec::new();
-        for name in &self.scope_claims {
-            claims.strings(name, true, &mut scopes)?;
-        }
-        scopes.retain(|s| !s.is_empty());
-        Ok(scopes)
-    }
 }
 
-/// The claims of a token, read and type-checked, that the principal is built from.
-struct Read<'c> {
-    sub: &'c str,
-    exp: u64,
-    nbf: Option<u64>,
-    iat: Option<u64>,
-    jti: Option<&'c str>,
-    /// `client_id`, or else `azp`.
-    client_id: Option<&'c str>,
-    roles: Vec<&'c str>,
-    scopes: Vec<&'c str>,
-}
-
-/// `jsonwebtoken` 12 refuses every `crit` but `["b64"]` with `"b64": true`, which changes
-/// nothing; this crate understands no extension at all, so it refuses that one too.
-fn check_header(header: &Header) -> Result<(), Refusal> {
-    if header.crit.is_some() {
-        return Err("crit_header");
-    }
-    Ok(())
+/// Until when (unix seconds) a verified principal may be answered from a cache: its expiry
+/// plus the leeway; never for one without an expiry.
+pub(crate) fn valid_until(principal: &Principal, leeway: u64) -> u64 {
+    principal
+        .expires_at()
+        .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs().saturating_add(leeway))
 }
 
 /// Why `jsonwebtoken` refused a token, for the debug log.
-fn reason(kind: &ErrorKind) -> Refusal {
+pub(crate) fn reason(kind: &ErrorKind) -> Refusal {
     match kind {
         ErrorKind::InvalidSignature => "signature",
         ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm",
@@ -661,16 +519,14 @@ impl Authenticator for Jwt {
         .into()
     }
 
-    /// Roles come from the tokens, so there are none to check at start-up.
+    /// The roles names are mapped to; roles taken from tokens as they are cannot be checked
+    /// at start-up.
     fn configured_roles(&self) -> Vec<String> {
-        Vec::new()
+        self.rules.mapped_roles()
     }
 
     fn check_configuration(&self) -> Result<(), crate::ConfigError> {
-        if self.audiences.is_empty() && !self.any_audience {
-            return Err(crate::ConfigError::MissingAudience);
-        }
-        Ok(())
+        self.rules.check()
     }
 }
 
@@ -679,25 +535,26 @@ impl fmt::Debug for Jwt {
         f.debug_struct("Jwt")
             .field("algorithm", &self.key.algorithm)
             .field("key", &"<redacted>")
-            .field("issuer", &self.issuer)
-            .field("audiences", &self.audiences)
-            .field("any_audience", &self.any_audience)
-            .field("leeway_secs", &self.leeway)
-            .field("role_claim", &self.role_claim)
-            .field("scope_claims", &self.scope_claims)
+            .field("issuer", &self.rules.issuer)
+            .field("audiences", &self.rules.audiences)
+            .field("any_audience", &self.rules.any_audience)
+            .field("leeway_secs", &self.rules.leeway)
+            .field("role_claim", &self.rules.role_claim)
+            .field("scope_claims", &self.rules.scope_claims)
+            .field("role_map", &self.rules.role_map)
             .finish()
     }
 }
 
 /// Seconds since the epoch; a clock before 1970 counts as the epoch rather than panicking.
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// An "Invalid token" rejection; the reason goes to the debug log only, never to the client.
-fn refused(reason: &'static str) -> AuthError {
+pub(crate) fn refused(reason: &'static str) -> AuthError {
     tracing::debug!(target: "mcp_gatekeeper::auth", reason, "JWT refused");
     AuthError::invalid_token()
 }
@@ -747,6 +604,34 @@ fn key_parses(algorithm: JwtAlgorithm, key: &DecodingKey) -> bool {
             .is_ok_and(|bytes| ParsedPublicKey::new(verification, bytes).is_ok())
 }
 
+/// Whether `key` can verify `algorithm` signatures: [`key_parses`], except for an RSA key
+/// given as modulus and exponent (a JWK), which aws-lc takes as it is; its size is checked
+/// where it is read.
+#[cfg(feature = "oidc")]
+pub(crate) fn key_is_usable(algorithm: JwtAlgorithm, key: &DecodingKey) -> bool {
+    if key.family() == AlgorithmFamily::Rsa && key.try_get_as_bytes().is_err() {
+        return algorithm.to_jsonwebtoken().family() == AlgorithmFamily::Rsa;
+    }
+    key_parses(algorithm, key)
+}
+
+/// The algorithm of a JWS header as one this crate verifies (`None` for the PS* family).
+#[cfg(feature = "oidc")]
+pub(crate) fn algorithm_of(algorithm: Algorithm) -> Option<JwtAlgorithm> {
+    Some(match algorithm {
+        Algorithm::HS256 => JwtAlgorithm::Hs256,
+        Algorithm::HS384 => JwtAlgorithm::Hs384,
+        Algorithm::HS512 => JwtAlgorithm::Hs512,
+        Algorithm::RS256 => JwtAlgorithm::Rs256,
+        Algorithm::RS384 => JwtAlgorithm::Rs384,
+        Algorithm::RS512 => JwtAlgorithm::Rs512,
+        Algorithm::ES256 => JwtAlgorithm::Es256,
+        Algorithm::ES384 => JwtAlgorithm::Es384,
+        Algorithm::EdDSA => JwtAlgorithm::EdDsa,
+        _ => return None,
+    })
+}
+
 /// Parses the key the way verification will, so a key that can never verify anything is
 /// refused at start-up; also enforces the RSA size and EC curve the algorithm requires.
 fn check_public_key(algorithm: JwtAlgorithm, key: &DecodingKey) -> Result<(), ConfigError> {
@@ -793,4 +678,4 @@ fn check_rsa_size(algorithm: JwtAlgorithm, modulus_b64: &str) -> Result<(), Conf
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -116,6 +116,23 @@ impl ProtectedResource {
         format!("{}{WELL_KNOWN}{}", self.origin, self.path)
     }
 
+    /// Adds the authorization servers `authenticators` accept tokens of (an external identity
+    /// provider's issuers), after the ones configured, each once.
+    pub(crate) fn with_servers_of(
+        mut self,
+        authenticators: &[Arc<dyn crate::auth::Authenticator>],
+    ) -> Self {
+        for issuer in authenticators
+            .iter()
+            .flat_map(|a| a.authorization_servers())
+        {
+            if !self.authorization_servers.contains(&issuer) {
+                self.authorization_servers.push(issuer);
+            }
+        }
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if self.authorization_servers.is_empty() {
             return Err(ConfigError::invalid(format!(

@@ -485,6 +485,9 @@ fn throttled(error: &AuthError, challenge: &Challenge, wait: std::time::Duration
     response
 }
 
+/// What a request whose credential could not be checked is told to wait, in seconds.
+const UNAVAILABLE_RETRY_AFTER: &str = "5";
+
 fn credential_in_query(query: Option<&str>) -> bool {
     query.is_some_and(|q| {
         q.split('&').any(|pair| {
@@ -504,7 +507,9 @@ fn credential_in_query(query: Option<&str>) -> bool {
 ///   is an OAuth protected resource (the client can get a new token); otherwise `403` without a
 ///   challenge, which MCP clients show instead of starting OAuth discovery (RFC 9110 §15.5.4:
 ///   the credentials presented do not grant access; do not repeat them);
-/// - a malformed request (two credentials, a malformed header): `400 invalid_request`.
+/// - a malformed request (two credentials, a malformed header): `400 invalid_request`;
+/// - a credential that cannot be checked now (its identity provider is unreachable): `503`
+///   with `Retry-After`.
 pub(crate) fn unauthorized(error: &AuthError, params: &Challenge) -> Response {
     let kind = error.kind();
     if kind == AuthErrorKind::Missing {
@@ -522,6 +527,16 @@ pub(crate) fn unauthorized(error: &AuthError, params: &Challenge) -> Response {
             params.missing_header.clone(),
             body,
         );
+    }
+    if kind == AuthErrorKind::Unavailable {
+        // Nothing the client can fix with another credential: retry later.
+        let body = Bytes::from(error_body("temporarily_unavailable", error.description()));
+        let mut response = refusal(StatusCode::SERVICE_UNAVAILABLE, None, body);
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(UNAVAILABLE_RETRY_AFTER),
+        );
+        return response;
     }
     let code = kind.error_code().unwrap_or("unauthorized");
     let body = Bytes::from(error_body(code, error.description()));

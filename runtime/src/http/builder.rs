@@ -447,7 +447,10 @@ impl<T: McpTools> Gatekeeper<T> {
             .with_cancellation_token(shutdown.child_token())
             .disable_allowed_hosts()
             .disable_allowed_origins();
-        let (challenge, metadata_routes) = match &self.resource {
+        let resource = self
+            .resource
+            .map(|resource| resource.with_servers_of(&self.authenticators));
+        let (challenge, metadata_routes) = match &resource {
             Some(resource) => {
                 resource.check()?;
                 let scopes = resource.advertised_scopes(engine.declared_scopes());

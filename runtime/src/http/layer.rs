@@ -271,7 +271,10 @@ impl GatekeeperLayerBuilder {
                 .unwrap_or_else(|| LOOPBACK_HOSTS.map(String::from).to_vec()),
             &self.allowed_origins,
         )?;
-        let challenge = match &self.resource {
+        let resource = self
+            .resource
+            .map(|resource| resource.with_servers_of(&self.authenticators));
+        let challenge = match &resource {
             Some(resource) => {
                 resource.check()?;
                 Challenge::new(
@@ -291,7 +294,7 @@ impl GatekeeperLayerBuilder {
             challenge,
             tools: None,
         };
-        Ok(GatekeeperLayer::from_state(state, self.resource))
+        Ok(GatekeeperLayer::from_state(state, resource))
     }
 }
 

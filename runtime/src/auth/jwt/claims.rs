@@ -12,8 +12,10 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
+use super::rules::ClaimPath;
+
 /// Why a token's claims were refused, for the debug log only.
-pub(super) type Refusal = &'static str;
+pub(crate) type Refusal = &'static str;
 
 /// The claims every verifier reads (and type-checks) besides its role and scope claims; `role`,
 /// `roles`, `scope` and `permissions` are read whatever the configuration, as they always were.
@@ -33,14 +35,14 @@ pub(super) const ALWAYS_READ: [&str; 11] = [
 
 /// A JWT payload: a JSON object, its members in order, duplicates kept.
 #[derive(Debug)]
-pub(super) struct Claims(Vec<(String, Value)>);
+pub(crate) struct Claims(Vec<(String, Value)>);
 
 impl Claims {
     /// The value of claim `name`, `None` when it is absent or `null`.
     ///
     /// # Errors
     /// When the payload gives the claim more than once.
-    pub(super) fn get(&self, name: &str) -> Result<Option<&Value>, Refusal> {
+    pub(crate) fn get(&self, name: &str) -> Result<Option<&Value>, Refusal> {
         let mut found = self.0.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
         let first = found.next();
         if found.next().is_some() {
@@ -50,7 +52,7 @@ impl Claims {
     }
 
     /// Claim `name` as a string.
-    pub(super) fn string(&self, name: &str) -> Result<Option<&str>, Refusal> {
+    pub(crate) fn string(&self, name: &str) -> Result<Option<&str>, Refusal> {
         match self.get(name)? {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -90,6 +92,7 @@ impl Claims {
         out: &mut Vec<&'c str>,
     ) -> Result<(), Refusal> {
         let shape = match name {
+            // RFC 9068 §2.2.3 (and RFC 8693 §4.2): `scope` is a space-separated string.
             "role" | "scope" => Shape::String,
             "roles" | "permissions" => Shape::Array,
             _ => Shape::Either,
@@ -106,6 +109,43 @@ impl Claims {
                 }
             }
             (Some(_), _) => return Err("claim_format"),
+        }
+        Ok(())
+    }
+
+    /// Appends the strings found at `path`: a top-level claim as [`strings`](Self::strings)
+    /// reads it, or a value inside nested objects, which may be a string (split on whitespace
+    /// when `split`) or an array of strings. A path leading through something other than an
+    /// object finds nothing; a value of the wrong type at its end is refused.
+    pub(super) fn strings_at<'c>(
+        &'c self,
+        path: &ClaimPath,
+        split: bool,
+        out: &mut Vec<&'c str>,
+    ) -> Result<(), Refusal> {
+        let (first, rest) = match path.as_slice() {
+            [] => return Ok(()),
+            [name] => return self.strings(name, split, out),
+            [first, rest @ ..] => (first, rest),
+        };
+        let mut value = self.get(first)?;
+        for segment in rest {
+            value = match value {
+                Some(Value::Object(members)) => members.get(segment.as_str()),
+                _ => None,
+            }
+            .filter(|v| !v.is_null());
+        }
+        match value {
+            None => {}
+            Some(Value::String(s)) if split => out.extend(s.split_ascii_whitespace()),
+            Some(Value::String(s)) => out.push(s),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    out.push(item.as_str().ok_or("claim_format")?);
+                }
+            }
+            Some(_) => return Err("claim_format"),
         }
         Ok(())
     }

@@ -1,18 +1,18 @@
 //! Tests of the parent module.
 
 use super::*;
-use crate::auth::AuthErrorKind;
+use crate::{AuthMethod, auth::AuthErrorKind};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
 
-const EC_PRIVATE: &str = r"-----BEGIN PRIVATE KEY-----
+pub(crate) const EC_PRIVATE: &str = r"-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgf7wBFoJiJFr4pVg/
 39fj1I1G9KoaBoOtdGjKQo8vkDKhRANCAATWTqbge7qqRIHMWgcTkkBpAdjoCejf
 dolkzLOiOJ9XEQP8hn2g8jY+X2H8YqD876k/oLWr9yx3ESJCFjijJ0Qc
 -----END PRIVATE KEY-----";
-const EC_PUBLIC: &str = r"-----BEGIN PUBLIC KEY-----
+pub(crate) const EC_PUBLIC: &str = r"-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE1k6m4Hu6qkSBzFoHE5JAaQHY6Ano
 33aJZMyzojifVxED/IZ9oPI2Pl9h/GKg/O+pP6C1q/csdxEiQhY4oydEHA==
 -----END PUBLIC KEY-----";
@@ -22,7 +22,7 @@ MC4CAQAwBQYDK2VwBCIEICPJ0/MMsVCtZOPpejlsUa1qNKBG0nKm5a0Pk7/WzFEo
 const ED_PUBLIC: &str = r"-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VwAyEAP5zfbNKAjsbRiyuy/Ag8/aMF+PI5ujAraBlaoQyWbaw=
 -----END PUBLIC KEY-----";
-const RSA_PRIVATE: &str = r"-----BEGIN PRIVATE KEY-----
+pub(crate) const RSA_PRIVATE: &str = r"-----BEGIN PRIVATE KEY-----
 MIIEvwIBADANBgkqhkiG9w0BAQEFAASCBKkwggSlAgEAAoIBAQDbUvfNeoMXtZOg
 yJ2PawgSkzCS1oOa8zND8ZD98uPtSbxz7kkz6LDvSCLMxkFC4Sn7jjaUOcF0f/TX
 BKIuM1ytURAcupuBx97VtqYKlxoodOGsVO/t4OD46ca/2VE0/G+v0QC5gJ8czYTH
@@ -50,7 +50,7 @@ SKbqOXVuS2k+IyPIodTJU06iadJ8YMO08cdiyXtuQ0CVowPMxVJoTScuM4w7fdgU
 ikyUQWbU188Z6UgI/Y+RWoPd2gjTPmcS+jHgnhSJ2SbuI4fHjplUUKlR67weLcaC
 s1rmuz0T5jVxkFIzbstLdYy2Aw==
 -----END PRIVATE KEY-----";
-const RSA_PUBLIC: &str = r"-----BEGIN PUBLIC KEY-----
+pub(crate) const RSA_PUBLIC: &str = r"-----BEGIN PUBLIC KEY-----
 MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA21L3zXqDF7WToMidj2sI
 EpMwktaDmvMzQ/GQ/fLj7Um8c+5JM+iw70gizMZBQuEp+442lDnBdH/01wSiLjNc
 rVEQHLqbgcfe1bamCpcaKHThrFTv7eDg+OnGv9lRNPxvr9EAuYCfHM2ExxcmUsPM
