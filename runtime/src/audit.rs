@@ -127,6 +127,10 @@ pub struct AuditRecord<'a> {
     /// The caller's subject, once known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<&'a str>,
+    /// The issuer of the caller's token, when it came from an external identity provider
+    /// (two issuers may use the same subject for different callers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<&'a str>,
     /// How the caller authenticated (`api_key`, `jwt`, ...), or which authenticator refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<&'a str>,
@@ -159,6 +163,7 @@ impl<'a> AuditRecord<'a> {
             reason: None,
             detail: None,
             subject: None,
+            issuer: None,
             method: None,
             credential_id: None,
             client_id: None,
@@ -172,6 +177,7 @@ impl<'a> AuditRecord<'a> {
     /// Fills the caller's fields from a principal.
     pub fn principal(mut self, principal: &'a Principal) -> Self {
         self.subject = Some(principal.subject());
+        self.issuer = principal.issuer();
         self.method = Some(principal.method().as_str());
         self.credential_id = principal.credential_id();
         self.client_id = principal.client_id();
@@ -423,6 +429,7 @@ fn emit_tracing(r: &AuditRecord<'_>) {
                 outcome = r.outcome.as_str(),
                 reason = r.reason,
                 subject = r.subject,
+                issuer = r.issuer,
                 method = r.method,
                 credential_id = r.credential_id,
                 client_id = r.client_id,

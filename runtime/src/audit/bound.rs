@@ -10,8 +10,8 @@ use std::fmt::{self, Write as _};
 
 use super::AuditRecord;
 
-/// The longest prefix kept of `reason`, `subject`, `method`, `credential_id`, `client_id` and
-/// `tool`, in bytes: far above any name this crate or a sane client uses.
+/// The longest prefix kept of `reason`, `subject`, `issuer`, `method`, `credential_id`,
+/// `client_id` and `tool`, in bytes: far above any name this crate or a sane client uses.
 pub(super) const FIELD_MAX_BYTES: usize = 256;
 
 /// The longest prefix kept of `detail`, in bytes: room for a full error message.
@@ -26,6 +26,7 @@ impl AuditRecord<'_> {
         let short = [
             self.reason,
             self.subject,
+            self.issuer,
             self.method,
             self.credential_id,
             self.client_id,
@@ -38,11 +39,12 @@ impl AuditRecord<'_> {
     }
 }
 
-/// Stack room for the cut copies of one record's fields (about 2.8 KB, only used for a record
+/// Stack room for the cut copies of one record's fields (about 3.1 KB, only used for a record
 /// that has a field over its cap).
 pub(super) struct Room {
     reason: [u8; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
     subject: [u8; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
+    issuer: [u8; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
     method: [u8; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
     credential_id: [u8; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
     client_id: [u8; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
@@ -56,6 +58,7 @@ impl Room {
         Self {
             reason: [0; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
             subject: [0; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
+            issuer: [0; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
             method: [0; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
             credential_id: [0; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
             client_id: [0; FIELD_MAX_BYTES + MARKER_MAX_BYTES],
@@ -72,6 +75,7 @@ pub(super) fn bounded<'r>(record: &AuditRecord<'r>, room: &'r mut Room) -> Audit
         reason: cut(record.reason, FIELD_MAX_BYTES, &mut room.reason),
         detail: cut(record.detail, DETAIL_MAX_BYTES, &mut room.detail),
         subject: cut(record.subject, FIELD_MAX_BYTES, &mut room.subject),
+        issuer: cut(record.issuer, FIELD_MAX_BYTES, &mut room.issuer),
         method: cut(record.method, FIELD_MAX_BYTES, &mut room.method),
         credential_id: cut(
             record.credential_id,

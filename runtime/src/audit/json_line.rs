@@ -26,6 +26,7 @@ pub(super) fn write_record(out: &mut String, now: SystemTime, record: &AuditReco
         reason,
         detail,
         subject,
+        issuer,
         method,
         credential_id,
         client_id,
@@ -45,6 +46,7 @@ pub(super) fn write_record(out: &mut String, now: SystemTime, record: &AuditReco
         ("reason", reason),
         ("detail", detail),
         ("subject", subject),
+        ("issuer", issuer),
         ("method", method),
         ("credential_id", credential_id),
         ("client_id", client_id),
@@ -322,6 +324,7 @@ mod tests {
         full.reason = Some("rate_limited");
         full.detail = Some(hostile);
         full.subject = Some("alice\r\n{\"forged\":true}");
+        full.issuer = Some("https://idp.example.com/realms/a\"b");
         full.method = Some("jwt");
         full.credential_id = Some("\u{1f}\u{8}\u{c}");
         full.client_id = Some("");

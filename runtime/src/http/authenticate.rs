@@ -597,6 +597,25 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_that_cannot_be_checked_now_is_a_503_without_a_challenge() {
+        let error = AuthError::unavailable("The identity provider cannot be reached");
+        for params in [
+            Challenge::new(
+                Some("https://h/.well-known/oauth-protected-resource/mcp"),
+                &[],
+            ),
+            Challenge::default(),
+        ] {
+            let response = unauthorized(&error, &params);
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+            assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        }
+        assert_eq!(error.kind().as_str(), "credential_check_unavailable");
+    }
+
+    #[test]
     fn challenges_carry_the_metadata_url_and_scopes() {
         let params = Challenge::new(
             Some("https://h/.well-known/oauth-protected-resource/mcp"),

@@ -415,6 +415,52 @@ fn custom_role_and_scope_claims_are_read() {
 }
 
 #[test]
+fn roles_may_be_nested_and_mapped() {
+    let c = json!({
+        "sub": "carol",
+        "exp": now() + 60,
+        "realm_access": { "roles": ["mcp-admins", "offline_access"] },
+        "resource_access": { "my.client": { "roles": "mcp-users" } },
+        "https://example.com/roles": ["namespaced"],
+    });
+    let token = hs256_token(&c);
+    let nested = hs256().role_claim("realm_access.roles");
+    let p = nested.verify(&token).unwrap();
+    assert_eq!(
+        p.roles().collect::<Vec<_>>(),
+        ["mcp-admins", "offline_access"]
+    );
+    let mapped = nested
+        .map_role("mcp-admins", "admin")
+        .map_role("mcp-admins", "editor");
+    assert_eq!(mapped.configured_roles(), ["admin", "editor"]);
+    let p = mapped.verify(&token).unwrap();
+    assert_eq!(
+        p.roles().collect::<Vec<_>>(),
+        ["admin", "editor"],
+        "unmapped names grant nothing"
+    );
+    let dotted_client = hs256().role_claim(ClaimPath::segments([
+        "resource_access",
+        "my.client",
+        "roles",
+    ]));
+    let p = dotted_client.verify(&token).unwrap();
+    assert_eq!(p.roles().collect::<Vec<_>>(), ["mcp-users"]);
+    let p = hs256()
+        .role_claim("https://example.com/roles")
+        .verify(&token)
+        .unwrap();
+    assert_eq!(p.roles().collect::<Vec<_>>(), ["namespaced"]);
+    // A path through something that is not an object finds nothing; a value of the wrong type
+    // at its end is refused.
+    let p = hs256().role_claim("sub.roles").verify(&token).unwrap();
+    assert_eq!(p.roles().count(), 0);
+    let bad = hs256_token(&with(c, json!({ "realm_access": { "roles": [1] } })));
+    assert_invalid(hs256().role_claim("realm_access.roles").verify(&bad));
+}
+
+#[test]
 fn only_jwt_shaped_bearers_are_decided() {
     let jwt = hs256();
     assert!(matches!(verdict(&jwt, None), Verdict::Pass));

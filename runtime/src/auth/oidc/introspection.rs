@@ -168,11 +168,7 @@ impl Introspector {
     }
 
     /// Starts the exchange for the token with `digest`, or joins the one running.
-    fn start(
-        self: &Arc<Self>,
-        digest: [u8; 32],
-        token: String,
-    ) -> Exchange {
+    fn start(self: &Arc<Self>, digest: [u8; 32], token: String) -> Exchange {
         let mut in_flight = lock(&self.in_flight);
         if let Some(running) = in_flight.get(&digest) {
             return running.clone();

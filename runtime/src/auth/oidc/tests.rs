@@ -239,7 +239,10 @@ async fn tokens_of_a_discovered_provider_are_accepted_with_its_claims() {
         oidc.issuers().collect::<Vec<_>>(),
         [provider.issuer.as_str()]
     );
-    assert_eq!(oidc.authorization_servers(), std::slice::from_ref(&provider.issuer));
+    assert_eq!(
+        oidc.authorization_servers(),
+        std::slice::from_ref(&provider.issuer)
+    );
     let token = key.sign(&provider.claims("alice"));
     let principal = oidc.verify(&token, None).await.unwrap();
     assert_eq!(principal.subject(), "alice");
