@@ -6,8 +6,9 @@
 #   bench/callgrind.sh [ROW ...]                       rows of this tree's bench-server
 #   SERVERS="old=/path/bench-server new=target/release/bench-server" bench/callgrind.sh apikey
 #
-# ROW is one of bare, apikey, hs256, es256 (default: bare apikey hs256), or hs256-cold,
-# es256-cold: the JWT rows with a new token on every request (`--fresh-tokens`, FRESH_TOKENS of
+# ROW is one of bare, apikey, hs256, es256, oidc (ES256 from an identity provider's JWKS),
+# introspect (an opaque token, answered from the introspection cache) (default: bare apikey
+# hs256), or hs256-cold, es256-cold, oidc-cold: the JWT rows with a new token on every request (`--fresh-tokens`, FRESH_TOKENS of
 # them, default 40000; the warm-up sends the first quarter, the measured run the rest, and a
 # warning says when the run needed more), so every request misses the verified-token cache and
 # is verified in full. Each row is served by `bench-server --mode ROW` under callgrind; after a 3 s warm-up the counters are zeroed, then

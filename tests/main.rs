@@ -2,12 +2,14 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
-#[path = "../examples/oauth.rs"]
+#[path = "../examples/oidc.rs"]
 #[allow(dead_code, unreachable_pub)]
-mod oauth_example;
+mod oidc_example;
 
-// The RBAC example, through the OAuth example that builds on it (a file is compiled once).
+// The OAuth example through the OIDC example, and the RBAC example through the OAuth example,
+// that build on them (a file is compiled once).
 use oauth_example::rbac;
+use oidc_example::oauth as oauth_example;
 
 #[path = "../examples/hello.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -27,6 +29,7 @@ mod connections;
 mod interop;
 mod layer;
 mod oauth;
+mod oidc;
 mod python_sdk;
 mod readme;
 mod rmcp_client;

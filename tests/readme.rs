@@ -29,10 +29,11 @@ use crate::common::{e2e, example_binary};
 const README: &str = include_str!("../README.md");
 
 /// The examples' sources, for the environment checks.
-const EXAMPLES: [(&str, &str); 4] = [
+const EXAMPLES: [(&str, &str); 5] = [
     ("hello", include_str!("../examples/hello.rs")),
     ("rbac", include_str!("../examples/rbac.rs")),
     ("oauth", include_str!("../examples/oauth.rs")),
+    ("oidc", include_str!("../examples/oidc.rs")),
     ("rmcp_layer", include_str!("../examples/rmcp_layer.rs")),
 ];
 
@@ -438,9 +439,11 @@ fn every_example_follows_the_environment_convention_and_the_readme_lists_it() {
             &["BIND", "STATELESS", "MCP_RESOURCE"]
         };
         for variable in shared {
-            // The oauth example reads the shared ones through the rbac example's helpers.
+            // The oauth and oidc examples read the shared ones through the rbac example's
+            // helpers.
             let source_read = read.iter().any(|r| r == variable)
-                || (name == "oauth" && variables_read(EXAMPLES[1].1).iter().any(|r| r == variable));
+                || ((name == "oauth" || name == "oidc")
+                    && variables_read(EXAMPLES[1].1).iter().any(|r| r == variable));
             assert!(source_read, "the {name} example does not read {variable}");
         }
         for variable in read {

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use mcp_gatekeeper::{AuditLog, prelude::*};
+use mcp_gatekeeper::{AuditLog, auth::Oidc, prelude::*};
 use serde::Serialize;
 
 use mcp_gatekeeper::shutdown_signal as stop_signal;
@@ -62,20 +62,34 @@ fn random_hex(bytes: usize) -> String {
 
 /// A one-day token for a `viewer`, signed with `key`, with `jti` if given.
 fn mint(algorithm: Algorithm, key: &EncodingKey, jti: Option<&str>) -> Result<String, String> {
+    mint_for(ISSUER, algorithm, key, jti)
+}
+
+/// [`mint`] for tokens of `issuer`, with the identity provider's `kid`.
+fn mint_for(
+    issuer: &str,
+    algorithm: Algorithm,
+    key: &EncodingKey,
+    jti: Option<&str>,
+) -> Result<String, String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
     let claims = Claims {
         sub: "bench-client",
-        iss: ISSUER,
+        iss: issuer,
         aud: AUDIENCE,
         role: "viewer",
         iat: now,
         exp: now + 86_400,
         jti,
     };
-    jsonwebtoken::encode(&Header::new(algorithm), &claims, key)
+    let mut header = Header::new(algorithm);
+    if issuer != ISSUER {
+        header.kid = Some(crate::idp::KID.to_owned());
+    }
+    jsonwebtoken::encode(&header, &claims, key)
         .map_err(|e| format!("cannot sign the benchmark token: {e}"))
 }
 
@@ -104,7 +118,10 @@ fn read(path: Option<&std::path::PathBuf>) -> Result<Vec<u8>, String> {
 
 /// The server for `options` (credentials configured, not yet bound) and the header line a
 /// client must send.
-fn server(options: &Options, audit: AuditLog) -> Result<(Gatekeeper<EchoTools>, String), String> {
+async fn server(
+    options: &Options,
+    audit: AuditLog,
+) -> Result<(Gatekeeper<EchoTools>, String), String> {
     let server = Gatekeeper::new(EchoTools).audit(audit);
     let (server, header) = match options.mode {
         Mode::ApiKey => {
@@ -143,6 +160,49 @@ fn server(options: &Options, audit: AuditLog) -> Result<(Gatekeeper<EchoTools>, 
                 format!("Authorization: Bearer {token}"),
             )
         }
+        Mode::Oidc => {
+            let public = read(options.es256_public.as_ref())?;
+            let private = read(options.es256_private.as_ref())?;
+            let key = EncodingKey::from_ec_pem(&private)
+                .map_err(|e| format!("bad ES256 private key (PKCS#8 PEM expected): {e}"))?;
+            let provider = crate::idp::serve(&public, None).await?;
+            let oidc = Oidc::issuer(&provider)
+                .audience(AUDIENCE)
+                .role_claim("role")
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            let token = mint_for(&provider, Algorithm::ES256, &key, None)?;
+            if let Some(path) = &options.fresh_tokens {
+                let mut lines = String::new();
+                for i in 0..options.fresh_token_count {
+                    let jti = format!("fresh-{i}");
+                    lines.push_str(&mint_for(&provider, Algorithm::ES256, &key, Some(&jti))?);
+                    lines.push('\n');
+                }
+                std::fs::write(path, lines)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            (
+                server.authenticate(oidc),
+                format!("Authorization: Bearer {token}"),
+            )
+        }
+        Mode::Introspect => {
+            let token = format!("opaque-{}", random_hex(24));
+            let provider = crate::idp::serve(&[], Some((&token, AUDIENCE))).await?;
+            let oidc = Oidc::issuer(&provider)
+                .audience(AUDIENCE)
+                .role_claim("role")
+                .introspection(crate::idp::CLIENT_ID, crate::idp::CLIENT_SECRET)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            (
+                server.authenticate(oidc),
+                format!("Authorization: Bearer {token}"),
+            )
+        }
         Mode::Bare => return Err("not a gatekeeper mode".into()),
     };
     Ok(if options.stateful {
@@ -159,7 +219,7 @@ pub(crate) async fn run(options: &Options) -> Result<(), String> {
         Some(path) => AuditLog::json_lines(path).map_err(|e| e.to_string())?,
         None => AuditLog::tracing_only(),
     };
-    let (server, header) = server(options, audit.clone())?;
+    let (server, header) = server(options, audit.clone()).await?;
     write_credential(options, &header)?;
     if options.tcp_nodelay {
         // Diagnostic only: the same router, served with TCP_NODELAY on accepted connections.

@@ -8,7 +8,13 @@
 //! - `--mode apikey`: mcp-gatekeeper, `X-API-Key` authentication, a `viewer` role guard, a rate
 //!   limit that never triggers (`1000000000/s`) and audit records to a JSON-lines file;
 //! - `--mode hs256` / `--mode es256`: the same with an HS256 / ES256 JWT
-//!   (`Authorization: Bearer ...`).
+//!   (`Authorization: Bearer ...`);
+//! - `--mode oidc`: the same ES256 JWT, verified by the `Oidc` authenticator with the key from
+//!   an identity provider's JWKS (discovery and key set served by this process on another
+//!   loopback port before the server starts): the request path of a cached JWKS key, to set
+//!   against `es256`'s static key;
+//! - `--mode introspect`: an opaque token the same identity provider answers for at its
+//!   RFC 7662 endpoint; after the first request every one is an introspection cache hit.
 //!
 //! ```text
 //! bench-server --mode apikey [--stateful] [--bind 127.0.0.1:8801]
@@ -38,6 +44,7 @@
 
 mod bare;
 mod gate;
+mod idp;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -52,6 +59,10 @@ enum Mode {
     Hs256,
     /// mcp-gatekeeper with an ES256 JWT.
     Es256,
+    /// mcp-gatekeeper with an ES256 JWT from an identity provider's JWKS.
+    Oidc,
+    /// mcp-gatekeeper with an opaque token checked by introspection.
+    Introspect,
 }
 
 /// The command line.
@@ -72,7 +83,7 @@ struct Options {
     fresh_token_count: usize,
 }
 
-const USAGE: &str = "usage: bench-server --mode bare|apikey|hs256|es256 [--stateful] [--tcp-nodelay] [--any-host] [--bind ADDR] \
+const USAGE: &str = "usage: bench-server --mode bare|apikey|hs256|es256|oidc|introspect [--stateful] [--tcp-nodelay] [--any-host] [--bind ADDR] \
 [--credential-file FILE] [--audit-file FILE | --no-audit-file] [--es256-private PEM --es256-public PEM] \
 [--fresh-tokens FILE [--fresh-token-count N]]";
 
@@ -101,6 +112,8 @@ fn parse_options() -> Result<Options, String> {
                     "apikey" => Mode::ApiKey,
                     "hs256" => Mode::Hs256,
                     "es256" => Mode::Es256,
+                    "oidc" => Mode::Oidc,
+                    "introspect" => Mode::Introspect,
                     other => return Err(format!("unknown mode `{other}`")),
                 });
             }
@@ -126,13 +139,15 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     options.mode = mode.ok_or_else(|| format!("--mode is required\n{USAGE}"))?;
-    if options.mode == Mode::Es256
+    if matches!(options.mode, Mode::Es256 | Mode::Oidc)
         && (options.es256_private.is_none() || options.es256_public.is_none())
     {
-        return Err("--mode es256 needs --es256-private and --es256-public".into());
+        return Err("--mode es256 and oidc need --es256-private and --es256-public".into());
     }
-    if options.fresh_tokens.is_some() && !matches!(options.mode, Mode::Hs256 | Mode::Es256) {
-        return Err("--fresh-tokens needs --mode hs256 or es256".into());
+    if options.fresh_tokens.is_some()
+        && !matches!(options.mode, Mode::Hs256 | Mode::Es256 | Mode::Oidc)
+    {
+        return Err("--fresh-tokens needs --mode hs256, es256 or oidc".into());
     }
     Ok(options)
 }
@@ -187,7 +202,9 @@ async fn main() -> ExitCode {
     };
     let result = match options.mode {
         Mode::Bare => bare::run(&options).await,
-        Mode::ApiKey | Mode::Hs256 | Mode::Es256 => gate::run(&options).await,
+        Mode::ApiKey | Mode::Hs256 | Mode::Es256 | Mode::Oidc | Mode::Introspect => {
+            gate::run(&options).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

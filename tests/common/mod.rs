@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::rbac::{self, RbacConfig};
 
 pub mod e2e;
+pub mod idp;
 
 /// The HS256 secret of every test server.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";

@@ -217,6 +217,11 @@ impl OidcIssuer {
     /// to introspect tokens issued for this server). The endpoint is discovered unless set with
     /// [`introspection_endpoint`](Self::introspection_endpoint).
     ///
+    /// Introspection answers pass the same rules as JWTs: `active` must be `true`, `iss` (when
+    /// present) the issuer, and `aud` must name an audience, so a provider whose answers omit
+    /// `aud` (RFC 7662 makes it optional) needs
+    /// [`accept_tokens_for_any_audience`](Self::accept_tokens_for_any_audience).
+    ///
     /// Only one configured issuer may introspect opaque tokens: an opaque token names no
     /// issuer, and sending it to the wrong provider would hand it over. Put this authenticator
     /// before [`ApiKeys`](crate::auth::ApiKeys), whose clients should then send `X-API-Key`
@@ -226,38 +231,36 @@ impl OidcIssuer {
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
     ) -> Self {
-        let previous = self.introspection.take();
-        self.introspection = Some(IntrospectionSettings {
-            client_id: client_id.into(),
-            secret: client_secret.into(),
-            endpoint: previous.as_ref().and_then(|p| p.endpoint.clone()),
-            method: previous.and_then(|p| p.method),
-        });
+        let settings = self.introspection_settings();
+        settings.client_id = client_id.into();
+        settings.secret = client_secret.into();
         self
     }
 
     /// The introspection endpoint, instead of the discovered one (needs
     /// [`introspection`](Self::introspection)).
     pub fn introspection_endpoint(mut self, url: impl Into<String>) -> Self {
-        let settings = self
-            .introspection
-            .get_or_insert_with(|| IntrospectionSettings {
-                client_id: String::new(),
-                secret: String::new(),
-                endpoint: None,
-                method: None,
-            });
-        settings.endpoint = Some(url.into());
+        self.introspection_settings().endpoint = Some(url.into());
         self
     }
 
     /// How to authenticate to the introspection endpoint (default: Basic, or `client_secret_post`
     /// when that is all the provider's metadata offers).
     pub fn introspection_client_authentication(mut self, method: ClientAuthentication) -> Self {
-        if let Some(settings) = &mut self.introspection {
-            settings.method = Some(method);
-        }
+        self.introspection_settings().method = Some(method);
         self
+    }
+
+    /// The introspection settings, started empty when a setter comes before
+    /// [`introspection`](Self::introspection) (a missing client is reported at build).
+    fn introspection_settings(&mut self) -> &mut IntrospectionSettings {
+        self.introspection
+            .get_or_insert_with(|| IntrospectionSettings {
+                client_id: String::new(),
+                secret: String::new(),
+                endpoint: None,
+                method: None,
+            })
     }
 
     /// Asks the introspection endpoint about JWTs too, after they verified locally, so that a
@@ -311,6 +314,8 @@ pub struct OidcBuilder {
     max_document_bytes: usize,
     introspection_ttl: Duration,
     introspections_per_address: u32,
+    /// How often discovery runs again ([`REDISCOVER_EVERY`]; shorter in tests).
+    rediscover_every: Duration,
 }
 
 impl Default for OidcBuilder {
@@ -323,6 +328,7 @@ impl Default for OidcBuilder {
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             introspection_ttl: DEFAULT_INTROSPECTION_TTL,
             introspections_per_address: DEFAULT_INTROSPECTIONS_PER_ADDRESS,
+            rediscover_every: REDISCOVER_EVERY,
         }
     }
 }
@@ -426,6 +432,7 @@ impl OidcBuilder {
             .collect();
         Ok(Oidc {
             inner: Arc::new(Inner {
+                introspects_jwts: issuers.iter().any(|i| i.introspect_jwts),
                 issuers,
                 opaque,
                 verified: VerifiedTokens::default(),
@@ -616,7 +623,10 @@ impl OidcBuilder {
             introspection,
             introspect_jwts: config.introspect_jwts,
             fetcher: fetcher.clone(),
-            rediscover: discover.then(|| Mutex::new(Instant::now() + REDISCOVER_EVERY)),
+            rediscover: discover.then(|| Mutex::new(Instant::now() + self.rediscover_every)),
+            rediscover_every: self.rediscover_every,
+            jwks_uri_discovered: config.jwks_uri.is_none(),
+            introspection_discovered: !explicit_introspection,
         })
     }
 }
@@ -639,6 +649,8 @@ struct Inner {
     issuers: Vec<Arc<Issuer>>,
     /// The issuer that introspects opaque tokens, if one does.
     opaque: Option<usize>,
+    /// Whether any issuer introspects JWTs too (cache hits then look up their issuer).
+    introspects_jwts: bool,
     verified: VerifiedTokens,
     deadline: Duration,
     /// The background refresh of each issuer, stopped when the last clone goes.
@@ -665,6 +677,12 @@ struct Issuer {
     fetcher: Arc<Fetcher>,
     /// When discovery runs again, for issuers whose endpoints were discovered.
     rediscover: Option<Mutex<Instant>>,
+    rediscover_every: Duration,
+    /// Whether the key set's URL came from discovery (rediscovery may move it) rather than
+    /// from the configuration (which it must never override).
+    jwks_uri_discovered: bool,
+    /// The same for the introspection endpoint.
+    introspection_discovered: bool,
 }
 
 /// What an [`Oidc`] authenticator has done since it was built, summed over its issuers.
@@ -737,7 +755,7 @@ impl Oidc {
         token: &str,
         client: Option<IpAddr>,
     ) -> Result<Arc<Principal>, AuthError> {
-        match self.decide(token, client) {
+        match self.decide(token, Client::Known(client)) {
             Authentication::Ready(Verdict::Accept(principal)) => Ok(principal),
             Authentication::Ready(Verdict::Reject(error)) => Err(error),
             Authentication::Ready(Verdict::Pass) => Err(AuthError::invalid_token()),
@@ -751,7 +769,7 @@ impl Oidc {
 
     /// The verdict on a bearer token: at once when it is a cached JWT (the request path's
     /// common case), after I/O otherwise.
-    fn decide<'a>(&'a self, token: &'a str, client: Option<IpAddr>) -> Authentication<'a> {
+    fn decide<'a>(&'a self, token: &'a str, client: Client<'a>) -> Authentication<'a> {
         let inner = &self.inner;
         if !Credential::Bearer(token).looks_like_jwt() {
             let Some(index) = inner.opaque else {
@@ -761,15 +779,20 @@ impl Oidc {
             let deadline = inner.deadline;
             return Authentication::Pending(Box::pin(async move {
                 let introspection = issuer.introspection.as_ref().expect("opaque issuer");
-                match introspection.introspect(token, client, deadline).await {
+                match introspection.introspect(token, client.ip(), deadline).await {
                     Ok(principal) => Verdict::Accept(principal),
                     Err(error) => Verdict::Reject(error),
                 }
             }));
         }
         if let Some(principal) = inner.verified.get(token, now()) {
-            let issuer = self.issuer_of(&principal);
-            if issuer.is_none_or(|i| !i.introspect_jwts) {
+            // The request path's common case: no allocation, no I/O, and no issuer lookup
+            // unless some issuer asks about JWTs too.
+            if !inner.introspects_jwts
+                || self
+                    .issuer_of(&principal)
+                    .is_none_or(|i| !i.introspect_jwts)
+            {
                 return Verdict::Accept(principal).into();
             }
         }
@@ -812,7 +835,7 @@ impl Oidc {
             };
             if issuer.introspect_jwts
                 && let Some(introspection) = &issuer.introspection
-                && let Err(error) = introspection.introspect(token, client, deadline).await
+                && let Err(error) = introspection.introspect(token, client.ip(), deadline).await
             {
                 return Verdict::Reject(error);
             }
@@ -849,12 +872,7 @@ impl Authenticator for Oidc {
         let Some(Credential::Bearer(token)) = request.credential else {
             return Verdict::Pass.into();
         };
-        let client = request
-            .parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        self.decide(token, client)
+        self.decide(token, Client::Request(request.parts))
     }
 
     /// The roles names are mapped to; roles taken from tokens as they are cannot be checked
@@ -873,6 +891,26 @@ impl Authenticator for Oidc {
 
     fn authorization_servers(&self) -> Vec<String> {
         self.issuers().map(str::to_owned).collect()
+    }
+}
+
+/// Who presents a token: the caller's address pays for introspection exchanges. Read from the
+/// request only when an exchange may be needed (never on the verified-token cache's hits).
+#[derive(Clone, Copy)]
+enum Client<'a> {
+    Known(Option<IpAddr>),
+    Request(&'a super::Parts),
+}
+
+impl Client<'_> {
+    fn ip(self) -> Option<IpAddr> {
+        match self {
+            Client::Known(ip) => ip,
+            Client::Request(parts) => parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        }
     }
 }
 
@@ -915,7 +953,7 @@ impl Issuer {
             (Some(a), Some(b)) => a.min(b),
             (Some(at), None) | (None, Some(at)) => at,
             // Nothing to keep current: wake rarely, only to notice the authenticator is gone.
-            (None, None) => Instant::now() + REDISCOVER_EVERY,
+            (None, None) => Instant::now() + self.rediscover_every,
         }
     }
 
@@ -926,15 +964,20 @@ impl Issuer {
         {
             let next = match discovery::discover(&self.fetcher, &self.name).await {
                 Ok(metadata) => {
-                    if let (Some(keys), Some(url)) = (&self.keys, metadata.jwks_uri) {
+                    // Only what discovery found may move; a configured URL stays.
+                    if let (true, Some(keys), Some(url)) =
+                        (self.jwks_uri_discovered, &self.keys, metadata.jwks_uri)
+                    {
                         keys.set_source(url);
                     }
-                    if let (Some(introspection), Some(url)) =
-                        (&self.introspection, metadata.introspection_endpoint)
-                    {
+                    if let (true, Some(introspection), Some(url)) = (
+                        self.introspection_discovered,
+                        &self.introspection,
+                        metadata.introspection_endpoint,
+                    ) {
                         introspection.set_endpoint(url);
                     }
-                    REDISCOVER_EVERY
+                    self.rediscover_every
                 }
                 Err(error) => {
                     tracing::warn!(

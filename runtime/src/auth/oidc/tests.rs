@@ -803,3 +803,43 @@ async fn building_fails_clearly_on_what_cannot_work() {
     let e = error(provider.issuer().introspect_jwts().build().await);
     assert!(e.contains("introspect_jwts needs"), "{e}");
 }
+
+#[tokio::test]
+async fn rediscovery_moves_only_what_discovery_found() {
+    // The provider's own key set lacks the key its tokens are signed with; the configured
+    // `jwks_uri` (another server's) has it. Discovery runs anyway (for the introspection
+    // endpoint), and again every 100 ms here.
+    let signing = TestKey::new("signing");
+    let decoy = TestKey::new("decoy");
+    let provider = Provider::start("", &[&decoy]).await;
+    let keys = Provider::start("/keys", &[&signing]).await;
+    let builder = Oidc::builder()
+        .issuer(
+            provider
+                .issuer()
+                .jwks_uri(format!("{}/jwks", keys.issuer))
+                .introspection("mcp", "mcp-secret"),
+        )
+        .key_set_lifetime_bounds(Duration::from_millis(100), Duration::from_millis(100));
+    let oidc = OidcBuilder {
+        rediscover_every: Duration::from_millis(100),
+        ..builder
+    }
+    .build()
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(provider.state.discovery_fetches.load(Ordering::SeqCst) >= 3);
+    assert!(
+        keys.jwks_fetches() >= 3,
+        "the configured key set is refreshed"
+    );
+    assert_eq!(
+        provider.jwks_fetches(),
+        0,
+        "the discovered one is never used"
+    );
+    oidc.verify(&signing.sign(&provider.claims("late")), None)
+        .await
+        .unwrap();
+}
