@@ -409,12 +409,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  MCP_AUTO_OPEN_ENABLED=true npx -y @modelcontextprotocol/inspector --cli {resource} --transport http --method tools/call --tool-name read-data --tool-arg key={key}"
     );
     println!("\nlistening on {local}");
-    let stop = running.shutdown_handle();
-    tokio::spawn(async move {
-        mcp_gatekeeper::shutdown_signal().await;
-        stop.cancel();
-    });
-    running.wait().await?;
+    rbac::wait_until_signal(running).await?;
     Ok(())
 }
 

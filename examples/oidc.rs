@@ -243,12 +243,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         curl_with_token(&url, "read-data", &serde_json::json!({ "key": key }))
     );
     println!("\nlistening on {local}");
-    let stop = running.shutdown_handle();
-    tokio::spawn(async move {
-        mcp_gatekeeper::shutdown_signal().await;
-        stop.cancel();
-    });
-    running.wait().await?;
+    rbac::wait_until_signal(running).await?;
     Ok(())
 }
 

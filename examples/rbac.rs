@@ -351,7 +351,13 @@ pub async fn serve_until_signal<T: mcp_gatekeeper::McpTools>(
     server: Gatekeeper<T>,
     listener: tokio::net::TcpListener,
 ) -> Result<(), mcp_gatekeeper::ServeError> {
-    let running = server.serve_on(listener)?;
+    wait_until_signal(server.serve_on(listener)?).await
+}
+
+/// Waits until Ctrl-C or SIGTERM, then shuts `running` down gracefully.
+pub async fn wait_until_signal(
+    running: mcp_gatekeeper::RunningServer,
+) -> Result<(), mcp_gatekeeper::ServeError> {
     let stop = running.shutdown_handle();
     tokio::spawn(async move {
         mcp_gatekeeper::shutdown_signal().await;

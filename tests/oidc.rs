@@ -11,9 +11,7 @@
 //! bound first.
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -35,6 +33,7 @@ use crate::{
         self, Cred, Mcp, Reply, Version, client_from, example_binary,
         idp::{ALL_SCOPES, ClientAuth, Counters, Idp, key_file},
         now,
+        process::CapturedProcess,
     },
     oauth_example::OAuthDataTools,
     oidc_example::{self, OidcConfig},
@@ -975,93 +974,15 @@ async fn the_protected_resource_metadata_names_the_provider() {
 }
 
 /// The example binary, started with `vars` only (and `PATH`); killed when dropped.
-struct ExampleProcess {
-    child: std::process::Child,
-    output: Arc<Mutex<String>>,
-}
-
-impl ExampleProcess {
-    fn start(vars: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(example_binary("oidc"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the oidc example starts");
-        let output = Arc::new(Mutex::new(String::new()));
-        let streams: [Box<dyn std::io::Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout")),
-            Box::new(child.stderr.take().expect("stderr")),
-        ];
-        for stream in streams {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut output) = output.lock() {
-                        output.push_str(&line);
-                        output.push('\n');
-                    }
-                }
-            });
-        }
-        Self { child, output }
-    }
-
-    fn printed(&self) -> String {
-        self.output.lock().map(|o| o.clone()).unwrap_or_default()
-    }
-
-    /// Waits for the `listening on` line; returns the address.
-    fn listening(&mut self) -> String {
-        let started = Instant::now();
-        loop {
-            let printed = self.printed();
-            if let Some(address) = printed
-                .lines()
-                .find_map(|l| l.strip_prefix("listening on "))
-            {
-                return address.trim().to_owned();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the example exited ({status}) before listening:\n{printed}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the example did not listen within 30 s:\n{printed}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for it to exit; returns its status and what it printed.
-    fn exit(mut self) -> (std::process::ExitStatus, String) {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the readers take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return (status, self.printed());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the example did not exit:\n{}",
-                self.printed()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ExampleProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_example(vars: &[(&str, &str)]) -> CapturedProcess {
+    let mut command = Command::new(example_binary("oidc"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null());
+    CapturedProcess::spawn(&mut command, "the oidc example")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1069,7 +990,7 @@ async fn the_example_binary_serves_a_providers_tokens_and_its_printed_line_works
     // Any port: the audience is a fixed URL (a loopback name, answered to by default).
     let resource = common::RESOURCE;
     let idp = start_idp(resource, &[]).await;
-    let mut example = ExampleProcess::start(&[
+    let mut example = start_example(&[
         ("BIND", "127.0.0.1:0"),
         ("STATELESS", "1"),
         ("MCP_RESOURCE", resource),
@@ -1158,7 +1079,7 @@ fn the_example_binary_says_which_variable_is_missing_or_wrong() {
     ] {
         let mut all = vec![("BIND", "127.0.0.1:0")];
         all.extend(vars.iter().copied());
-        let (status, printed) = ExampleProcess::start(&all).exit();
+        let (status, printed) = start_example(&all).exit();
         assert!(!status.success(), "{vars:?}: exited {status}:\n{printed}");
         assert!(
             printed.contains(expected),

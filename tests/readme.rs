@@ -14,16 +14,14 @@
 //! example reads.
 
 use std::{
-    io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
 
-use crate::common::{e2e, example_binary};
+use crate::common::{e2e, example_binary, process::CapturedProcess};
 
 /// The README, as the test binary was built with it.
 const README: &str = include_str!("../README.md");
@@ -58,11 +56,9 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// A started example: killed when dropped.
 struct Example {
-    child: Child,
+    process: CapturedProcess,
     /// `127.0.0.1:PORT`, from its `listening on` line.
     address: String,
-    /// Everything it printed so far (stdout and stderr), for failure messages.
-    output: Arc<Mutex<String>>,
     /// Removed when dropped.
     data_dir: PathBuf,
 }
@@ -81,51 +77,12 @@ impl Example {
             .env("OAUTH_DATA_DIR", data_dir.join("oauth-data"))
             .env("RUST_LOG", "warn")
             .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("the example starts");
-        let output = Arc::new(Mutex::new(String::new()));
-        // Both streams are drained for the example's whole life, so that its logs can never
-        // fill a pipe and stall it.
-        let streams: [Box<dyn std::io::Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout")),
-            Box::new(child.stderr.take().expect("stderr")),
-        ];
-        for stream in streams {
-            let output = Arc::clone(&output);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(mut output) = output.lock() {
-                        output.push_str(&line);
-                        output.push('\n');
-                    }
-                }
-            });
-        }
-        let started = Instant::now();
-        let address = loop {
-            let printed = output.lock().map(|o| o.clone()).unwrap_or_default();
-            if let Some(address) = printed
-                .lines()
-                .find_map(|l| l.strip_prefix("listening on "))
-            {
-                break address.trim().to_owned();
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("the example exited ({status}) before listening:\n{printed}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the example did not listen within 30 s:\n{printed}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+            .stdin(Stdio::null());
+        let mut process = CapturedProcess::spawn(&mut command, "the example");
+        let address = process.listening();
         Self {
-            child,
+            process,
             address,
-            output,
             data_dir,
         }
     }
@@ -152,7 +109,7 @@ impl Example {
 
     /// What it printed so far.
     fn printed(&self) -> String {
-        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+        self.process.printed()
     }
 
     /// The lines it printed under its `try it` heading (up to the next blank line): the
@@ -175,8 +132,6 @@ impl Example {
 
 impl Drop for Example {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

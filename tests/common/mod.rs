@@ -16,6 +16,7 @@ use crate::rbac::{self, RbacConfig};
 
 pub mod e2e;
 pub mod idp;
+pub mod process;
 
 /// The HS256 secret of every test server.
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";

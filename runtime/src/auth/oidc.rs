@@ -65,7 +65,7 @@ const REDISCOVER_EVERY: Duration = Duration::from_secs(60 * 60);
 const REDISCOVER_RETRY: Duration = Duration::from_secs(5 * 60);
 /// The algorithms accepted unless configured otherwise: every public-key algorithm this crate
 /// verifies.
-const DEFAULT_ALGORITHMS: [JwtAlgorithm; 6] = [
+pub(crate) const DEFAULT_ALGORITHMS: [JwtAlgorithm; 6] = [
     JwtAlgorithm::Rs256,
     JwtAlgorithm::Rs384,
     JwtAlgorithm::Rs512,

@@ -199,8 +199,13 @@ impl Introspector {
             .fetcher
             .post_form(&endpoint, &self.client_id, &self.secret, self.method, &form)
             .await;
-        let body = match result {
-            Ok(fetched) => fetched.body,
+        let claims = match result {
+            Ok(fetched) => serde_json::from_slice::<Claims>(&fetched.body)
+                .map_err(|_| "answered something other than a JSON object".to_owned()),
+            Err(error) => Err(error.to_string()),
+        };
+        let claims = match claims {
+            Ok(claims) => claims,
             Err(error) => {
                 self.counters
                     .failed_exchanges
@@ -214,18 +219,6 @@ impl Introspector {
                 );
                 return None;
             }
-        };
-        let Ok(claims) = serde_json::from_slice::<Claims>(&body) else {
-            self.counters
-                .failed_exchanges
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                target: "mcp_gatekeeper::auth",
-                issuer = &*self.issuer,
-                introspection_endpoint = %endpoint,
-                "token introspection answered something other than a JSON object"
-            );
-            return None;
         };
         Some(
             match self.rules.introspected(&claims, crate::auth::jwt::now()) {

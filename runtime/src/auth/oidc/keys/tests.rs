@@ -56,14 +56,8 @@ fn parse(keys: &[Value], allowed: &[JwtAlgorithm]) -> ParsedKeySet {
     KeySet::parse(set.as_bytes(), allowed).unwrap()
 }
 
-const ALL: [JwtAlgorithm; 6] = [
-    JwtAlgorithm::Rs256,
-    JwtAlgorithm::Rs384,
-    JwtAlgorithm::Rs512,
-    JwtAlgorithm::Es256,
-    JwtAlgorithm::Es384,
-    JwtAlgorithm::EdDsa,
-];
+/// Every algorithm a provider's keys may serve.
+const ALL: [JwtAlgorithm; 6] = crate::auth::oidc::DEFAULT_ALGORITHMS;
 
 #[test]
 fn usable_keys_are_found_by_kid_and_algorithm() {
