@@ -16,6 +16,8 @@ mod error;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod lockout;
+#[cfg(feature = "mtls")]
+mod mtls;
 #[cfg(feature = "oidc")]
 mod oidc;
 mod resource;
@@ -39,6 +41,11 @@ pub use error::{AuthError, AuthErrorKind};
 pub use jwt::{ClaimPath, Jwt, JwtAlgorithm};
 pub(crate) use lockout::FailureThrottle;
 pub use lockout::Lockout;
+#[cfg(feature = "mtls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
+pub use mtls::{
+    CertificateError, CertificateField, CertificateSource, ClientCertificate, ClientCertificates,
+};
 #[cfg(feature = "oauth")]
 pub(crate) use lockout::PasswordGuard;
 #[cfg(feature = "oidc")]
