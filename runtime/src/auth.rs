@@ -41,13 +41,13 @@ pub use error::{AuthError, AuthErrorKind};
 pub use jwt::{ClaimPath, Jwt, JwtAlgorithm};
 pub(crate) use lockout::FailureThrottle;
 pub use lockout::Lockout;
+#[cfg(feature = "oauth")]
+pub(crate) use lockout::PasswordGuard;
 #[cfg(feature = "mtls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
 pub use mtls::{
     CertificateError, CertificateField, CertificateSource, ClientCertificate, ClientCertificates,
 };
-#[cfg(feature = "oauth")]
-pub(crate) use lockout::PasswordGuard;
 #[cfg(feature = "oidc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
 pub use oidc::{ClientAuthentication, Oidc, OidcBuilder, OidcIssuer, OidcStats};

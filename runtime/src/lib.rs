@@ -13,6 +13,9 @@ mod http;
 pub mod oauth;
 mod principal;
 mod rate_limit;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod tools;
 
 pub use audit::{AUDIT_TARGET, AuditEvent, AuditLog, AuditRecord, Outcome};
@@ -32,6 +35,9 @@ pub use http::{
 #[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
 pub use oauth::store;
 pub use principal::{AuthMethod, CallerId, Principal, PrincipalBuilder};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use tls::Tls;
 pub use tools::{
     Args, Caller, FromToolCall, GatekeeperService, Granted, Guard, Includes, IntoToolError,
     IntoToolResult, Json, McpTools, NoRoleGuard, NoRoles, Rate, Rejection, RoleMarker, Roles,

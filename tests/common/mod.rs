@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::rbac::{self, RbacConfig};
 
+pub mod certs;
 pub mod e2e;
 pub mod idp;
 pub mod process;

@@ -92,6 +92,9 @@ pub struct Gatekeeper<T: McpTools> {
     token_endpoint: Option<crate::TokenEndpoint>,
     /// Timeouts, connection caps and shutdown deadline of `serve_on` (see `serve`).
     pub(crate) connection_limits: crate::http::serve::ConnectionLimits,
+    /// HTTPS settings of `serve_on`.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::Tls>,
     /// The first error of a setter that could not take its value; reported by the build, so
     /// setters never fail mid-chain.
     config_error: Option<ConfigError>,
@@ -133,6 +136,8 @@ impl<T: McpTools> Gatekeeper<T> {
             #[cfg(feature = "jwt")]
             token_endpoint: None,
             connection_limits: crate::http::serve::ConnectionLimits::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
             config_error: None,
         }
     }
@@ -549,13 +554,31 @@ impl<T: McpTools> Gatekeeper<T> {
         self.serve_on(listener)
     }
 
+    /// Serves HTTPS (and, with client CAs, mutual TLS) instead of plain HTTP: see [`Tls`].
+    /// The files are read when the server starts; [`serve_on`](Self::serve_on) fails with a
+    /// configuration error naming the file that does not load. Plain HTTP (no call to this)
+    /// suits loopback and a server behind a TLS-terminating proxy.
+    ///
+    /// [`Tls`]: crate::Tls
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, tls: crate::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Starts serving on an already bound listener, with the
-    /// [`connection_limits`](Self::connection_limits): HTTP/1.1 and HTTP/2 (prior knowledge),
-    /// each request carrying the peer as `ConnectInfo<SocketAddr>`.
+    /// [`connection_limits`](Self::connection_limits): HTTP/1.1 and HTTP/2 (prior knowledge,
+    /// or by ALPN over TLS), each request carrying the peer as `ConnectInfo<SocketAddr>`.
     pub fn serve_on(self, listener: TcpListener) -> Result<RunningServer, ServeError> {
         let local_addr = listener.local_addr().map_err(ServeError::Bind)?;
         let shutdown = CancellationToken::new();
         self.connection_limits.check()?;
+        #[cfg(feature = "tls")]
+        let tls = match self.tls.clone() {
+            Some(tls) => Some(Arc::new(crate::tls::TlsAcceptor::new(tls)?)),
+            None => None,
+        };
         // Every client behind a trusted proxy arrives through its connections: the proxy is
         // exempt from the per-address connection cap (still counted in the total).
         let proxies = TrustedProxies::parse(&self.trusted_proxies)?;
@@ -567,8 +590,14 @@ impl<T: McpTools> Gatekeeper<T> {
             nodelay: self.tcp_nodelay.unwrap_or(self.mode == Mode::Stateful),
             limits: self.connection_limits.clone(),
             cap_exempt,
+            #[cfg(feature = "tls")]
+            tls: tls.clone(),
         };
         let (router, _engine, _layer) = self.build(shutdown.clone())?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls {
+            tokio::spawn(tls.watch(shutdown.clone()));
+        }
         let task = tokio::spawn(crate::http::serve::serve(
             listener,
             router,

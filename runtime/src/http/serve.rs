@@ -281,6 +281,9 @@ pub(crate) struct ServeSettings {
     pub(crate) limits: ConnectionLimits,
     /// Peers exempt from the per-address cap.
     pub(crate) cap_exempt: Option<CapExempt>,
+    /// HTTPS: every connection starts with a TLS handshake.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Arc<crate::tls::TlsAcceptor>>,
 }
 
 /// Accepts connections on `listener` and serves `router` on them until `shutdown` is
@@ -362,6 +365,19 @@ pub(crate) async fn serve(
         }
         let state = Arc::new(ConnectionState::default());
         let service = ConnectionService::new(router.clone(), peer, state.clone(), &timeouts);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &settings.tls {
+            let handle = tasks.spawn(handshake_then_run(
+                stream,
+                tls.clone(),
+                service,
+                builder.clone(),
+                timeouts,
+                permit,
+            ));
+            open.insert(handle.id(), state);
+            continue;
+        }
         let handle = tasks.spawn(connection::run(
             stream,
             service,
@@ -389,6 +405,58 @@ pub(crate) async fn serve(
         tasks.shutdown().await;
     }
     Ok(())
+}
+
+/// Completes the TLS handshake of an accepted connection within the handshake timeout, reads
+/// the client certificate it verified (once, for all the connection's requests), and serves
+/// the connection. A failed or late handshake ends this connection only; it holds its permit
+/// (counted against the caps) while it lasts.
+#[cfg(feature = "tls")]
+async fn handshake_then_run(
+    stream: tokio::net::TcpStream,
+    tls: Arc<crate::tls::TlsAcceptor>,
+    mut service: ConnectionService,
+    builder: Arc<Builder<TokioExecutor>>,
+    timeouts: Timeouts,
+    permit: table::Permit,
+) {
+    use crate::auth::{CertificateSource, ClientCertificate};
+
+    let peer = service.peer();
+    let handshake = tls.acceptor().accept(stream);
+    let stream = match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not completed in time");
+            return;
+        }
+    };
+    let certificate = match stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+    {
+        None => None,
+        Some(der) => match ClientCertificate::from_der(der, CertificateSource::Tls) {
+            Ok(certificate) => Some(Arc::new(certificate)),
+            Err(error) => {
+                // Verified by webpki yet unreadable here: refuse rather than serve the
+                // connection as if it had no certificate.
+                tracing::warn!(%peer, %error, "client certificate verified but unreadable");
+                return;
+            }
+        },
+    };
+    service.set_tls(connection::TlsConnection {
+        certificate,
+        hsts: tls.hsts().cloned(),
+    });
+    connection::run(stream, service, builder, timeouts, permit).await;
 }
 
 /// An accept error that concerns only the connection being accepted.

@@ -57,7 +57,10 @@ fn a_certificate_is_read_once_with_its_names_and_thumbprint() {
     assert_eq!(cert.san_emails(), ["ci@example.org"]);
     let expected: [u8; 32] = Sha256::digest(&der).into();
     assert_eq!(cert.thumbprint(), &expected);
-    assert_eq!(cert.thumbprint_base64url(), URL_SAFE_NO_PAD.encode(expected));
+    assert_eq!(
+        cert.thumbprint_base64url(),
+        URL_SAFE_NO_PAD.encode(expected)
+    );
     assert_eq!(
         cert.not_after(),
         UNIX_EPOCH + Duration::from_secs(4_102_444_800)
@@ -77,7 +80,10 @@ fn subjects_come_from_the_preferred_field_and_roles_from_rules() {
         .role("reporting.example.org", "viewer")
         .scopes("spiffe://example.org/ns/ops/*", ["data:read", "data:write"])
         .role("legacy-*", "editor");
-    assert_eq!(certificates.configured_roles(), ["admin", "editor", "viewer"]);
+    assert_eq!(
+        certificates.configured_roles(),
+        ["admin", "editor", "viewer"]
+    );
     let now = SystemTime::now();
     let ops = parsed(&certificate(
         Some("ignored-cn"),
@@ -90,15 +96,29 @@ fn subjects_come_from_the_preferred_field_and_roles_from_rules() {
     assert_eq!(p.method(), AuthMethod::Mtls);
     assert_eq!(p.roles().collect::<Vec<_>>(), ["admin"]);
     assert_eq!(p.scopes().collect::<Vec<_>>(), ["data:read", "data:write"]);
-    assert_eq!(p.credential_id(), Some(hex::encode(ops.thumbprint()).as_str()));
+    assert_eq!(
+        p.credential_id(),
+        Some(hex::encode(ops.thumbprint()).as_str())
+    );
     assert_eq!(p.expires_at(), Some(ops.not_after()));
     // A DNS name, exactly; the common name by prefix.
-    let reporting = parsed(&certificate(None, vec![dns("reporting.example.org")], 2020, 2100));
+    let reporting = parsed(&certificate(
+        None,
+        vec![dns("reporting.example.org")],
+        2020,
+        2100,
+    ));
     let p = certificates.principal(&reporting, now).unwrap();
-    assert_eq!((p.subject(), p.roles().collect::<Vec<_>>()), ("reporting.example.org", vec!["viewer"]));
+    assert_eq!(
+        (p.subject(), p.roles().collect::<Vec<_>>()),
+        ("reporting.example.org", vec!["viewer"])
+    );
     let legacy = parsed(&certificate(Some("legacy-batch"), vec![], 2020, 2100));
     let p = certificates.principal(&legacy, now).unwrap();
-    assert_eq!((p.subject(), p.roles().collect::<Vec<_>>()), ("legacy-batch", vec!["editor"]));
+    assert_eq!(
+        (p.subject(), p.roles().collect::<Vec<_>>()),
+        ("legacy-batch", vec!["editor"])
+    );
     // Not a prefix unless it says so; an unmatched certificate has no role.
     for name in ["reporting.example.org.evil", "spiffe://example.org/ns/opsx"] {
         let other = parsed(&certificate(None, vec![dns_or_uri(name)], 2020, 2100));
@@ -113,7 +133,11 @@ fn subjects_come_from_the_preferred_field_and_roles_from_rules() {
 }
 
 fn dns_or_uri(name: &str) -> SanType {
-    if name.contains("://") { uri(name) } else { dns(name) }
+    if name.contains("://") {
+        uri(name)
+    } else {
+        dns(name)
+    }
 }
 
 #[test]
@@ -136,7 +160,10 @@ fn the_certificate_decides_only_requests_without_a_header_credential() {
         credential: None,
         parts: &parts,
     };
-    assert!(matches!(certificates.decide_now(&none), Verdict::Pass), "no certificate");
+    assert!(
+        matches!(certificates.decide_now(&none), Verdict::Pass),
+        "no certificate"
+    );
     parts.extensions.insert(cert);
     let alone = AuthRequest {
         credential: None,
@@ -150,7 +177,10 @@ fn the_certificate_decides_only_requests_without_a_header_credential() {
         credential: Some(Credential::Bearer("token")),
         parts: &parts,
     };
-    assert!(matches!(certificates.decide_now(&with_token), Verdict::Pass));
+    assert!(matches!(
+        certificates.decide_now(&with_token),
+        Verdict::Pass
+    ));
     assert!(certificates.accepted_credentials().is_empty());
 }
 

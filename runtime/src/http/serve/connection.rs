@@ -36,7 +36,7 @@ use hyper_util::{
     server::conn::auto::Builder,
 };
 use tokio::{
-    net::TcpStream,
+    io::{AsyncRead, AsyncWrite},
     time::{Instant, Sleep},
 };
 
@@ -120,13 +120,15 @@ fn lock(mutex: &Mutex<Vec<u64>>) -> std::sync::MutexGuard<'_, Vec<u64>> {
 
 /// Serves one accepted connection until it ends, is closed by its watchdog, or is dropped at
 /// the end of its grace period; `permit` keeps it counted against the caps until then.
-pub(super) async fn run(
-    stream: TcpStream,
+pub(super) async fn run<S>(
+    stream: S,
     service: ConnectionService,
     builder: Arc<Builder<TokioExecutor>>,
     timeouts: Timeouts,
     permit: Permit,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let _permit = permit;
     let peer = service.peer;
     let mut watch = Watch {
@@ -237,6 +239,18 @@ pub(super) struct ConnectionService {
     body_timeout: Duration,
     /// HTTP/1 requests count for the idle timeout (hyper's header timer is the longer one).
     count_http1: bool,
+    /// What the TLS handshake established, on a TLS connection.
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<TlsConnection>>,
+}
+
+/// What a TLS connection's requests carry: the client certificate the handshake verified
+/// (parsed once, here, for all of the connection's requests) and the HSTS header.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+pub(super) struct TlsConnection {
+    pub(super) certificate: Option<Arc<crate::auth::ClientCertificate>>,
+    pub(super) hsts: Option<HeaderValue>,
 }
 
 impl ConnectionService {
@@ -253,7 +267,20 @@ impl ConnectionService {
             state,
             body_timeout: timeouts.body,
             count_http1: !timeouts.http1_idle_by_hyper,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Marks the connection as TLS, with what its handshake established.
+    #[cfg(feature = "tls")]
+    pub(super) fn set_tls(&mut self, tls: TlsConnection) {
+        self.tls = Some(Arc::new(tls));
+    }
+
+    /// The peer of the connection.
+    pub(super) fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 
@@ -274,6 +301,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         // What `into_make_service_with_connect_info::<SocketAddr>()` provided: the auth layer,
         // the lockout and the OAuth endpoints read the peer from here.
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        #[cfg(feature = "tls")]
+        let hsts = self.tls.as_deref().and_then(|tls| {
+            if let Some(certificate) = &tls.certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
+            tls.hsts.clone()
+        });
         let request = request.map(|body| DeadlineBody {
             inner: body,
             limit: self.body_timeout,
@@ -293,6 +327,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             }),
             id,
             http1,
+            #[cfg(feature = "tls")]
+            hsts,
         }
     }
 }
@@ -322,6 +358,9 @@ pub(super) struct ResponseFuture {
     link: Option<Link>,
     id: u64,
     http1: bool,
+    /// `Strict-Transport-Security`, on a TLS connection.
+    #[cfg(feature = "tls")]
+    hsts: Option<HeaderValue>,
 }
 
 impl Future for ResponseFuture {
@@ -335,11 +374,18 @@ impl Future for ResponseFuture {
         };
         let link = this.link.take();
         let late = link.as_ref().is_some_and(|l| l.state.take_late(this.id));
-        let response = if late {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut response = if late {
             request_timeout(this.http1)
         } else {
             response
         };
+        #[cfg(feature = "tls")]
+        if let Some(hsts) = this.hsts.take() {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+        }
         // An uncounted request needs nothing more from its link: let it go now.
         let link = link.filter(|l| l.counted);
         Poll::Ready(Ok(response.map(|inner| ResponseBody { inner, _link: link })))
