@@ -314,11 +314,17 @@ pub struct SharedEnv {
 }
 
 impl SharedEnv {
-    /// Reads the variables and binds `BIND`.
+    /// Reads the variables and binds `BIND` (default `127.0.0.1:3000`).
     pub async fn from_env() -> std::io::Result<Self> {
-        let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
+        Self::from_env_with("127.0.0.1:3000", "http").await
+    }
+
+    /// Reads the variables and binds `BIND` (default `default_bind`); `scheme` is what clients
+    /// reach the listener with (`https` for a server speaking TLS).
+    pub async fn from_env_with(default_bind: &str, scheme: &str) -> std::io::Result<Self> {
+        let bind = std::env::var("BIND").unwrap_or_else(|_| default_bind.into());
         let listener = tokio::net::TcpListener::bind(&bind).await?;
-        let origin = local_origin(listener.local_addr()?);
+        let origin = local_origin(listener.local_addr()?).replacen("http", scheme, 1);
         let resource = std::env::var("MCP_RESOURCE")
             .ok()
             .filter(|v| !v.is_empty())
@@ -385,6 +391,17 @@ pub fn curl_tool_call(
     tool: &str,
     arguments: &serde_json::Value,
 ) -> String {
+    curl_tool_call_with(&format!("-H '{header}'"), url, tool, arguments)
+}
+
+/// [`curl_tool_call`] with `options` (already quoted for the shell) in place of the credential
+/// header: the `mtls` example's `--cacert`, `--cert` and `--key`.
+pub fn curl_tool_call_with(
+    options: &str,
+    url: &str,
+    tool: &str,
+    arguments: &serde_json::Value,
+) -> String {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": 1,
@@ -400,7 +417,7 @@ pub fn curl_tool_call(
         },
     });
     format!(
-        "curl -s {url} -H '{header}' -H 'Content-Type: application/json' \
+        "curl -s {url} {options} -H 'Content-Type: application/json' \
          -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \
          -H 'Mcp-Method: tools/call' -H 'Mcp-Name: {tool}' -d '{body}'"
     )

@@ -44,10 +44,15 @@ pub use lockout::Lockout;
 #[cfg(feature = "oauth")]
 pub(crate) use lockout::PasswordGuard;
 #[cfg(feature = "mtls")]
+pub(crate) use mtls::ForwardedFields;
+#[cfg(feature = "mtls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
 pub use mtls::{
     CertificateError, CertificateField, CertificateSource, ClientCertificate, ClientCertificates,
 };
+// RFC 4514 names, for the authorization server's `tls_client_auth_subject_dn` clients.
+#[cfg(all(feature = "mtls", feature = "oauth"))]
+pub(crate) use mtls::dn as distinguished_name;
 #[cfg(feature = "oidc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
 pub use oidc::{ClientAuthentication, Oidc, OidcBuilder, OidcIssuer, OidcStats};

@@ -1,16 +1,19 @@
 //! Serving the tools over HTTP, in the order a request meets it: the accept loop and its
-//! limits (`serve`), the client's address behind trusted proxies (`forwarded`), the MCP
-//! endpoint (`endpoint`) with its `Host`/`Origin` guard (`host_guard`), authentication and
-//! session binding (`authenticate`, `sessions`), then rmcp and the tool dispatcher
-//! (`crate::tools`). Around it: the builder (`builder`) and the health endpoints (`health`).
-//! The same authentication for any service: the public layer (`layer`) and the caller's
-//! extractors (`extract`).
+//! limits (`serve`), the client certificate a trusted proxy forwards (`forwarded_certificate`)
+//! and the client's address behind trusted proxies (`forwarded`), the MCP endpoint
+//! (`endpoint`) with its `Host`/`Origin` guard (`host_guard`), authentication and session
+//! binding (`authenticate`, `sessions`), then rmcp and the tool dispatcher (`crate::tools`).
+//! Around it: the builder (`builder`) and the health endpoints (`health`). The same
+//! authentication for any service: the public layer (`layer`) and the caller's extractors
+//! (`extract`).
 
 mod authenticate;
 mod builder;
 mod endpoint;
 mod extract;
 mod forwarded;
+#[cfg(feature = "mtls")]
+mod forwarded_certificate;
 pub mod health;
 mod host_guard;
 pub mod layer;
@@ -20,6 +23,8 @@ mod sessions;
 pub use builder::{Gatekeeper, RunningServer, ServeError, shutdown_signal};
 pub use extract::MissingPrincipal;
 pub use forwarded::PeerAddr;
+#[cfg(feature = "mtls")]
+pub use forwarded_certificate::ForwardedCertificate;
 #[cfg(feature = "oauth")]
 pub(crate) use health::ReadinessCheck;
 pub use layer::GatekeeperLayer;

@@ -27,6 +27,9 @@ pub use auth::{
     token_endpoint::{TokenClient, TokenEndpoint},
 };
 pub use error::ConfigError;
+#[cfg(feature = "mtls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
+pub use http::ForwardedCertificate;
 pub use http::{
     ConnectionLimits, Gatekeeper, GatekeeperLayer, MissingPrincipal, PeerAddr, RunningServer,
     ServeError, health, layer, shutdown_signal,

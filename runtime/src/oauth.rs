@@ -1,7 +1,9 @@
 //! An OAuth 2.1 authorization server for MCP: discovery (RFC 8414), a JWKS, the token endpoint
 //! (client credentials, authorization code with PKCE, refresh-token rotation), the authorization
 //! endpoint with a login and consent page, Dynamic Client Registration (RFC 7591), Client ID
-//! Metadata Documents, and revocation (RFC 7009), with its state in a [`Store`].
+//! Metadata Documents, and revocation (RFC 7009), with its state in a [`Store`]. With the
+//! `mtls` feature, clients may authenticate with their TLS client certificate, and tokens are
+//! bound to the certificate a client presents (RFC 8705, see `OAuthClient::mutual_tls`).
 //!
 //! Configure it with [`AuthorizationServer`], build it once (keys are loaded or generated, users
 //! and clients stored), and either mount it on the MCP server with [`Gatekeeper::oauth`] — which
@@ -43,7 +45,10 @@ mod verifier;
 
 use std::{
     fmt,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -55,6 +60,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 pub use cimd::ClientMetadataDocuments;
 pub use clients::OAuthClient;
 pub use keys::SigningAlgorithm;
+pub use store::TlsClientAuth;
 pub use users::{Login, LoginFuture, SignedIn, User};
 pub use verifier::OAuthTokens;
 
@@ -450,6 +456,7 @@ impl AuthorizationServer {
             pending: authorize::PendingRequests::default(),
             signing_key_lifetime: self.signing_key_lifetime.map(|d| d.as_secs() as i64),
             scope_hierarchy: self.scope_hierarchy,
+            client_certificates: ClientCertificates::default(),
         });
         let server = OAuthServer { state };
         server
@@ -590,6 +597,23 @@ impl OAuthServer {
         Ok(())
     }
 
+    /// Tells the server which client certificates reach its endpoints, as the server that
+    /// mounts it knows (`Gatekeeper::oauth` does this from its TLS settings and trusted
+    /// proxies): certificates from CAs it trusts (`ca_issued`), and self-signed ones
+    /// (`self_signed`). Only then does the metadata advertise certificate-bound tokens and the
+    /// `tls_client_auth` and `self_signed_tls_client_auth` methods, and does registration accept
+    /// them. Only ever widens: a server mounted on two listeners advertises what either sees.
+    #[cfg(feature = "mtls")]
+    pub(crate) fn client_certificates_reach(&self, ca_issued: bool, self_signed: bool) {
+        let seen = &self.state.client_certificates;
+        if ca_issued {
+            seen.ca_issued.store(true, Ordering::Relaxed);
+        }
+        if self_signed {
+            seen.self_signed.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Starts signing with a new key. The previous key stays in the JWKS until the last token
     /// it signed has expired, so no issued token stops working. Returns the new `kid`.
     ///
@@ -642,6 +666,37 @@ pub(crate) struct AsState {
     pub(crate) signing_key_lifetime: Option<i64>,
     /// Which scopes include which.
     pub(crate) scope_hierarchy: ScopeHierarchy,
+    /// Which client certificates can reach the endpoints.
+    pub(crate) client_certificates: ClientCertificates,
+}
+
+/// Which client certificates can reach the authorization server's endpoints. The server never
+/// sees a connection itself, so the server that mounts it says (see
+/// [`OAuthServer::client_certificates_reach`]); until then, none: advertising mutual TLS to
+/// clients whose certificates can never arrive would send them down a path that always fails.
+#[derive(Debug, Default)]
+pub(crate) struct ClientCertificates {
+    /// Certificates that chain to a CA the server (or its proxy) trusts.
+    ca_issued: AtomicBool,
+    /// Self-signed certificates (RFC 8705 §2.2).
+    self_signed: AtomicBool,
+}
+
+impl ClientCertificates {
+    /// Whether certificates from trusted CAs arrive (`tls_client_auth`).
+    pub(crate) fn ca_issued(&self) -> bool {
+        self.ca_issued.load(Ordering::Relaxed)
+    }
+
+    /// Whether self-signed certificates arrive (`self_signed_tls_client_auth`).
+    pub(crate) fn self_signed(&self) -> bool {
+        self.self_signed.load(Ordering::Relaxed)
+    }
+
+    /// Whether any certificate arrives, so tokens can be bound to one.
+    pub(crate) fn any(&self) -> bool {
+        self.ca_issued() || self.self_signed()
+    }
 }
 
 /// Runs [`OAuthServer::housekeeping`] every [`HOUSEKEEPING_EVERY`] until the server is dropped.

@@ -61,6 +61,8 @@ pub struct Principal {
     issuer: Option<Arc<str>>,
     method: AuthMethod,
     expires_at: Option<SystemTime>,
+    /// `cnf.x5t#S256` of a certificate-bound token (RFC 8705 §3.1).
+    certificate_thumbprint: Option<[u8; 32]>,
     caller_key: Arc<str>,
     caller_id: CallerId,
 }
@@ -97,6 +99,7 @@ impl Principal {
             credential_id: None,
             issuer: None,
             expires_at: None,
+            certificate_thumbprint: None,
         }
     }
 
@@ -143,6 +146,13 @@ impl Principal {
         self.issuer.as_deref()
     }
 
+    /// The SHA-256 thumbprint of the client certificate the caller's token is bound to
+    /// (`cnf.x5t#S256`, RFC 8705 §3.1), if it is certificate-bound. The authentication layer
+    /// lets such a token through only on a request that comes with that very certificate.
+    pub fn certificate_thumbprint(&self) -> Option<&[u8; 32]> {
+        self.certificate_thumbprint.as_ref()
+    }
+
     /// How the caller authenticated.
     pub fn method(&self) -> AuthMethod {
         self.method
@@ -176,6 +186,10 @@ impl fmt::Debug for Principal {
             .field("client_id", &self.client_id)
             .field("credential_id", &self.credential_id)
             .field("issuer", &self.issuer)
+            .field(
+                "certificate_thumbprint",
+                &self.certificate_thumbprint.map(hex::encode),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -192,6 +206,7 @@ pub struct PrincipalBuilder {
     credential_id: Option<Arc<str>>,
     issuer: Option<Arc<str>>,
     expires_at: Option<SystemTime>,
+    certificate_thumbprint: Option<[u8; 32]>,
 }
 
 impl PrincipalBuilder {
@@ -245,6 +260,13 @@ impl PrincipalBuilder {
         self
     }
 
+    /// Binds the principal's token to the client certificate with this SHA-256 thumbprint
+    /// (the decoded `cnf.x5t#S256` of RFC 8705): requests must then come with that certificate.
+    pub fn certificate_thumbprint(mut self, thumbprint: [u8; 32]) -> Self {
+        self.certificate_thumbprint = Some(thumbprint);
+        self
+    }
+
     /// Finishes the principal.
     pub fn build(self) -> Principal {
         let mut scopes = self.scopes;
@@ -268,6 +290,7 @@ impl PrincipalBuilder {
             issuer: self.issuer,
             method: self.method,
             expires_at: self.expires_at,
+            certificate_thumbprint: self.certificate_thumbprint,
             caller_id: CallerId::of(&caller_key),
             caller_key,
         }

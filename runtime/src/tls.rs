@@ -14,9 +14,16 @@ use std::{
 
 use http::HeaderValue;
 use rustls::{
-    RootCertStore, ServerConfig,
-    pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, pem::PemObject},
-    server::WebPkiClientVerifier,
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
+    crypto::CryptoProvider,
+    pki_types::{
+        CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime, pem::PemObject,
+    },
+    server::{
+        WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
 };
 use tokio_util::sync::CancellationToken;
 
@@ -125,6 +132,8 @@ pub struct Tls {
     handshake_timeout: Duration,
     reload_interval: Option<Duration>,
     hsts_max_age: Option<Duration>,
+    /// See [`Tls::accept_self_signed_client_certificates`].
+    self_signed_clients: bool,
 }
 
 impl fmt::Debug for Tls {
@@ -141,6 +150,7 @@ impl fmt::Debug for Tls {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("reload_interval", &self.reload_interval)
             .field("hsts_max_age", &self.hsts_max_age)
+            .field("self_signed_clients", &self.self_signed_clients)
             .finish()
     }
 }
@@ -156,6 +166,7 @@ impl Tls {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             reload_interval: Some(DEFAULT_RELOAD_INTERVAL),
             hsts_max_age: Some(DEFAULT_HSTS_MAX_AGE),
+            self_signed_clients: false,
         }
     }
 
@@ -253,9 +264,13 @@ impl Tls {
                 "TLS: reload_interval must be longer than zero (None turns it off)",
             ));
         }
-        if self.client_certificate_optional && self.client_cas.is_empty() {
+        if self.client_certificate_optional
+            && self.client_cas.is_empty()
+            && !self.self_signed_clients
+        {
             return Err(ConfigError::invalid(
-                "TLS: client_certificate_optional needs a client CA (client_ca_file or client_ca_pem)",
+                "TLS: client_certificate_optional needs a client CA (client_ca_file or client_ca_pem) \
+                 or accept_self_signed_client_certificates",
             ));
         }
         if !self.crls.is_empty() && self.client_cas.is_empty() {
@@ -266,8 +281,9 @@ impl Tls {
         Ok(())
     }
 
-    /// Reads every file and builds the rustls configuration.
-    fn load(&self) -> Result<ServerConfig, String> {
+    /// Reads every file and builds the rustls configuration, and the self-signed certificate
+    /// check of the same generation when those are accepted.
+    fn load(&self) -> Result<(ServerConfig, Option<Arc<SelfSignedClients>>), String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let chain: Vec<CertificateDer<'static>> = parse_all(&self.certificate, "certificate")?;
         if chain.is_empty() {
@@ -282,8 +298,13 @@ impl Tls {
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?;
-        let builder = if self.client_cas.is_empty() {
+        let mut self_signed = None;
+        let builder = if self.client_cas.is_empty() && !self.self_signed_clients {
             builder.with_no_client_auth()
+        } else if self.client_cas.is_empty() {
+            let verifier = self.self_signed_verifier(None, provider);
+            self_signed = Some(verifier.clone());
+            builder.with_client_cert_verifier(verifier)
         } else {
             let mut roots = RootCertStore::empty();
             for source in &self.client_cas {
@@ -306,7 +327,7 @@ impl Tls {
                 crls.extend(list);
             }
             let mut verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .with_crls(crls)
                     .only_check_end_entity_revocation();
             if self.client_certificate_optional {
@@ -315,13 +336,19 @@ impl Tls {
             let verifier = verifier
                 .build()
                 .map_err(|e| format!("client certificate verification: {e}"))?;
-            builder.with_client_cert_verifier(verifier)
+            if self.self_signed_clients {
+                let verifier = self.self_signed_verifier(Some(verifier), provider);
+                self_signed = Some(verifier.clone());
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_client_cert_verifier(verifier)
+            }
         };
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| format!("server certificate and key: {e}"))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok((config, self_signed))
     }
 
     fn stamps(&self) -> Vec<Option<(SystemTime, u64)>> {
@@ -360,6 +387,8 @@ pub(crate) struct TlsAcceptor {
 struct Loaded {
     config: Arc<ServerConfig>,
     stamps: Vec<Option<(SystemTime, u64)>>,
+    /// The self-signed certificate check built with `config`, when those are accepted.
+    self_signed: Option<Arc<SelfSignedClients>>,
 }
 
 impl fmt::Debug for TlsAcceptor {
@@ -375,7 +404,7 @@ impl TlsAcceptor {
     pub(crate) fn new(settings: Tls) -> Result<Self, ConfigError> {
         settings.check()?;
         let stamps = settings.stamps();
-        let config = settings
+        let (config, self_signed) = settings
             .load()
             .map_err(|e| ConfigError::invalid(format!("TLS: {e}")))?;
         let hsts = settings.hsts_max_age.map(|age| {
@@ -387,20 +416,10 @@ impl TlsAcceptor {
             current: RwLock::new(Loaded {
                 config: Arc::new(config),
                 stamps,
+                self_signed,
             }),
             hsts,
         })
-    }
-
-    /// The rustls acceptor for a new connection, with the current configuration.
-    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let config = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .config
-            .clone();
-        tokio_rustls::TlsAcceptor::from(config)
     }
 
     pub(crate) fn handshake_timeout(&self) -> Duration {
@@ -424,11 +443,12 @@ impl TlsAcceptor {
             }
         }
         match self.settings.load() {
-            Ok(config) => {
+            Ok((config, self_signed)) => {
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
                 *current = Loaded {
                     config: Arc::new(config),
                     stamps,
+                    self_signed,
                 };
                 drop(current);
                 tracing::info!("TLS certificates reloaded");
@@ -486,6 +506,291 @@ impl TlsAcceptor {
             // Reading files and parsing keys is blocking work: off the runtime's threads.
             let _ = tokio::task::spawn_blocking(move || this.reload(force)).await;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Self-signed client certificates (RFC 8705 §2.2, `self_signed_tls_client_auth`)
+//
+// rustls' `WebPkiClientVerifier` refuses a certificate no configured CA issued, yet an OAuth
+// client may authenticate with a self-signed certificate it registered, and bind its tokens to
+// it. This opt-in lets such certificates through the handshake (the client still proves it
+// holds the key) and marks them, so that they can never stand for a caller by their names.
+// ---------------------------------------------------------------------------------------------
+
+impl Tls {
+    /// Also accepts client certificates that no client CA issued, if they are validly
+    /// self-signed (the certificate's own key signs it, it is within its validity period, and
+    /// its extended key usage, if any, allows client authentication): for OAuth clients that
+    /// authenticate with `self_signed_tls_client_auth` (RFC 8705 §2.2, matched by the
+    /// certificate's thumbprint) and for binding tokens to such a certificate. Certificates
+    /// from the client CAs (if any) are verified as before, revocation included.
+    ///
+    /// A self-signed certificate reaches requests with
+    /// [`ClientCertificate::is_ca_verified`](crate::auth::ClientCertificate::is_ca_verified)
+    /// `false`, and the [`ClientCertificates`](crate::auth::ClientCertificates) authenticator
+    /// refuses it: anyone can put any name in one. Without
+    /// [`client_certificate_optional`](Self::client_certificate_optional) every client must
+    /// still present a certificate. The server then sends clients no list of acceptable CAs
+    /// (clients pick a self-signed certificate only when none is named), and checks each
+    /// connection's certificate against the client CAs a second time after the handshake, to
+    /// mark it (two signature checks per connection with a CA-issued certificate).
+    pub fn accept_self_signed_client_certificates(mut self) -> Self {
+        self.self_signed_clients = true;
+        self
+    }
+
+    /// Whether self-signed client certificates are accepted
+    /// ([`accept_self_signed_client_certificates`](Self::accept_self_signed_client_certificates)).
+    pub fn accepts_self_signed_client_certificates(&self) -> bool {
+        self.self_signed_clients
+    }
+
+    /// The verifier of [`accept_self_signed_client_certificates`](Self::accept_self_signed_client_certificates),
+    /// in front of the client CAs' verifier if there are client CAs.
+    fn self_signed_verifier(
+        &self,
+        client_cas: Option<Arc<dyn ClientCertVerifier>>,
+        provider: Arc<CryptoProvider>,
+    ) -> Arc<SelfSignedClients> {
+        Arc::new(SelfSignedClients {
+            client_cas,
+            provider,
+            mandatory: !self.client_certificate_optional,
+        })
+    }
+}
+
+impl TlsAcceptor {
+    /// The rustls acceptor for a new connection with the current configuration and, when
+    /// self-signed client certificates are accepted, the check of the same configuration that
+    /// tells afterwards whether the connection's certificate chains to a client CA.
+    pub(crate) fn acceptor_with_check(
+        &self,
+    ) -> (tokio_rustls::TlsAcceptor, Option<Arc<SelfSignedClients>>) {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (
+            tokio_rustls::TlsAcceptor::from(current.config.clone()),
+            current.self_signed.clone(),
+        )
+    }
+}
+
+/// Accepts a client certificate that the client CAs verify, or else one that is validly
+/// self-signed.
+#[derive(Debug)]
+pub(crate) struct SelfSignedClients {
+    /// The client CAs' verifier (with their CRLs), if any are configured.
+    client_cas: Option<Arc<dyn ClientCertVerifier>>,
+    /// Verifies the signatures.
+    provider: Arc<CryptoProvider>,
+    /// Whether a client must present a certificate.
+    mandatory: bool,
+}
+
+impl SelfSignedClients {
+    /// Verifies `end_entity` as its own trust anchor, with webpki's checks for client
+    /// certificates: its signature by its own key (so its issuer is its subject), its validity
+    /// period at `now`, its key usages.
+    fn verify_self_signed(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let mut itself = RootCertStore::empty();
+        itself.add(end_entity.clone().into_owned())?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(itself), self.provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        verifier
+            .verify_client_cert(end_entity, &[], now)
+            .map(|_| ())
+    }
+
+    /// Whether `chain` (end entity first, as the client sent it) is verified by the client
+    /// CAs now: `false` for a certificate the handshake let in as self-signed.
+    pub(crate) fn chains_to_client_ca(&self, chain: &[CertificateDer<'_>]) -> bool {
+        let (Some(client_cas), Some((end_entity, intermediates))) =
+            (&self.client_cas, chain.split_first())
+        else {
+            return false;
+        };
+        client_cas
+            .verify_client_cert(end_entity, intermediates, UnixTime::now())
+            .is_ok()
+    }
+}
+
+impl ClientCertVerifier for SelfSignedClients {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    /// None: a client told which CAs are acceptable would not offer a self-signed certificate.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let ca_error = match &self.client_cas {
+            Some(client_cas) => match client_cas.verify_client_cert(end_entity, intermediates, now)
+            {
+                Ok(verified) => return Ok(verified),
+                Err(error) => Some(error),
+            },
+            None => None,
+        };
+        match self.verify_self_signed(end_entity, now) {
+            Ok(()) => Ok(ClientCertVerified::assertion()),
+            // Neither: why the client CAs refused it is the likelier mistake to report (an
+            // expired or revoked certificate of theirs).
+            Err(self_signed_error) => Err(ca_error.unwrap_or(self_signed_error)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod self_signed_tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        date_time_ymd,
+    };
+
+    use super::*;
+
+    /// Client-certificate parameters for `name`, valid until `until`.
+    fn params(name: &str, until: i32) -> CertificateParams {
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(until, 1, 1);
+        params
+    }
+
+    fn self_signed(name: &str, until: i32) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        params(name, until).self_signed(&key).unwrap().der().clone()
+    }
+
+    /// A CA certificate and a client certificate it issued.
+    fn ca_and_client() -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = params("Test CA", 2100);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.extended_key_usages = Vec::new();
+        let ca_der = ca.self_signed(&ca_key).unwrap().der().clone();
+        let issuer = Issuer::new(ca, ca_key);
+        let client_key = KeyPair::generate().unwrap();
+        let client = params("client.example", 2100)
+            .signed_by(&client_key, &issuer)
+            .unwrap();
+        (ca_der, client.der().clone())
+    }
+
+    fn verifier(ca: Option<&CertificateDer<'static>>) -> SelfSignedClients {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let client_cas = ca.map(|ca| {
+            let mut roots = RootCertStore::empty();
+            roots.add(ca.clone()).unwrap();
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .unwrap()
+        });
+        SelfSignedClients {
+            client_cas,
+            provider,
+            mandatory: true,
+        }
+    }
+
+    fn accepts(verifier: &SelfSignedClients, certificate: &CertificateDer<'_>) -> bool {
+        verifier
+            .verify_client_cert(certificate, &[], UnixTime::now())
+            .is_ok()
+    }
+
+    #[test]
+    fn valid_self_signed_certificates_pass_and_are_told_apart() {
+        let (ca, issued) = ca_and_client();
+        let (_, foreign) = ca_and_client();
+        let mine = self_signed("me.example", 2100);
+        for verifier in [verifier(Some(&ca)), verifier(None)] {
+            assert!(accepts(&verifier, &mine));
+            assert!(
+                !verifier.chains_to_client_ca(std::slice::from_ref(&mine)),
+                "marked as not from a client CA"
+            );
+            assert!(
+                !accepts(&verifier, &self_signed("late.example", 2021)),
+                "expired"
+            );
+            assert!(
+                !accepts(&verifier, &foreign),
+                "another CA's certificate is not self-signed"
+            );
+            assert!(verifier.root_hint_subjects().is_empty());
+        }
+        let with_ca = verifier(Some(&ca));
+        assert!(accepts(&with_ca, &issued));
+        assert!(with_ca.chains_to_client_ca(std::slice::from_ref(&issued)));
+        assert!(!accepts(&verifier(None), &issued));
+    }
+
+    #[test]
+    fn the_setting_is_checked_and_reported() {
+        let tls = Tls::from_pem("cert", "key");
+        assert!(!tls.accepts_self_signed_client_certificates());
+        assert!(tls.clone().client_certificate_optional().check().is_err());
+        let tls = tls.accept_self_signed_client_certificates();
+        assert!(tls.accepts_self_signed_client_certificates());
+        assert!(
+            tls.client_certificate_optional().check().is_ok(),
+            "optional certificates need no client CA when self-signed ones are accepted"
+        );
     }
 }
 

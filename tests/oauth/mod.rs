@@ -20,6 +20,7 @@ mod abuse;
 mod authorize;
 mod clients;
 mod e2e;
+mod mtls_bound;
 mod restart;
 mod token;
 

@@ -362,6 +362,7 @@ async fn public_clients_cannot_use_client_credentials() {
             allowed_scopes: vec!["notes:read".into()],
             role: Some("member".into()),
             token_endpoint_auth_method: "none".into(),
+            tls_client_auth: None,
             metadata_url: None,
             self_registered: false,
             created_at: 0,

@@ -15,6 +15,8 @@ use x509_parser::{extensions::GeneralName, prelude::FromDer as _};
 use super::{AuthError, AuthRequest, Authentication, Authenticator, CredentialKind, Verdict};
 use crate::{AuthMethod, Principal};
 
+pub(crate) mod dn;
+
 /// The most SAN entries of each kind kept from one certificate.
 const MAX_NAMES: usize = 32;
 /// The longest name kept (longer ones are dropped, never cut: a cut name could match a rule
@@ -37,13 +39,32 @@ pub enum CertificateSource {
 pub struct ClientCertificate {
     thumbprint: [u8; 32],
     subject: String,
+    /// The subject as RFC 4514 writes it (see [`dn`]); empty when a proxy wrote a subject
+    /// that does not read as one.
+    subject_dn: String,
     common_name: Option<String>,
     san_uris: Vec<String>,
     san_dns: Vec<String>,
     san_emails: Vec<String>,
-    not_before: SystemTime,
-    not_after: SystemTime,
+    /// `(not_before, not_after)`; `None` when a proxy forwarded fields, not the certificate.
+    validity: Option<(SystemTime, SystemTime)>,
     source: CertificateSource,
+    /// Whether it chains to a CA the server (or its proxy) trusts; see
+    /// [`is_ca_verified`](ClientCertificate::is_ca_verified).
+    ca_verified: bool,
+}
+
+/// What a proxy can forward about a certificate without the certificate itself (Envoy's
+/// `x-forwarded-client-cert` with `Hash`, `Subject`, `URI` and `DNS` but no `Cert`).
+pub(crate) struct ForwardedFields {
+    /// SHA-256 of the certificate's DER encoding, as the proxy computed it.
+    pub(crate) thumbprint: [u8; 32],
+    /// The subject's distinguished name, as the proxy wrote it.
+    pub(crate) subject: String,
+    /// The common name read from that distinguished name, when it names exactly one.
+    pub(crate) common_name: Option<String>,
+    pub(crate) san_uris: Vec<String>,
+    pub(crate) san_dns: Vec<String>,
 }
 
 /// Why a certificate could not be read.
@@ -53,7 +74,7 @@ pub struct CertificateError(String);
 
 impl ClientCertificate {
     /// Reads a DER-encoded certificate. It is not verified here: the TLS handshake (or the
-    /// trusted proxy) did that.
+    /// trusted proxy) did that, and it counts as [CA-verified](Self::is_ca_verified).
     ///
     /// # Errors
     /// When `der` is not an X.509 certificate.
@@ -74,6 +95,7 @@ impl ClientCertificate {
         let mut certificate = Self {
             thumbprint: Sha256::digest(der).into(),
             subject: cert.subject().to_string(),
+            subject_dn: dn::of_certificate(cert.subject()),
             common_name: cert
                 .subject()
                 .iter_common_name()
@@ -84,9 +106,12 @@ impl ClientCertificate {
             san_uris: Vec::new(),
             san_dns: Vec::new(),
             san_emails: Vec::new(),
-            not_before: time(cert.validity().not_before),
-            not_after: time(cert.validity().not_after),
+            validity: Some((
+                time(cert.validity().not_before),
+                time(cert.validity().not_after),
+            )),
             source,
+            ca_verified: true,
         };
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
@@ -104,6 +129,33 @@ impl ClientCertificate {
         Ok(certificate)
     }
 
+    /// A certificate a trusted proxy described by its fields: no validity dates (the proxy
+    /// checked them at its handshake), names kept under the same bounds as [`from_der`]'s.
+    ///
+    /// [`from_der`]: Self::from_der
+    pub(crate) fn from_forwarded_fields(fields: ForwardedFields) -> Self {
+        let keep = |names: Vec<String>| -> Vec<String> {
+            names
+                .into_iter()
+                .filter(|name| name.len() <= MAX_NAME_LEN)
+                .take(MAX_NAMES)
+                .collect()
+        };
+        Self {
+            thumbprint: fields.thumbprint,
+            // A subject the proxy wrote in another form matches no `tls_client_auth_subject_dn`.
+            subject_dn: dn::normalize(&fields.subject).unwrap_or_default(),
+            subject: fields.subject,
+            common_name: fields.common_name.filter(|cn| cn.len() <= MAX_NAME_LEN),
+            san_uris: keep(fields.san_uris),
+            san_dns: keep(fields.san_dns),
+            san_emails: Vec::new(),
+            validity: None,
+            source: CertificateSource::Proxy,
+            ca_verified: true,
+        }
+    }
+
     /// SHA-256 of the certificate's DER encoding.
     pub fn thumbprint(&self) -> &[u8; 32] {
         &self.thumbprint
@@ -117,6 +169,14 @@ impl ClientCertificate {
     /// The subject's distinguished name (`CN=alice, O=Example`).
     pub fn subject(&self) -> &str {
         &self.subject
+    }
+
+    /// The subject's distinguished name as RFC 4514 writes it, last RDN first:
+    /// `CN=svc,O=Example,C=DE` (short type names from RFC 4514's table, others as OIDs; `+`
+    /// between the sorted values of a multi-valued RDN). The form an OAuth client's
+    /// `tls_client_auth_subject_dn` is compared with (RFC 8705 §2.1.2).
+    pub fn subject_dn(&self) -> &str {
+        &self.subject_dn
     }
 
     /// The subject's common name, if it has one.
@@ -139,19 +199,39 @@ impl ClientCertificate {
         &self.san_emails
     }
 
-    /// When the certificate stops being valid.
-    pub fn not_after(&self) -> SystemTime {
-        self.not_after
+    /// When the certificate stops being valid; `None` when a trusted proxy forwarded only its
+    /// fields (Envoy's `Hash`, `Subject`, `URI`, `DNS` without `Cert`), having checked the
+    /// validity itself.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        self.validity.map(|(_, not_after)| not_after)
     }
 
-    /// When it starts being valid.
-    pub fn not_before(&self) -> SystemTime {
-        self.not_before
+    /// When it starts being valid; `None` as for [`not_after`](Self::not_after).
+    pub fn not_before(&self) -> Option<SystemTime> {
+        self.validity.map(|(not_before, _)| not_before)
     }
 
     /// Where it came from.
     pub fn source(&self) -> CertificateSource {
         self.source
+    }
+
+    /// Whether the certificate chains to a CA the server trusts (the TLS client CAs, or the
+    /// trusted proxy's). `false` only for a self-signed certificate let in by
+    /// `Tls::accept_self_signed_client_certificates` (feature `tls`): nobody vouches for its
+    /// names, so it never makes a caller of its own (the [`ClientCertificates`] authenticator
+    /// refuses it). It can still authenticate an OAuth client that registered its thumbprint
+    /// (`self_signed_tls_client_auth`, RFC 8705 §2.2) and bind that client's tokens: what
+    /// counts then is holding the key, which the handshake proved.
+    pub fn is_ca_verified(&self) -> bool {
+        self.ca_verified
+    }
+
+    /// The same certificate, marked as not chaining to a trusted CA.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn not_ca_verified(mut self) -> Self {
+        self.ca_verified = false;
+        self
     }
 
     /// The first value of `field` the certificate has.
@@ -184,6 +264,7 @@ impl fmt::Debug for ClientCertificate {
             .field("san_emails", &self.san_emails)
             .field("thumbprint", &self.thumbprint_base64url())
             .field("source", &self.source)
+            .field("ca_verified", &self.ca_verified)
             .finish_non_exhaustive()
     }
 }
@@ -354,14 +435,26 @@ impl ClientCertificates {
     /// The principal `certificate` speaks for, at `now`.
     ///
     /// # Errors
-    /// When the certificate is outside its validity period (the handshake checks it too; a
-    /// connection may outlive it) or has none of the subject fields.
+    /// When the certificate does not chain to a trusted CA (a self-signed one, see
+    /// [`ClientCertificate::is_ca_verified`]), is outside its validity period (the handshake checks it too; a
+    /// connection may outlive it, and a proxy may forward a certificate it did not check) or
+    /// has none of the subject fields. A certificate forwarded as fields only has no dates to
+    /// check: the proxy that verified it vouches for them.
     pub fn principal(
         &self,
         certificate: &ClientCertificate,
         now: SystemTime,
     ) -> Result<Principal, AuthError> {
-        if now > certificate.not_after || now < certificate.not_before {
+        if !certificate.ca_verified {
+            // Anyone can make a self-signed certificate with any name: its names prove nothing.
+            return Err(AuthError::new(
+                super::AuthErrorKind::InvalidToken,
+                "Client certificate not issued by a trusted CA",
+            ));
+        }
+        if let Some((not_before, not_after)) = certificate.validity
+            && (now > not_after || now < not_before)
+        {
             return Err(AuthError::new(
                 super::AuthErrorKind::InvalidToken,
                 "Client certificate expired or not yet valid",
@@ -389,12 +482,14 @@ impl ClientCertificates {
                 scopes.extend(rule.scopes.iter().map(String::as_str));
             }
         }
-        Ok(Principal::builder(AuthMethod::Mtls, subject)
+        let mut principal = Principal::builder(AuthMethod::Mtls, subject)
             .roles(roles)
             .scopes(scopes)
-            .credential_id(hex::encode(certificate.thumbprint))
-            .expires_at(certificate.not_after)
-            .build())
+            .credential_id(hex::encode(certificate.thumbprint));
+        if let Some(not_after) = certificate.not_after() {
+            principal = principal.expires_at(not_after);
+        }
+        Ok(principal.build())
     }
 }
 

@@ -72,6 +72,9 @@ pub struct Gatekeeper<T: McpTools> {
     /// The issuer and scopes of the mounted authorization server, to check the tools' scopes.
     #[cfg(feature = "oauth")]
     oauth_scopes: Option<(String, Vec<String>)>,
+    /// The mounted authorization servers, told at build which client certificates reach them.
+    #[cfg(all(feature = "oauth", feature = "mtls"))]
+    oauth_servers: Vec<crate::oauth::OAuthServer>,
     /// Which scopes include which (merged with the mounted authorization server's).
     scope_hierarchy: crate::ScopeHierarchy,
     /// `TCP_NODELAY` on accepted connections; `None`: on in stateful mode only.
@@ -83,6 +86,9 @@ pub struct Gatekeeper<T: McpTools> {
     version: Option<String>,
     /// Addresses and CIDR networks of proxies allowed to name the client (parsed at build).
     trusted_proxies: Vec<String>,
+    /// The header in which trusted proxies forward the client's certificate.
+    #[cfg(feature = "mtls")]
+    client_certificate_header: Option<crate::ForwardedCertificate>,
     /// Whether `/healthz` and `/readyz` are served.
     health: bool,
     /// Authorization servers whose store `/readyz` checks.
@@ -124,6 +130,8 @@ impl<T: McpTools> Gatekeeper<T> {
             resource: None,
             #[cfg(feature = "oauth")]
             oauth_scopes: None,
+            #[cfg(all(feature = "oauth", feature = "mtls"))]
+            oauth_servers: Vec::new(),
             scope_hierarchy: crate::ScopeHierarchy::new(),
             tcp_nodelay: None,
             extra_routes: Router::new(),
@@ -131,6 +139,8 @@ impl<T: McpTools> Gatekeeper<T> {
             name: None,
             version: None,
             trusted_proxies: Vec::new(),
+            #[cfg(feature = "mtls")]
+            client_certificate_header: None,
             health: true,
             readiness: Vec::new(),
             #[cfg(feature = "jwt")]
@@ -279,6 +289,8 @@ impl<T: McpTools> Gatekeeper<T> {
         self.oauth_scopes = Some((server.issuer().to_owned(), server.scopes().to_vec()));
         self.scope_hierarchy = self.scope_hierarchy.merge(server.scope_hierarchy());
         self.readiness.push(Arc::new(server.clone()));
+        #[cfg(feature = "mtls")]
+        self.oauth_servers.push(server.clone());
         self.authenticate(authenticator)
             .protected_resource(metadata)
             .merge(server.router())
@@ -307,6 +319,26 @@ impl<T: McpTools> Gatekeeper<T> {
         S: Into<String>,
     {
         self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Reads the client certificate that a TLS-terminating proxy verified from the header it
+    /// forwards it in ([`ForwardedCertificate`](crate::ForwardedCertificate): Envoy's
+    /// `x-forwarded-client-cert`, nginx's or Traefik's PEM, RFC 9440), so that
+    /// [`ClientCertificates`](crate::auth::ClientCertificates) authenticates callers behind
+    /// the proxy exactly like callers presenting a certificate to this server's own TLS.
+    ///
+    /// The header is believed only from [`trusted_proxies`](Self::trusted_proxies), which must
+    /// be set (else the build fails: no request could ever use the header). From a trusted
+    /// proxy, a header that does not parse is answered `400`, and the certificate of the
+    /// proxy's own TLS connection is never taken for a client's. From any other peer the
+    /// header is removed from the request and audited (`forwarded_certificate_ignored`). A
+    /// header name that is not valid, or one with another meaning (`authorization`, `host`,
+    /// ...), fails the build.
+    #[cfg(feature = "mtls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
+    pub fn client_certificate_header(mut self, header: crate::ForwardedCertificate) -> Self {
+        self.client_certificate_header = Some(header);
         self
     }
 
@@ -405,6 +437,8 @@ impl<T: McpTools> Gatekeeper<T> {
         }
         check_roles::<T::Roles>(&self.authenticators)?;
         self.scope_hierarchy.check()?;
+        #[cfg(all(feature = "oauth", feature = "mtls"))]
+        self.tell_oauth_servers_about_certificates();
         #[cfg(feature = "oauth")]
         if let Some((issuer, granted)) = &self.oauth_scopes {
             // A tool's scope can be granted when the server grants it or a scope including it.
@@ -489,6 +523,19 @@ impl<T: McpTools> Gatekeeper<T> {
         if self.health {
             extra_routes = extra_routes.merge(health::routes(self.readiness));
         }
+        // Built before the proxies move into the address layer; fails on a bad header.
+        #[cfg(feature = "mtls")]
+        let forwarded_certificate = self
+            .client_certificate_header
+            .as_ref()
+            .map(|header| {
+                crate::http::forwarded_certificate::ForwardedCertificateLayer::new(
+                    header,
+                    proxies.clone(),
+                    audit.clone(),
+                )
+            })
+            .transpose()?;
         let client_addr = ClientAddrLayer::new(proxies, audit.clone());
         let auth = AuthLayerState {
             hosts,
@@ -531,7 +578,35 @@ impl<T: McpTools> Gatekeeper<T> {
             .merge(metadata_routes)
             .merge(extra_routes)
             .layer(client_addr);
+        // Outside the address layer: it must see the TCP peer, not the client a proxy names.
+        #[cfg(feature = "mtls")]
+        let router = match forwarded_certificate {
+            Some(layer) => router.layer(layer),
+            None => router,
+        };
         Ok((router, engine, routes_layer))
+    }
+
+    /// RFC 8705: the mounted authorization servers advertise (and accept registrations of)
+    /// mutual-TLS client authentication and certificate-bound tokens only if certificates can
+    /// reach their endpoints here: CA-issued ones when this server's TLS verifies client
+    /// certificates, self-signed ones when it accepts those too, both when a trusted proxy
+    /// forwards them (what the proxy lets through is its configuration's business).
+    #[cfg(all(feature = "oauth", feature = "mtls"))]
+    fn tell_oauth_servers_about_certificates(&self) {
+        let proxied = self.client_certificate_header.is_some();
+        #[cfg(feature = "tls")]
+        let (ca_issued, self_signed) = self.tls.as_ref().map_or((false, false), |tls| {
+            (
+                tls.verifies_client_certificates(),
+                tls.accepts_self_signed_client_certificates(),
+            )
+        });
+        #[cfg(not(feature = "tls"))]
+        let (ca_issued, self_signed) = (false, false);
+        for server in &self.oauth_servers {
+            server.client_certificates_reach(ca_issued || proxied, self_signed || proxied);
+        }
     }
 
     /// Binds `addr` and serves until Ctrl-C or SIGTERM, then shuts down gracefully within the

@@ -128,7 +128,8 @@ impl GatekeeperLayer {
     /// presenting it would be decided (a JWT accepted before is answered from the verifier's
     /// cache, an API key costs one hash), without HTTP: for credentials that arrive some other
     /// way, such as the first message of a WebSocket. Nothing is audited and no failure is
-    /// counted, since there is no request and no address.
+    /// counted, since there is no request and no address. A token bound to a client
+    /// certificate (RFC 8705 `cnf`) is refused: no certificate comes with it.
     ///
     /// # Errors
     /// The [`AuthError`] a request with `credential` would have been refused with.

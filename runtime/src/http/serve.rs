@@ -423,7 +423,8 @@ async fn handshake_then_run(
     use crate::auth::{CertificateSource, ClientCertificate};
 
     let peer = service.peer();
-    let handshake = tls.acceptor().accept(stream);
+    let (acceptor, self_signed) = tls.acceptor_with_check();
+    let handshake = acceptor.accept(stream);
     let stream = match tokio::time::timeout(tls.handshake_timeout(), handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -435,15 +436,16 @@ async fn handshake_then_run(
             return;
         }
     };
-    let certificate = match stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-    {
+    let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+    let certificate = match chain.first() {
         None => None,
         Some(der) => match ClientCertificate::from_der(der, CertificateSource::Tls) {
-            Ok(certificate) => Some(Arc::new(certificate)),
+            // With self-signed certificates accepted, the handshake does not say which kind
+            // this one is: ask the client CAs again, so a self-signed one is marked.
+            Ok(certificate) => Some(Arc::new(match &self_signed {
+                Some(check) if !check.chains_to_client_ca(chain) => certificate.not_ca_verified(),
+                _ => certificate,
+            })),
             Err(error) => {
                 // Verified by webpki yet unreadable here: refuse rather than serve the
                 // connection as if it had no certificate.

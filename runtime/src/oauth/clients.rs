@@ -1,6 +1,8 @@
 //! OAuth clients: pre-registered ones configured in code, finding a client by id (stored, or
 //! its Client ID Metadata Document), and client authentication at the token and revocation
-//! endpoints (`client_secret_basic`, `client_secret_post`, or none for public clients).
+//! endpoints (`client_secret_basic`, `client_secret_post`, RFC 8705's `tls_client_auth` and
+//! `self_signed_tls_client_auth` by the request's client certificate, or none for public
+//! clients).
 
 use std::{fmt, net::IpAddr};
 
@@ -11,7 +13,7 @@ use super::{AsState, error::OAuthError, grants, redirect};
 use crate::{
     AuditEvent, AuditRecord, ConfigError, Outcome,
     auth::basic::{self, BasicError},
-    store::{ClientRecord, hash_secret},
+    store::{ClientRecord, TlsClientAuth, hash_secret},
 };
 
 /// Compared against when the client is unknown or public, so every failure costs the same.
@@ -36,6 +38,8 @@ const DUMMY_HASH: [u8; 32] = [0; 32];
 pub struct OAuthClient {
     id: String,
     secret: Option<String>,
+    /// The certificate of a mutual-TLS client (RFC 8705), instead of a secret.
+    tls_client_auth: Option<TlsClientAuth>,
     name: Option<String>,
     redirect_uris: Vec<String>,
     grant_types: Option<Vec<String>>,
@@ -48,6 +52,7 @@ impl fmt::Debug for OAuthClient {
         f.debug_struct("OAuthClient")
             .field("id", &self.id)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("tls_client_auth", &self.tls_client_auth)
             .field("name", &self.name)
             .field("redirect_uris", &self.redirect_uris)
             .field("grant_types", &self.grant_types)
@@ -67,11 +72,40 @@ impl OAuthClient {
         }
     }
 
+    /// A confidential client that authenticates at the token endpoint with its TLS client
+    /// certificate (RFC 8705 §2) instead of a secret, recognised as `auth` says: by a name in a
+    /// certificate from a CA the server trusts (`tls_client_auth`), or by the thumbprint of a
+    /// certificate it registered (`self_signed_tls_client_auth`, see
+    /// [`TlsClientAuth::self_signed_pem`]). The client sends its `client_id` as a form
+    /// parameter and presents the certificate in the TLS handshake (or through a trusted proxy,
+    /// `Gatekeeper::client_certificate_header`); its tokens are bound to that certificate
+    /// (`cnf.x5t#S256`, RFC 8705 §3). Like [`confidential`](Self::confidential) clients, it uses
+    /// `client_credentials` unless given redirect URIs or grant types.
+    ///
+    /// ```
+    /// use mcp_gatekeeper::oauth::{OAuthClient, TlsClientAuth};
+    /// let reporting = OAuthClient::mutual_tls(
+    ///     "reporting",
+    ///     TlsClientAuth::SanDns("reporting.internal.example.org".into()),
+    /// )
+    /// .role("ops");
+    /// # let _ = reporting;
+    /// ```
+    #[cfg(feature = "mtls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
+    pub fn mutual_tls(id: impl Into<String>, auth: TlsClientAuth) -> Self {
+        Self {
+            tls_client_auth: Some(auth),
+            ..Self::public(id)
+        }
+    }
+
     /// A public client (a native or browser app): no secret, authorization code with PKCE.
     pub fn public(id: impl Into<String>) -> Self {
         Self {
             id: id.into(),
             secret: None,
+            tls_client_auth: None,
             name: None,
             redirect_uris: Vec::new(),
             grant_types: None,
@@ -159,6 +193,11 @@ impl OAuthClient {
         for uri in &self.redirect_uris {
             redirect::check_registrable(uri).map_err(invalid)?;
         }
+        let tls_client_auth = match &self.tls_client_auth {
+            Some(auth) => Some(checked_tls_client_auth(auth).map_err(invalid)?),
+            None => None,
+        };
+        let confidential = self.secret.is_some() || tls_client_auth.is_some();
         let grant_types = match &self.grant_types {
             Some(grants) => grants.clone(),
             None => {
@@ -167,7 +206,7 @@ impl OAuthClient {
                     grants.push(grants::AUTHORIZATION_CODE.to_owned());
                     grants.push(grants::REFRESH_TOKEN.to_owned());
                 }
-                if self.secret.is_some() {
+                if confidential {
                     grants.push(grants::CLIENT_CREDENTIALS.to_owned());
                 }
                 grants
@@ -176,7 +215,7 @@ impl OAuthClient {
         for grant in &grant_types {
             match grant.as_str() {
                 grants::AUTHORIZATION_CODE | grants::REFRESH_TOKEN => {}
-                grants::CLIENT_CREDENTIALS if self.secret.is_some() => {}
+                grants::CLIENT_CREDENTIALS if confidential => {}
                 grants::CLIENT_CREDENTIALS => {
                     return Err(invalid(
                         "a public client cannot use client_credentials".into(),
@@ -212,11 +251,12 @@ impl OAuthClient {
             grant_types,
             allowed_scopes,
             role: self.role.clone(),
-            token_endpoint_auth_method: if self.secret.is_some() {
-                "client_secret_basic".into()
-            } else {
-                "none".into()
+            token_endpoint_auth_method: match (&tls_client_auth, &self.secret) {
+                (Some(auth), _) => auth.auth_method().into(),
+                (None, Some(_)) => "client_secret_basic".into(),
+                (None, None) => "none".into(),
             },
+            tls_client_auth,
             metadata_url: None,
             self_registered: false,
             created_at: now,
@@ -257,12 +297,18 @@ pub(crate) struct PresentedClient<'a> {
     pub(crate) form_id: Option<&'a str>,
     /// `client_secret` form parameter.
     pub(crate) form_secret: Option<&'a str>,
+    /// The client certificate the request came with (TLS handshake or trusted proxy).
+    #[cfg(feature = "mtls")]
+    pub(crate) certificate: Option<&'a crate::auth::ClientCertificate>,
 }
 
 /// Authenticates the client of a token or revocation request: `client_secret_basic`,
-/// `client_secret_post`, or `none` for a public client (which then only identifies itself).
-/// Failures are counted per address (past the limit they are answered `429`) and audited; a
-/// correct secret is never refused.
+/// `client_secret_post`, `tls_client_auth` or `self_signed_tls_client_auth` (the request's
+/// client certificate, RFC 8705 §2; the client names itself with the `client_id` parameter),
+/// or `none` for a public client (which then only identifies itself). A client authenticates
+/// only by the method it registered: a mutual-TLS client's secret-less request is never taken
+/// for a public client's. Failures are counted per address (past the limit they are answered
+/// `429`) and audited; a correct secret or certificate is never refused.
 pub(crate) async fn authenticate(
     state: &AsState,
     headers: &HeaderMap,
@@ -300,7 +346,23 @@ pub(crate) async fn authenticate(
     // refused, and only failures count (per address). A public client presents no secret, so
     // nothing about it can be locked: anyone who learns its id cannot stop its users.
     let client = find(state, &client_id, remote).await?;
+    // Why a mutual-TLS client was refused, for the audit record.
+    let mut certificate_refusal = None;
     let accepted = match (&client, &secret) {
+        (Some(c), secret) if c.tls_client_auth.is_some() => match secret {
+            Some(secret) => {
+                let _ = hash_secret(secret).ct_eq(&DUMMY_HASH);
+                certificate_refusal = Some("a mutual-TLS client presented a secret");
+                false
+            }
+            None => match certificate_authenticates(c, &presented) {
+                Ok(()) => true,
+                Err(why) => {
+                    certificate_refusal = Some(why);
+                    false
+                }
+            },
+        },
         (Some(c), Some(secret)) => match &c.secret_hash {
             Some(expected) => bool::from(hash_secret(secret).ct_eq(expected)),
             None => {
@@ -322,13 +384,13 @@ pub(crate) async fn authenticate(
             audit_failure(
                 state,
                 event,
-                &client_id,
-                remote,
+                (&client_id, remote),
                 if throttled.is_some() {
                     "too_many_failures"
                 } else {
                     "invalid_client"
                 },
+                certificate_refusal,
             );
             Err(match throttled {
                 Some(wait) => OAuthError::locked_out(wait),
@@ -341,15 +403,132 @@ pub(crate) async fn authenticate(
 fn audit_failure(
     state: &AsState,
     event: AuditEvent,
-    client_id: &str,
-    remote: Option<IpAddr>,
+    (client_id, remote): (&str, Option<IpAddr>),
     reason: &str,
+    detail: Option<&str>,
 ) {
     let mut record = AuditRecord::new(event, Outcome::Denied);
     record.client_id = Some(client_id);
     record.reason = Some(reason);
+    record.detail = detail;
     record.remote_addr = remote.map(|ip| std::net::SocketAddr::new(ip, 0));
     state.audit.record(&record);
+}
+
+/// Whether the request's client certificate authenticates mutual-TLS client `client`
+/// (RFC 8705 §2); `Err` says why not, for the audit trail. The certificate must be within its
+/// validity period now (a connection may outlive it). `tls_client_auth` needs a certificate
+/// that chains to a trusted CA with the registered name (the subject DN compared as
+/// [`ClientCertificate::subject_dn`](crate::auth::ClientCertificate::subject_dn) writes it,
+/// DNS names without regard to ASCII case, URIs and e-mail addresses exactly);
+/// `self_signed_tls_client_auth` needs one of the registered certificates, by thumbprint,
+/// compared in constant time, whoever issued it.
+#[cfg(feature = "mtls")]
+fn certificate_authenticates(
+    client: &ClientRecord,
+    presented: &PresentedClient<'_>,
+) -> Result<(), &'static str> {
+    let Some(auth) = &client.tls_client_auth else {
+        return Err("not a mutual-TLS client");
+    };
+    let Some(certificate) = presented.certificate else {
+        return Err("no client certificate");
+    };
+    let now = std::time::SystemTime::now();
+    if certificate.not_before().is_some_and(|from| now < from)
+        || certificate.not_after().is_some_and(|until| now > until)
+    {
+        return Err("client certificate expired or not yet valid");
+    }
+    let matches = match auth {
+        TlsClientAuth::SelfSigned(thumbprints) => {
+            let mut found = subtle::Choice::from(0);
+            for thumbprint in thumbprints {
+                found |= thumbprint.ct_eq(certificate.thumbprint());
+            }
+            bool::from(found)
+        }
+        // A name counts only in a certificate a trusted CA issued: anyone can self-sign any.
+        _ if !certificate.is_ca_verified() => {
+            return Err("client certificate not issued by a trusted CA");
+        }
+        TlsClientAuth::SubjectDn(dn) => certificate.subject_dn() == dn,
+        TlsClientAuth::SanDns(dns) => certificate
+            .san_dns()
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(dns)),
+        TlsClientAuth::SanUri(uri) => certificate.san_uris().iter().any(|name| name == uri),
+        TlsClientAuth::SanEmail(email) => certificate.san_emails().iter().any(|name| name == email),
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err("client certificate does not match the client's registration")
+    }
+}
+
+/// Without the `mtls` feature no certificate reaches the server: a mutual-TLS client (stored by
+/// a build with it) cannot authenticate.
+#[cfg(not(feature = "mtls"))]
+fn certificate_authenticates(
+    _client: &ClientRecord,
+    _presented: &PresentedClient<'_>,
+) -> Result<(), &'static str> {
+    Err("client certificates need the mtls feature")
+}
+
+/// The most certificates a `self_signed_tls_client_auth` client may register.
+pub(crate) const MAX_CLIENT_CERTIFICATES: usize = 10;
+
+/// The longest name a `tls_client_auth` client may be registered with, in bytes.
+const MAX_CERTIFICATE_NAME_BYTES: usize = 1024;
+
+/// A mutual-TLS client's expected certificate, checked and in the form it is stored and
+/// compared in: a subject DN rewritten by RFC 4514's rules (so that spacing and the case of
+/// type names do not matter), a SAN non-empty printable text, at least one and at most
+/// [`MAX_CLIENT_CERTIFICATES`] thumbprints (duplicates dropped). `Err` says why not.
+pub(crate) fn checked_tls_client_auth(auth: &TlsClientAuth) -> Result<TlsClientAuth, String> {
+    match auth {
+        TlsClientAuth::SubjectDn(dn) => {
+            #[cfg(feature = "mtls")]
+            return crate::auth::distinguished_name::normalize(dn)
+                .map(TlsClientAuth::SubjectDn)
+                .map_err(|why| format!("tls_client_auth_subject_dn: {why}"));
+            #[cfg(not(feature = "mtls"))]
+            return Err(format!(
+                "tls_client_auth_subject_dn `{dn}`: client certificates need the mtls feature"
+            ));
+        }
+        TlsClientAuth::SanDns(name)
+        | TlsClientAuth::SanUri(name)
+        | TlsClientAuth::SanEmail(name) => {
+            let (member, _) = auth.metadata_member().unwrap_or_default();
+            if name.is_empty()
+                || name.len() > MAX_CERTIFICATE_NAME_BYTES
+                || name.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(format!(
+                    "{member} must be a name of at most {MAX_CERTIFICATE_NAME_BYTES} bytes \
+                     without spaces or control characters"
+                ));
+            }
+            Ok(auth.clone())
+        }
+        TlsClientAuth::SelfSigned(thumbprints) => {
+            let mut unique: Vec<[u8; 32]> = Vec::with_capacity(thumbprints.len());
+            for thumbprint in thumbprints {
+                if !unique.contains(thumbprint) {
+                    unique.push(*thumbprint);
+                }
+            }
+            if unique.is_empty() || unique.len() > MAX_CLIENT_CERTIFICATES {
+                return Err(format!(
+                    "self_signed_tls_client_auth needs 1 to {MAX_CLIENT_CERTIFICATES} certificates"
+                ));
+            }
+            Ok(TlsClientAuth::SelfSigned(unique))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,5 +567,124 @@ mod tests {
             OAuthClient::confidential("svc", "0123456789abcdef0123")
         );
         assert!(!printed.contains("0123456789"), "{printed}");
+    }
+
+    #[cfg(feature = "mtls")]
+    #[test]
+    fn mutual_tls_clients_are_confidential_and_checked() {
+        let scopes = vec!["a".to_owned()];
+        let service = OAuthClient::mutual_tls("svc", TlsClientAuth::SanDns("svc.example".into()))
+            .to_record(&scopes, 1)
+            .unwrap();
+        assert_eq!(service.grant_types, ["client_credentials"]);
+        assert_eq!(service.token_endpoint_auth_method, "tls_client_auth");
+        assert_eq!(service.secret_hash, None);
+        assert!(service.is_confidential());
+        let app = OAuthClient::mutual_tls("app", TlsClientAuth::SelfSigned(vec![[1; 32], [1; 32]]))
+            .redirect_uris(["http://127.0.0.1/cb"])
+            .to_record(&scopes, 1)
+            .unwrap();
+        assert_eq!(
+            app.grant_types,
+            ["authorization_code", "refresh_token", "client_credentials"]
+        );
+        assert_eq!(
+            app.token_endpoint_auth_method,
+            "self_signed_tls_client_auth"
+        );
+        assert_eq!(
+            app.tls_client_auth,
+            Some(TlsClientAuth::SelfSigned(vec![[1; 32]])),
+            "duplicates dropped"
+        );
+        let dn =
+            OAuthClient::mutual_tls("dn", TlsClientAuth::SubjectDn("cn=svc, o=Example".into()))
+                .to_record(&scopes, 1)
+                .unwrap();
+        assert_eq!(
+            dn.tls_client_auth,
+            Some(TlsClientAuth::SubjectDn("CN=svc,O=Example".into())),
+            "stored as certificates are written"
+        );
+        let many: Vec<[u8; 32]> = (0..=MAX_CLIENT_CERTIFICATES as u8)
+            .map(|i| [i; 32])
+            .collect();
+        for bad in [
+            TlsClientAuth::SubjectDn("not a name".into()),
+            TlsClientAuth::SanDns(String::new()),
+            TlsClientAuth::SanUri("spiffe://a b".into()),
+            TlsClientAuth::SanEmail("a@example.org\n".into()),
+            TlsClientAuth::SelfSigned(vec![]),
+            TlsClientAuth::SelfSigned(many),
+        ] {
+            let client = OAuthClient::mutual_tls("svc", bad);
+            assert!(client.to_record(&scopes, 1).is_err(), "{client:?}");
+        }
+    }
+
+    /// A certificate for `names` (SAN DNS) with subject `CN=cn`, self-signed, valid between
+    /// the years given.
+    #[cfg(feature = "mtls")]
+    fn certificate(cn: &str, names: &[&str], years: (i32, i32)) -> crate::auth::ClientCertificate {
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        crate::auth::ClientCertificate::from_der(&der, crate::auth::CertificateSource::Tls).unwrap()
+    }
+
+    #[cfg(feature = "mtls")]
+    #[test]
+    fn a_mutual_tls_client_is_recognised_by_its_certificate_only() {
+        let record = |auth: TlsClientAuth| {
+            OAuthClient::mutual_tls("svc", auth)
+                .to_record(&[], 1)
+                .unwrap()
+        };
+        let check = |client: &ClientRecord,
+                     certificate: Option<&crate::auth::ClientCertificate>| {
+            certificate_authenticates(
+                client,
+                &PresentedClient {
+                    form_id: Some("svc"),
+                    form_secret: None,
+                    certificate,
+                },
+            )
+        };
+        let svc = certificate("svc", &["svc.example"], (2020, 2100));
+        let other = certificate("other", &["other.example"], (2020, 2100));
+        let expired = certificate("svc", &["svc.example"], (2000, 2001));
+
+        let by_dns = record(TlsClientAuth::SanDns("SVC.example".into()));
+        assert_eq!(check(&by_dns, Some(&svc)), Ok(()), "DNS names ignore case");
+        assert!(check(&by_dns, Some(&other)).is_err());
+        assert_eq!(check(&by_dns, None), Err("no client certificate"));
+        assert_eq!(
+            check(&by_dns, Some(&expired)),
+            Err("client certificate expired or not yet valid")
+        );
+        let by_dn = record(TlsClientAuth::SubjectDn("cn=svc".into()));
+        assert_eq!(check(&by_dn, Some(&svc)), Ok(()));
+        assert!(check(&by_dn, Some(&other)).is_err());
+        // A name in a certificate nobody vouches for proves nothing.
+        let unverified = svc.clone().not_ca_verified();
+        assert_eq!(
+            check(&by_dns, Some(&unverified)),
+            Err("client certificate not issued by a trusted CA")
+        );
+        // A registered certificate is recognised by its thumbprint, whoever issued it.
+        let by_thumbprint = record(TlsClientAuth::SelfSigned(vec![[9; 32], *svc.thumbprint()]));
+        assert_eq!(check(&by_thumbprint, Some(&unverified)), Ok(()));
+        assert_eq!(check(&by_thumbprint, Some(&svc)), Ok(()));
+        assert!(check(&by_thumbprint, Some(&other)).is_err());
     }
 }

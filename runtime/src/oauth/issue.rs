@@ -1,5 +1,7 @@
-//! Minting access tokens (RFC 9068 JWTs signed with the current key) and refresh tokens.
+//! Minting access tokens (RFC 9068 JWTs signed with the current key, bound to a client
+//! certificate when one was presented: RFC 8705 §3) and refresh tokens.
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
 
 use super::{AsState, error::OAuthError, random_id, random_secret};
@@ -19,6 +21,8 @@ pub(crate) struct TokenGrant<'a> {
     pub(crate) resource: &'a str,
     /// The refresh-token family (grant) the token belongs to; revoking the family revokes it.
     pub(crate) family_id: Option<&'a str>,
+    /// The SHA-256 thumbprint of the client certificate the token is bound to, if any.
+    pub(crate) certificate: Option<&'a [u8; 32]>,
 }
 
 /// An issued access token.
@@ -44,6 +48,16 @@ struct Claims<'a> {
     iat: i64,
     exp: i64,
     jti: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation>,
+}
+
+/// RFC 8705 §3.1: the confirmation claim of a certificate-bound token.
+#[derive(Serialize)]
+struct Confirmation {
+    /// The base64url SHA-256 of the certificate's DER encoding.
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: String,
 }
 
 /// The separator between the family id and the random part of a `jti`. Family ids and random
@@ -79,6 +93,9 @@ pub(crate) fn access_token(
         iat: now,
         exp: now + expires_in,
         jti: &jti,
+        cnf: grant.certificate.map(|thumbprint| Confirmation {
+            x5t_s256: URL_SAFE_NO_PAD.encode(thumbprint),
+        }),
     };
     let token = state.keys.current().sign(&claims).map_err(|error| {
         tracing::error!(target: crate::AUDIT_TARGET, %error, "signing an access token failed");

@@ -36,6 +36,20 @@ fn cache_for(seconds: u32) -> [(header::HeaderName, HeaderValue); 1] {
     )]
 }
 
+/// The client authentication methods of the token and revocation endpoints: the secret
+/// methods and public clients always, RFC 8705's mutual-TLS methods when the certificates they
+/// need can reach the server (see [`ClientCertificates`](super::ClientCertificates)).
+fn client_auth_methods(state: &AsState) -> Vec<&'static str> {
+    let mut methods = vec!["client_secret_basic", "client_secret_post", "none"];
+    if state.client_certificates.ca_issued() {
+        methods.push("tls_client_auth");
+    }
+    if state.client_certificates.self_signed() {
+        methods.push("self_signed_tls_client_auth");
+    }
+    methods
+}
+
 /// The RFC 8414 document. `issuer` is the configured identifier byte for byte.
 pub(super) fn document(state: &AsState) -> Value {
     let mut doc = json!({
@@ -51,8 +65,8 @@ pub(super) fn document(state: &AsState) -> Value {
             grants::REFRESH_TOKEN,
             grants::CLIENT_CREDENTIALS,
         ],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": client_auth_methods(state),
+        "revocation_endpoint_auth_methods_supported": client_auth_methods(state),
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": state.scopes,
         "authorization_response_iss_parameter_supported": true,
@@ -60,6 +74,11 @@ pub(super) fn document(state: &AsState) -> Value {
     });
     if state.dynamic_registration {
         doc["registration_endpoint"] = json!(state.url(paths::REGISTER));
+    }
+    if state.client_certificates.any() {
+        // RFC 8705 §3.3: tokens are bound to the certificate a client presents at the token
+        // endpoint. Said only when a certificate can arrive there.
+        doc["tls_client_certificate_bound_access_tokens"] = json!(true);
     }
     doc
 }

@@ -1,9 +1,10 @@
 //! Dynamic Client Registration (RFC 7591): `POST /oauth/register`, and the client-metadata
 //! rules it shares with Client ID Metadata Documents.
 //!
-//! A self-registered client is an authorization-code client only (public, or confidential with
-//! a generated secret): `client_credentials` would hand tokens without a user to anyone who can
-//! reach the endpoint. Registrations are limited per address, per network prefix and overall
+//! A self-registered client is an authorization-code client only (public, confidential with a
+//! generated secret, or confidential by its TLS client certificate, RFC 8705 §2, when the server
+//! sees client certificates): `client_credentials` would hand tokens without a user to anyone
+//! who can reach the endpoint. Registrations are limited per address, per network prefix and overall
 //! ([`limits`]), so a flood from many addresses neither fills the store nor, short of many
 //! networks, locks everyone else out; unused self-registered clients are purged after a day
 //! ([`Store::purge_expired`](crate::store::Store::purge_expired)).
@@ -30,7 +31,7 @@ use super::{
 };
 use crate::{
     AuditEvent, AuditRecord, Outcome,
-    store::{ClientRecord, hash_secret},
+    store::{ClientRecord, TlsClientAuth, hash_secret},
 };
 
 /// Most redirect URIs one client may register.
@@ -50,7 +51,26 @@ mod auth_methods {
     pub(crate) const BASIC: &str = "client_secret_basic";
     /// The secret as form parameters.
     pub(crate) const POST: &str = "client_secret_post";
+    /// A certificate from a trusted CA with a registered name (RFC 8705 §2.1).
+    pub(crate) const TLS: &str = "tls_client_auth";
+    /// A registered (self-signed) certificate (RFC 8705 §2.2).
+    pub(crate) const SELF_SIGNED_TLS: &str = "self_signed_tls_client_auth";
+
+    /// The methods a client may register with.
+    #[cfg(feature = "mtls")]
+    pub(crate) const SUPPORTED: [&str; 5] = [NONE, BASIC, POST, TLS, SELF_SIGNED_TLS];
+    /// The methods a client may register with (no certificate reaches a build without `mtls`).
+    #[cfg(not(feature = "mtls"))]
+    pub(crate) const SUPPORTED: [&str; 3] = [NONE, BASIC, POST];
 }
+
+/// The RFC 8705 §2.1.2 members naming a `tls_client_auth` client's certificate.
+const TLS_CLIENT_AUTH_MEMBERS: [&str; 4] = [
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_email",
+];
 
 /// The registration route. It answers 404 when registration is turned off, as if it were not
 /// mounted (the metadata then has no `registration_endpoint`).
@@ -100,7 +120,9 @@ async fn register(
         return too_many_registrations(wait);
     }
     let now = unix_now();
-    let secret = (request.auth_method != auth_methods::NONE).then(random_secret);
+    let secret = [auth_methods::BASIC, auth_methods::POST]
+        .contains(&request.auth_method.as_str())
+        .then(random_secret);
     let record = ClientRecord {
         client_id: random_id(),
         secret_hash: secret.as_deref().map(hash_secret),
@@ -114,6 +136,7 @@ async fn register(
         allowed_scopes: request.allowed_scopes.clone(),
         role: None,
         token_endpoint_auth_method: request.auth_method.clone(),
+        tls_client_auth: request.metadata.tls_client_auth.clone(),
         metadata_url: None,
         self_registered: true,
         created_at: now,
@@ -156,6 +179,16 @@ fn response_body(record: &ClientRecord, request: &Request, secret: Option<&str>)
     }
     if let Some(application_type) = &request.metadata.application_type {
         body["application_type"] = json!(application_type);
+    }
+    if let Some((member, value)) = record
+        .tls_client_auth
+        .as_ref()
+        .and_then(TlsClientAuth::metadata_member)
+    {
+        body[member] = json!(value);
+    }
+    if let Some(jwks) = &request.jwks {
+        body["jwks"] = jwks.clone();
     }
     body
 }
@@ -200,6 +233,9 @@ struct Request {
     auth_method: String,
     /// The requested scopes, or every server scope.
     allowed_scopes: Vec<String>,
+    /// The `jwks` a `self_signed_tls_client_auth` client registered its certificates in,
+    /// echoed in the answer (only their thumbprints are stored).
+    jwks: Option<Value>,
 }
 
 /// Parses and validates the body under the server's registration policy.
@@ -218,6 +254,25 @@ fn parse_request(state: &AsState, headers: &HeaderMap, body: &[u8]) -> Result<Re
         .token_endpoint_auth_method
         .clone()
         .unwrap_or_else(|| auth_methods::BASIC.to_owned());
+    if let Some(auth) = &metadata.tls_client_auth {
+        // Registering a method whose certificates never reach the token endpoint would make a
+        // client that can never authenticate (the metadata does not offer it either).
+        let seen = &state.client_certificates;
+        let reaches = match auth {
+            TlsClientAuth::SelfSigned(_) => seen.self_signed(),
+            _ => seen.ca_issued(),
+        };
+        if !reaches {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "token_endpoint_auth_method `{}` is not available: no such client certificate \
+                 reaches this server",
+                auth.auth_method()
+            )));
+        }
+    }
+    let jwks = matches!(metadata.tls_client_auth, Some(TlsClientAuth::SelfSigned(_)))
+        .then(|| document.get("jwks").cloned())
+        .flatten();
     let allowed_scopes = match &metadata.scope {
         Some(requested) => {
             if let Some(unknown) = requested.iter().find(|s| !state.scopes.contains(s)) {
@@ -233,6 +288,7 @@ fn parse_request(state: &AsState, headers: &HeaderMap, body: &[u8]) -> Result<Re
         metadata,
         auth_method,
         allowed_scopes,
+        jwks,
     })
 }
 
@@ -295,8 +351,12 @@ pub(super) struct ClientMetadata {
     pub(super) grant_types: Vec<String>,
     /// Only `code`; default `["code"]`.
     pub(super) response_types: Vec<String>,
-    /// `none`, `client_secret_basic` or `client_secret_post`, when given.
+    /// `none`, `client_secret_basic`, `client_secret_post` or (with the `mtls` feature)
+    /// `tls_client_auth` or `self_signed_tls_client_auth`, when given.
     pub(super) token_endpoint_auth_method: Option<String>,
+    /// The certificate a mutual-TLS client authenticates with: exactly when the method is one
+    /// of RFC 8705's.
+    pub(super) tls_client_auth: Option<TlsClientAuth>,
     /// At most 200 characters, no control characters, when given.
     pub(super) client_name: Option<String>,
     /// The requested scopes (syntactically valid, deduplicated), when given.
@@ -322,14 +382,14 @@ impl ClientMetadata {
         }
         let token_endpoint_auth_method = string(object, "token_endpoint_auth_method")?;
         if let Some(method) = &token_endpoint_auth_method
-            && ![auth_methods::NONE, auth_methods::BASIC, auth_methods::POST]
-                .contains(&method.as_str())
+            && !auth_methods::SUPPORTED.contains(&method.as_str())
         {
-            return Err(invalid(
-                "token_endpoint_auth_method: supported are none, client_secret_basic and \
-                 client_secret_post",
-            ));
+            return Err(invalid(format!(
+                "token_endpoint_auth_method: supported are {}",
+                auth_methods::SUPPORTED.join(", ")
+            )));
         }
+        let tls_client_auth = tls_client_auth(object, token_endpoint_auth_method.as_deref())?;
         let client_name = string(object, "client_name")?;
         if let Some(name) = &client_name {
             check_client_name(name)?;
@@ -350,11 +410,119 @@ impl ClientMetadata {
             grant_types: dedup(grant_types),
             response_types: dedup(response_types),
             token_endpoint_auth_method,
+            tls_client_auth,
             client_name,
             scope,
             application_type,
         })
     }
+}
+
+/// The certificate a mutual-TLS client registers: for `tls_client_auth` exactly one of the
+/// `tls_client_auth_*` members (RFC 8705 §2.1.2), checked and stored as the token endpoint
+/// compares it; for `self_signed_tls_client_auth` its certificates, in `jwks` (the first `x5c`
+/// entry of each key, RFC 8705 §2.2.2; a `jwks_uri` is not fetched). Those members are refused
+/// with any other method, which would silently ignore them.
+fn tls_client_auth(
+    object: &Map<String, Value>,
+    method: Option<&str>,
+) -> Result<Option<TlsClientAuth>, MetadataError> {
+    let mut named = Vec::new();
+    for member in TLS_CLIENT_AUTH_MEMBERS {
+        if let Some(value) = string(object, member)? {
+            named.push((member, value));
+        }
+    }
+    let auth = match method {
+        Some(auth_methods::TLS) => {
+            let [(member, value)] = named.as_slice() else {
+                return Err(invalid(format!(
+                    "tls_client_auth needs exactly one of {}",
+                    TLS_CLIENT_AUTH_MEMBERS.join(", ")
+                )));
+            };
+            let value = value.clone();
+            match *member {
+                "tls_client_auth_subject_dn" => TlsClientAuth::SubjectDn(value),
+                "tls_client_auth_san_dns" => TlsClientAuth::SanDns(value),
+                "tls_client_auth_san_uri" => TlsClientAuth::SanUri(value),
+                _ => TlsClientAuth::SanEmail(value),
+            }
+        }
+        Some(auth_methods::SELF_SIGNED_TLS) => {
+            if !named.is_empty() {
+                return Err(invalid(
+                    "tls_client_auth_* members are for token_endpoint_auth_method tls_client_auth",
+                ));
+            }
+            if !matches!(object.get("jwks_uri"), None | Some(Value::Null)) {
+                return Err(invalid(
+                    "jwks_uri is not fetched: register the certificates in jwks (x5c)",
+                ));
+            }
+            TlsClientAuth::SelfSigned(registered_certificates(object)?)
+        }
+        _ if named.is_empty() => return Ok(None),
+        _ => {
+            return Err(invalid(
+                "tls_client_auth_* members are for token_endpoint_auth_method tls_client_auth",
+            ));
+        }
+    };
+    super::clients::checked_tls_client_auth(&auth)
+        .map(Some)
+        .map_err(invalid)
+}
+
+/// The SHA-256 thumbprints of the certificates in `jwks`: the first `x5c` entry (base64 DER,
+/// RFC 7517 §4.7) of each key, each a readable X.509 certificate.
+#[cfg(feature = "mtls")]
+fn registered_certificates(object: &Map<String, Value>) -> Result<Vec<[u8; 32]>, MetadataError> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use sha2::{Digest as _, Sha256};
+    use x509_parser::prelude::FromDer as _;
+
+    let needed = || {
+        invalid("self_signed_tls_client_auth needs jwks: keys, each with its certificate in x5c")
+    };
+    let keys = object
+        .get("jwks")
+        .and_then(|jwks| jwks.get("keys"))
+        .and_then(Value::as_array)
+        .filter(|keys| !keys.is_empty())
+        .ok_or_else(needed)?;
+    if keys.len() > super::clients::MAX_CLIENT_CERTIFICATES {
+        return Err(invalid(format!(
+            "at most {} certificates may be registered",
+            super::clients::MAX_CLIENT_CERTIFICATES
+        )));
+    }
+    let mut thumbprints = Vec::with_capacity(keys.len());
+    for key in keys {
+        let encoded = key
+            .get("x5c")
+            .and_then(Value::as_array)
+            .and_then(|chain| chain.first())
+            .and_then(Value::as_str)
+            .ok_or_else(needed)?;
+        let der = STANDARD
+            .decode(encoded)
+            .map_err(|_| invalid("an x5c entry is not base64 (RFC 7517 §4.7)"))?;
+        if !matches!(
+            x509_parser::certificate::X509Certificate::from_der(&der),
+            Ok(([], _))
+        ) {
+            return Err(invalid("an x5c entry is not an X.509 certificate"));
+        }
+        thumbprints.push(Sha256::digest(&der).into());
+    }
+    Ok(thumbprints)
+}
+
+/// Without the `mtls` feature `self_signed_tls_client_auth` is refused before this is asked.
+#[cfg(not(feature = "mtls"))]
+fn registered_certificates(_object: &Map<String, Value>) -> Result<Vec<[u8; 32]>, MetadataError> {
+    Err(invalid("client certificates need the mtls feature"))
 }
 
 /// An `invalid_client_metadata` refusal.
@@ -563,6 +731,92 @@ mod tests {
         assert_eq!(ok.redirect_uris, ["http://127.0.0.1/cb"]);
         assert_eq!(ok.scope, Some(vec!["a".to_owned(), "b".to_owned()]));
         assert_eq!(ok.application_type.as_deref(), Some("native"));
+    }
+
+    #[cfg(feature = "mtls")]
+    #[test]
+    fn mutual_tls_registrations_name_exactly_one_certificate() {
+        use base64::{Engine as _, engine::general_purpose::STANDARD};
+        use sha2::Digest as _;
+
+        let uri = json!(["https://app.example/cb"]);
+        let m = parse(json!({
+            "redirect_uris": uri,
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "cn=app, o=Example",
+        }))
+        .unwrap();
+        assert_eq!(
+            m.tls_client_auth,
+            Some(TlsClientAuth::SubjectDn("CN=app,O=Example".into()))
+        );
+        let m = parse(json!({
+            "redirect_uris": uri,
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_san_uri": "spiffe://example.org/app",
+        }))
+        .unwrap();
+        assert_eq!(
+            m.tls_client_auth,
+            Some(TlsClientAuth::SanUri("spiffe://example.org/app".into()))
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = rcgen::CertificateParams::new(vec!["app.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .to_vec();
+        let x5c = STANDARD.encode(&der);
+        let m = parse(json!({
+            "redirect_uris": uri,
+            "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "jwks": { "keys": [{ "kty": "EC", "x5c": [x5c] }] },
+        }))
+        .unwrap();
+        let thumbprint: [u8; 32] = sha2::Sha256::digest(&der).into();
+        assert_eq!(
+            m.tls_client_auth,
+            Some(TlsClientAuth::SelfSigned(vec![thumbprint]))
+        );
+        for bad in [
+            json!({ "token_endpoint_auth_method": "tls_client_auth" }),
+            json!({
+                "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_auth_san_dns": "a.example",
+                "tls_client_auth_san_uri": "spiffe://example.org/a",
+            }),
+            json!({ "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "" }),
+            json!({ "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "nonsense" }),
+            json!({ "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": 5 }),
+            json!({ "token_endpoint_auth_method": "none", "tls_client_auth_san_dns": "a.example" }),
+            json!({ "tls_client_auth_san_dns": "a.example" }),
+            json!({ "token_endpoint_auth_method": "self_signed_tls_client_auth" }),
+            json!({
+                "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                "jwks_uri": "https://app.example/jwks.json",
+            }),
+            json!({
+                "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                "jwks": { "keys": [{ "kty": "EC" }] },
+            }),
+            json!({
+                "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                "jwks": { "keys": [{ "x5c": ["bm90IGEgY2VydGlmaWNhdGU="] }] },
+            }),
+            json!({
+                "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                "jwks": { "keys": [{ "x5c": [x5c] }] },
+                "tls_client_auth_san_dns": "a.example",
+            }),
+        ] {
+            let mut document = bad.clone();
+            document["redirect_uris"] = uri.clone();
+            assert!(
+                matches!(parse(document), Err(MetadataError::Metadata(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -89,7 +89,7 @@ async fn revoke(
     let client = clients::authenticate(
         state,
         &form.headers,
-        params.presented_client(),
+        form.presented_client(),
         peer.map(|p| p.ip()),
         AuditEvent::Revocation,
     )

@@ -326,8 +326,13 @@ pub struct ClientRecord {
     /// The role of client-credentials tokens issued to this client, if any.
     pub role: Option<String>,
     /// How the client authenticates at the token endpoint (`none`, `client_secret_basic`,
-    /// `client_secret_post`, `private_key_jwt`).
+    /// `client_secret_post`, `tls_client_auth`, `self_signed_tls_client_auth`,
+    /// `private_key_jwt`).
     pub token_endpoint_auth_method: String,
+    /// The certificate a client authenticating with mutual TLS must present (RFC 8705 §2):
+    /// `Some` exactly when `token_endpoint_auth_method` is `tls_client_auth` or
+    /// `self_signed_tls_client_auth` (then `secret_hash` is `None`).
+    pub tls_client_auth: Option<TlsClientAuth>,
     /// The URL of the client's metadata document (CIMD), if it registered that way.
     pub metadata_url: Option<String>,
     /// The client registered itself (RFC 7591): not vouched for by the operator. `false` for
@@ -338,6 +343,12 @@ pub struct ClientRecord {
 }
 
 impl ClientRecord {
+    /// Whether the client authenticates (with a secret or a TLS client certificate), rather
+    /// than only naming itself as a public client does.
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some() || self.tls_client_auth.is_some()
+    }
+
     /// Whether the operator vouched for the client, its redirect URIs included: it was
     /// configured, neither self-registered nor introduced by a metadata document. Anyone can
     /// create a client that is not, so such clients are never trusted to receive error
@@ -361,10 +372,105 @@ impl fmt::Debug for ClientRecord {
                 "token_endpoint_auth_method",
                 &self.token_endpoint_auth_method,
             )
+            .field("tls_client_auth", &self.tls_client_auth)
             .field("metadata_url", &self.metadata_url)
             .field("self_registered", &self.self_registered)
             .field("created_at", &self.created_at)
             .finish()
+    }
+}
+
+/// How a client that authenticates with mutual TLS (RFC 8705 §2) is recognised by the
+/// certificate it presents at the token endpoint.
+///
+/// The first four are `tls_client_auth` (§2.1): a certificate that chains to a CA the server
+/// trusts, with the name registered in one of the RFC's `tls_client_auth_*` client-metadata
+/// members. [`SelfSigned`](Self::SelfSigned) is `self_signed_tls_client_auth` (§2.2): one of
+/// the certificates the client registered, whoever issued it.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsClientAuth {
+    /// `tls_client_auth_subject_dn`: the subject's distinguished name, as RFC 4514 writes it
+    /// and `ClientCertificate::subject_dn` writes a certificate's (the authorization server
+    /// stores a configured or registered name in that form: type names in their short form,
+    /// values as written).
+    SubjectDn(String),
+    /// `tls_client_auth_san_dns`: a DNS name among the certificate's subject alternative names
+    /// (compared without regard to ASCII case, as DNS names are).
+    SanDns(String),
+    /// `tls_client_auth_san_uri`: a URI among its subject alternative names (a SPIFFE ID).
+    SanUri(String),
+    /// `tls_client_auth_san_email`: an e-mail address among its subject alternative names.
+    SanEmail(String),
+    /// `self_signed_tls_client_auth`: the SHA-256 thumbprints of the certificates the client
+    /// registered (its DER encoding hashed, as `x5t#S256`); any one of them authenticates.
+    SelfSigned(Vec<[u8; 32]>),
+}
+
+impl TlsClientAuth {
+    /// The `token_endpoint_auth_method`: `tls_client_auth` or `self_signed_tls_client_auth`.
+    pub fn auth_method(&self) -> &'static str {
+        match self {
+            TlsClientAuth::SelfSigned(_) => "self_signed_tls_client_auth",
+            _ => "tls_client_auth",
+        }
+    }
+
+    /// The RFC 8705 client-metadata member naming the expected certificate and its value, for
+    /// the four `tls_client_auth` forms.
+    pub fn metadata_member(&self) -> Option<(&'static str, &str)> {
+        match self {
+            TlsClientAuth::SubjectDn(dn) => Some(("tls_client_auth_subject_dn", dn)),
+            TlsClientAuth::SanDns(dns) => Some(("tls_client_auth_san_dns", dns)),
+            TlsClientAuth::SanUri(uri) => Some(("tls_client_auth_san_uri", uri)),
+            TlsClientAuth::SanEmail(email) => Some(("tls_client_auth_san_email", email)),
+            TlsClientAuth::SelfSigned(_) => None,
+        }
+    }
+}
+
+#[cfg(feature = "mtls")]
+impl TlsClientAuth {
+    /// `self_signed_tls_client_auth` with the certificates in this PEM text (every
+    /// `CERTIFICATE` section: a client may register the next certificate next to the current
+    /// one, to change it without a gap). Only their SHA-256 thumbprints are kept.
+    ///
+    /// # Errors
+    /// When the text holds no certificate, or a section that does not read as PEM or as an
+    /// X.509 certificate.
+    #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
+    pub fn self_signed_pem(pem: impl AsRef<[u8]>) -> Result<Self, crate::ConfigError> {
+        let invalid = |why: String| {
+            crate::ConfigError::invalid(format!("self-signed client certificate PEM: {why}"))
+        };
+        let mut thumbprints = Vec::new();
+        for section in x509_parser::pem::Pem::iter_from_buffer(pem.as_ref()) {
+            let section = section.map_err(|e| invalid(e.to_string()))?;
+            if section.label != "CERTIFICATE" {
+                continue;
+            }
+            section.parse_x509().map_err(|e| invalid(e.to_string()))?;
+            thumbprints.push(Sha256::digest(&section.contents).into());
+        }
+        if thumbprints.is_empty() {
+            return Err(invalid("no CERTIFICATE section".to_owned()));
+        }
+        Ok(Self::SelfSigned(thumbprints))
+    }
+}
+
+impl fmt::Debug for TlsClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsClientAuth::SelfSigned(thumbprints) => f
+                .debug_tuple("SelfSigned")
+                .field(&thumbprints.iter().map(hex::encode).collect::<Vec<_>>())
+                .finish(),
+            other => {
+                let (member, value) = other.metadata_member().unwrap_or_default();
+                write!(f, "{member}: {value:?}")
+            }
+        }
     }
 }
 
@@ -449,13 +555,17 @@ pub struct RefreshTokenRecord {
     pub scope: String,
     /// The RFC 8707 `resource` the grant is for, if any.
     pub resource: Option<String>,
+    /// The SHA-256 thumbprint of the client certificate the token is bound to, if any: a
+    /// public client's refresh token is bound to the certificate it presented when the token
+    /// was issued (RFC 8705 §4), and is only honoured with that certificate. Successors keep it.
+    pub certificate_thumbprint: Option<[u8; 32]>,
     /// When the token expires (unix seconds).
     pub expires_at: i64,
 }
 
 impl RefreshTokenRecord {
     /// The token that replaces this one on rotation: the same grant (family, client, subject,
-    /// scope, resource) under a new hash and expiry.
+    /// scope, resource, certificate binding) under a new hash and expiry.
     pub fn successor(&self, token_hash: [u8; 32], expires_at: i64) -> Self {
         Self {
             token_hash,
@@ -471,6 +581,7 @@ impl RefreshTokenRecord {
             && self.subject == next.subject
             && self.scope == next.scope
             && self.resource == next.resource
+            && self.certificate_thumbprint == next.certificate_thumbprint
     }
 }
 
@@ -483,6 +594,10 @@ impl fmt::Debug for RefreshTokenRecord {
             .field("subject", &self.subject)
             .field("scope", &self.scope)
             .field("resource", &self.resource)
+            .field(
+                "certificate_thumbprint",
+                &self.certificate_thumbprint.map(hex::encode),
+            )
             .field("expires_at", &self.expires_at)
             .finish()
     }
@@ -646,6 +761,7 @@ mod tests {
             allowed_scopes: vec!["read".into()],
             role: None,
             token_endpoint_auth_method: "client_secret_basic".into(),
+            tls_client_auth: None,
             metadata_url: None,
             self_registered: false,
             created_at: 1,
@@ -675,6 +791,7 @@ mod tests {
             subject: "alice".into(),
             scope: "read".into(),
             resource: None,
+            certificate_thumbprint: None,
             expires_at: 10,
         };
         let key = SigningKeyRecord {
@@ -714,6 +831,7 @@ mod tests {
             subject: "s".into(),
             scope: "a b".into(),
             resource: Some("https://rs.example/mcp".into()),
+            certificate_thumbprint: None,
             expires_at: 100,
         };
         let next = old.successor([2; 32], 200);

@@ -2,7 +2,8 @@
 //! confidential clients, the `authorization_code` grant with mandatory PKCE S256 (RFC 7636), and
 //! the `refresh_token` grant with rotation and reuse detection (RFC 9700 §4.14.2; a retry of a
 //! rotation whose answer was lost is honoured for a short grace period). Access tokens are bound
-//! to one resource (RFC 8707).
+//! to one resource (RFC 8707), and to the client certificate of the token request when there
+//! is one (RFC 8705 §3, see [`exchange`]).
 //!
 //! Every answer, success or error, is JSON with `Cache-Control: no-store` and `Pragma: no-cache`,
 //! and is audited (event `token`) without any token, code or secret in the record.
@@ -75,14 +76,6 @@ impl FormParams {
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
     }
-
-    /// The client credentials sent in the body (`client_secret_post`, or a public client's id).
-    pub(super) fn presented_client(&self) -> PresentedClient<'_> {
-        PresentedClient {
-            form_id: self.get("client_id"),
-            form_secret: self.get("client_secret"),
-        }
-    }
 }
 
 /// A form POST to the token or revocation endpoint, read.
@@ -91,6 +84,30 @@ pub(super) struct FormRequest {
     pub(super) headers: HeaderMap,
     /// The parameters.
     pub(super) params: FormParams,
+    /// The client certificate the request came with (TLS handshake or trusted proxy).
+    #[cfg(feature = "mtls")]
+    certificate: Option<Arc<crate::auth::ClientCertificate>>,
+}
+
+impl FormRequest {
+    /// The client credentials sent: in the body (`client_secret_post`, or a public or
+    /// mutual-TLS client's id) and, for a mutual-TLS client, the request's certificate.
+    pub(super) fn presented_client(&self) -> PresentedClient<'_> {
+        PresentedClient {
+            form_id: self.params.get("client_id"),
+            form_secret: self.params.get("client_secret"),
+            #[cfg(feature = "mtls")]
+            certificate: self.certificate.as_deref(),
+        }
+    }
+
+    /// The SHA-256 thumbprint of the request's client certificate, if it came with one.
+    fn certificate_thumbprint(&self) -> Option<[u8; 32]> {
+        #[cfg(feature = "mtls")]
+        return self.certificate.as_ref().map(|c| *c.thumbprint());
+        #[cfg(not(feature = "mtls"))]
+        return None;
+    }
 }
 
 /// The peer address of a request, when the server was started with connect info.
@@ -122,6 +139,11 @@ pub(super) async fn read_form(request: Request) -> Result<FormRequest, OAuthErro
         }
     })?;
     Ok(FormRequest {
+        #[cfg(feature = "mtls")]
+        certificate: parts
+            .extensions
+            .get::<Arc<crate::auth::ClientCertificate>>()
+            .cloned(),
         headers: parts.headers,
         params,
     })
@@ -248,6 +270,16 @@ async fn token_endpoint(State(state): State<Arc<AsState>>, request: Request) -> 
 }
 
 /// Reads the request, authenticates the client and runs its grant.
+///
+/// When the request comes with a client certificate (the TLS handshake's, or a trusted
+/// proxy's), the access token is bound to it (`cnf.x5t#S256`, RFC 8705 §3), whatever the
+/// client's authentication method: a client that presents a certificate to this server
+/// presents it to the resources on the same server too, and a bound token is worthless to
+/// whoever steals it. A mutual-TLS client's tokens are thus always bound (its certificate is
+/// its credential); a public client's refresh token is bound as well (RFC 8705 §4: nothing
+/// else ties it to the client), a confidential client's is not (its authentication does, and
+/// a renewed certificate must not end its grant). Each refresh binds the new access token to
+/// the certificate presented then.
 async fn exchange(
     state: &AsState,
     request: Request,
@@ -261,13 +293,17 @@ async fn exchange(
     let client = clients::authenticate(
         state,
         &form.headers,
-        params.presented_client(),
+        form.presented_client(),
         trail.peer.map(|p| p.ip()),
         AuditEvent::Token,
     )
     .await
     .inspect_err(|error| trail.audited = audited_by_authenticate(error))?;
     trail.client_id = Some(client.client_id.clone());
+    let certificate = form.certificate_thumbprint();
+    if certificate.is_some() {
+        trail.note = Some("certificate_bound");
+    }
     let Some(requested) = requested else {
         return Err(OAuthError::invalid_request("grant_type is required"));
     };
@@ -277,12 +313,26 @@ async fn exchange(
             "the client is not registered for this grant type",
         ));
     }
+    let request = GrantRequest {
+        client: &client,
+        params,
+        certificate: certificate.as_ref(),
+    };
     match grant {
-        grants::CLIENT_CREDENTIALS => client_credentials(state, &client, params, now, trail),
-        grants::AUTHORIZATION_CODE => authorization_code(state, &client, params, now, trail).await,
-        grants::REFRESH_TOKEN => refresh(state, &client, params, now, trail).await,
+        grants::CLIENT_CREDENTIALS => client_credentials(state, request, now, trail),
+        grants::AUTHORIZATION_CODE => authorization_code(state, request, now, trail).await,
+        grants::REFRESH_TOKEN => refresh(state, request, now, trail).await,
         _ => Err(OAuthError::unsupported_grant_type()),
     }
+}
+
+/// What every grant works from: the authenticated client, the form, and the thumbprint of the
+/// client certificate the request came with (its tokens are bound to it).
+#[derive(Clone, Copy)]
+struct GrantRequest<'a> {
+    client: &'a ClientRecord,
+    params: &'a FormParams,
+    certificate: Option<&'a [u8; 32]>,
 }
 
 /// The grant type as this server spells it, if it implements it.
@@ -328,13 +378,16 @@ fn token_response(access: AccessToken, scope: &str, refresh_token: Option<&str>)
 /// may have (or all of them), for the requested resource.
 fn client_credentials(
     state: &AsState,
-    client: &ClientRecord,
-    params: &FormParams,
+    GrantRequest {
+        client,
+        params,
+        certificate,
+    }: GrantRequest<'_>,
     now: i64,
     trail: &mut Trail,
 ) -> Result<Issued, OAuthError> {
     // A public client has proved nothing about itself: it must not act on its own behalf.
-    if client.secret_hash.is_none() {
+    if !client.is_confidential() {
         return Err(OAuthError::unauthorized_client(
             "client_credentials is for confidential clients only",
         ));
@@ -353,6 +406,7 @@ fn client_credentials(
             role: client.role.as_deref(),
             resource: &resource,
             family_id: None,
+            certificate,
         },
         now,
     )?;
@@ -418,12 +472,11 @@ impl<'a> CodeExchange<'a> {
 /// client for this redirect URI and verifier, and issues tokens of the code's family.
 async fn authorization_code(
     state: &AsState,
-    client: &ClientRecord,
-    params: &FormParams,
+    grant_request: GrantRequest<'_>,
     now: i64,
     trail: &mut Trail,
 ) -> Result<Issued, OAuthError> {
-    let request = CodeExchange::read(params)?;
+    let request = CodeExchange::read(grant_request.params)?;
     let grant = match state
         .store
         .redeem_code(hash_secret(request.code), now)
@@ -445,7 +498,7 @@ async fn authorization_code(
         }
     };
     trail.subject = Some(grant.subject.clone());
-    match issue_for_code(state, client, &request, &grant, now).await {
+    match issue_for_code(state, grant_request, &request, &grant, now).await {
         Ok(issued) => Ok(issued),
         Err(error) => {
             // The code is used up; whatever a failed exchange could have issued must not live.
@@ -458,7 +511,11 @@ async fn authorization_code(
 /// Checks a redeemed code against the request and issues its tokens.
 async fn issue_for_code(
     state: &AsState,
-    client: &ClientRecord,
+    GrantRequest {
+        client,
+        certificate,
+        ..
+    }: GrantRequest<'_>,
     request: &CodeExchange<'_>,
     grant: &AuthCodeRecord,
     now: i64,
@@ -483,11 +540,10 @@ async fn issue_for_code(
     let scope = token_scope(&grant.scope, client, &user);
     let access = user_access_token(
         state,
-        client,
+        (client, certificate),
         &user,
         (&grant.subject, &grant.family_id),
-        &scope,
-        &resource,
+        (&scope, &resource),
         now,
     )?;
     if !client
@@ -508,6 +564,10 @@ async fn issue_for_code(
             // The refresh token keeps the consented scope; only access tokens are narrowed.
             scope: grant.scope.clone(),
             resource: Some(resource.clone()),
+            // RFC 8705 §4: a public client's refresh token is bound to its certificate, the
+            // only thing that ties the token to the client; a confidential client's is bound
+            // by its authentication, and may outlive a renewed certificate.
+            certificate_thumbprint: certificate.copied().filter(|_| !client.is_confidential()),
             expires_at: now + state.refresh_token_lifetime,
         })
         .await?;
@@ -566,11 +626,10 @@ async fn current_user(state: &AsState, subject: &str) -> Result<SignedIn, OAuthE
 /// the grant's family.
 fn user_access_token(
     state: &AsState,
-    client: &ClientRecord,
+    (client, certificate): (&ClientRecord, Option<&[u8; 32]>),
     user: &SignedIn,
     (subject, family_id): (&str, &str),
-    scope: &str,
-    resource: &str,
+    (scope, resource): (&str, &str),
     now: i64,
 ) -> Result<AccessToken, OAuthError> {
     issue::access_token(
@@ -582,6 +641,7 @@ fn user_access_token(
             role: user.role.as_deref(),
             resource,
             family_id: Some(family_id),
+            certificate,
         },
         now,
     )
@@ -609,8 +669,11 @@ fn token_scope(scope: &str, client: &ClientRecord, user: &SignedIn) -> String {
 /// gets a new pair in place of the lost, unused one.
 async fn refresh(
     state: &AsState,
-    client: &ClientRecord,
-    params: &FormParams,
+    GrantRequest {
+        client,
+        params,
+        certificate,
+    }: GrantRequest<'_>,
     now: i64,
     trail: &mut Trail,
 ) -> Result<Issued, OAuthError> {
@@ -626,6 +689,15 @@ async fn refresh(
     // not end its owner's grant by rotating it.
     if record.client_id != client.client_id {
         return Err(invalid());
+    }
+    // Also before: a bound token presented without its certificate is a stolen one (or a
+    // client that lost its key), and its owner's grant stays as it is.
+    if let Some(bound) = &record.certificate_thumbprint
+        && !certificate.is_some_and(|presented| bool::from(presented.ct_eq(bound)))
+    {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token is bound to a client certificate the request did not present",
+        ));
     }
     trail.subject = Some(record.subject.clone());
     let narrowed = requested_scope(&record, params.get("scope"))?;
@@ -663,11 +735,10 @@ async fn refresh(
     let scope = token_scope(&narrowed, client, &user);
     let access = user_access_token(
         state,
-        client,
+        (client, certificate),
         &user,
         (&grant.subject, &grant.family_id),
-        &scope,
-        &resource,
+        (&scope, &resource),
         now,
     )?;
     Ok(token_response(access, &scope, Some(&new_token)))
@@ -774,6 +845,7 @@ mod tests {
             subject: "s".into(),
             scope: scope.into(),
             resource: None,
+            certificate_thumbprint: None,
             expires_at: 0,
         }
     }
@@ -801,6 +873,7 @@ mod tests {
             allowed_scopes: vec!["b".into(), "a".into()],
             role: None,
             token_endpoint_auth_method: "client_secret_basic".into(),
+            tls_client_auth: None,
             metadata_url: None,
             self_registered: false,
             created_at: 0,

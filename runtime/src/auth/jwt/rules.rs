@@ -13,7 +13,9 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{DecodingKey, Header, Validation, errors::ErrorKind};
+use serde_json::Value;
 
 use super::{
     JwtAlgorithm,
@@ -327,6 +329,7 @@ impl TokenRules {
             client_id: claims.string("client_id")?.or(claims.string("azp")?),
             roles: self.roles(claims)?,
             scopes: self.scopes(claims)?,
+            certificate: certificate_confirmation(claims)?,
         })
     }
 
@@ -356,6 +359,11 @@ impl TokenRules {
         }
         if let Some(jti) = read.jti.filter(|j| !j.is_empty()) {
             builder = builder.credential_id(jti);
+        }
+        if let Some(thumbprint) = read.certificate {
+            // Checked against the request's certificate on every request (`AuthChain`), since
+            // the principal is cached and the certificate comes with each connection.
+            builder = builder.certificate_thumbprint(thumbprint);
         }
         if self.principal_issuer
             && let Some(issuer) = &self.issuer
@@ -441,6 +449,33 @@ struct Read<'c> {
     client_id: Option<&'c str>,
     roles: Vec<&'c str>,
     scopes: Vec<&'c str>,
+    /// `cnf.x5t#S256`, decoded.
+    certificate: Option<[u8; 32]>,
+}
+
+/// The client certificate a token (or an introspection answer, RFC 8705 §3.2) is bound to:
+/// `cnf` holding `x5t#S256`, the base64url SHA-256 of the certificate (RFC 8705 §3.1). A token
+/// bound in a way this crate cannot check (a DPoP key's `jkt`, RFC 7800's `jwk`, ...) is
+/// refused rather than accepted as a plain bearer token, which would drop the binding its
+/// issuer asked for.
+fn certificate_confirmation(claims: &Claims) -> Result<Option<[u8; 32]>, Refusal> {
+    let Some(cnf) = claims.get("cnf")? else {
+        return Ok(None);
+    };
+    let Value::Object(members) = cnf else {
+        return Err("claim_format");
+    };
+    if members.keys().any(|name| name != "x5t#S256") {
+        return Err("unsupported_confirmation");
+    }
+    let Some(Value::String(encoded)) = members.get("x5t#S256") else {
+        return Err("claim_format");
+    };
+    let mut thumbprint = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(encoded, &mut thumbprint) {
+        Ok(32) => Ok(Some(thumbprint)),
+        _ => Err("claim_format"),
+    }
 }
 
 /// `jsonwebtoken` 12 refuses every `crit` but `["b64"]` with `"b64": true`, which changes

@@ -1068,3 +1068,50 @@ fn verifiers_refuse_keys_aws_lc_cannot_use() {
     assert!(key_parses(JwtAlgorithm::Hs256, &secret));
     assert!(!key_parses(JwtAlgorithm::Es256, &secret));
 }
+
+#[test]
+fn a_certificate_bound_token_carries_its_thumbprint() {
+    let thumbprint = [7u8; 32];
+    let encoded = URL_SAFE_NO_PAD.encode(thumbprint);
+    let bound = with(claims(), json!({ "cnf": { "x5t#S256": encoded } }));
+    let principal = hs256().verify(&hs256_token(&bound)).unwrap();
+    assert_eq!(principal.certificate_thumbprint(), Some(&thumbprint));
+    assert_full_principal(&principal);
+    let unbound = hs256().verify(&hs256_token(&claims())).unwrap();
+    assert_eq!(unbound.certificate_thumbprint(), None);
+    // `"cnf": null` is no `cnf`, as for every claim.
+    let null = json!({ "sub": "a", "exp": now() + 600, "cnf": null });
+    assert_eq!(
+        hs256()
+            .verify(&hs256_token(&null))
+            .unwrap()
+            .certificate_thumbprint(),
+        None
+    );
+}
+
+#[test]
+fn a_binding_this_crate_cannot_check_is_refused() {
+    let thumbprint = URL_SAFE_NO_PAD.encode([7u8; 32]);
+    for cnf in [
+        // A DPoP key or a JWK: accepting these tokens as bearer tokens would drop the binding.
+        json!({ "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" }),
+        json!({ "x5t#S256": thumbprint, "jkt": "x" }),
+        json!({}),
+        json!("x"),
+        json!([thumbprint]),
+        json!({ "x5t#S256": 5 }),
+        json!({ "x5t#S256": "c2hvcnQ" }),
+        json!({ "x5t#S256": URL_SAFE_NO_PAD.encode([7u8; 33]) }),
+        json!({ "x5t#S256": format!("{thumbprint}=") }),
+        json!({ "x5t#S256": base64::engine::general_purpose::STANDARD.encode([0xfb; 32]) }),
+    ] {
+        let token = hs256_token(&with(claims(), json!({ "cnf": cnf })));
+        assert_invalid(hs256().verify(&token));
+    }
+    // Given twice, it is refused as every claim read is.
+    let exp = now() + 600;
+    let payload =
+        format!(r#"{{"sub":"a","exp":{exp},"cnf":{{"x5t#S256":"{thumbprint}"}},"cnf":null}}"#);
+    assert_invalid(hs256().verify(&signed_raw(r#"{"alg":"HS256"}"#, &payload)));
+}

@@ -63,7 +63,7 @@ fn a_certificate_is_read_once_with_its_names_and_thumbprint() {
     );
     assert_eq!(
         cert.not_after(),
-        UNIX_EPOCH + Duration::from_secs(4_102_444_800)
+        Some(UNIX_EPOCH + Duration::from_secs(4_102_444_800))
     );
     for bad in [&b""[..], b"not a certificate", &der[..der.len() - 1]] {
         assert!(ClientCertificate::from_der(bad, CertificateSource::Tls).is_err());
@@ -100,7 +100,7 @@ fn subjects_come_from_the_preferred_field_and_roles_from_rules() {
         p.credential_id(),
         Some(hex::encode(ops.thumbprint()).as_str())
     );
-    assert_eq!(p.expires_at(), Some(ops.not_after()));
+    assert_eq!(p.expires_at(), ops.not_after());
     // A DNS name, exactly; the common name by prefix.
     let reporting = parsed(&certificate(
         None,
@@ -149,6 +149,32 @@ fn a_certificate_outside_its_validity_is_refused() {
         let error = certificates.principal(&cert, now).unwrap_err();
         assert_eq!(error.kind(), AuthErrorKind::InvalidToken, "{from}-{until}");
     }
+}
+
+#[test]
+fn a_certificate_forwarded_as_fields_has_no_dates_to_check() {
+    let long = "x".repeat(MAX_NAME_LEN + 1);
+    let cert = ClientCertificate::from_forwarded_fields(ForwardedFields {
+        thumbprint: [7; 32],
+        subject: "CN=ci,O=Example".to_owned(),
+        common_name: Some("ci".to_owned()),
+        san_uris: std::iter::once(long.clone())
+            .chain((0..MAX_NAMES + 5).map(|i| format!("spiffe://example.org/ns/ops/{i}")))
+            .collect(),
+        san_dns: vec![long],
+    });
+    assert_eq!(cert.source(), CertificateSource::Proxy);
+    assert_eq!((cert.not_before(), cert.not_after()), (None, None));
+    // Too long a name is dropped, never cut; at most MAX_NAMES are kept.
+    assert_eq!(cert.san_uris().len(), MAX_NAMES);
+    assert_eq!(cert.san_uris()[0], "spiffe://example.org/ns/ops/0");
+    assert!(cert.san_dns().is_empty());
+    let certificates = ClientCertificates::new().role("spiffe://example.org/ns/ops/*", "admin");
+    let p = certificates.principal(&cert, SystemTime::now()).unwrap();
+    assert_eq!(p.subject(), "spiffe://example.org/ns/ops/0");
+    assert_eq!(p.roles().collect::<Vec<_>>(), ["admin"]);
+    assert_eq!(p.credential_id(), Some(hex::encode([7; 32]).as_str()));
+    assert_eq!(p.expires_at(), None);
 }
 
 #[test]

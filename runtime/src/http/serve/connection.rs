@@ -278,7 +278,8 @@ impl ConnectionService {
         self.tls = Some(Arc::new(tls));
     }
 
-    /// The peer of the connection.
+    /// The peer of the connection (for the TLS handshake's log lines).
+    #[cfg(feature = "tls")]
     pub(super) fn peer(&self) -> SocketAddr {
         self.peer
     }

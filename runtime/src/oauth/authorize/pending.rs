@@ -382,6 +382,7 @@ impl PendingRequest {
             allowed_scopes: vec!["a".into(), "b".into()],
             role: None,
             token_endpoint_auth_method: "none".into(),
+            tls_client_auth: None,
             metadata_url: metadata_url.map(Into::into),
             self_registered: false,
             created_at: 0,

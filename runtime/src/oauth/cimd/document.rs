@@ -75,6 +75,7 @@ pub(super) fn client_record(
         allowed_scopes,
         role: None,
         token_endpoint_auth_method: "none".to_owned(),
+        tls_client_auth: None,
         metadata_url: Some(url.to_owned()),
         // Recognised by its `metadata_url`: the document, not the client, speaks for it.
         self_registered: false,

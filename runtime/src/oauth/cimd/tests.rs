@@ -173,6 +173,7 @@ async fn a_configured_client_is_not_taken_for_a_document() {
         allowed_scopes: vec!["a".into()],
         role: None,
         token_endpoint_auth_method: "none".into(),
+        tls_client_auth: None,
         metadata_url: None,
         self_registered: false,
         created_at: unix_now(),

@@ -20,12 +20,14 @@ macro_rules! for_each_check {
     ($by_ref:ident, $by_arc:ident; $arg:tt) => {
         $by_ref!($arg;
             client_round_trip,
+            mutual_tls_clients_round_trip,
             user_round_trip,
             code_single_use,
             code_replay_returns_family_and_revokes_it,
             expired_and_unknown_codes,
             code_conflicts_and_unknown_client,
             refresh_rotation,
+            certificate_bound_refresh_tokens_stay_bound,
             refresh_reuse_revokes_family,
             expired_and_unknown_refresh_tokens,
             refresh_invariants,
@@ -152,6 +154,7 @@ pub(crate) mod fixtures {
             allowed_scopes: vec!["data:read".into(), "data:write".into()],
             role: Some("editor".into()),
             token_endpoint_auth_method: "client_secret_basic".into(),
+            tls_client_auth: None,
             metadata_url: None,
             self_registered: false,
             created_at: 1_000,
@@ -163,6 +166,7 @@ pub(crate) mod fixtures {
             secret_hash: None,
             role: None,
             token_endpoint_auth_method: "none".into(),
+            tls_client_auth: None,
             metadata_url: Some(client_id.into()),
             grant_types: vec![],
             ..client(client_id)
@@ -175,6 +179,7 @@ pub(crate) mod fixtures {
             secret_hash: None,
             role: None,
             token_endpoint_auth_method: "none".into(),
+            tls_client_auth: None,
             self_registered: true,
             created_at,
             ..client(client_id)
@@ -223,6 +228,7 @@ pub(crate) mod fixtures {
             subject: "alice".into(),
             scope: "data:read".into(),
             resource: Some("https://api.example/mcp".into()),
+            certificate_thumbprint: None,
             expires_at,
         }
     }
@@ -411,6 +417,49 @@ pub(crate) async fn client_round_trip(store: &dyn Store) {
     assert!(store.get_client(cimd).await.unwrap().is_some());
 }
 
+pub(crate) async fn mutual_tls_clients_round_trip(store: &dyn Store) {
+    let with = |id: &str, auth: TlsClientAuth| ClientRecord {
+        secret_hash: None,
+        token_endpoint_auth_method: auth.auth_method().into(),
+        tls_client_auth: Some(auth),
+        ..client(id)
+    };
+    let clients = [
+        with(
+            "dn",
+            TlsClientAuth::SubjectDn("CN=svc,O=Example\\, Inc.".into()),
+        ),
+        with("dns", TlsClientAuth::SanDns("svc.example.org".into())),
+        with(
+            "uri",
+            TlsClientAuth::SanUri("spiffe://example.org/svc".into()),
+        ),
+        with("email", TlsClientAuth::SanEmail("svc@example.org".into())),
+        with("one", TlsClientAuth::SelfSigned(vec![h("cert-1")])),
+        with(
+            "two",
+            TlsClientAuth::SelfSigned(vec![h("cert-1"), h("cert-2")]),
+        ),
+    ];
+    for client in &clients {
+        store.put_client(client.clone()).await.unwrap();
+        let stored = store.get_client(&client.client_id).await.unwrap();
+        assert_eq!(stored.as_ref(), Some(client));
+        assert!(client.is_confidential());
+    }
+    // Replaced by a client with a secret: the certificate is forgotten.
+    store.put_client(client("dns")).await.unwrap();
+    assert_eq!(
+        store
+            .get_client("dns")
+            .await
+            .unwrap()
+            .unwrap()
+            .tls_client_auth,
+        None
+    );
+}
+
 pub(crate) async fn user_round_trip(store: &dyn Store) {
     assert_eq!(store.get_user("alice").await.unwrap(), None);
     store.put_user(user("alice")).await.unwrap();
@@ -575,6 +624,36 @@ pub(crate) async fn refresh_rotation(store: &dyn Store) {
             .unwrap(),
         Rotation::Rotated(r3)
     );
+}
+
+pub(crate) async fn certificate_bound_refresh_tokens_stay_bound(store: &dyn Store) {
+    store.put_client(client("c1")).await.unwrap();
+    let r1 = RefreshTokenRecord {
+        certificate_thumbprint: Some(h("client-certificate")),
+        ..refresh("r1", "c1", "fam", 10_000)
+    };
+    store.put_refresh(r1.clone()).await.unwrap();
+    assert_eq!(store.get_refresh(h("r1")).await.unwrap(), Some(r1.clone()));
+    // A successor must keep the binding: dropping it would turn the grant into a bearer one.
+    let unbound = RefreshTokenRecord {
+        certificate_thumbprint: None,
+        ..r1.successor(h("r2"), 10_000)
+    };
+    assert!(matches!(
+        store.rotate_refresh(h("r1"), unbound, 100, NO_GRACE).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let r2 = r1.successor(h("r2"), 10_000);
+    assert_eq!(
+        store
+            .rotate_refresh(h("r1"), r2.clone(), 100, NO_GRACE)
+            .await
+            .unwrap(),
+        Rotation::Rotated(r1)
+    );
+    let stored = store.get_refresh(h("r2")).await.unwrap().unwrap();
+    assert_eq!(stored.certificate_thumbprint, Some(h("client-certificate")));
+    assert_eq!(stored, r2);
 }
 
 pub(crate) async fn refresh_reuse_revokes_family(store: &dyn Store) {

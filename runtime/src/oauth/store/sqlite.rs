@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures::{FutureExt, future::BoxFuture};
 use rusqlite::{
     Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, types::Type,
@@ -16,7 +17,7 @@ use rusqlite::{
 
 use super::{
     AuthCodeRecord, ClientRecord, CodeRedemption, FAMILY_REVOCATION_RETENTION_SECS,
-    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError,
+    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError, TlsClientAuth,
     UNUSED_CLIENT_RETENTION_SECS, UserRecord, within_grace,
 };
 
@@ -114,6 +115,18 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE refresh_tokens ADD COLUMN replaced_by BLOB
         CHECK (replaced_by IS NULL OR length(replaced_by) = 32);
     "#,
+    // 3: mutual-TLS clients (RFC 8705 §2: which certificate field they are recognised by, and
+    // its value or their certificates' thumbprints) and refresh tokens bound to a public
+    // client's certificate (§4). Existing clients authenticate as before, existing tokens are
+    // bound to nothing.
+    r#"
+    ALTER TABLE clients ADD COLUMN tls_client_auth TEXT
+        CHECK (tls_client_auth IN ('subject_dn', 'san_dns', 'san_uri', 'san_email', 'self_signed'));
+    ALTER TABLE clients ADD COLUMN tls_client_auth_values TEXT;
+
+    ALTER TABLE refresh_tokens ADD COLUMN certificate_thumbprint BLOB
+        CHECK (certificate_thumbprint IS NULL OR length(certificate_thumbprint) = 32);
+    "#,
 ];
 
 /// A [`Store`] in one SQLite file: the default for a single server process. Everything
@@ -126,16 +139,16 @@ const MIGRATIONS: &[&str] = &[
 /// `BEGIN IMMEDIATE` transaction, which also makes them atomic against other processes opening
 /// the same file.
 ///
-/// # Schema (version 2)
+/// # Schema (version 3)
 ///
 /// Columns marked `?` are nullable; every other column is `NOT NULL`.
 ///
 /// | table | key | columns |
 /// |---|---|---|
-/// | `clients` | `client_id` | `secret_hash` BLOB(32)?, `name`, `redirect_uris`, `grant_types`, `allowed_scopes` (JSON arrays of strings), `role`?, `token_endpoint_auth_method`, `metadata_url`?, `created_at`, `self_registered` (0 or 1, default 0; version 2) |
+/// | `clients` | `client_id` | `secret_hash` BLOB(32)?, `name`, `redirect_uris`, `grant_types`, `allowed_scopes` (JSON arrays of strings), `role`?, `token_endpoint_auth_method`, `metadata_url`?, `created_at`, `self_registered` (0 or 1, default 0; version 2), `tls_client_auth`? (`subject_dn`, `san_dns`, `san_uri`, `san_email` or `self_signed`; version 3), `tls_client_auth_values`? (JSON array: the expected name, or the base64url certificate thumbprints; version 3) |
 /// | `users` | `username` | `password_hash` (argon2 PHC), `role`?, `scopes` (JSON array), `created_at` |
 /// | `auth_codes` | `code_hash` BLOB(32) | `client_id` → `clients` (cascade), `subject`, `redirect_uri`, `code_challenge`, `scope`, `resource`?, `family_id`, `expires_at`, `used_at`? |
-/// | `refresh_tokens` | `token_hash` BLOB(32) | `family_id`, `client_id` → `clients` (cascade), `subject`, `scope`, `resource`?, `expires_at`, `rotated_at`? (NULL = the family's current token; at most one per family, by a partial unique index; the first rotation, kept on retries), `replaced_by`? BLOB(32) (the successor's hash, the latest after retries; no foreign key: either may be purged first; version 2) |
+/// | `refresh_tokens` | `token_hash` BLOB(32) | `family_id`, `client_id` → `clients` (cascade), `subject`, `scope`, `resource`?, `expires_at`, `rotated_at`? (NULL = the family's current token; at most one per family, by a partial unique index; the first rotation, kept on retries), `replaced_by`? BLOB(32) (the successor's hash, the latest after retries; no foreign key: either may be purged first; version 2), `certificate_thumbprint`? BLOB(32) (the client certificate the token is bound to; version 3) |
 /// | `revoked_families` | `family_id` | `revoked_at` |
 /// | `revoked_access_tokens` | `jti` | `expires_at` |
 /// | `signing_keys` | `kid` | `algorithm`, `private_key_der` BLOB, `public_key_der` BLOB, `created_at`, `retired_at`? |
@@ -349,7 +362,63 @@ fn json_list(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<String>> {
 }
 
 const CLIENT_COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, grant_types, \
-     allowed_scopes, role, token_endpoint_auth_method, metadata_url, created_at, self_registered";
+     allowed_scopes, role, token_endpoint_auth_method, metadata_url, created_at, self_registered, \
+     tls_client_auth, tls_client_auth_values";
+
+/// A mutual-TLS client's expected certificate as its two columns: the kind and a JSON list.
+fn tls_client_auth_columns(auth: Option<&TlsClientAuth>) -> (Option<&'static str>, Option<String>) {
+    let Some(auth) = auth else {
+        return (None, None);
+    };
+    let (kind, values) = match auth {
+        TlsClientAuth::SubjectDn(dn) => ("subject_dn", vec![dn.clone()]),
+        TlsClientAuth::SanDns(dns) => ("san_dns", vec![dns.clone()]),
+        TlsClientAuth::SanUri(uri) => ("san_uri", vec![uri.clone()]),
+        TlsClientAuth::SanEmail(email) => ("san_email", vec![email.clone()]),
+        TlsClientAuth::SelfSigned(thumbprints) => (
+            "self_signed",
+            thumbprints
+                .iter()
+                .map(|t| URL_SAFE_NO_PAD.encode(t))
+                .collect(),
+        ),
+    };
+    (Some(kind), Some(to_json(&values)))
+}
+
+/// The expected certificate of a client row (columns `kind` and `kind + 1`).
+fn tls_client_auth_from_row(row: &Row<'_>, kind: usize) -> rusqlite::Result<Option<TlsClientAuth>> {
+    let Some(name) = row.get::<_, Option<String>>(kind)? else {
+        return Ok(None);
+    };
+    let corrupt = |why: &str| {
+        rusqlite::Error::FromSqlConversionFailure(kind + 1, Type::Text, why.to_owned().into())
+    };
+    let mut values = json_list(row, kind + 1)?;
+    let single = |values: &mut Vec<String>| match values.len() {
+        1 => values.pop().ok_or_else(|| corrupt("no value")),
+        _ => Err(corrupt("expected one value")),
+    };
+    Ok(Some(match name.as_str() {
+        "subject_dn" => TlsClientAuth::SubjectDn(single(&mut values)?),
+        "san_dns" => TlsClientAuth::SanDns(single(&mut values)?),
+        "san_uri" => TlsClientAuth::SanUri(single(&mut values)?),
+        "san_email" => TlsClientAuth::SanEmail(single(&mut values)?),
+        "self_signed" => TlsClientAuth::SelfSigned(
+            values
+                .iter()
+                .map(|value| {
+                    let mut thumbprint = [0u8; 32];
+                    match URL_SAFE_NO_PAD.decode_slice(value, &mut thumbprint) {
+                        Ok(32) => Ok(thumbprint),
+                        _ => Err(corrupt("not a certificate thumbprint")),
+                    }
+                })
+                .collect::<rusqlite::Result<_>>()?,
+        ),
+        _ => return Err(corrupt("unknown tls_client_auth")),
+    }))
+}
 
 fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
     Ok(ClientRecord {
@@ -364,6 +433,7 @@ fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
         metadata_url: row.get(8)?,
         created_at: row.get(9)?,
         self_registered: row.get(10)?,
+        tls_client_auth: tls_client_auth_from_row(row, 11)?,
     })
 }
 
@@ -401,7 +471,7 @@ fn code_from_row(row: &Row<'_>) -> rusqlite::Result<(AuthCodeRecord, Option<i64>
 }
 
 const REFRESH_COLUMNS: &str = "token_hash, family_id, client_id, subject, scope, resource, \
-     expires_at, rotated_at, replaced_by";
+     expires_at, rotated_at, replaced_by, certificate_thumbprint";
 
 /// A refresh token with its rotation state.
 struct StoredRefresh {
@@ -422,6 +492,7 @@ fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<StoredRefresh> {
             subject: row.get(3)?,
             scope: row.get(4)?,
             resource: row.get(5)?,
+            certificate_thumbprint: row.get(9)?,
             expires_at: row.get(6)?,
         },
         rotated_at: row.get(7)?,
@@ -543,7 +614,8 @@ fn replace_with(
 fn insert_refresh(tx: &Transaction<'_>, token: &RefreshTokenRecord) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO refresh_tokens (token_hash, family_id, client_id, subject, scope, resource, \
-         expires_at, rotated_at, replaced_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL)",
+         expires_at, rotated_at, replaced_by, certificate_thumbprint) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8)",
         params![
             token.token_hash,
             token.family_id,
@@ -552,6 +624,7 @@ fn insert_refresh(tx: &Transaction<'_>, token: &RefreshTokenRecord) -> Result<()
             token.scope,
             token.resource,
             token.expires_at,
+            token.certificate_thumbprint,
         ],
     )
     .db()?;
@@ -563,17 +636,20 @@ impl Store for SqliteStore {
         self.run(move |conn| {
             // An upsert, not INSERT OR REPLACE: replacing would delete the row and cascade to
             // the client's codes and tokens.
+            let (tls_kind, tls_values) = tls_client_auth_columns(client.tls_client_auth.as_ref());
             conn.execute(
                 &format!(
                     "INSERT INTO clients ({CLIENT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                      ON CONFLICT (client_id) DO UPDATE SET \
                      secret_hash = excluded.secret_hash, name = excluded.name, \
                      redirect_uris = excluded.redirect_uris, grant_types = excluded.grant_types, \
                      allowed_scopes = excluded.allowed_scopes, role = excluded.role, \
                      token_endpoint_auth_method = excluded.token_endpoint_auth_method, \
                      metadata_url = excluded.metadata_url, created_at = excluded.created_at, \
-                     self_registered = excluded.self_registered"
+                     self_registered = excluded.self_registered, \
+                     tls_client_auth = excluded.tls_client_auth, \
+                     tls_client_auth_values = excluded.tls_client_auth_values"
                 ),
                 params![
                     client.client_id,
@@ -587,6 +663,8 @@ impl Store for SqliteStore {
                     client.metadata_url,
                     client.created_at,
                     client.self_registered,
+                    tls_kind,
+                    tls_values,
                 ],
             )
             .db()?;
