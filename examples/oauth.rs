@@ -1,6 +1,7 @@
 //! The RBAC data tools behind this crate's own OAuth 2.1 authorization server: discovery, a
 //! login and consent page, Dynamic Client Registration, Client ID Metadata Documents, PKCE,
-//! refresh-token rotation and revocation, with everything kept in a SQLite file.
+//! refresh-token rotation and revocation, with everything kept in a SQLite file (or in
+//! PostgreSQL, shared by replicas, with `DATABASE_URL`).
 //!
 //! ```text
 //! OAUTH_USER_PASSWORD='choose-a-password' cargo run --example oauth
@@ -21,6 +22,10 @@
 //!   different origins is refused at start;
 //! - `OAUTH_DATA_DIR`: where `oauth.db` (clients, users, codes, refresh tokens, keys) and
 //!   `audit.jsonl` live (default `./oauth-data`);
+//! - `DATABASE_URL`: keep the OAuth state in this PostgreSQL database instead of `oauth.db`
+//!   (`postgres://user:password@host/database`; replicas sharing it honour each other's codes,
+//!   refresh tokens and revocations), in the schema `OAUTH_DATABASE_SCHEMA` (default
+//!   `mcp_gatekeeper`, created at start);
 //! - `OAUTH_USER` (default `alice`), `OAUTH_USER_PASSWORD` (generated and printed when unset),
 //!   `OAUTH_USER_ROLE` (`viewer`, `editor` or `admin`; default `admin`): the demo user;
 //! - `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET` (optional: a public client without it) and
@@ -32,8 +37,8 @@
 //! - `OAUTH_INSECURE_AUTO_APPROVE=1`: **tests only** — approve every authorization request at
 //!   once as the demo user, with no login or consent page.
 //!
-//! Pre-register a client from the command line (stored in the same SQLite file; a confidential
-//! client's secret is printed once):
+//! Pre-register a client from the command line (stored in the same store: the SQLite file, or
+//! PostgreSQL with `DATABASE_URL`; a confidential client's secret is printed once):
 //!
 //! ```text
 //! cargo run --example oauth -- add-client my-app --name "My App" --redirect-uri https://my.app/cb
@@ -46,7 +51,7 @@ use mcp_gatekeeper::{
     AuditLog, Gatekeeper, McpTools, RunningServer,
     oauth::{AuthorizationServer, ClientMetadataDocuments, OAuthClient, User},
     prelude::*,
-    store::SqliteStore,
+    store::{PostgresOptions, PostgresStore, SqliteStore, Store},
 };
 use tokio::net::TcpListener;
 
@@ -139,6 +144,24 @@ impl OAuthDataTools {
     }
 }
 
+/// A PostgreSQL database for the OAuth state.
+#[derive(Clone)]
+pub struct Database {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// The schema of the store's tables.
+    pub schema: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("Database")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How the example is configured.
 #[derive(Debug, Clone)]
 pub struct OAuthConfig {
@@ -151,6 +174,8 @@ pub struct OAuthConfig {
     pub stateless: bool,
     /// Where the SQLite file and the audit trail live.
     pub data_dir: PathBuf,
+    /// The PostgreSQL database holding the OAuth state instead of the SQLite file, if any.
+    pub database: Option<Database>,
     /// The demo user's name.
     pub user: String,
     /// The demo user's password.
@@ -172,7 +197,7 @@ pub async fn serve(
 ) -> Result<RunningServer, Box<dyn std::error::Error>> {
     create_private_dir(&config.data_dir)?;
     let resource = config.resource.as_str();
-    let store = SqliteStore::open(config.data_dir.join("oauth.db"))?;
+    let store = open_store(&config).await?;
     let mut documents = ClientMetadataDocuments::default();
     if config.cimd_allow_private {
         documents = documents.allow_private_addresses();
@@ -182,7 +207,7 @@ pub async fn serve(
     let mut authorization = AuthorizationServer::new(&config.issuer)
         .audit(audit.clone())
         .resource(resource)
-        .store(Arc::new(store))
+        .store(store)
         .scopes(OAuthDataTools::declared_scopes())
         .user(User::new(&config.user, &config.password).role(&config.role))
         .client_metadata_documents(Some(documents));
@@ -287,20 +312,45 @@ async fn add_client(args: &[String], origin: &str) -> Result<(), Box<dyn std::er
         ..config_without_user(origin)?
     };
     create_private_dir(&config.data_dir)?;
-    let store = SqliteStore::open(config.data_dir.join("oauth.db"))?;
+    let store = open_store(&config).await?;
+    let stored_in = describe_store(&config);
     // Building the server validates the client and stores it.
     AuthorizationServer::new(&config.issuer)
         .resource(&config.resource)
-        .store(Arc::new(store))
+        .store(store)
         .scopes(OAuthDataTools::declared_scopes())
         .client(config.clients.into_iter().next().ok_or(USAGE)?)
         .build()
         .await?;
-    println!("client `{id}` stored in {}", config.data_dir.display());
+    println!("client `{id}` stored in {stored_in}");
     if let Some(secret) = secret {
         println!("client secret (shown once, only its hash is stored): {secret}");
     }
     Ok(())
+}
+
+/// The store the configuration names: PostgreSQL with a database, else `oauth.db` in the data
+/// directory.
+async fn open_store(config: &OAuthConfig) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    Ok(match &config.database {
+        Some(database) => Arc::new(
+            PostgresStore::connect_with(
+                &database.url,
+                PostgresOptions::new().schema(&database.schema),
+            )
+            .await?,
+        ),
+        None => Arc::new(SqliteStore::open(config.data_dir.join("oauth.db"))?),
+    })
+}
+
+/// Which store the configuration names, for the start-up lines (never the database URL, which
+/// may hold a password).
+pub fn describe_store(config: &OAuthConfig) -> String {
+    match &config.database {
+        Some(database) => format!("PostgreSQL (DATABASE_URL, schema {})", database.schema),
+        None => format!("SQLite ({})", config.data_dir.join("oauth.db").display()),
+    }
 }
 
 /// The parts of the configuration that do not concern the demo user.
@@ -312,6 +362,10 @@ fn config_without_user(origin: &str) -> Result<OAuthConfig, Box<dyn std::error::
         resource,
         stateless: false,
         data_dir: var("OAUTH_DATA_DIR").map_or_else(|| "oauth-data".into(), PathBuf::from),
+        database: var("DATABASE_URL").map(|url| Database {
+            url,
+            schema: var("OAUTH_DATABASE_SCHEMA").unwrap_or_else(|| "mcp_gatekeeper".into()),
+        }),
         user: String::new(),
         password: String::new(),
         role: String::new(),
@@ -390,6 +444,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let resource = config.resource.clone();
     let metadata_path = url::Url::parse(&resource).map(|u| u.path().to_owned())?;
     let user = config.user.clone();
+    let store = describe_store(&config);
     let listener = env.listener;
     let local = listener.local_addr()?;
     let running = serve(config, listener).await?;
@@ -399,6 +454,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "protected resource:     {issuer}/.well-known/oauth-protected-resource{metadata_path}"
     );
     println!("sign in as:             {user}");
+    println!("store:                  {store}");
     println!("\ntry it from another shell (MCP Inspector, Node >= 22.19):");
     println!(
         "  # Inspector prints the URL of the login and consent pages and opens a browser there; \

@@ -250,17 +250,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
-        )
-        .init();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("oidc: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    rbac::init_logging();
+    rbac::exit_code("oidc", run().await)
 }

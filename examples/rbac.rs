@@ -16,6 +16,9 @@
 //! - `MCP_API_KEYS`: `KEY:ROLE,KEY:ROLE,...`;
 //! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:SCOPE ...],...` for `POST /auth/token`;
 //! - `AUDIT_LOG`: a JSON-lines file for the audit trail;
+//! - `REDIS_URL`: keep the tools' rate limits in this Redis, shared by every replica started
+//!   with the same URL and `REDIS_PREFIX` (default `mcp:rbac:`); a rate-limited call is
+//!   refused while Redis does not answer;
 //!
 //! and, as in every example:
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
@@ -273,6 +276,15 @@ pub fn gatekeeper(config: RbacConfig) -> Result<Gatekeeper<DataTools>, ConfigErr
     Ok(server)
 }
 
+/// The Redis rate limiter `REDIS_URL` and `REDIS_PREFIX` (default `mcp:rbac:`) ask for, and
+/// its prefix; `None` without `REDIS_URL`: each process keeps its own limits.
+pub fn shared_rate_limits_from_env() -> Option<(mcp_gatekeeper::RedisRateLimiter, String)> {
+    let url = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty())?;
+    let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| "mcp:rbac:".into());
+    let limiter = mcp_gatekeeper::RedisRateLimiter::new(&url).prefix(prefix.clone());
+    Some((limiter, prefix))
+}
+
 /// The `Host` names the endpoint answers to when clients reach it at `resource` (the
 /// `MCP_RESOURCE` of every example): `None`, the loopback default, when its host is a loopback
 /// name; otherwise that host besides the loopback names, so that a server configured with its
@@ -358,6 +370,31 @@ pub async fn serve_until_signal<T: mcp_gatekeeper::McpTools>(
     listener: tokio::net::TcpListener,
 ) -> Result<(), mcp_gatekeeper::ServeError> {
     wait_until_signal(server.serve_on(listener)?).await
+}
+
+/// Logs to stderr as every example does: `RUST_LOG`, or `info` with the audit trail.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
+        )
+        .init();
+}
+
+/// The exit code of an example whose `run` ended with `result`; an error is printed as
+/// `example: error`, without the `Error: Debug` form `main` returning `Result` would print.
+pub fn exit_code(
+    example: &str,
+    result: Result<(), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{example}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Waits until Ctrl-C or SIGTERM, then shuts `running` down gracefully.
@@ -465,12 +502,7 @@ impl Demo {
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
-        )
-        .init();
+    init_logging();
     let env = SharedEnv::from_env().await?;
     let mut generated = Vec::new();
     let mut demo = Demo::default();
@@ -579,7 +611,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "\nget a token (your client's id and secret from MCP_CLIENTS): curl -s {token_url} -d grant_type=client_credentials -d client_id=CLIENT_ID -d client_secret=SECRET"
         );
     }
+    let mut server = gatekeeper(config)?;
+    if let Some((limiter, prefix)) = shared_rate_limits_from_env() {
+        // Only the prefix is printed: the URL may carry Redis's password.
+        println!("\nrate limits shared through Redis (REDIS_URL), keys under `{prefix}`");
+        server = server.rate_limiter(limiter);
+    }
     println!("\nlistening on {}", env.listener.local_addr()?);
-    serve_until_signal(gatekeeper(config)?, env.listener).await?;
+    serve_until_signal(server, env.listener).await?;
     Ok(())
 }

@@ -434,6 +434,7 @@ async fn the_oauth_example_keeps_its_data_directory_private() {
         issuer,
         stateless: false,
         data_dir: dir.join("nested"),
+        database: None,
         user: "alice".into(),
         password: "alice-password-1".into(),
         role: "admin".into(),

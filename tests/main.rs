@@ -34,6 +34,7 @@ mod proxy_certificates;
 mod python_sdk;
 mod readme;
 mod rmcp_client;
+mod shared_limits;
 mod step_up;
 mod tls;
 mod token_endpoint;

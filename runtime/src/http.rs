@@ -25,7 +25,7 @@ pub use extract::MissingPrincipal;
 pub use forwarded::PeerAddr;
 #[cfg(feature = "mtls")]
 pub use forwarded_certificate::ForwardedCertificate;
-#[cfg(feature = "oauth")]
+#[cfg(any(feature = "oauth", feature = "redis"))]
 pub(crate) use health::ReadinessCheck;
 pub use layer::GatekeeperLayer;
 pub use serve::ConnectionLimits;

@@ -38,6 +38,9 @@ pub use http::{
 #[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
 pub use oauth::store;
 pub use principal::{AuthMethod, CallerId, Principal, PrincipalBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use rate_limit::redis::{FailurePolicy, RedisRateLimiter};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::Tls;

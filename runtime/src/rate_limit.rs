@@ -24,6 +24,8 @@ use std::{
 
 use crate::{Rate, principal::CallerId};
 
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 mod table;
 
 use table::{EMPTY, Table};

@@ -103,6 +103,7 @@ impl Pem {
 /// | client certificates | not asked for; [`client_ca_file`](Self::client_ca_file) makes them **required** |
 /// | [`client_certificate_optional`](Self::client_certificate_optional) | off |
 /// | [`crl_file`](Self::crl_file) | none |
+/// | [`accept_self_signed_client_certificates`](Self::accept_self_signed_client_certificates) | off (RFC 8705 `self_signed_tls_client_auth` clients need it) |
 /// | [`handshake_timeout`](Self::handshake_timeout) | 10 s |
 /// | [`reload_interval`](Self::reload_interval) | files checked every 10 s, and on `SIGHUP` |
 /// | [`hsts_max_age`](Self::hsts_max_age) | `Strict-Transport-Security: max-age=31536000` |

@@ -77,6 +77,7 @@ impl Instance {
             resource: format!("{issuer}/mcp"),
             stateless: false,
             data_dir: data_dir.clone(),
+            database: None,
             user: E2E_USER.into(),
             password: E2E_PASSWORD.into(),
             role: "admin".into(),

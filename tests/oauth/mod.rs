@@ -21,6 +21,7 @@ mod authorize;
 mod clients;
 mod e2e;
 mod mtls_bound;
+mod postgres;
 mod restart;
 mod token;
 

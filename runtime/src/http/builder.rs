@@ -93,6 +93,9 @@ pub struct Gatekeeper<T: McpTools> {
     health: bool,
     /// Authorization servers whose store `/readyz` checks.
     readiness: Vec<Arc<dyn health::ReadinessCheck>>,
+    /// The tools' rate limits shared with other replicas (`rate_limiter`).
+    #[cfg(feature = "redis")]
+    shared_limits: Option<Arc<crate::rate_limit::redis::SharedLimits>>,
     /// The seed's token endpoint, mounted with this server's audit log and failure throttle.
     #[cfg(feature = "jwt")]
     token_endpoint: Option<crate::TokenEndpoint>,
@@ -143,6 +146,8 @@ impl<T: McpTools> Gatekeeper<T> {
             client_certificate_header: None,
             health: true,
             readiness: Vec::new(),
+            #[cfg(feature = "redis")]
+            shared_limits: None,
             #[cfg(feature = "jwt")]
             token_endpoint: None,
             connection_limits: crate::http::serve::ConnectionLimits::new(),
@@ -232,6 +237,27 @@ impl<T: McpTools> Gatekeeper<T> {
     /// exist) instead of naming the missing role or scope. Rate-limit refusals are unaffected.
     pub fn hide_forbidden_tools(mut self) -> Self {
         self.hide_forbidden = true;
+        self
+    }
+
+    /// Keeps the tools' rate limits in Redis, shared by every replica configured with the same
+    /// Redis and prefix, instead of in this process (see [`RedisRateLimiter`] for the failure
+    /// policy). `/readyz` then also asks Redis. A setting that cannot be used fails the build.
+    ///
+    /// [`RedisRateLimiter`]: crate::RedisRateLimiter
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn rate_limiter(mut self, limiter: crate::RedisRateLimiter) -> Self {
+        match limiter.build() {
+            Ok(limits) => {
+                let limits = Arc::new(limits);
+                self.readiness.push(limits.clone());
+                self.shared_limits = Some(limits);
+            }
+            Err(error) => {
+                self.config_error.get_or_insert(error);
+            }
+        }
         self
     }
 
@@ -465,12 +491,18 @@ impl<T: McpTools> Gatekeeper<T> {
         if let Some(version) = self.version {
             info.version = version.into();
         }
-        let engine = Arc::new(Engine::<T>::new(
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut engine = Engine::<T>::new(
             info,
             audit.clone(),
             self.hide_forbidden,
             &self.scope_hierarchy,
-        )?);
+        )?;
+        #[cfg(feature = "redis")]
+        if let Some(limits) = self.shared_limits {
+            engine.share_limits(limits);
+        }
+        let engine = Arc::new(engine);
         let service = GatekeeperService::new(Arc::new(self.tools), engine.clone());
 
         // The Host and Origin allow-lists are checked by our endpoint, parsed once (see

@@ -2,9 +2,10 @@
 //! refresh-token families, revocations and signing keys.
 //!
 //! [`Store`] is the interface the OAuth endpoints use; [`MemoryStore`] keeps everything in
-//! the process (tests, throw-away servers) and [`SqliteStore`] in one SQLite file (one process,
-//! survives restarts). A shared backend (Postgres) implements the same trait, so callers hold
-//! an `Arc<dyn Store>` and never name the backend.
+//! the process (tests, throw-away servers) and `SqliteStore` (feature `sqlite`) in one SQLite
+//! file (one process, survives restarts), and `PostgresStore` (feature `postgres`) in a
+//! PostgreSQL database that several replicas share. Each implements the same trait, so
+//! callers hold an `Arc<dyn Store>` and never name the backend.
 //!
 //! # Contract of every backend
 //!
@@ -85,6 +86,8 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -93,6 +96,9 @@ mod sqlite;
 pub mod conformance;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
@@ -685,6 +691,20 @@ pub enum StoreError {
     /// (a `rusqlite::Error`, an `std::io::Error`, ...), for callers that tell causes apart.
     #[error("store backend failed: {message}")]
     Backend {
+        /// What failed, with the cause's own description.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+    /// The backend cannot be reached or cannot serve right now (a database that is down,
+    /// restarting or overloaded, a connection that was lost, a pool with no free connection
+    /// in time). The operation may be retried later; one whose connection was lost while it
+    /// committed may have taken effect (a retried code redemption then reads as a replay). The
+    /// HTTP layer answers `503` and never treats it as a negative answer (a revocation check
+    /// that cannot be made refuses the token).
+    #[error("store unavailable: {message}")]
+    Unavailable {
         /// What failed, with the cause's own description.
         message: String,
         /// The underlying error.

@@ -97,11 +97,11 @@ impl OAuthTokens {
             Ok(false) => match family_of(jti) {
                 Some(family) => match store.is_family_revoked(family).await {
                     Ok(revoked) => revoked,
-                    Err(error) => return store_failed(error),
+                    Err(error) => return store_failed(error, jti),
                 },
                 None => false,
             },
-            Err(error) => return store_failed(error),
+            Err(error) => return store_failed(error, jti),
         };
         if revoked {
             tracing::debug!(target: "mcp_gatekeeper::auth", "revoked access token refused");
@@ -111,9 +111,14 @@ impl OAuthTokens {
     }
 }
 
-fn store_failed(error: crate::store::StoreError) -> Verdict {
-    tracing::error!(target: crate::AUDIT_TARGET, %error, "revocation check failed; token refused");
-    Verdict::Reject(AuthError::invalid_token())
+/// The store could not say whether the token was revoked: the token is refused (`503`, a
+/// retry may succeed; never accepted unchecked), and the audit trail says why.
+fn store_failed(error: crate::store::StoreError, jti: &str) -> Verdict {
+    tracing::error!(target: crate::AUDIT_TARGET, %error, jti, "revocation check failed; token refused");
+    Verdict::Reject(
+        AuthError::unavailable("The token's revocation status cannot be checked right now")
+            .with_credential_id(jti),
+    )
 }
 
 impl Authenticator for OAuthTokens {

@@ -80,6 +80,9 @@ pub(crate) struct Engine<T: McpTools> {
     /// Starts the periodic forgetting of idle callers at the first tool call: always inside a
     /// runtime, whether or not the router was built inside one.
     housekeeping: std::sync::Once,
+    /// Rate limits shared with other replicas; `None`: each tool's own limiter decides.
+    #[cfg(feature = "redis")]
+    shared_limits: Option<Arc<crate::rate_limit::redis::SharedLimits>>,
 }
 
 impl<T: McpTools> Engine<T> {
@@ -120,7 +123,43 @@ impl<T: McpTools> Engine<T> {
             info: config,
             hide_forbidden,
             housekeeping: std::sync::Once::new(),
+            #[cfg(feature = "redis")]
+            shared_limits: None,
         })
+    }
+
+    /// Counts rate-limited calls in `limits` (shared with other replicas) from now on.
+    #[cfg(feature = "redis")]
+    pub(crate) fn share_limits(&mut self, limits: Arc<crate::rate_limit::redis::SharedLimits>) {
+        self.shared_limits = Some(limits);
+    }
+
+    /// Counts a call of `tool` by `principal` in the tool's limiter (or the shared limits);
+    /// `Ok(true)` when the call passed in the local limiter because Redis was unavailable.
+    async fn count(&self, tool: &ServedTool<T>, principal: &Principal) -> Result<bool, Denial> {
+        let Some(limiter) = &tool.limiter else {
+            return Ok(false);
+        };
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared_limits {
+            use crate::rate_limit::redis::Verdict;
+            return match shared.check(tool.def.name, principal, limiter).await {
+                Verdict::Passed => Ok(false),
+                Verdict::PassedLocally => Ok(true),
+                Verdict::Limited(wait) => Err(Denial::RateLimited {
+                    wait,
+                    rate: limiter.rate(),
+                }),
+                Verdict::Unavailable => Err(Denial::RateLimitUnavailable),
+            };
+        }
+        limiter
+            .check(principal.caller_id())
+            .map(|()| false)
+            .map_err(|wait| Denial::RateLimited {
+                wait,
+                rate: limiter.rate(),
+            })
     }
 
     /// Starts the housekeeping task once (it ends with the engine: it holds a weak reference).
@@ -270,6 +309,10 @@ fn serve_tool<T>(
     })
 }
 
+/// When a client should retry a call refused because the shared rate limit could not be
+/// checked: soon, the connection to Redis is re-established in the background.
+const UNAVAILABLE_RETRY_SECONDS: u64 = 1;
+
 /// Why a call was refused.
 enum Denial {
     MissingRole {
@@ -283,6 +326,9 @@ enum Denial {
         wait: Duration,
         rate: Rate,
     },
+    /// The shared rate limit could not be checked, and the policy is to refuse.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    RateLimitUnavailable,
 }
 
 impl Denial {
@@ -291,6 +337,7 @@ impl Denial {
             Denial::MissingRole { .. } => "missing_role",
             Denial::MissingScopes { .. } => "missing_scope",
             Denial::RateLimited { .. } => "rate_limited",
+            Denial::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
 
@@ -334,6 +381,20 @@ impl Denial {
                     })),
                 )
             }
+            // The rate-limited code, so that clients back off and retry as they do when over
+            // the limit; the reason tells operators and clients that the limiter failed.
+            Denial::RateLimitUnavailable => ErrorData::new(
+                ErrorCode(codes::RATE_LIMITED),
+                format!(
+                    "rate limit unavailable: the shared limit of tool `{tool}` cannot be checked \
+                     right now; retry in {UNAVAILABLE_RETRY_SECONDS} s"
+                ),
+                Some(json!({
+                    "reason": "rate_limit_unavailable",
+                    "tool": tool,
+                    "retryAfterSeconds": UNAVAILABLE_RETRY_SECONDS,
+                })),
+            ),
         }
     }
 }
@@ -417,27 +478,27 @@ impl<T: McpTools> GatekeeperService<T> {
             return Err(tool_not_found());
         };
         let name = tool.def.name;
-        let decision = engine
-            .may_call(tool, &principal)
-            .and_then(|()| match &tool.limiter {
-                Some(limiter) => {
-                    limiter
-                        .check(principal.caller_id())
-                        .map_err(|wait| Denial::RateLimited {
-                            wait,
-                            rate: limiter.rate(),
-                        })
-                }
-                None => Ok(()),
-            });
+        let decision = match engine.may_call(tool, &principal) {
+            Ok(()) => engine.count(tool, &principal).await,
+            Err(denial) => Err(denial),
+        };
         let mut record =
             AuditRecord::new(AuditEvent::ToolCall, Outcome::Allowed).principal(&principal);
         record.tool = Some(name);
         record.remote_addr = remote_addr;
+        let decision = decision.map(|locally| {
+            if locally {
+                record.reason = Some("rate_limit_local");
+            }
+        });
         if let Err(denial) = decision {
             record.outcome = match denial {
                 Denial::RateLimited { wait, .. } => {
                     record.retry_after_seconds = Some(retry_after_seconds(wait));
+                    Outcome::RateLimited
+                }
+                Denial::RateLimitUnavailable => {
+                    record.retry_after_seconds = Some(UNAVAILABLE_RETRY_SECONDS);
                     Outcome::RateLimited
                 }
                 _ => Outcome::Denied,
@@ -445,7 +506,11 @@ impl<T: McpTools> GatekeeperService<T> {
             record.reason = Some(denial.reason());
             engine.audit.record(&record);
             mark_audited(&context);
-            let hidden = engine.hide_forbidden && !matches!(denial, Denial::RateLimited { .. });
+            let hidden = engine.hide_forbidden
+                && !matches!(
+                    denial,
+                    Denial::RateLimited { .. } | Denial::RateLimitUnavailable
+                );
             return Err(if hidden {
                 tool_not_found()
             } else {
