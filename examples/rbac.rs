@@ -16,9 +16,9 @@
 //! - `MCP_API_KEYS`: `KEY:ROLE,KEY:ROLE,...`;
 //! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:SCOPE ...],...` for `POST /auth/token`;
 //! - `AUDIT_LOG`: a JSON-lines file for the audit trail;
-//! - `REDIS_URL`: keep the tools' rate limits in this Redis, shared by every replica started
-//!   with the same URL and `REDIS_PREFIX` (default `mcp:rbac:`); a rate-limited call is
-//!   refused while Redis does not answer;
+//! - `REDIS_URL`: keep the tools' rate limits and the failure lockout in this Redis, shared by
+//!   every replica started with the same URL and `REDIS_PREFIX` (default `mcp:rbac:`); a
+//!   rate-limited call is refused while Redis does not answer, failures are counted per replica;
 //!
 //! and, as in every example:
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
@@ -283,6 +283,14 @@ pub fn shared_rate_limits_from_env() -> Option<(mcp_gatekeeper::RedisRateLimiter
     let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| "mcp:rbac:".into());
     let limiter = mcp_gatekeeper::RedisRateLimiter::new(&url).prefix(prefix.clone());
     Some((limiter, prefix))
+}
+
+/// The shared lockout `REDIS_URL` and `REDIS_PREFIX` ask for (the same settings as
+/// [`shared_rate_limits_from_env`]); `None` without `REDIS_URL`.
+pub fn shared_lockout_from_env() -> Option<mcp_gatekeeper::RedisLockout> {
+    let url = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty())?;
+    let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| "mcp:rbac:".into());
+    Some(mcp_gatekeeper::RedisLockout::new(&url).prefix(prefix))
 }
 
 /// The `Host` names the endpoint answers to when clients reach it at `resource` (the
@@ -616,6 +624,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Only the prefix is printed: the URL may carry Redis's password.
         println!("\nrate limits shared through Redis (REDIS_URL), keys under `{prefix}`");
         server = server.rate_limiter(limiter);
+    }
+    if let Some(lockout) = shared_lockout_from_env() {
+        println!("failure lockout shared through Redis (REDIS_URL)");
+        server = server.shared_lockout(lockout);
     }
     println!("\nlistening on {}", env.listener.local_addr()?);
     serve_until_signal(server, env.listener).await?;

@@ -1,5 +1,5 @@
-//! Rate limits shared by replicas through Redis: processes of the `rbac` example with
-//! `REDIS_URL`, and a Redis that goes away mid-run.
+//! Rate limits and the failure lockout shared by replicas through Redis: processes of the
+//! `rbac` example with `REDIS_URL`, and a Redis that goes away mid-run.
 
 use std::{
     process::Command,
@@ -254,4 +254,143 @@ async fn a_redis_outage_fails_closed_and_service_resumes() {
             "a warning was logged: {printed}"
         );
     }
+}
+
+/// `initialize` with `cred`, sent from the local address `source`.
+async fn initialize_from(url: &str, cred: Cred, source: &str) -> Reply {
+    Mcp::from_address(url, cred, Version::V2025_06_18, source)
+        .request(
+            "initialize",
+            json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } }),
+        )
+        .await
+}
+
+fn wrong_key(n: usize) -> Cred {
+    Cred::ApiKey(format!("wrong-{n:020}"))
+}
+
+/// Wrong keys from `source` to `url` until one is answered 429 (the example's lockout: 10
+/// failures in a minute); each before it is a plain refusal (403: the example has no OAuth).
+async fn fail_until_throttled(url: &str, source: &str) {
+    for n in 0..10 {
+        let reply = initialize_from(url, wrong_key(n), source).await;
+        let expected = if n == 9 { 429 } else { 403 };
+        assert_eq!(reply.status, expected, "failure {n}: {reply:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_lockout_started_on_one_replica_holds_on_the_other() {
+    let redis = shared_redis().await;
+    let prefix = fresh_prefix();
+    let (first, first_url) = replica(&redis, &prefix);
+    let (second, second_url) = replica(&redis, &prefix);
+    assert!(
+        first
+            .printed()
+            .contains("failure lockout shared through Redis")
+    );
+    fail_until_throttled(&first_url, "127.0.0.5").await;
+    // The second replica has seen no failure from the address, and throttles it all the same,
+    // with the answer a local lockout gives.
+    let reply = initialize_from(&second_url, wrong_key(10), "127.0.0.5").await;
+    assert_eq!(reply.status, 429, "{reply:#?}");
+    let retry: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((290..=300).contains(&retry), "{retry}");
+    // A correct key from the address is still served: the lockout answers failures only.
+    for url in [&first_url, &second_url] {
+        let reply = initialize_from(url, Cred::ApiKey(ADMIN_KEY.into()), "127.0.0.5").await;
+        assert_eq!(reply.status, 200, "{reply:#?}");
+        // Another address is not affected.
+        let reply = initialize_from(url, wrong_key(0), "127.0.0.6").await;
+        assert_eq!(reply.status, 403, "{reply:#?}");
+        let reply = initialize_from(url, Cred::ApiKey(ADMIN_KEY.into()), "127.0.0.6").await;
+        assert_eq!(reply.status, 200, "{reply:#?}");
+    }
+    for process in [first, second] {
+        assert!(
+            !process.printed().contains("panicked"),
+            "{}",
+            process.printed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_leaves_each_replica_its_own_lockout() {
+    let port = free_port();
+    let mut redis = OwnRedis::start(port).await;
+    let url = format!("redis://{}", redis.address());
+    let (first, first_url) = replica(&url, "mcp:rbac:");
+    let (second, second_url) = replica(&url, "mcp:rbac:");
+
+    redis.stop();
+    // Each replica counts on its own: the first throttles the address after its own ten
+    // failures; the second, which saw none, refuses a wrong key plainly. Nothing fails with a
+    // server error, and correct keys are served.
+    fail_until_throttled(&first_url, "127.0.0.5").await;
+    let reply = initialize_from(&second_url, wrong_key(10), "127.0.0.5").await;
+    assert_eq!(reply.status, 403, "{reply:#?}");
+    for url in [&first_url, &second_url] {
+        let reply = initialize_from(url, Cred::ApiKey(ADMIN_KEY.into()), "127.0.0.5").await;
+        assert_eq!(reply.status, 200, "{reply:#?}");
+    }
+
+    let _redis = OwnRedis::start(port).await;
+    // Once Redis counts again (the connection is re-established in the background), a
+    // lockout started on one replica holds on the other again.
+    let started = Instant::now();
+    let mut n = 0;
+    loop {
+        let reply = initialize_from(&first_url, wrong_key(n), "127.0.0.8").await;
+        assert!(matches!(reply.status, 403 | 429), "{reply:#?}");
+        n += 1;
+        if counted_keys(port).await > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "failures are not counted in Redis again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    fail_until_throttled(&first_url, "127.0.0.7").await;
+    let reply = initialize_from(&second_url, wrong_key(10), "127.0.0.7").await;
+    assert_eq!(reply.status, 429, "{reply:#?}");
+    for process in [first, second] {
+        let printed = process.printed();
+        assert!(!printed.contains("panicked"), "{printed}");
+        assert!(
+            printed.contains("shared lockout: Redis unavailable"),
+            "a warning was logged: {printed}"
+        );
+    }
+}
+
+/// How many lockout keys the Redis on `port` holds under the example's prefix.
+async fn counted_keys(port: u16) -> usize {
+    let query = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream
+            .write_all(b"*2\r\n$4\r\nKEYS\r\n$13\r\nmcp:rbac:lo:*\r\n")
+            .await
+            .ok()?;
+        let mut answer = [0u8; 64];
+        let read = stream.read(&mut answer).await.ok()?;
+        // An array reply: `*<count>\r\n...`.
+        let text = std::str::from_utf8(&answer[..read]).ok()?;
+        text.strip_prefix('*')?.split("\r\n").next()?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), query)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
 }

@@ -15,7 +15,7 @@ mod credential;
 mod error;
 #[cfg(feature = "jwt")]
 mod jwt;
-mod lockout;
+pub(crate) mod lockout;
 #[cfg(feature = "mtls")]
 mod mtls;
 #[cfg(feature = "oidc")]

@@ -19,6 +19,9 @@ pub mod tls;
 mod tools;
 
 pub use audit::{AUDIT_TARGET, AuditEvent, AuditLog, AuditRecord, Outcome};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use auth::lockout::redis::RedisLockout;
 pub use auth::{ApiKey, ApiKeys, Lockout, ProtectedResource};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

@@ -1,6 +1,7 @@
 //! The authorization server on PostgreSQL over real HTTP: the `oauth` example run with
-//! `DATABASE_URL`, and an outage of the database (the endpoints refuse with `503` and recover
-//! without a restart).
+//! `DATABASE_URL`, an outage of the database (the endpoints refuse with `503` and recover
+//! without a restart), and two replicas sharing one schema (a revocation through one is
+//! refused by the other at once).
 //!
 //! These tests need a PostgreSQL server: `DATABASE_URL`, or the local one; each uses a schema of
 //! its own and drops it at the end.
@@ -235,7 +236,7 @@ fn through_relay(relay_port: u16) -> (SocketAddr, String) {
 }
 
 /// The database goes away under a running server: tokens are refused with `503` (their
-/// revocation cannot be checked), the token endpoint answers `503 temporarily_unavailable`,
+/// revocation cannot be checked), the token and revocation endpoints answer `503`,
 /// `/readyz` says unavailable; when it comes back, everything works again on the same server
 /// and store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,6 +325,16 @@ async fn a_database_outage_fails_closed_and_recovers() {
     let (status, _, body) = service_token().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable");
+    // A revocation that cannot be recorded is not acknowledged: the client learns to retry.
+    let revoked = h
+        .http
+        .post(format!("{}/oauth/revoke", h.base))
+        .basic_auth(SERVICE_ID, Some(SERVICE_SECRET))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 503);
     // A readiness answer is reused for a second.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (status, body) = ready().await;
@@ -339,4 +350,131 @@ async fn a_database_outage_fails_closed_and_recovers() {
     h.stop().await;
     relay.cut().await;
     let _ = std::fs::remove_file(&audit_path);
+}
+
+/// Two replicas behind one public origin, each with its own pool on the same schema (as two
+/// processes would be): a token revoked through one is refused by the other on its very next
+/// request, although both had accepted it (and hold it in their verified-token caches). The
+/// revocation is committed before `/oauth/revoke` answers `200`, and every replica reads the
+/// store on every request; the caches only spare the signature check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_through_one_replica_is_refused_by_the_other_at_once() {
+    use mcp_gatekeeper::store::{AuthCodeRecord, hash_secret};
+
+    admin().await;
+    let schema = Schema::fresh("replicas");
+    let connect = || async {
+        PostgresStore::connect_with(&database_url(), PostgresOptions::new().schema(&schema.0))
+            .await
+            .expect("the store connects")
+    };
+    // Replica A makes the schema and the signing key; B, built after it, loads both. Both
+    // serve the issuer and resource of A's address, the origin a load balancer would give them.
+    let a = start_oauth_with(Arc::new(connect().await), None, |s| s).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let b_oauth = configure(&a.base, &a.url)
+        .store(Arc::new(connect().await))
+        .build()
+        .await
+        .expect("replica B builds");
+    let b = Gatekeeper::new(Notes)
+        .oauth(&b_oauth, &a.url)
+        .serve_on(listener)
+        .unwrap();
+    let list = |url: &str, token: &str| {
+        let mcp = Mcp::new(url, Cred::Bearer(token.to_owned()), Version::V2026_07_28);
+        async move { mcp.request("tools/list", json!({})).await }
+    };
+    let revoke = |form: Vec<(&'static str, String)>, basic: Option<(&str, &str)>| {
+        let mut request = a.http.post(format!("{}/oauth/revoke", a.base)).form(&form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+
+    // An access token (`jti`), revoked by the client that holds it.
+    let (status, _, body) = a
+        .token_with(
+            &[("grant_type", "client_credentials")],
+            Some((SERVICE_ID, SERVICE_SECRET)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    for url in [&a.url, &b_url, &a.url, &b_url] {
+        assert_eq!(list(url, &token).await.status, 200, "accepted by {url}");
+    }
+    let status = revoke(
+        vec![("token", token.clone())],
+        Some((SERVICE_ID, SERVICE_SECRET)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let revoked_at = std::time::Instant::now();
+    let refused = list(&b_url, &token).await;
+    let seen_after = revoked_at.elapsed();
+    assert_eq!(
+        refused.status, 401,
+        "B's first request after the revocation: {refused:#?}"
+    );
+    assert_eq!(list(&a.url, &token).await.status, 401);
+    eprintln!("access token: refused by the other replica {seen_after:?} after the revocation");
+    assert!(seen_after < Duration::from_secs(1), "{seen_after:?}");
+
+    // A grant: revoking its refresh token ends the access tokens issued from it (their family).
+    let code = pkce().0;
+    let (verifier, challenge) = pkce();
+    let callback = "http://127.0.0.1:4567/callback";
+    a.oauth
+        .store()
+        .put_code(AuthCodeRecord {
+            code_hash: hash_secret(&code),
+            client_id: APP_ID.into(),
+            subject: USER.into(),
+            redirect_uri: callback.into(),
+            code_challenge: challenge,
+            scope: "notes:read".into(),
+            resource: Some(a.url.clone()),
+            family_id: pkce().0,
+            expires_at: crate::common::now() as i64 + 300,
+        })
+        .await
+        .unwrap();
+    let (status, _, body) = a
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", callback),
+            ("code_verifier", &verifier),
+            ("client_id", APP_ID),
+            ("resource", &a.url),
+        ])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    for url in [&a.url, &b_url] {
+        assert_eq!(list(url, &access).await.status, 200, "accepted by {url}");
+    }
+    let status = revoke(
+        vec![
+            ("token", refresh),
+            ("token_type_hint", "refresh_token".into()),
+            ("client_id", APP_ID.into()),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let revoked_at = std::time::Instant::now();
+    let refused = list(&b_url, &access).await;
+    let seen_after = revoked_at.elapsed();
+    assert_eq!(refused.status, 401, "{refused:#?}");
+    eprintln!("grant: refused by the other replica {seen_after:?} after the revocation");
+    assert!(seen_after < Duration::from_secs(1), "{seen_after:?}");
+
+    b.shutdown().await.unwrap();
+    a.stop().await;
 }

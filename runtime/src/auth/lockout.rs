@@ -207,6 +207,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct FailureThrottle {
     policy: Lockout,
     counts: Mutex<Table<IpAddr, Count>>,
+    /// The replicas' common count, when the builder was given one.
+    #[cfg(feature = "redis")]
+    shared: Option<std::sync::Arc<redis::SharedFailures>>,
 }
 
 impl FailureThrottle {
@@ -214,7 +217,32 @@ impl FailureThrottle {
         Self {
             policy,
             counts: Mutex::default(),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
+    }
+
+    /// Counts failures in Redis too (see [`RedisLockout`](redis::RedisLockout)).
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared(mut self, shared: Option<std::sync::Arc<redis::SharedFailures>>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Counts a failure from `addr`, in Redis as well when the throttle is shared; returns how
+    /// long failures from it stay throttled. The local count is kept all along, so that it is
+    /// up to date when Redis stops answering and this replica falls back to it; while Redis
+    /// answers, the longer of the two verdicts holds (they differ only after an outage).
+    pub(crate) async fn record(&self, addr: IpAddr) -> Option<Duration> {
+        let local = self.record_failure(addr);
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared
+            && !self.policy.is_disabled()
+            && let Ok(common) = shared.record_failure(addr, &self.policy).await
+        {
+            return common.max(local);
+        }
+        local
     }
 
     /// Counts a failure from `addr`; returns how long failures from it stay throttled when the
@@ -256,6 +284,8 @@ impl FailureThrottle {
 
 #[cfg(feature = "oauth")]
 mod password;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 #[cfg(feature = "oauth")]
 pub(crate) use password::PasswordGuard;
 

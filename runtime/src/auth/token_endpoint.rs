@@ -469,10 +469,10 @@ impl TokenEndpoint {
 
     /// Audits a refusal and answers it; a failed client authentication counts toward the
     /// address's failure throttle (and is answered 429 past it).
-    fn refuse(&self, refusal: Refusal, remote: Option<SocketAddr>) -> Response {
-        let throttled = match refusal.kind {
-            RefusalKind::InvalidClient { .. } => {
-                remote.and_then(|addr| self.failures.record_failure(addr.ip()))
+    async fn refuse(&self, refusal: Refusal, remote: Option<SocketAddr>) -> Response {
+        let throttled = match (&refusal.kind, remote) {
+            (RefusalKind::InvalidClient { .. }, Some(addr)) => {
+                self.failures.record(addr.ip()).await
             }
             _ => None,
         };
@@ -524,7 +524,7 @@ async fn issue(
         .map(|c| c.0);
     match endpoint.handle(&headers, request).await {
         Ok(client) => endpoint.issue_token(client, remote),
-        Err(refusal) => endpoint.refuse(refusal, remote),
+        Err(refusal) => endpoint.refuse(refusal, remote).await,
     }
 }
 

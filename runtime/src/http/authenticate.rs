@@ -240,10 +240,13 @@ where
             // token (an MCP client started with a stale one) is not, nor a missing or
             // malformed header. Past the limit, failures from the address are answered 429;
             // a correct credential from it is still served (it never reaches this branch).
-            let throttled_for = (error.kind() == AuthErrorKind::InvalidToken)
+            let throttled_for = match (error.kind() == AuthErrorKind::InvalidToken)
                 .then_some(remote_addr)
                 .flatten()
-                .and_then(|addr| state.failures.record_failure(addr.ip()));
+            {
+                Some(addr) => state.failures.record(addr.ip()).await,
+                None => None,
+            };
             let mut record = AuditRecord::new(
                 AuditEvent::Authentication,
                 if throttled_for.is_some() {

@@ -108,7 +108,7 @@ impl std::fmt::Debug for RedisRateLimiter {
 }
 
 /// How long a tool call waits for Redis by default.
-const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// At most one warning about an unreachable Redis per this many seconds.
 const WARN_EVERY_SECONDS: u64 = 10;
@@ -140,7 +140,7 @@ impl RedisRateLimiter {
         self
     }
 
-    /// How long a call waits for Redis before the failure policy applies (default 250 ms). It
+    /// How long a call waits for Redis before the failure policy applies (default 1 s). It
     /// bounds what an unreachable Redis adds to every rate-limited call.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -363,14 +363,15 @@ fn micros(rate: Rate) -> (u64, u64) {
     (emission, tolerance)
 }
 
-/// HMAC-SHA256 (RFC 2104) with its two padded-key blocks already absorbed.
-struct Hmac {
+/// HMAC-SHA256 (RFC 2104) with its two padded-key blocks already absorbed (also names the
+/// shared lockout's keys).
+pub(crate) struct Hmac {
     inner: Sha256,
     outer: Sha256,
 }
 
 impl Hmac {
-    fn new(key: &[u8]) -> Self {
+    pub(crate) fn new(key: &[u8]) -> Self {
         let mut block = [0u8; 64];
         if key.len() > block.len() {
             block[..32].copy_from_slice(&Sha256::digest(key));
@@ -384,7 +385,7 @@ impl Hmac {
         Self { inner, outer }
     }
 
-    fn of(&self, parts: &[&[u8]]) -> [u8; 32] {
+    pub(crate) fn of(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut inner = self.inner.clone();
         for part in parts {
             inner.update(part);
