@@ -727,7 +727,9 @@ impl<T: McpTools> Gatekeeper<T> {
                 as crate::http::serve::CapExempt
         });
         let settings = crate::http::serve::ServeSettings {
-            nodelay: self.tcp_nodelay.unwrap_or(self.mode == Mode::Stateful || serves_tls),
+            nodelay: self
+                .tcp_nodelay
+                .unwrap_or(self.mode == Mode::Stateful || serves_tls),
             limits: self.connection_limits.clone(),
             cap_exempt,
             #[cfg(feature = "tls")]
