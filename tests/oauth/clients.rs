@@ -659,7 +659,11 @@ async fn start_lenient(audit: &std::path::Path, timeout: Option<Duration>) -> OA
 
 /// Refusal by a lenient server: the client stays unknown, for `reason`.
 async fn assert_refused(serve: Serve, reason: &str) -> DocServer {
-    let path = audit_path(reason);
+    // One file per call: two tests refused for the same reason run in parallel, and a shared
+    // path would let the second remove the file the first is still writing.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = audit_path(&format!("{reason}-{call}"));
     let docs = doc_server(serve).await;
     let h = start_lenient(&path, None).await;
     assert!(!client_is_known(&h, &docs.url).await, "{reason}");
