@@ -16,9 +16,10 @@
 //! - `MCP_API_KEYS`: `KEY:ROLE,KEY:ROLE,...`;
 //! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:SCOPE ...],...` for `POST /auth/token`;
 //! - `AUDIT_LOG`: a JSON-lines file for the audit trail;
-//! - `REDIS_URL`: keep the tools' rate limits and the failure lockout in this Redis, shared by
-//!   every replica started with the same URL and `REDIS_PREFIX` (default `mcp:rbac:`); a
-//!   rate-limited call is refused while Redis does not answer, failures are counted per replica;
+//! - `REDIS_URL`: keep the tools' rate limits, the failure lockout and (stateful) the owners of
+//!   MCP sessions in this Redis, shared by every replica started with the same URL and
+//!   `REDIS_PREFIX` (default `mcp:rbac:`); a rate-limited call is refused while Redis does not
+//!   answer, failures are counted per replica;
 //!
 //! and, as in every example:
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
@@ -276,21 +277,32 @@ pub fn gatekeeper(config: RbacConfig) -> Result<Gatekeeper<DataTools>, ConfigErr
     Ok(server)
 }
 
-/// The Redis rate limiter `REDIS_URL` and `REDIS_PREFIX` (default `mcp:rbac:`) ask for, and
-/// its prefix; `None` without `REDIS_URL`: each process keeps its own limits.
-pub fn shared_rate_limits_from_env() -> Option<(mcp_gatekeeper::RedisRateLimiter, String)> {
-    let url = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty())?;
-    let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| "mcp:rbac:".into());
-    let limiter = mcp_gatekeeper::RedisRateLimiter::new(&url).prefix(prefix.clone());
-    Some((limiter, prefix))
-}
-
-/// The shared lockout `REDIS_URL` and `REDIS_PREFIX` ask for (the same settings as
-/// [`shared_rate_limits_from_env`]); `None` without `REDIS_URL`.
-pub fn shared_lockout_from_env() -> Option<mcp_gatekeeper::RedisLockout> {
-    let url = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty())?;
-    let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| "mcp:rbac:".into());
-    Some(mcp_gatekeeper::RedisLockout::new(&url).prefix(prefix))
+/// Shares with the other replicas started with the same `REDIS_URL` and `REDIS_PREFIX`
+/// (default `default_prefix`) what must be counted across them: the tools' rate limits, the
+/// failure lockout and, for a stateful server, who owns which MCP session. Without
+/// `REDIS_URL`, `server` is returned as it is: each process keeps its own. Prints what is
+/// shared (never the URL, which may carry Redis's password).
+pub fn share_through_redis_from_env<T: mcp_gatekeeper::McpTools>(
+    mut server: Gatekeeper<T>,
+    default_prefix: &str,
+    stateless: bool,
+) -> Gatekeeper<T> {
+    let Some(url) = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty()) else {
+        return server;
+    };
+    let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| default_prefix.into());
+    println!(
+        "
+rate limits shared through Redis (REDIS_URL), keys under `{prefix}`"
+    );
+    server = server.rate_limiter(mcp_gatekeeper::RedisRateLimiter::new(&url).prefix(&prefix));
+    println!("failure lockout shared through Redis (REDIS_URL)");
+    server = server.shared_lockout(mcp_gatekeeper::RedisLockout::new(&url).prefix(&prefix));
+    if !stateless {
+        println!("session owners shared through Redis (REDIS_URL): route by Mcp-Session-Id");
+        server = server.shared_sessions(mcp_gatekeeper::RedisSessions::new(&url).prefix(&prefix));
+    }
+    server
 }
 
 /// The `Host` names the endpoint answers to when clients reach it at `resource` (the
@@ -619,16 +631,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "\nget a token (your client's id and secret from MCP_CLIENTS): curl -s {token_url} -d grant_type=client_credentials -d client_id=CLIENT_ID -d client_secret=SECRET"
         );
     }
-    let mut server = gatekeeper(config)?;
-    if let Some((limiter, prefix)) = shared_rate_limits_from_env() {
-        // Only the prefix is printed: the URL may carry Redis's password.
-        println!("\nrate limits shared through Redis (REDIS_URL), keys under `{prefix}`");
-        server = server.rate_limiter(limiter);
-    }
-    if let Some(lockout) = shared_lockout_from_env() {
-        println!("failure lockout shared through Redis (REDIS_URL)");
-        server = server.shared_lockout(lockout);
-    }
+    let stateless = config.stateless;
+    let server = share_through_redis_from_env(gatekeeper(config)?, "mcp:rbac:", stateless);
     println!("\nlistening on {}", env.listener.local_addr()?);
     serve_until_signal(server, env.listener).await?;
     Ok(())

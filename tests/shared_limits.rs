@@ -1,5 +1,5 @@
-//! Rate limits and the failure lockout shared by replicas through Redis: processes of the
-//! `rbac` example with `REDIS_URL`, and a Redis that goes away mid-run.
+//! Rate limits, the failure lockout and session owners shared by replicas through Redis:
+//! processes of the `rbac` example with `REDIS_URL`, and a Redis that goes away mid-run.
 
 use std::{
     process::Command,
@@ -47,9 +47,14 @@ async fn pings(address: &str) -> bool {
     )
 }
 
-/// A replica: the `rbac` example as a process, sharing its limits through `redis_url` under
-/// `prefix`.
+/// A replica: the `rbac` example as a stateless process, sharing its limits through
+/// `redis_url` under `prefix`.
 fn replica(redis_url: &str, prefix: &str) -> (CapturedProcess, String) {
+    replica_with(redis_url, prefix, true)
+}
+
+/// A replica, stateless or not.
+fn replica_with(redis_url: &str, prefix: &str, stateless: bool) -> (CapturedProcess, String) {
     let mut process = CapturedProcess::spawn(
         Command::new(example_binary("rbac"))
             .env("BIND", "127.0.0.1:0")
@@ -59,7 +64,7 @@ fn replica(redis_url: &str, prefix: &str) -> (CapturedProcess, String) {
                 format!("{VIEWER_KEY}:viewer,{EDITOR_KEY}:editor,{ADMIN_KEY}:admin"),
             )
             .env("MCP_CLIENTS", CLIENTS)
-            .env("STATELESS", "1")
+            .env("STATELESS", if stateless { "1" } else { "0" })
             .env("REDIS_URL", redis_url)
             .env("REDIS_PREFIX", prefix)
             .env("RUST_LOG", "info"),
@@ -393,4 +398,132 @@ async fn counted_keys(port: u16) -> usize {
         .ok()
         .flatten()
         .unwrap_or(0)
+}
+
+/// How many requests `process` has refused for presenting another caller's session (its audit
+/// records, logged), once that count has stopped changing.
+async fn foreign_session_refusals(process: &CapturedProcess) -> usize {
+    let count = || process.printed().matches("foreign_session").count();
+    let mut last = count();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// `tools/list` inside `session`, as `cred`.
+async fn list_in_session(url: &str, cred: Cred, session: &str) -> Reply {
+    let mut mcp = Mcp::new(url, cred, Version::V2025_06_18);
+    mcp.session = Some(session.to_owned());
+    mcp.request("tools/list", json!({})).await
+}
+
+#[tokio::test]
+async fn a_foreign_session_is_refused_by_both_replicas() {
+    let redis = shared_redis().await;
+    let prefix = fresh_prefix();
+    let (first, first_url) = replica_with(&redis, &prefix, false);
+    let (second, second_url) = replica_with(&redis, &prefix, false);
+    assert!(
+        first
+            .printed()
+            .contains("session owners shared through Redis"),
+        "{}",
+        first.printed()
+    );
+    let owner = Mcp::connect(
+        &first_url,
+        Cred::ApiKey(ADMIN_KEY.into()),
+        Version::V2025_06_18,
+    )
+    .await;
+    let session = owner.session.clone().expect("a stateful session");
+    assert_eq!(owner.request("tools/list", json!({})).await.status, 200);
+    // The owner's binding reaches Redis in the background, right after `initialize`.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Another caller (a valid viewer key) presenting the admin's session id: refused by the
+    // replica holding the session and by the other, each with its own audit record.
+    for (url, process) in [(&first_url, &first), (&second_url, &second)] {
+        let before = foreign_session_refusals(process).await;
+        let reply = list_in_session(url, Cred::ApiKey(VIEWER_KEY.into()), &session).await;
+        assert_eq!(reply.status, 404, "{reply:#?}");
+        assert_eq!(
+            foreign_session_refusals(process).await,
+            before + 1,
+            "refused as a foreign session by {url}"
+        );
+    }
+    // The owner is not refused as foreign anywhere: the other replica passes the request on,
+    // and rmcp there answers 404 for a session it does not hold.
+    let before = foreign_session_refusals(&second).await;
+    let reply = list_in_session(&second_url, Cred::ApiKey(ADMIN_KEY.into()), &session).await;
+    assert_eq!(reply.status, 404, "{reply:#?}");
+    assert_eq!(foreign_session_refusals(&second).await, before);
+    assert_eq!(owner.request("tools/list", json!({})).await.status, 200);
+    for process in [first, second] {
+        assert!(
+            !process.printed().contains("panicked"),
+            "{}",
+            process.printed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_leaves_sessions_to_their_replica() {
+    let port = free_port();
+    let mut redis = OwnRedis::start(port).await;
+    let url = format!("redis://{}", redis.address());
+    let (first, first_url) = replica_with(&url, "mcp:rbac:", false);
+    let (second, second_url) = replica_with(&url, "mcp:rbac:", false);
+    let admin = || Cred::ApiKey(ADMIN_KEY.into());
+    let viewer = || Cred::ApiKey(VIEWER_KEY.into());
+
+    redis.stop();
+    // Sessions open and serve their owner without Redis; the replica holding one still
+    // refuses other callers, and the other replica, which cannot ask, leaves the request to
+    // rmcp: 404 either way, nothing is served inside the session.
+    let owner = Mcp::connect(&first_url, admin(), Version::V2025_06_18).await;
+    let session = owner.session.clone().expect("a stateful session");
+    assert_eq!(owner.request("tools/list", json!({})).await.status, 200);
+    let before = foreign_session_refusals(&first).await;
+    let reply = list_in_session(&first_url, viewer(), &session).await;
+    assert_eq!(reply.status, 404, "{reply:#?}");
+    assert_eq!(foreign_session_refusals(&first).await, before + 1);
+    let before = foreign_session_refusals(&second).await;
+    let reply = list_in_session(&second_url, viewer(), &session).await;
+    assert_eq!(reply.status, 404, "{reply:#?}");
+    assert_eq!(foreign_session_refusals(&second).await, before);
+
+    // With Redis back, sessions opened from then on are shared again.
+    let _redis = OwnRedis::start(port).await;
+    let started = Instant::now();
+    loop {
+        let owner = Mcp::connect(&first_url, admin(), Version::V2025_06_18).await;
+        let session = owner.session.clone().expect("a stateful session");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = foreign_session_refusals(&second).await;
+        let reply = list_in_session(&second_url, viewer(), &session).await;
+        assert_eq!(reply.status, 404, "{reply:#?}");
+        if foreign_session_refusals(&second).await == before + 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "session owners are not shared again"
+        );
+    }
+    for process in [first, second] {
+        let printed = process.printed();
+        assert!(!printed.contains("panicked"), "{printed}");
+        assert!(
+            printed.contains("shared session owners: Redis unavailable"),
+            "a warning was logged: {printed}"
+        );
+    }
 }

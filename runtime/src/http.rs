@@ -29,3 +29,5 @@ pub use forwarded_certificate::ForwardedCertificate;
 pub(crate) use health::ReadinessCheck;
 pub use layer::GatekeeperLayer;
 pub use serve::ConnectionLimits;
+#[cfg(feature = "redis")]
+pub use sessions::redis::RedisSessions;

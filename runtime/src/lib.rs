@@ -3,7 +3,8 @@
 
 // The request path, top-down: `http` (accept loop → endpoint → host guard → authenticate),
 // `auth` (credentials → principal), `tools` (guard → rate limit → audit → handler); the OAuth
-// authorization server and its store in `oauth`; the audit trail in `audit`.
+// authorization server and its store in `oauth`; the audit trail in `audit`; the connection to
+// Redis of the state replicas share in `redis_link`.
 mod audit;
 pub mod auth;
 mod error;
@@ -13,6 +14,8 @@ mod http;
 pub mod oauth;
 mod principal;
 mod rate_limit;
+#[cfg(feature = "redis")]
+mod redis_link;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
@@ -33,6 +36,9 @@ pub use error::ConfigError;
 #[cfg(feature = "mtls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
 pub use http::ForwardedCertificate;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use http::RedisSessions;
 pub use http::{
     ConnectionLimits, Gatekeeper, GatekeeperLayer, MissingPrincipal, PeerAddr, RunningServer,
     ServeError, health, layer, shutdown_signal,

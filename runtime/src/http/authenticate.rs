@@ -281,7 +281,7 @@ where
         .get(&SESSION_HEADER)
         .and_then(|v| v.to_str().ok());
     if let Some(session) = session
-        && state.sessions.check(session, principal.caller_key()) == Binding::Foreign
+        && state.sessions.check(session, principal.caller_key()).await == Binding::Foreign
     {
         let mut record =
             AuditRecord::new(AuditEvent::Authentication, Outcome::Denied).principal(&principal);

@@ -99,6 +99,9 @@ pub struct Gatekeeper<T: McpTools> {
     /// The failure throttle shared with other replicas (`shared_lockout`).
     #[cfg(feature = "redis")]
     shared_failures: Option<Arc<crate::auth::lockout::redis::SharedFailures>>,
+    /// The session owners shared with other replicas (`shared_sessions`).
+    #[cfg(feature = "redis")]
+    shared_sessions: Option<Arc<crate::http::sessions::redis::SharedSessions>>,
     /// The seed's token endpoint, mounted with this server's audit log and failure throttle.
     #[cfg(feature = "jwt")]
     token_endpoint: Option<crate::TokenEndpoint>,
@@ -153,6 +156,8 @@ impl<T: McpTools> Gatekeeper<T> {
             shared_limits: None,
             #[cfg(feature = "redis")]
             shared_failures: None,
+            #[cfg(feature = "redis")]
+            shared_sessions: None,
             #[cfg(feature = "jwt")]
             token_endpoint: None,
             connection_limits: crate::http::serve::ConnectionLimits::new(),
@@ -277,6 +282,26 @@ impl<T: McpTools> Gatekeeper<T> {
     pub fn shared_lockout(mut self, lockout: crate::RedisLockout) -> Self {
         match lockout.build() {
             Ok(shared) => self.shared_failures = Some(Arc::new(shared)),
+            Err(error) => {
+                self.config_error.get_or_insert(error);
+            }
+        }
+        self
+    }
+
+    /// Keeps which caller owns which MCP session in Redis as well, shared by every replica
+    /// configured with the same Redis and prefix: a caller presenting another caller's session
+    /// id is refused (and audited) by every replica, not only by the one holding the session.
+    /// Sessions themselves stay in the replica that opened them: route by `Mcp-Session-Id`
+    /// (see [`RedisSessions`]). Stateless servers have no sessions and ignore this. A setting
+    /// that cannot be used fails the build.
+    ///
+    /// [`RedisSessions`]: crate::RedisSessions
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared_sessions(mut self, sessions: crate::RedisSessions) -> Self {
+        match sessions.build() {
+            Ok(shared) => self.shared_sessions = Some(Arc::new(shared)),
             Err(error) => {
                 self.config_error.get_or_insert(error);
             }
@@ -603,6 +628,11 @@ impl<T: McpTools> Gatekeeper<T> {
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
             audit,
             failures,
+            #[cfg(feature = "redis")]
+            sessions: Arc::new(crate::http::sessions::SessionBindings::shared(
+                self.shared_sessions,
+            )),
+            #[cfg(not(feature = "redis"))]
             sessions: Arc::default(),
             challenge,
             tools: Some(GatekeeperTools {

@@ -20,12 +20,18 @@ const SWEEP_ABOVE: usize = 10_000;
 #[derive(Debug, Default)]
 pub(crate) struct SessionBindings {
     owners: Mutex<HashMap<Box<str>, Owner>>,
+    /// The owners every replica sees, when the builder was given them (`shared_sessions`).
+    #[cfg(feature = "redis")]
+    shared: Option<Arc<redis::SharedSessions>>,
 }
 
 #[derive(Debug)]
 struct Owner {
     caller: Arc<str>,
     last_seen: Instant,
+    /// When the shared binding's expiry was last pushed back.
+    #[cfg(feature = "redis")]
+    shared_at: Instant,
 }
 
 /// Whether a request may use a session.
@@ -38,20 +44,57 @@ pub(crate) enum Binding {
 }
 
 impl SessionBindings {
-    pub(crate) fn check(&self, session: &str, caller: &Arc<str>) -> Binding {
-        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-        match owners.get_mut(session) {
-            Some(owner) if owner.caller == *caller => {
-                owner.last_seen = Instant::now();
-                Binding::Allowed
-            }
-            Some(_) => Binding::Foreign,
+    /// Owners shared with other replicas through Redis as well as kept here.
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared(shared: Option<Arc<redis::SharedSessions>>) -> Self {
+        Self {
+            owners: Mutex::default(),
+            shared,
+        }
+    }
+
+    /// Whether `caller` may use `session`. A session opened here is decided here; one unknown
+    /// here is looked up among the shared owners (one Redis round trip), so that a caller
+    /// presenting another caller's session is refused by every replica, not only by the one
+    /// holding the session.
+    pub(crate) async fn check(&self, session: &str, caller: &Arc<str>) -> Binding {
+        match self.check_here(session, caller) {
+            Some(binding) => binding,
+            #[cfg(feature = "redis")]
+            None => match &self.shared {
+                Some(shared) => shared.check(session, caller).await,
+                None => Binding::Allowed,
+            },
+            #[cfg(not(feature = "redis"))]
             None => Binding::Allowed,
         }
     }
 
+    /// The binding of a session opened here; `None` for a session unknown here.
+    fn check_here(&self, session: &str, caller: &Arc<str>) -> Option<Binding> {
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let owner = owners.get_mut(session)?;
+        if owner.caller != *caller {
+            return Some(Binding::Foreign);
+        }
+        let now = Instant::now();
+        owner.last_seen = now;
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared
+            && now.duration_since(owner.shared_at) >= redis::REFRESH_EVERY
+        {
+            owner.shared_at = now;
+            shared.clone().keep(session, IDLE);
+        }
+        Some(Binding::Allowed)
+    }
+
     pub(crate) fn bind(&self, session: &str, caller: Arc<str>) {
         let now = Instant::now();
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            shared.clone().bind(session, &caller, IDLE);
+        }
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         if owners.len() > SWEEP_ABOVE {
             owners.retain(|_, owner| now.duration_since(owner.last_seen) < IDLE);
@@ -61,17 +104,26 @@ impl SessionBindings {
             Owner {
                 caller,
                 last_seen: now,
+                #[cfg(feature = "redis")]
+                shared_at: now,
             },
         );
     }
 
     pub(crate) fn forget(&self, session: &str) {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            shared.clone().forget(session);
+        }
         self.owners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(session);
     }
 }
+
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 
 #[cfg(test)]
 mod tests {
@@ -83,10 +135,10 @@ mod tests {
         let alice: Arc<str> = "jwt:alice".into();
         let bob: Arc<str> = "jwt:bob".into();
         bindings.bind("s1", alice.clone());
-        assert_eq!(bindings.check("s1", &alice), Binding::Allowed);
-        assert_eq!(bindings.check("s1", &bob), Binding::Foreign);
-        assert_eq!(bindings.check("unknown", &bob), Binding::Allowed);
+        assert_eq!(bindings.check_here("s1", &alice), Some(Binding::Allowed));
+        assert_eq!(bindings.check_here("s1", &bob), Some(Binding::Foreign));
+        assert_eq!(bindings.check_here("unknown", &bob), None);
         bindings.forget("s1");
-        assert_eq!(bindings.check("s1", &bob), Binding::Allowed);
+        assert_eq!(bindings.check_here("s1", &bob), None);
     }
 }

@@ -5,30 +5,9 @@ use std::sync::Arc;
 use super::*;
 use crate::auth::FailureThrottle;
 
-/// The Redis the tests use; fails (never skips) with how to start one when it does not answer.
-async fn redis_url() -> String {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let reachable = async {
-        let client = Client::open(url.as_str()).ok()?;
-        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
-        ::redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .ok()
-    };
-    let answered = tokio::time::timeout(Duration::from_secs(2), reachable).await;
-    assert!(
-        matches!(answered, Ok(Some(_))),
-        "these tests need Redis at {url} (set REDIS_URL to use another): start one with \
-         `redis-server --port 6379 --save '' --appendonly no`"
-    );
-    url
-}
+use ::redis::Client;
 
-/// A prefix no other test run uses, so that runs never share counts.
-fn fresh_prefix() -> String {
-    format!("mcp-test-{:016x}:", rand::random::<u64>())
-}
+use crate::redis_link::{test_prefix as fresh_prefix, test_redis_url as redis_url};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
