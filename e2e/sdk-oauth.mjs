@@ -1,14 +1,20 @@
 // The official TypeScript MCP SDK as an OAuth client of the `oauth` example.
 //
-//   node sdk-oauth.mjs <mcp-url>        (E2E_USER, E2E_PASSWORD: the demo user)
+//   node sdk-oauth.mjs <mcp-url> [--replicas]   (E2E_USER, E2E_PASSWORD: the demo user)
 //
 // 401 → protected-resource metadata → AS metadata → Dynamic Client Registration → authorize
 // with PKCE + resource (login and consent pages driven with fetch) → token → tools → step-up
 // on 403 insufficient_scope → refresh rotation and reuse detection → bearer refusals.
 // One `ok - ` / `not ok - ` line per check; exit code 1 when any failed.
+//
+// --replicas: <mcp-url> is a proxy sending each request to another replica of the example
+// (tests/oauth/postgres.rs). The tools' data lives in each replica's memory (the example's own
+// state, not the gatekeeper's), so the tool checks read the key every replica starts with; and
+// two more checks replay a consent decision and redeem a code twice, each second attempt
+// reaching the other replica.
 
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
@@ -18,14 +24,18 @@ import {
   refreshAuthorization,
 } from '@modelcontextprotocol/sdk/client/auth.js';
 import { check, deadline, env, finish, step } from './lib/report.mjs';
-import { Browserless, authorizeWithoutBrowser } from './lib/pages.mjs';
+import { Browserless, authorizeWithoutBrowser, forms, pageText, scopeBoxes } from './lib/pages.mjs';
 
 deadline(100);
 if (!process.argv[2]) {
-  console.log('usage: node sdk-oauth.mjs <mcp-url>');
+  console.log('usage: node sdk-oauth.mjs <mcp-url> [--replicas]');
   process.exit(2);
 }
 const MCP_URL = new URL(process.argv[2]);
+/** Requests alternate between replicas, each with the tools' data in its own memory. */
+const REPLICAS = process.argv.slice(3).includes('--replicas');
+/** The key (and value) every instance of the example starts with. */
+const WELCOME = ['a', 'welcome'];
 const USERNAME = env('E2E_USER');
 const PASSWORD = env('E2E_PASSWORD');
 // A loopback redirect URI nobody listens on: the pages are driven with fetch, and the code is
@@ -242,6 +252,12 @@ await check('tools/list', async () => {
 
 await check('tools/call write-data then read-data', async () => {
   resultText(await conn.client.callTool({ name: 'write-data', arguments: { key: 'e2e', value: 'written by the TypeScript SDK' } }));
+  if (REPLICAS) {
+    // The read may reach the other replica, which never saw the write.
+    const text = resultText(await conn.client.callTool({ name: 'read-data', arguments: { key: WELCOME[0] } }));
+    assert.equal(text, WELCOME[1]);
+    return;
+  }
   const text = resultText(await conn.client.callTool({ name: 'read-data', arguments: { key: 'e2e' } }));
   assert.match(text, /written by the TypeScript SDK/);
 });
@@ -265,13 +281,17 @@ await check('delete-data → 403 insufficient_scope → SDK re-authorizes → re
   assert.ok(scopeSet(provider.tokens().scope).includes('data:delete'), `token scope: ${provider.tokens().scope}`);
 });
 
-await check('read-data with the first token (read + write): the key is gone', async () => {
+await check(REPLICAS ? 'read-data with the first token (read + write)' : 'read-data with the first token (read + write): the key is gone', async () => {
   // The step-up token holds only what SDK 1.32 asked for, the challenged data:delete; the token
   // from the first authorization still reads. A plain bearer, no auth provider.
   const transport = new StreamableHTTPClientTransport(MCP_URL, { requestInit: { headers: { authorization: `Bearer ${firstAccessToken}` } } });
   const client = new Client({ name: 'mcp-gatekeeper-e2e-reader', version: '0.0.1' });
   await client.connect(transport);
   try {
+    if (REPLICAS) {
+      assert.equal(resultText(await client.callTool({ name: 'read-data', arguments: { key: WELCOME[0] } })), WELCOME[1]);
+      return;
+    }
     const result = await client.callTool({ name: 'read-data', arguments: { key: 'e2e' } });
     const text = (result.content ?? []).map((c) => c.text).join(' ');
     assert.ok(result.isError, `read-data still answers: ${text}`);
@@ -307,6 +327,81 @@ await check('refresh: rotation, reuse of the old token → invalid_grant, then t
   await assert.rejects(refreshAuthorization(ISSUER, { ...options, refreshToken: rt1 }), invalidGrant, 'reuse of the rotated token');
   await assert.rejects(refreshAuthorization(ISSUER, { ...options, refreshToken: t3.refresh_token }), invalidGrant, 'the family is revoked');
 });
+
+// ---- 6. replicas: what must be single-use stays single-use across them ---------------------
+// Each second attempt is the request right after the first, so the proxy sends it to the other
+// replica (the Rust test checks that in its log).
+if (REPLICAS) {
+  const options = { metadata: asMeta, clientInformation: provider.clientInformation(), resource: prm.resource };
+  const verifier = randomBytes(32).toString('base64url');
+  let code;
+  await check('replicas: a consent decision replayed on the other replica gives no second code', async () => {
+    const state = randomUUID();
+    const url = new URL(asMeta.authorization_endpoint);
+    const params = {
+      response_type: 'code',
+      client_id: options.clientInformation.client_id,
+      redirect_uri: REDIRECT_URI,
+      scope: 'data:read',
+      state,
+      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+      code_challenge_method: 'S256',
+      resource: prm.resource,
+    };
+    for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+    // Still signed in (the session cookie of the SDK flow): the consent page at once.
+    const page = await provider.session.fetch(url);
+    const html = await page.text();
+    assert.equal(page.status, 200, pageText(html).slice(0, 400));
+    const consent = forms(html, url).find((f) => f.controls.some((c) => c.name === 'decision'));
+    assert.ok(consent, `not the consent page: ${pageText(html).slice(0, 400)}`);
+    const fields = [
+      ...consent.controls.filter((c) => c.tag === 'input' && c.type === 'hidden' && c.name).map((c) => [c.name, c.value ?? '']),
+      ...scopeBoxes(consent).filter((b) => b.checked).map((b) => ['scope', b.value]),
+      ['decision', 'approve'],
+    ];
+    const first = await provider.session.post(consent.action, fields);
+    const replayed = await provider.session.post(consent.action, fields);
+    assert.equal(first.status, 303, 'the decision is taken');
+    const back = new URL(first.headers.get('location'));
+    assert.equal(back.searchParams.get('state'), state);
+    code = back.searchParams.get('code');
+    assert.ok(code, `a code: ${back}`);
+    const text = pageText(await replayed.text());
+    assert.equal(replayed.status, 400, `the replay: ${text.slice(0, 400)}`);
+    assert.equal(replayed.headers.get('location'), null, 'no redirect, so no second code');
+    assert.match(text, /expired|already answered/i);
+  });
+
+  await check('replicas: a code redeemed again on the other replica → invalid_grant, and the grant is revoked', async () => {
+    assert.ok(code, 'a code from the previous check');
+    const exchange = () => fetch(asMeta.token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+        client_id: options.clientInformation.client_id,
+        resource: prm.resource,
+      }),
+    });
+    const redeemed = await exchange();
+    const again = await exchange();
+    const tokens = await redeemed.json();
+    assert.equal(redeemed.status, 200, JSON.stringify(tokens));
+    const refused = await again.json();
+    assert.equal(again.status, 400, JSON.stringify(refused));
+    assert.equal(refused.error, 'invalid_grant');
+    // The replay ended everything issued from the code, whichever replica is asked.
+    for (let i = 0; i < 2; i += 1) {
+      assert.equal((await rawInitialize({ authorization: `Bearer ${tokens.access_token}` })).status, 401, 'the access token is revoked');
+    }
+    const invalidGrant = (e) => e?.errorCode === 'invalid_grant' || /invalid_grant/.test(String(e));
+    await assert.rejects(refreshAuthorization(ISSUER, { ...options, refreshToken: tokens.refresh_token }), invalidGrant, 'the refresh token is revoked');
+  });
+}
 
 await conn.transport.close().catch(() => {});
 finish();

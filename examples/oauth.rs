@@ -24,8 +24,10 @@
 //!   `audit.jsonl` live (default `./oauth-data`);
 //! - `DATABASE_URL`: keep the OAuth state in this PostgreSQL database instead of `oauth.db`
 //!   (`postgres://user:password@host/database`; replicas sharing it honour each other's codes,
-//!   refresh tokens and revocations), in the schema `OAUTH_DATABASE_SCHEMA` (default
-//!   `mcp_gatekeeper`, created at start);
+//!   refresh tokens, revocations and sign-in sessions, and each serves any step of a sign-in),
+//!   in the schema `OAUTH_DATABASE_SCHEMA` (default `mcp_gatekeeper`, created at start).
+//!   Behind a load balancer, give every replica its origin as `OAUTH_ISSUER` and, unless it
+//!   routes by MCP session, `STATELESS=1`;
 //! - `OAUTH_USER` (default `alice`), `OAUTH_USER_PASSWORD` (generated and printed when unset),
 //!   `OAUTH_USER_ROLE` (`viewer`, `editor` or `admin`; default `admin`): the demo user;
 //! - `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET` (optional: a public client without it) and

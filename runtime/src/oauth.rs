@@ -414,6 +414,18 @@ impl AuthorizationServer {
             now,
         )
         .await?;
+        // The pages' keys come from a secret every server on the store shares (stored by
+        // the first to start), so that any replica serves any step of a sign-in.
+        let mut candidate = [0u8; 32];
+        rand::fill(&mut candidate);
+        let pages_secret = store
+            .shared_secret(authorize::SECRET_NAME, candidate)
+            .await
+            .map_err(store_error)?;
+        let pending = authorize::PendingRequests::new(
+            authorize::Secrets::derive(&pages_secret, &issuer),
+            store.clone(),
+        );
         #[cfg(feature = "http-client")]
         let metadata_documents = match self.metadata_documents {
             Some(documents) => Some(documents.into_fetcher()?),
@@ -453,7 +465,7 @@ impl AuthorizationServer {
             client_failures: FailureThrottle::new(self.lockout),
             audit: self.audit,
             configured_roles,
-            pending: authorize::PendingRequests::default(),
+            pending,
             signing_key_lifetime: self.signing_key_lifetime.map(|d| d.as_secs() as i64),
             scope_hierarchy: self.scope_hierarchy,
             client_certificates: ClientCertificates::default(),

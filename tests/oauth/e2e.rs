@@ -22,15 +22,15 @@ use crate::{
 };
 
 /// The demo user every script signs in as (an admin, so every tool is within its role).
-const E2E_USER: &str = "alice";
+pub(super) const E2E_USER: &str = "alice";
 /// Its password (typed into the login page by the scripts).
-const E2E_PASSWORD: &str = "e2e-password-0123456789";
+pub(super) const E2E_PASSWORD: &str = "e2e-password-0123456789";
 /// The pre-registered public client the conformance suite uses (it cannot register itself).
 const CONFORMANCE_CLIENT: &str = "conformance-suite";
 
 /// The Node 22 binary (the system Node 20 is too old for the conformance suite), after the
 /// end-to-end set-up; fails the test with the fix when anything the scripts need is missing.
-fn node_22(needs_chromium: bool) -> PathBuf {
+pub(super) fn node_22(needs_chromium: bool) -> PathBuf {
     let packages = [
         "@modelcontextprotocol/sdk",
         "@modelcontextprotocol/conformance",
@@ -105,7 +105,7 @@ impl Instance {
 
 /// Runs `e2e/<script> <args>` with `node` (Node 22) and fails the test, with the script's
 /// whole output, unless it exits 0 within `limit`.
-async fn run_script(node: &Path, script: &str, args: &[String], limit: Duration) {
+pub(super) async fn run_script(node: &Path, script: &str, args: &[String], limit: Duration) {
     let dir = e2e_dir();
     // Node 22 first on PATH so that anything the script spawns (`conformance`) runs on it too.
     let path = path_with_node(node);

@@ -478,3 +478,528 @@ async fn a_revocation_through_one_replica_is_refused_by_the_other_at_once() {
     b.shutdown().await.unwrap();
     a.stop().await;
 }
+
+/// A page's hidden input `name`, read the way a headless client does.
+fn hidden(body: &str, name: &str) -> String {
+    let start = format!(r#"<input type="hidden" name="{name}" value=""#);
+    let at = body
+        .find(&start)
+        .unwrap_or_else(|| panic!("no hidden {name} in {body}"));
+    let rest = &body[at + start.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// `name=value` of the session cookie a response sets, if it sets one with a value.
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| pair.starts_with("mcp_gatekeeper_session=") && !pair.ends_with('='))
+        .map(str::to_owned)
+}
+
+/// The value of query parameter `name` of a redirect's `Location`.
+fn location_param(response: &reqwest::Response, name: &str) -> Option<String> {
+    let location = response
+        .headers()
+        .get(http::header::LOCATION)?
+        .to_str()
+        .ok()?;
+    let url = url::Url::parse(location).ok()?;
+    url.query_pairs()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Every step of a sign-in on the other replica than the one before it, each with its own pool
+/// on one schema (as two processes behind a load balancer would be): the login page from A is
+/// posted to B, B's redirect to the consent page is followed on A, the decision goes to B. Then
+/// what must hold across replicas: a replayed decision on A gives no second code, a code
+/// redeemed through A is refused by B (a replay, which ends the grant on both), a sign-out
+/// through A ends the session on B, and a login form of A posted to B with a forged CSRF token
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_may_alternate_between_replicas() {
+    admin().await;
+    let schema = Schema::fresh("pages");
+    let connect = || async {
+        PostgresStore::connect_with(&database_url(), PostgresOptions::new().schema(&schema.0))
+            .await
+            .expect("the store connects")
+    };
+    let a = start_oauth_with(Arc::new(connect().await), None, |s| s).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_base = format!("http://{}", listener.local_addr().unwrap());
+    let b_oauth = configure(&a.base, &a.url)
+        .store(Arc::new(connect().await))
+        .build()
+        .await
+        .expect("replica B builds");
+    let b = Gatekeeper::new(Notes)
+        .oauth(&b_oauth, &a.url)
+        .serve_on(listener)
+        .unwrap();
+    let browser = &a.http; // never follows redirects
+    let callback = "http://127.0.0.1:4567/callback";
+    let authorize_url = |base: &str, challenge: &str| {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", APP_ID)
+            .append_pair("redirect_uri", callback)
+            .append_pair("state", "s-1")
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("scope", "notes:read")
+            .append_pair("resource", &a.url)
+            .finish();
+        format!("{base}/oauth/authorize?{query}")
+    };
+
+    // The login page from A, its form posted to B.
+    let (verifier, challenge) = pkce();
+    let page = browser
+        .get(authorize_url(&a.base, &challenge))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    let (request, csrf) = (hidden(&body, "request"), hidden(&body, "csrf"));
+    let forged = browser
+        .post(format!("{b_base}/oauth/authorize/login"))
+        .form(&[
+            ("request", request.as_str()),
+            ("csrf", "forged"),
+            ("username", USER),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400, "a forged CSRF token");
+    let signed_in = browser
+        .post(format!("{b_base}/oauth/authorize/login"))
+        .form(&[
+            ("request", request.as_str()),
+            ("csrf", csrf.as_str()),
+            ("username", USER),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed_in.status(),
+        303,
+        "B accepts A's login page: {:?}",
+        signed_in.text().await
+    );
+    let cookie = session_cookie(&signed_in).expect("a session cookie from B");
+    let next = signed_in.headers()[http::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        next.starts_with("/oauth/authorize/consent?request="),
+        "{next}"
+    );
+
+    // The consent page from A, for B's session; the decision to B.
+    let consent = browser
+        .get(format!("{}{next}", a.base))
+        .header(http::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consent.status(), 200);
+    let body = consent.text().await.unwrap();
+    assert!(
+        body.contains(r#"action="/oauth/authorize/decision""#),
+        "A shows the consent page to B's session: {body}"
+    );
+    let decision = [
+        ("request", hidden(&body, "request")),
+        ("csrf", hidden(&body, "csrf")),
+        ("decision", "approve".to_owned()),
+        ("scope", "notes:read".to_owned()),
+    ];
+    let decide = |base: &str| {
+        browser
+            .post(format!("{base}/oauth/authorize/decision"))
+            .header(http::header::COOKIE, &cookie)
+            .form(&decision)
+            .send()
+    };
+    let approved = decide(&b_base).await.unwrap();
+    assert_eq!(approved.status(), 303);
+    let code = location_param(&approved, "code").expect("a code from B");
+    assert_eq!(
+        location_param(&approved, "iss").as_deref(),
+        Some(a.base.as_str())
+    );
+    // The same decision replayed on A: no second code.
+    let replayed = decide(&a.base).await.unwrap();
+    assert_eq!(
+        replayed.status(),
+        400,
+        "a replayed decision on the other replica"
+    );
+    assert!(location_param(&replayed, "code").is_none());
+
+    // The code through A; again through B: a replay, which ends the grant everywhere.
+    let exchange = |base: String| {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", callback),
+            ("code_verifier", verifier.as_str()),
+            ("client_id", APP_ID),
+            ("resource", a.url.as_str()),
+        ];
+        let request = browser.post(format!("{base}/oauth/token")).form(&form);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, tokens) = exchange(a.base.clone()).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let b_url = format!("{b_base}/mcp");
+    let list = |url: &str| {
+        let mcp = Mcp::new(url, Cred::Bearer(access.clone()), Version::V2026_07_28);
+        async move { mcp.request("tools/list", json!({})).await.status }
+    };
+    assert_eq!(list(&b_url).await, 200, "B accepts A's token");
+    let (status, refused) = exchange(b_base.clone()).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "invalid_grant");
+    assert_eq!(list(&a.url).await, 401, "the replay revoked the grant");
+    assert_eq!(list(&b_url).await, 401);
+
+    // Signed in on every replica: B goes straight to consent for the session B started.
+    let (_, challenge) = pkce();
+    let page = browser
+        .get(authorize_url(&b_base, &challenge))
+        .header(http::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains(r#"action="/oauth/authorize/decision""#),
+        "{body}"
+    );
+    // "Not you?" through A ends the session on B too.
+    let signed_out = browser
+        .post(format!("{}/oauth/authorize/logout", a.base))
+        .header(http::header::COOKIE, &cookie)
+        .form(&[
+            ("request", hidden(&body, "request")),
+            ("csrf", hidden(&body, "csrf")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 303);
+    let (_, challenge) = pkce();
+    let page = browser
+        .get(authorize_url(&b_base, &challenge))
+        .header(http::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains(r#"action="/oauth/authorize/login""#),
+        "B shows the login page after the sign-out on A: {body}"
+    );
+
+    b.shutdown().await.unwrap();
+    a.stop().await;
+}
+
+/// One request the round-robin proxy forwarded.
+#[derive(Debug, Clone)]
+struct Forwarded {
+    /// Which replica it went to (0 or 1).
+    replica: usize,
+    method: String,
+    /// The path, without the query.
+    path: String,
+    /// The replica's answer.
+    status: u16,
+}
+
+/// What the proxy's handler shares.
+#[derive(Clone)]
+struct Proxy {
+    replicas: Arc<Vec<String>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+    log: Arc<std::sync::Mutex<Vec<Forwarded>>>,
+    client: reqwest::Client,
+}
+
+/// Headers that belong to one connection, not to the message: never forwarded.
+fn hop_by_hop(name: &http::HeaderName) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+    ]
+    .contains(&name.as_str())
+}
+
+/// Sends the request to the next replica in turn, whole, and its answer back, whole (the
+/// replicas are stateless: no stream outlives its request).
+async fn forward(
+    axum::extract::State(proxy): axum::extract::State<Proxy>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let replica =
+        proxy.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % proxy.replicas.len();
+    let (parts, body) = request.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let body = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
+    // The Host header goes on as the client sent it (the public origin), as a load balancer's
+    // would.
+    let mut outbound = proxy
+        .client
+        .request(
+            parts.method.clone(),
+            format!("{}{target}", proxy.replicas[replica]),
+        )
+        .body(body);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) {
+            outbound = outbound.header(name, value);
+        }
+    }
+    let answer = match outbound.send().await {
+        Ok(answer) => answer,
+        Err(error) => return (http::StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    proxy.log.lock().unwrap().push(Forwarded {
+        replica,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        status: status.as_u16(),
+    });
+    let mut response = axum::response::Response::new(axum::body::Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if !hop_by_hop(name) {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
+}
+
+/// A reverse proxy on loopback in front of replicas, alternating per *request* (not per
+/// connection: clients keep connections alive), recording where each request went. Prints
+/// what it forwarded when the test fails.
+struct RoundRobin {
+    log: Arc<std::sync::Mutex<Vec<Forwarded>>>,
+    task: JoinHandle<()>,
+}
+
+impl RoundRobin {
+    fn start(listener: TcpListener, replicas: Vec<String>) -> Self {
+        let proxy = Proxy {
+            replicas: Arc::new(replicas),
+            next: Arc::default(),
+            log: Arc::default(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .unwrap(),
+        };
+        let log = proxy.log.clone();
+        let app = axum::Router::new().fallback(forward).with_state(proxy);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { log, task }
+    }
+
+    fn log(&self) -> Vec<Forwarded> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RoundRobin {
+    fn drop(&mut self) {
+        self.task.abort();
+        if std::thread::panicking() {
+            for f in self.log.lock().map(|l| l.clone()).unwrap_or_default() {
+                eprintln!(
+                    "proxy: replica {} {} {} → {}",
+                    f.replica, f.method, f.path, f.status
+                );
+            }
+        }
+    }
+}
+
+/// The official TypeScript MCP SDK client's whole flow (`e2e/sdk-oauth.mjs --replicas`)
+/// through a proxy that sends each request to the other of two `oauth` example processes on one
+/// PostgreSQL schema, both serving the proxy's origin as issuer and resource: discovery,
+/// registration, the login and consent pages (each form posted to the other replica than the
+/// one whose page it is), token, tools, step-up, refresh rotation and reuse detection, and, on
+/// top, a consent decision replayed on the other replica and a code redeemed twice across
+/// them (both refused). The replicas are stateless (`STATELESS=1`): an MCP session would live
+/// in one process and need sticky routing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_sdk_flow_alternates_between_two_replicas() {
+    use super::e2e::{E2E_PASSWORD, E2E_USER, node_22, run_script};
+
+    let node = node_22(false);
+    admin().await;
+    let schema = Schema::fresh("sdk");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let data = std::env::temp_dir().join(format!("mcpgk-replicas-{}", schema.0));
+    let start = |name: &str| {
+        let dir = data.join(name);
+        CapturedProcess::spawn(
+            Command::new(example_binary("oauth"))
+                .env("BIND", "127.0.0.1:0")
+                .env("STATELESS", "1")
+                .env("OAUTH_ISSUER", &origin)
+                .env("DATABASE_URL", database_url())
+                .env("OAUTH_DATABASE_SCHEMA", &schema.0)
+                .env("OAUTH_DATA_DIR", &dir)
+                .env("OAUTH_USER", E2E_USER)
+                .env("OAUTH_USER_PASSWORD", E2E_PASSWORD)
+                .env("RUST_LOG", "off"),
+            name,
+        )
+    };
+    // One after the other: the first makes the schema, the signing key and the pages' secret,
+    // the second finds them.
+    let mut a = start("replica a");
+    let a_addr = a.listening();
+    let mut b = start("replica b");
+    let b_addr = b.listening();
+    for replica in [&a, &b] {
+        let printed = replica.printed();
+        assert!(
+            printed.contains(&format!("{origin}/.well-known/oauth-authorization-server")),
+            "each replica serves the proxy's origin:\n{printed}"
+        );
+    }
+    let proxy = RoundRobin::start(
+        listener,
+        vec![format!("http://{a_addr}"), format!("http://{b_addr}")],
+    );
+
+    run_script(
+        &node,
+        "sdk-oauth.mjs",
+        &[format!("{origin}/mcp"), "--replicas".to_owned()],
+        Duration::from_secs(150),
+    )
+    .await;
+
+    let log = proxy.log();
+    let summary =
+        |f: &Forwarded| format!("{} {} → {} on {}", f.method, f.path, f.status, f.replica);
+    // Both replicas served tool calls, tokens and the pages (a signed-in browser's request
+    // goes straight to the consent page, so the consent URL itself is fetched only once).
+    for (method, path) in [
+        ("POST", "/mcp"),
+        ("POST", "/oauth/token"),
+        ("GET", "/oauth/authorize"),
+        ("POST", "/oauth/authorize/decision"),
+    ] {
+        for replica in 0..2 {
+            assert!(
+                log.iter()
+                    .any(|f| f.replica == replica && f.method == method && f.path == path),
+                "replica {replica} never served {method} {path}"
+            );
+        }
+    }
+    // Every form was posted to the other replica than the one that served its page (a form
+    // posted again, the replay below, follows its first post, not a page).
+    let (mut logins, mut decisions, mut across) = (Vec::new(), Vec::new(), 0);
+    for (i, f) in log.iter().enumerate() {
+        let posts_a_form = f.method == "POST"
+            && (f.path == "/oauth/authorize/login" || f.path == "/oauth/authorize/decision");
+        if !posts_a_form {
+            continue;
+        }
+        let before = log[..i]
+            .iter()
+            .rev()
+            .find(|g| g.path.starts_with("/oauth/authorize"))
+            .unwrap_or_else(|| panic!("no page before {}", summary(f)));
+        if before.method == "GET" {
+            assert_ne!(
+                before.replica,
+                f.replica,
+                "{} after the page {}",
+                summary(f),
+                summary(before)
+            );
+            across += 1;
+        }
+        if f.path.ends_with("/login") {
+            logins.push(f.clone());
+        } else {
+            decisions.push(f.clone());
+        }
+    }
+    assert!(!logins.is_empty(), "no login");
+    assert!(across >= 4, "{across} forms posted across replicas");
+    assert!(logins.iter().all(|f| f.status == 303), "{logins:?}");
+    // The last decision was the replay of the one before it, on the other replica: refused.
+    let [.., approved, replayed] = decisions.as_slice() else {
+        panic!("no replayed decision: {decisions:?}");
+    };
+    assert_eq!(
+        (approved.status, replayed.status),
+        (303, 400),
+        "{decisions:?}"
+    );
+    assert_ne!(approved.replica, replayed.replica);
+    // A grant used up on one replica was refused by the other on the very next request: the
+    // code redeemed twice (the last such pair), and before it a rotated refresh token reused.
+    let token = |f: &Forwarded| f.method == "POST" && f.path == "/oauth/token";
+    let refused_next: Vec<(&Forwarded, &Forwarded)> = log
+        .windows(2)
+        .filter(|w| token(&w[0]) && token(&w[1]) && (w[0].status, w[1].status) == (200, 400))
+        .map(|w| (&w[0], &w[1]))
+        .collect();
+    assert!(refused_next.len() >= 2, "{refused_next:?}");
+    for (used, refused) in &refused_next {
+        assert_ne!(used.replica, refused.replica);
+    }
+    println!(
+        "proxy: {} requests, {} to replica 0, {} to replica 1; {} sign-ins, {} decisions",
+        log.len(),
+        log.iter().filter(|f| f.replica == 0).count(),
+        log.iter().filter(|f| f.replica == 1).count(),
+        logins.len(),
+        decisions.len()
+    );
+    drop(proxy);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&data);
+}

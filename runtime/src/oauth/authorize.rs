@@ -2,14 +2,16 @@
 //! with its login and consent pages.
 //!
 //! `GET /oauth/authorize` validates the request and seals it into the page (encrypted and
-//! authenticated with a per-process key, at most ten minutes; nothing is stored for a request
-//! no one has signed in for), then shows the consent page to a signed-in browser or the login
-//! page. The login form signs the user in (attempts counted before the password is checked,
-//! per account and source; see [`crate::auth::lockout`]), starts a server-side session (cookie: a
-//! random id only), trusts the browser for that account (device cookie) and sends it to the
-//! consent page with the request sealed for the new session. The consent form's decision uses
-//! the request up: approve stores an authorization code (only its hash) and sends the browser
-//! back to the client with it; deny sends `access_denied`.
+//! authenticated with a key derived from a secret in the store, at most ten minutes; nothing is
+//! stored for a request no one has signed in for), then shows the consent page to a signed-in
+//! browser or the login page. The login form signs the user in (attempts counted before the
+//! password is checked, per account and source; see [`crate::auth::lockout`]), starts a session
+//! in the store (cookie: a random id only), trusts the browser for that account (device cookie)
+//! and sends it to the consent page with the request sealed for the new session. The consent
+//! form's decision uses the request up (recorded in the store): approve stores an authorization
+//! code (only its hash) and sends the browser back to the client with it; deny sends
+//! `access_denied`. Everything a later step needs is in the browser or the store, so replicas
+//! sharing a store may each serve any step.
 //!
 //! Forms are protected three ways: a per-request CSRF token, the session cookie being
 //! `SameSite=Lax` (not sent by another site's form POST), and Fetch Metadata (a browser's
@@ -48,6 +50,7 @@ const DECISION: &str = "/oauth/authorize/decision";
 const LOGOUT: &str = "/oauth/authorize/logout";
 
 pub(crate) use pending::PendingRequests;
+pub(crate) use sealed::{SECRET_NAME, Secrets};
 
 /// The endpoint's routes.
 pub(super) fn routes() -> Router<Arc<AsState>> {

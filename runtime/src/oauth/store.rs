@@ -53,6 +53,11 @@
 //!   [`UNUSED_CLIENT_RETENTION_SECS`], so self-registrations cannot pile up.
 //! - **Futures run to completion.** Dropping a future does not undo an operation that already
 //!   reached the backend (a redeemed code stays redeemed).
+//! - **The authorization pages share their state through the store too**, so that replicas on
+//!   one store serve any step of a sign-in: the secret their keys are derived from
+//!   ([`Store::shared_secret`], stored once, the same for every caller), the sessions of
+//!   signed-in browsers ([`Store::put_session`], at most so many per user and in all) and the
+//!   single use of each consent decision ([`Store::use_once`]).
 //!
 //! # Typical token-endpoint flows
 //!
@@ -129,6 +134,22 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 /// they draw the line at the same second.
 fn within_grace(rotated_at: i64, now: i64, grace: i64) -> bool {
     grace > 0 && now.saturating_sub(rotated_at) <= grace
+}
+
+/// How many of a subject's live sessions [`Store::put_session`] deletes to store a new one
+/// (its oldest first), or `None` when the new one may not be stored: `live` sessions are live
+/// in all, `mine` of them the subject's. Shared by the backends so they draw the same lines.
+fn session_evictions(
+    live: usize,
+    mine: usize,
+    max_per_subject: usize,
+    max_live: usize,
+) -> Option<usize> {
+    if max_per_subject == 0 || max_live == 0 {
+        return None;
+    }
+    let evict = (mine + 1).saturating_sub(max_per_subject).min(mine);
+    (live.saturating_sub(evict) < max_live).then_some(evict)
 }
 
 /// Durable OAuth state. Object safe: hold it as `Arc<dyn Store>`.
@@ -297,7 +318,8 @@ pub trait Store: Send + Sync + 'static {
     fn delete_signing_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Removes what has expired by `now`: authorization codes and refresh tokens (used or not),
-    /// access-token revocations, family revocations older than
+    /// access-token revocations, sessions and recorded single uses
+    /// ([`Store::use_once`]), family revocations older than
     /// [`FAMILY_REVOCATION_RETENTION_SECS`] with no code or refresh token left, and unused
     /// clients nobody vouched for: self-registered or metadata-document clients
     /// ([`ClientRecord::vouched_for`] is `false`) created more than
@@ -310,6 +332,61 @@ pub trait Store: Send + Sync + 'static {
     /// that never holds a refresh token (no `refresh_token` grant) is purged a day after its
     /// registration however often it signs users in.
     fn purge_expired(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// The secret named `name`, the same for every server on this store: the one stored under
+    /// `name`, or, when there is none yet, `candidate`, stored now. Of any number of concurrent
+    /// first calls (replicas starting together) exactly one candidate is stored and every call
+    /// returns that one; a stored secret is never replaced (delete it by hand to rotate it,
+    /// then restart every server).
+    ///
+    /// The authorization server derives the keys of its pages from one (sealed authorization
+    /// requests, CSRF tokens, device cookies), so that a page one replica served is accepted
+    /// by all. It is as sensitive as the signing keys stored next to it; nothing prints it.
+    fn shared_secret<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: [u8; 32],
+    ) -> BoxFuture<'a, Result<[u8; 32], StoreError>>;
+
+    /// Starts a browser session, atomically, within two bounds: a subject keeps at most
+    /// `max_per_subject` live sessions (its oldest live ones, by `created_at`, are deleted to
+    /// make room for the new one) and the store at most `max_live` live sessions in all.
+    ///
+    /// Returns `false` and changes nothing when the new session would make more than
+    /// `max_live` live sessions after those deletions (or a bound is zero). Concurrent calls
+    /// never exceed either bound. A session is live while `now < expires_at`. Fails with
+    /// [`StoreError::Conflict`] if a session with this hash exists.
+    fn put_session(
+        &self,
+        session: SessionRecord,
+        max_per_subject: usize,
+        max_live: usize,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// The live session with this hash (`now < expires_at`); `None` for an unknown, ended or
+    /// expired one.
+    fn get_session(
+        &self,
+        session_hash: [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>>;
+
+    /// Ends a session at once (sign-out, a new sign-in in the same browser); `false` if there
+    /// was none.
+    fn delete_session(&self, session_hash: [u8; 32]) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Records the single use of `key` (the hash of something that may be used once, such as
+    /// a consent decision) until `expires_at`: `true` the first time, `false` while an earlier
+    /// use is remembered (`now < expires_at` of that use). Atomic: of any number of concurrent
+    /// calls with one key exactly one gets `true`. Once the remembered use has expired the key
+    /// counts as unused (whatever it stood for must have expired with it).
+    fn use_once(
+        &self,
+        key: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
 }
 
 /// A registered OAuth client (RFC 7591 registration, a Client ID Metadata Document, or
@@ -642,6 +719,34 @@ impl fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// A browser signed in at the authorization server's login page: the session its cookie
+/// names. Only the cookie's hash is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session cookie's value ([`hash_secret`]).
+    pub session_hash: [u8; 32],
+    /// The signed-in user (the `sub` of the tokens the user consents to).
+    pub subject: String,
+    /// The scopes the user may grant; `None`: every scope the server supports.
+    pub scopes: Option<Vec<String>>,
+    /// When the session started (unix seconds): a subject's oldest sessions go first.
+    pub created_at: i64,
+    /// When it ends (unix seconds).
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("session_hash", &Redacted)
+            .field("subject", &self.subject)
+            .field("scopes", &self.scopes)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// The outcome of [`Store::redeem_code`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
@@ -712,7 +817,7 @@ pub enum StoreError {
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
     /// A record with the same key exists: the named kind of record (`authorization code`,
-    /// `refresh token`, `current refresh token of the family`, `signing key`).
+    /// `refresh token`, `current refresh token of the family`, `signing key`, `session`).
     #[error("{0} already exists")]
     Conflict(&'static str),
     /// The record names a client the store does not hold.
@@ -822,8 +927,15 @@ mod tests {
             created_at: 1,
             retired_at: None,
         };
+        let session = SessionRecord {
+            session_hash: [0xAB; 32],
+            subject: "alice".into(),
+            scopes: None,
+            created_at: 1,
+            expires_at: 10,
+        };
         let printed = format!(
-            "{client:?} {user:?} {code:?} {refresh:?} {key:?} {:?}",
+            "{client:?} {user:?} {code:?} {refresh:?} {key:?} {session:?} {:?}",
             CodeRedemption::Redeemed(code.clone())
         );
         for secret in ["171", "ab", "AB", "argon2", "CHALLENGE", "205", "cd"] {
@@ -832,6 +944,28 @@ mod tests {
         assert!(printed.contains("<redacted>"));
         assert!(printed.contains("alice") && printed.contains("f1") && printed.contains("k1"));
         assert!(printed.contains("20 bytes"));
+    }
+
+    #[test]
+    fn sessions_make_room_within_their_bounds() {
+        // (live, mine, per subject, in all) → evictions
+        assert_eq!(session_evictions(0, 0, 16, 10), Some(0));
+        assert_eq!(session_evictions(5, 15, 16, 100), Some(0));
+        assert_eq!(session_evictions(16, 16, 16, 100), Some(1));
+        assert_eq!(
+            session_evictions(20, 20, 16, 100),
+            Some(5),
+            "over the bound"
+        );
+        assert_eq!(session_evictions(10, 0, 16, 10), None, "full");
+        assert_eq!(
+            session_evictions(10, 16, 16, 10),
+            Some(1),
+            "a replacement fits"
+        );
+        assert_eq!(session_evictions(0, 0, 0, 10), None);
+        assert_eq!(session_evictions(0, 0, 1, 0), None);
+        assert_eq!(session_evictions(1, 1, 1, 1), Some(1));
     }
 
     #[test]

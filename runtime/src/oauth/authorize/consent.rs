@@ -41,12 +41,16 @@ pub(super) async fn show(
     let Some(request) = state.pending.request(&sealed, now) else {
         return pages::expired(&state);
     };
-    if let Some((key, session)) = cookie::signed_in(&state, &headers, now)
-        && request.is_for(&key)
-    {
-        return pages::consent(&state, &sealed, &request, &key, &session);
+    match cookie::signed_in(&state, &headers, now).await {
+        Ok(Some((key, session))) if request.is_for(&key) => {
+            pages::consent(&state, &sealed, &request, &key, &session)
+        }
+        Ok(_) => pages::login(&state, &sealed, &request, None, ""),
+        Err(error) => {
+            tracing::error!(target: crate::AUDIT_TARGET, %error, "looking up a session failed");
+            pages::unavailable(&state)
+        }
     }
-    pages::login(&state, &sealed, &request, None, "")
 }
 
 /// The user's decision: approve (with the scopes left checked) or deny. Needs the session the
@@ -83,11 +87,19 @@ pub(super) async fn decide(
             return pages::expired(&state);
         }
     };
-    let Some((key, session)) = cookie::signed_in(&state, &headers, now) else {
-        refused("not_signed_in");
-        return forbidden(&state);
+    let (key, session) = match cookie::signed_in(&state, &headers, now).await {
+        Ok(Some(signed_in)) => signed_in,
+        Ok(None) => {
+            refused("not_signed_in");
+            return forbidden(&state);
+        }
+        Err(error) => {
+            tracing::error!(target: crate::AUDIT_TARGET, %error, "looking up a session failed");
+            refused("temporarily_unavailable");
+            return pages::unavailable(&state);
+        }
     };
-    let request = match state.pending.take(id, csrf, key, now) {
+    let request = match state.pending.take(id, csrf, key, now).await {
         Ok(request) => request,
         Err(why) => {
             audit(&state, AuditEvent::Authorization, Outcome::Denied, |r| {
@@ -95,13 +107,8 @@ pub(super) async fn decide(
                 r.subject = Some(&session.subject);
                 r.remote_addr = remote;
             });
-            if why == Refused::Busy {
-                return pages::error(
-                    &state,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Try again in a moment",
-                    "The server is handling too many sign-ins right now.",
-                );
+            if why == Refused::Unavailable {
+                return pages::unavailable(&state);
             }
             return pages::expired(&state);
         }

@@ -1,5 +1,5 @@
 //! The session cookie of a signed-in user. It holds only a random id; the session itself stays
-//! on the server (see [`super::pending`]).
+//! in the store (see [`super::pending`]), where every replica finds it.
 //!
 //! `HttpOnly` (no script reads it) and `SameSite=Lax` (not sent with another site's form POST,
 //! so a cross-site request cannot decide for the user; still sent when the client's link brings
@@ -12,12 +12,16 @@ use http::{HeaderMap, HeaderValue, header};
 use subtle::ConstantTimeEq;
 
 use super::pending::{SESSION_LIFETIME, Session, SessionKey};
-use crate::oauth::AsState;
+use crate::{oauth::AsState, store::StoreError};
 
 /// The cookie name on http (loopback) issuers.
 const NAME: &str = "mcp_gatekeeper_session";
 /// The cookie name on https issuers.
 const HOST_NAME: &str = "__Host-mcp_gatekeeper_session";
+/// Most session cookies of one request looked up (or ended): a browser sends one, or a few
+/// for different paths; each costs a store round trip, so a request carrying hundreds must not
+/// cost hundreds.
+const MAX_SESSION_COOKIES: usize = 4;
 
 /// Whether the issuer is served over https (then the cookie is `Secure` and `__Host-`).
 fn secure(state: &AsState) -> bool {
@@ -58,10 +62,12 @@ pub(super) fn clear(state: &AsState) -> Option<HeaderValue> {
     .ok()
 }
 
-/// The values of every session cookie the request carries (a browser may send several with the
-/// same name, e.g. for different paths).
+/// The values of the session cookies the request carries (a browser may send several with the
+/// same name, e.g. for different paths), the first [`MAX_SESSION_COOKIES`] of them.
 pub(super) fn values<'a>(state: &AsState, headers: &'a HeaderMap) -> Vec<&'a str> {
-    named(headers, name(state))
+    let mut values = named(headers, name(state));
+    values.truncate(MAX_SESSION_COOKIES);
+    values
 }
 
 /// The values of every cookie called `name`.
@@ -78,14 +84,21 @@ fn named<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
 }
 
 /// The live session of the browser, if it is signed in.
-pub(super) fn signed_in(
+///
+/// # Errors
+/// When the store cannot say (the pages then answer `503`: a browser that is signed in must
+/// not be shown the login page as if it were not).
+pub(super) async fn signed_in(
     state: &AsState,
     headers: &HeaderMap,
     now: i64,
-) -> Option<(SessionKey, Session)> {
-    values(state, headers)
-        .into_iter()
-        .find_map(|secret| state.pending.session(secret, now))
+) -> Result<Option<(SessionKey, Session)>, StoreError> {
+    for secret in values(state, headers) {
+        if let Some(found) = state.pending.session(secret, now).await? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,7 +244,13 @@ mod tests {
             role: None,
             scopes: None,
         };
-        let (secret, key) = state.pending.start_session(user, 1).unwrap();
+        let now = crate::oauth::unix_now();
+        let (secret, key) = state
+            .pending
+            .start_session(user, now)
+            .await
+            .unwrap()
+            .unwrap();
         let mut headers = HeaderMap::new();
         headers.append(header::COOKIE, "a=1".parse().unwrap());
         headers.append(
@@ -241,8 +260,19 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(values(&state, &headers), ["stale", secret.as_str()]);
-        let (found, session) = signed_in(&state, &headers, 2).unwrap();
+        let (found, session) = signed_in(&state, &headers, now).await.unwrap().unwrap();
         assert_eq!((found, session.subject.as_str()), (key, "alice"));
+        // Only the first few cookies are looked up.
+        let mut many = HeaderMap::new();
+        let stale = "mcp_gatekeeper_session=stale; ".repeat(MAX_SESSION_COOKIES);
+        many.insert(
+            header::COOKIE,
+            format!("{stale}mcp_gatekeeper_session={secret}")
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(values(&state, &many).len(), MAX_SESSION_COOKIES);
+        assert!(signed_in(&state, &many, now).await.unwrap().is_none());
         // The https cookie name is not accepted on an http issuer, nor the other way round.
         let mut other = HeaderMap::new();
         other.insert(
@@ -251,7 +281,7 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        assert!(signed_in(&state, &other, 2).is_none());
+        assert!(signed_in(&state, &other, now).await.unwrap().is_none());
     }
 
     #[tokio::test]

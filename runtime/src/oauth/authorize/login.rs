@@ -38,8 +38,9 @@ pub(super) async fn sign_in(
 ) -> Response {
     let now = unix_now();
     let form = Form::parse(&body);
-    let Some((id, request)) = checked_request(&state, &headers, &form, remote, now) else {
-        return pages::expired(&state);
+    let (id, request) = match checked_request(&state, &headers, &form, remote, now).await {
+        Ok(checked) => checked,
+        Err(refusal) => return refusal,
     };
     let username = form.one("username").unwrap_or_default();
     let password = form.one("password").unwrap_or_default();
@@ -102,7 +103,7 @@ pub(super) async fn sign_in(
         Err(SignInError::Store(error)) => {
             attempt.abandon();
             tracing::error!(target: crate::AUDIT_TARGET, %error, "signing a user in failed");
-            return unavailable(&state);
+            return pages::unavailable(&state);
         }
     };
     audit(&state, AuditEvent::Login, Outcome::Allowed, |r| {
@@ -112,12 +113,22 @@ pub(super) async fn sign_in(
     });
     // A new session on every sign-in (never reuse one the browser brought: session fixation).
     for old in cookie::values(&state, &headers) {
-        state.pending.end_session(old);
+        if let Err(error) = state.pending.end_session(old).await {
+            tracing::error!(target: crate::AUDIT_TARGET, %error, "ending a replaced session failed");
+            return pages::unavailable(&state);
+        }
     }
     let trusted = cookie::trust_device(&state, &headers, username, now);
-    let Some((secret, key)) = state.pending.start_session(user, now) else {
-        tracing::warn!(target: crate::AUDIT_TARGET, "too many sessions; refusing a sign-in");
-        return unavailable(&state);
+    let (secret, key) = match state.pending.start_session(user, now).await {
+        Ok(Some(started)) => started,
+        Ok(None) => {
+            tracing::warn!(target: crate::AUDIT_TARGET, "too many sessions; refusing a sign-in");
+            return pages::unavailable(&state);
+        }
+        Err(error) => {
+            tracing::error!(target: crate::AUDIT_TARGET, %error, "starting a session failed");
+            return pages::unavailable(&state);
+        }
     };
     // The request goes on sealed for the new session: only it sees the consent page.
     let sealed = state.pending.seal(&request, Some(key));
@@ -135,40 +146,53 @@ pub(super) async fn sign_out(
     body: Bytes,
 ) -> Response {
     let form = Form::parse(&body);
-    let Some((id, _)) = checked_request(&state, &headers, &form, remote, unix_now()) else {
-        return pages::expired(&state);
+    let (id, _) = match checked_request(&state, &headers, &form, remote, unix_now()).await {
+        Ok(checked) => checked,
+        Err(refusal) => return refusal,
     };
+    // Ended in the store, so on every replica at once (not only in this browser).
     for secret in cookie::values(&state, &headers) {
-        state.pending.end_session(secret);
+        if let Err(error) = state.pending.end_session(secret).await {
+            tracing::error!(target: crate::AUDIT_TARGET, %error, "ending a session failed");
+            return pages::unavailable(&state);
+        }
     }
     respond::see_other(&consent_url(id), [cookie::clear(&state), None])
 }
 
 /// The waiting request a form names, if the form is this server's own (same site, the CSRF
-/// token of the login form, or of the consent form shown to the browser's session). Refusals
-/// are audited.
-fn checked_request<'f>(
+/// token of the login form, or of the consent form shown to the browser's session); else the
+/// page to answer with. Refusals are audited. The session is looked up in the store only when
+/// the token is not the login form's.
+async fn checked_request<'f>(
     state: &AsState,
     headers: &HeaderMap,
     form: &'f Form,
     remote: Option<SocketAddr>,
     now: i64,
-) -> Option<(&'f str, PendingRequest)> {
+) -> Result<(&'f str, PendingRequest), Response> {
     let reason = if from_another_site(headers) {
         "cross_site"
     } else {
         match (form.one("request"), form.one("csrf")) {
-            (Some(id), Some(csrf)) => match state.pending.checked_request(
-                id,
-                csrf,
-                cookie::signed_in(state, headers, now)
-                    .as_ref()
-                    .map(|(key, _)| key),
-                now,
-            ) {
-                Some(request) => return Some((id, request)),
-                None => "unknown_request_or_csrf_mismatch",
-            },
+            (Some(id), Some(csrf)) => {
+                if let Some(request) = state.pending.checked_request(id, csrf, None, now) {
+                    return Ok((id, request));
+                }
+                let session = match cookie::signed_in(state, headers, now).await {
+                    Ok(session) => session,
+                    Err(error) => {
+                        tracing::error!(target: crate::AUDIT_TARGET, %error, "looking up a session failed");
+                        return Err(pages::unavailable(state));
+                    }
+                };
+                match session
+                    .and_then(|(key, _)| state.pending.checked_request(id, csrf, Some(&key), now))
+                {
+                    Some(request) => return Ok((id, request)),
+                    None => "unknown_request_or_csrf_mismatch",
+                }
+            }
             _ => "invalid_request",
         }
     };
@@ -176,7 +200,7 @@ fn checked_request<'f>(
         r.reason = Some(reason);
         r.remote_addr = remote;
     });
-    None
+    Err(pages::expired(state))
 }
 
 /// A wrong username or password (already counted): audited, and the login page again, or the
@@ -215,14 +239,4 @@ fn busy(state: &AsState, wait: std::time::Duration) -> Response {
         http::HeaderValue::from(wait.as_secs().max(1)),
     );
     response
-}
-
-/// The page answering a store failure.
-fn unavailable(state: &AsState) -> Response {
-    pages::error(
-        state,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again in a moment",
-        "The server cannot sign you in right now.",
-    )
 }

@@ -127,6 +127,16 @@ pub(super) fn expired(state: &AsState) -> Response {
     )
 }
 
+/// The page answering a store failure (the sign-in cannot go on now).
+pub(super) fn unavailable(state: &AsState) -> Response {
+    error(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again in a moment",
+        "The server cannot sign you in right now.",
+    )
+}
+
 /// The page answering too many failed sign-ins.
 pub(super) fn locked_out(state: &AsState, wait: Duration) -> Response {
     let mut response = error(
@@ -255,7 +265,6 @@ mod tests {
         Session {
             subject: "alice".into(),
             scopes,
-            expires_at: i64::MAX,
         }
     }
 

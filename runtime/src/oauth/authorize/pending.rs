@@ -4,36 +4,39 @@
 //! login and consent pages and the URLs between them, so an unauthenticated flood of
 //! authorization requests costs no memory at all. Its CSRF tokens are MACs of its random id
 //! (login form) and of its id and the signed-in session (consent form). What the server does
-//! keep is small and created only by people who signed in: the sessions (bounded, at most
-//! [`MAX_SESSIONS_PER_USER`] per user) and the ids of decided requests until they expire, so
-//! a decision cannot be replayed.
+//! keep is small, created only by people who signed in, and kept in the store, so that every
+//! replica on the store sees it: the sessions (at most [`MAX_SESSIONS_PER_USER`] per user and
+//! [`MAX_SESSIONS`] in all) and the single use of each decision until its request expires, so
+//! a decision cannot be replayed on any replica. A process keeps nothing of its own.
 
-use std::{borrow::Borrow, collections::HashMap, hash::Hash, sync::Mutex, sync::MutexGuard};
+use std::sync::Arc;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{request::Validated, sealed::Secrets};
 use crate::{
     oauth::{random_secret, users::SignedIn},
-    store::hash_secret,
+    store::{SessionRecord, Store, StoreError, hash_secret},
 };
 
 /// How long an authorization request waits for the user to sign in and decide (seconds).
 pub(super) const REQUEST_LIFETIME: i64 = 600;
 /// How long a sign-in lasts (seconds).
 pub(super) const SESSION_LIFETIME: i64 = 3600;
-/// Most sessions at once (only created by successful, lockout-limited sign-ins).
-const MAX_SESSIONS: usize = 10_000;
+/// Most live sessions at once, in the store (only created by successful, lockout-limited
+/// sign-ins).
+pub(super) const MAX_SESSIONS: usize = 10_000;
 /// Most sessions of one user: a user signing in over and over (or a script with one user's
-/// password) replaces their own oldest session instead of filling the table.
+/// password) replaces their own oldest session instead of filling the store.
 pub(super) const MAX_SESSIONS_PER_USER: usize = 16;
-/// Most decided requests remembered at once (each only until its request expires).
-const MAX_DECIDED: usize = 100_000;
+/// Length of a session cookie's value: base64url of 32 random bytes ([`random_secret`]).
+const SESSION_COOKIE_LEN: usize = 43;
 
-/// How a session is found: the SHA-256 of its cookie value, so the map never holds the bearer
-/// secret and lookups do not compare it byte by byte.
+/// How a session is found: the SHA-256 of its cookie value, so the store never holds the
+/// bearer secret.
 pub(super) type SessionKey = [u8; 32];
 
 /// A valid authorization request, waiting for the user's decision.
@@ -114,21 +117,19 @@ pub(super) struct Session {
     pub(super) subject: String,
     /// The scopes the user may grant; `None`: every scope.
     pub(super) scopes: Option<Vec<String>>,
-    /// Unix seconds.
-    pub(super) expires_at: i64,
 }
 
 /// Why a decision was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Refused {
-    /// Not a request of this server, expired, or already decided.
+    /// Not a request of this server, expired, or already decided (on any replica).
     Unknown,
     /// The form's CSRF token is not the request's.
     Csrf,
     /// The request was sealed for another session.
     OtherSession,
-    /// Too many decisions are remembered right now (only signed-in users can add them).
-    Busy,
+    /// The store could not record the decision.
+    Unavailable,
 }
 
 impl Refused {
@@ -138,102 +139,16 @@ impl Refused {
             Refused::Unknown => "unknown_request",
             Refused::Csrf => "csrf_mismatch",
             Refused::OtherSession => "other_session",
-            Refused::Busy => "too_many_decisions",
+            Refused::Unavailable => "temporarily_unavailable",
         }
-    }
-}
-
-/// Something that stops being valid at a point in time.
-pub(super) trait Expiring {
-    /// Unix seconds; expired when `now >= expires_at`.
-    fn expires_at(&self) -> i64;
-}
-
-impl Expiring for Session {
-    fn expires_at(&self) -> i64 {
-        self.expires_at
-    }
-}
-
-impl Expiring for i64 {
-    fn expires_at(&self) -> i64 {
-        *self
-    }
-}
-
-/// A map with a capacity whose entries expire.
-pub(super) struct Bounded<K, V> {
-    entries: HashMap<K, V>,
-    capacity: usize,
-}
-
-impl<K: Hash + Eq, V: Expiring> Bounded<K, V> {
-    /// An empty map holding at most `capacity` entries.
-    pub(super) fn new(capacity: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            capacity,
-        }
-    }
-
-    /// Inserts, unless the map is full of live entries.
-    fn insert(&mut self, key: K, value: V, now: i64) -> bool {
-        if self.entries.len() >= self.capacity {
-            self.entries.retain(|_, v| v.expires_at() > now);
-            if self.entries.len() >= self.capacity {
-                return false;
-            }
-        }
-        self.entries.insert(key, value);
-        true
-    }
-
-    /// The live entry under `key`; an expired one is removed.
-    fn live<Q>(&mut self, key: &Q, now: i64) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        if self.entries.get(key)?.expires_at() <= now {
-            self.entries.remove(key);
-            return None;
-        }
-        self.entries.get_mut(key)
-    }
-
-    /// Removes the entry under `key`.
-    fn remove<Q>(&mut self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.entries.remove(key)
     }
 }
 
 /// Authorization requests waiting for the user (sealed, nothing stored), the decisions made,
-/// and the sessions of signed-in users.
+/// and the sessions of signed-in users (both in the store).
 pub(crate) struct PendingRequests {
     secrets: Secrets,
-    decided: Mutex<Bounded<[u8; 16], i64>>,
-    sessions: Mutex<Bounded<SessionKey, Session>>,
-}
-
-impl Default for PendingRequests {
-    fn default() -> Self {
-        Self {
-            secrets: Secrets::default(),
-            decided: Mutex::new(Bounded::new(MAX_DECIDED)),
-            sessions: Mutex::new(Bounded::new(MAX_SESSIONS)),
-        }
-    }
-}
-
-/// Every update under these locks is a single insert, get or remove (or a sweep), so a panic
-/// elsewhere leaves the map consistent and a poisoned lock is still usable. None is ever held
-/// across an `.await`: every caller is synchronous.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+    store: Arc<dyn Store>,
 }
 
 /// Whether the token `presented` is `expected` (base64url of a MAC), in constant time.
@@ -243,7 +158,29 @@ fn token_matches(expected: &[u8; 32], presented: &str) -> bool {
         .is_ok_and(|bytes| bool::from(bytes.as_slice().ct_eq(expected)))
 }
 
+/// The store's key for the decision of request `id` ([`Store::use_once`]).
+fn decision_key(id: &[u8; 16]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"mcp-gatekeeper/authorization-decision\0");
+    hasher.update(id);
+    hasher.finalize().into()
+}
+
+/// Whether `value` could be a session cookie's value at all: anything else is not looked up.
+fn could_be_session(value: &str) -> bool {
+    value.len() == SESSION_COOKIE_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl PendingRequests {
+    /// The pages' state: `secrets` for what travels through the browser, `store` for the
+    /// sessions and decisions.
+    pub(crate) fn new(secrets: Secrets, store: Arc<dyn Store>) -> Self {
+        Self { secrets, store }
+    }
+
     /// The keys, for the device cookies (see `super::device`).
     pub(super) fn secrets(&self) -> &Secrets {
         &self.secrets
@@ -259,7 +196,7 @@ impl PendingRequests {
             .unwrap_or_default()
     }
 
-    /// The live request `sealed` stands for, if this server sealed it.
+    /// The live request `sealed` stands for, if a server with these keys sealed it.
     pub(super) fn request(&self, sealed: &str, now: i64) -> Option<PendingRequest> {
         let plain = self.secrets.open(sealed)?;
         let request: PendingRequest = serde_json::from_slice(&plain).ok()?;
@@ -298,9 +235,10 @@ impl PendingRequests {
 
     /// The request `sealed` stands for, for its decision by `session`: it must be sealed for
     /// that session, `csrf` must be its consent token, and it must not have been decided
-    /// before. It is then remembered as decided until it expires, so a replayed or concurrent
-    /// second decision finds it taken.
-    pub(super) fn take(
+    /// before, on this server or any other on the store. Its decision is then recorded in the
+    /// store until the request expires, so a replayed or concurrent second decision finds it
+    /// taken.
+    pub(super) async fn take(
         &self,
         sealed: &str,
         csrf: &str,
@@ -314,52 +252,70 @@ impl PendingRequests {
         if !request.is_for(&session) {
             return Err(Refused::OtherSession);
         }
-        let mut decided = lock(&self.decided);
-        if decided.live(&request.id, now).is_some() {
-            return Err(Refused::Unknown);
+        match self
+            .store
+            .use_once(decision_key(&request.id), request.expires_at, now)
+            .await
+        {
+            Ok(true) => Ok(request),
+            Ok(false) => Err(Refused::Unknown),
+            Err(error) => {
+                tracing::error!(target: crate::AUDIT_TARGET, %error, "recording a consent decision failed");
+                Err(Refused::Unavailable)
+            }
         }
-        if !decided.insert(request.id, request.expires_at, now) {
-            return Err(Refused::Busy);
-        }
-        Ok(request)
     }
 
     /// Starts a session for `user`; returns the cookie value and the session's key, or `None`
     /// when too many sessions are live. A user at [`MAX_SESSIONS_PER_USER`] loses their oldest.
-    pub(super) fn start_session(&self, user: SignedIn, now: i64) -> Option<(String, SessionKey)> {
+    pub(super) async fn start_session(
+        &self,
+        user: SignedIn,
+        now: i64,
+    ) -> Result<Option<(String, SessionKey)>, StoreError> {
         let secret = random_secret();
         let key = hash_secret(&secret);
-        let mut sessions = lock(&self.sessions);
-        let mine: Vec<(SessionKey, i64)> = sessions
-            .entries
-            .iter()
-            .filter(|(_, s)| s.subject == user.subject)
-            .map(|(k, s)| (*k, s.expires_at))
-            .collect();
-        if mine.len() >= MAX_SESSIONS_PER_USER
-            && let Some((oldest, _)) = mine.iter().min_by_key(|(_, expires_at)| *expires_at)
-        {
-            sessions.remove(oldest);
-        }
-        let session = Session {
+        let session = SessionRecord {
+            session_hash: key,
             subject: user.subject,
             scopes: user.scopes,
+            created_at: now,
             expires_at: now + SESSION_LIFETIME,
         };
-        sessions.insert(key, session, now).then_some((secret, key))
+        let stored = self
+            .store
+            .put_session(session, MAX_SESSIONS_PER_USER, MAX_SESSIONS, now)
+            .await?;
+        Ok(stored.then_some((secret, key)))
     }
 
     /// The live session whose cookie value is `secret`.
-    pub(super) fn session(&self, secret: &str, now: i64) -> Option<(SessionKey, Session)> {
+    pub(super) async fn session(
+        &self,
+        secret: &str,
+        now: i64,
+    ) -> Result<Option<(SessionKey, Session)>, StoreError> {
+        if !could_be_session(secret) {
+            return Ok(None);
+        }
         let key = hash_secret(secret);
-        lock(&self.sessions)
-            .live(&key, now)
-            .map(|s| (key, s.clone()))
+        Ok(self.store.get_session(key, now).await?.map(|record| {
+            (
+                key,
+                Session {
+                    subject: record.subject,
+                    scopes: record.scopes,
+                },
+            )
+        }))
     }
 
-    /// Ends the session whose cookie value is `secret`.
-    pub(super) fn end_session(&self, secret: &str) {
-        lock(&self.sessions).remove(&hash_secret(secret));
+    /// Ends the session whose cookie value is `secret`, on every server of the store.
+    pub(super) async fn end_session(&self, secret: &str) -> Result<(), StoreError> {
+        if could_be_session(secret) {
+            self.store.delete_session(hash_secret(secret)).await?;
+        }
+        Ok(())
     }
 }
 
@@ -404,6 +360,7 @@ impl PendingRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemoryStore;
 
     fn request(now: i64) -> PendingRequest {
         PendingRequest::example("App", None, "http://127.0.0.1/cb", now)
@@ -417,9 +374,26 @@ mod tests {
         }
     }
 
+    /// The pages of a server with a store and keys of its own.
+    fn server() -> PendingRequests {
+        PendingRequests::new(Secrets::random(), Arc::new(MemoryStore::new()))
+    }
+
+    /// Two replicas: one store, one secret, one issuer.
+    fn replicas() -> (PendingRequests, PendingRequests, Arc<dyn Store>) {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let secret = [5u8; 32];
+        let issuer = "https://mcp.example.com";
+        (
+            PendingRequests::new(Secrets::derive(&secret, issuer), store.clone()),
+            PendingRequests::new(Secrets::derive(&secret, issuer), store.clone()),
+            store,
+        )
+    }
+
     #[test]
     fn requests_are_sealed_and_expire_after_ten_minutes() {
-        let pending = PendingRequests::default();
+        let pending = server();
         let sealed = pending.seal(&request(100), None);
         let opened = pending.request(&sealed, 100).unwrap();
         assert_eq!(opened.redirect_uri, "http://127.0.0.1/cb");
@@ -431,7 +405,7 @@ mod tests {
         );
         assert!(pending.request(&sealed, 100 + REQUEST_LIFETIME).is_none());
         assert!(
-            PendingRequests::default().request(&sealed, 100).is_none(),
+            server().request(&sealed, 100).is_none(),
             "another server's keys"
         );
         assert!(!sealed.contains("127.0.0.1"), "the request is encrypted");
@@ -439,19 +413,29 @@ mod tests {
 
     #[test]
     fn a_flood_of_requests_keeps_nothing_on_the_server() {
-        let pending = PendingRequests::default();
+        let store = Arc::new(MemoryStore::new());
+        let pending = PendingRequests::new(Secrets::random(), store.clone());
         for _ in 0..20_000 {
             let _ = pending.seal(&request(1), None);
         }
-        assert_eq!(lock(&pending.decided).entries.len(), 0);
-        assert_eq!(lock(&pending.sessions).entries.len(), 0);
+        let printed = format!("{store:?}");
+        assert!(printed.contains("sessions: 0"), "{printed}");
+        assert!(printed.contains("used_once: 0"), "{printed}");
     }
 
-    #[test]
-    fn csrf_and_session_are_checked_and_a_decision_is_single_use() {
-        let pending = PendingRequests::default();
-        let (_, alice) = pending.start_session(user("alice"), 1).unwrap();
-        let (_, bob) = pending.start_session(user("bob"), 1).unwrap();
+    #[tokio::test]
+    async fn csrf_and_session_are_checked_and_a_decision_is_single_use() {
+        let pending = server();
+        let (_, alice) = pending
+            .start_session(user("alice"), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let (_, bob) = pending
+            .start_session(user("bob"), 1)
+            .await
+            .unwrap()
+            .unwrap();
         let request = request(1);
         let unbound = pending.seal(&request, None);
         let login = pending.login_csrf(&request);
@@ -474,91 +458,137 @@ mod tests {
                 .is_none()
         );
         assert_eq!(
-            pending.take(&sealed, "wrong", alice, 1).err(),
+            pending.take(&sealed, "wrong", alice, 1).await.err(),
             Some(Refused::Csrf)
         );
         assert_eq!(
-            pending.take(&sealed, &login, alice, 1).err(),
+            pending.take(&sealed, &login, alice, 1).await.err(),
             Some(Refused::Csrf),
             "the login token does not decide"
         );
         assert_eq!(
-            pending.take(&sealed, &csrf, bob, 1).err(),
+            pending.take(&sealed, &csrf, bob, 1).await.err(),
             Some(Refused::Csrf),
             "the token is bound to the session it was shown to"
         );
         let bobs_csrf = pending.consent_csrf(&request, &bob);
         assert_eq!(
-            pending.take(&sealed, &bobs_csrf, bob, 1).err(),
+            pending.take(&sealed, &bobs_csrf, bob, 1).await.err(),
             Some(Refused::OtherSession)
         );
         assert_eq!(
-            pending.take(&unbound, &csrf, alice, 1).err(),
+            pending.take(&unbound, &csrf, alice, 1).await.err(),
             Some(Refused::OtherSession),
             "an unbound request needs a sign-in first"
         );
-        assert!(pending.take(&sealed, &csrf, alice, 1).is_ok());
+        assert!(pending.take(&sealed, &csrf, alice, 1).await.is_ok());
         assert_eq!(
-            pending.take(&sealed, &csrf, alice, 1).err(),
+            pending.take(&sealed, &csrf, alice, 1).await.err(),
             Some(Refused::Unknown)
         );
         let resealed = pending.seal(&request, Some(alice));
         assert_eq!(
-            pending.take(&resealed, &csrf, alice, 1).err(),
+            pending.take(&resealed, &csrf, alice, 1).await.err(),
             Some(Refused::Unknown),
             "the same request sealed again is the same decision"
         );
     }
 
-    #[test]
-    fn maps_are_bounded_and_swept() {
-        let mut map: Bounded<u32, Session> = Bounded::new(2);
-        let session = |expires_at| Session {
-            subject: "s".into(),
-            scopes: None,
-            expires_at,
-        };
-        assert!(map.insert(1, session(10), 0));
-        assert!(map.insert(2, session(20), 0));
-        assert!(!map.insert(3, session(30), 5), "full of live entries");
-        assert!(map.insert(3, session(30), 10), "the expired entry is swept");
-        assert_eq!(map.entries.len(), 2);
+    #[tokio::test]
+    async fn replicas_on_one_store_share_requests_sessions_and_decisions() {
+        let (a, b, _) = replicas();
+        let request = request(1);
+        // A page of replica A, its form posted to B.
+        let unbound = a.seal(&request, None);
+        let login = a.login_csrf(&request);
+        assert!(b.checked_request(&unbound, &login, None, 1).is_some());
+        // Signed in on B, the consent page shown by A.
+        let (cookie, key) = b.start_session(user("alice"), 1).await.unwrap().unwrap();
+        let (found, session) = a.session(&cookie, 2).await.unwrap().unwrap();
+        assert_eq!((found, session.subject.as_str()), (key, "alice"));
+        let sealed = b.seal(&request, Some(key));
+        let csrf = a.consent_csrf(&a.request(&sealed, 2).unwrap(), &key);
+        // Decided on B; a replay on A finds the decision taken.
+        assert!(b.take(&sealed, &csrf, key, 2).await.is_ok());
+        assert_eq!(
+            a.take(&sealed, &csrf, key, 2).await.err(),
+            Some(Refused::Unknown)
+        );
+        // Signed out on A: B no longer knows the session.
+        a.end_session(&cookie).await.unwrap();
+        assert!(b.session(&cookie, 3).await.unwrap().is_none());
     }
 
-    #[test]
-    fn sessions_are_found_by_their_cookie_only() {
-        let pending = PendingRequests::default();
-        let (secret, key) = pending.start_session(user("alice"), 1).unwrap();
-        assert!(!lock(&pending.sessions).entries.contains_key(&[0; 32]));
-        assert_eq!(pending.session(&secret, 2).unwrap().0, key);
-        assert_eq!(pending.session(&secret, 2).unwrap().1.subject, "alice");
-        assert!(pending.session("other", 2).is_none());
-        assert!(pending.session(&secret, 1 + SESSION_LIFETIME).is_none());
-        let (secret, _) = pending.start_session(user("alice"), 1).unwrap();
-        pending.end_session(&secret);
-        assert!(pending.session(&secret, 2).is_none());
-    }
-
-    #[test]
-    fn one_user_holds_a_bounded_number_of_sessions() {
-        let pending = PendingRequests::default();
-        let (first, _) = pending.start_session(user("alice"), 1).unwrap();
-        for n in 0..100 {
-            pending.start_session(user("alice"), 2 + n).unwrap();
-        }
-        pending.start_session(user("bob"), 1).unwrap();
-        let sessions = lock(&pending.sessions);
-        let alices = sessions
-            .entries
-            .values()
-            .filter(|s| s.subject == "alice")
-            .count();
-        assert_eq!(alices, MAX_SESSIONS_PER_USER);
-        drop(sessions);
+    #[tokio::test]
+    async fn sessions_are_found_by_their_cookie_only() {
+        let pending = server();
+        let (secret, key) = pending
+            .start_session(user("alice"), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(secret.len(), SESSION_COOKIE_LEN);
+        let (found, session) = pending.session(&secret, 2).await.unwrap().unwrap();
+        assert_eq!((found, session.subject.as_str()), (key, "alice"));
+        assert!(pending.session("other", 2).await.unwrap().is_none());
         assert!(
-            pending.session(&first, 3).is_none(),
+            pending
+                .session(&"A".repeat(SESSION_COOKIE_LEN), 2)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            pending
+                .session(&secret, 1 + SESSION_LIFETIME)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let (secret, _) = pending
+            .start_session(user("alice"), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        pending.end_session(&secret).await.unwrap();
+        assert!(pending.session(&secret, 2).await.unwrap().is_none());
+        pending.end_session("not a session").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_user_holds_a_bounded_number_of_sessions() {
+        let pending = server();
+        let mut cookies = Vec::new();
+        for n in 0..100 {
+            let (cookie, _) = pending
+                .start_session(user("alice"), 1 + n)
+                .await
+                .unwrap()
+                .unwrap();
+            cookies.push(cookie);
+        }
+        let (bob, _) = pending
+            .start_session(user("bob"), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let now = 101;
+        let mut alices = 0;
+        for cookie in &cookies {
+            alices += usize::from(pending.session(cookie, now).await.unwrap().is_some());
+        }
+        assert_eq!(alices, MAX_SESSIONS_PER_USER);
+        for cookie in &cookies[cookies.len() - MAX_SESSIONS_PER_USER..] {
+            assert!(
+                pending.session(cookie, now).await.unwrap().is_some(),
+                "the newest stay"
+            );
+        }
+        assert!(
+            pending.session(&cookies[0], now).await.unwrap().is_none(),
             "the oldest went first"
         );
+        assert!(pending.session(&bob, now).await.unwrap().is_some());
     }
 
     #[test]

@@ -7,15 +7,25 @@
 //! fill any bounded table and deny sign-in to everyone (a review filled 10,000 slots in 3.5 s).
 //! Sealed into the login page instead, it costs the server nothing until a user signs in.
 //!
-//! The keys are random per process: a restart ends the sign-ins in progress (the user starts
-//! again from the application) and forgets which browsers were trusted.
+//! The keys are derived (HKDF-SHA256, one per purpose, bound to the issuer) from a random
+//! secret kept in the store ([`Store::shared_secret`](crate::store::Store::shared_secret)):
+//! every server on one store (the replicas of one server) opens what another sealed and checks
+//! its MACs, so each step of a sign-in may reach any of them, and a restart keeps the sign-ins
+//! in progress and the browsers trusted. Another issuer on the same store derives other keys.
 
 use aws_lc_rs::{
     aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey},
-    hmac,
+    hkdf, hmac,
 };
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 
+/// The name of the store's secret the keys are derived from.
+pub(crate) const SECRET_NAME: &str = "authorization-pages";
+/// The HKDF salt: what the secret is for.
+const SALT: &[u8] = b"mcp-gatekeeper/authorization-pages";
+/// The HKDF labels of the two keys.
+const SEAL_LABEL: &[u8] = b"seal/v1";
+const MAC_LABEL: &[u8] = b"mac/v1";
 /// Binds sealed values to their purpose and format version.
 const AAD: &[u8] = b"mcp-gatekeeper/authorization-request/v1";
 /// Length of an AES-GCM tag.
@@ -24,28 +34,40 @@ const TAG_LEN: usize = 16;
 /// kilobytes (the authorization query is capped at 8 KiB).
 const MAX_SEALED_CHARS: usize = 24 * 1024;
 
-/// The per-process keys.
+/// The keys of one issuer's pages.
 pub(crate) struct Secrets {
     aead: RandomizedNonceKey,
     mac: hmac::Key,
 }
 
-impl Default for Secrets {
-    fn default() -> Self {
-        let mut key = [0u8; 32];
-        rand::fill(&mut key);
-        let aead = RandomizedNonceKey::new(&AES_256_GCM, &key)
+impl Secrets {
+    /// The keys of `issuer`'s pages, derived from the store's `secret`: the same on every
+    /// server with that issuer and secret.
+    pub(crate) fn derive(secret: &[u8; 32], issuer: &str) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(secret);
+        let expand = |label: &[u8]| {
+            let mut key = [0u8; 32];
+            prk.expand(&[label, b"\0", issuer.as_bytes()], hkdf::HKDF_SHA256)
+                .and_then(|okm| okm.fill(&mut key))
+                .expect("32 bytes is a valid HKDF-SHA256 output length");
+            key
+        };
+        let aead = RandomizedNonceKey::new(&AES_256_GCM, &expand(SEAL_LABEL))
             .expect("a 32-byte key is valid for AES-256-GCM");
-        let mut mac_key = [0u8; 32];
-        rand::fill(&mut mac_key);
         Self {
             aead,
-            mac: hmac::Key::new(hmac::HMAC_SHA256, &mac_key),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, &expand(MAC_LABEL)),
         }
     }
-}
 
-impl Secrets {
+    /// Keys from a fresh random secret, shared with nobody (tests).
+    #[cfg(test)]
+    pub(crate) fn random() -> Self {
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        Self::derive(&secret, "https://issuer.example")
+    }
+
     /// Encrypts and authenticates `plaintext`: base64url of nonce, ciphertext and tag.
     pub(crate) fn seal(&self, mut plaintext: Vec<u8>) -> Option<String> {
         let nonce = self
@@ -97,7 +119,7 @@ mod tests {
 
     #[test]
     fn sealed_values_open_only_unaltered_and_with_the_same_keys() {
-        let secrets = Secrets::default();
+        let secrets = Secrets::random();
         let sealed = secrets.seal(b"hello".to_vec()).unwrap();
         assert_eq!(secrets.open(&sealed).unwrap(), b"hello");
         assert_ne!(
@@ -105,7 +127,7 @@ mod tests {
             sealed,
             "random nonces"
         );
-        assert!(Secrets::default().open(&sealed).is_none(), "other keys");
+        assert!(Secrets::random().open(&sealed).is_none(), "other keys");
         let mut bytes = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
         for i in 0..bytes.len() {
             bytes[i] ^= 1;
@@ -127,13 +149,38 @@ mod tests {
     }
 
     #[test]
+    fn servers_sharing_the_secret_and_issuer_share_the_keys() {
+        let secret = [42u8; 32];
+        let issuer = "https://mcp.example.com";
+        let (a, b) = (
+            Secrets::derive(&secret, issuer),
+            Secrets::derive(&secret, issuer),
+        );
+        let sealed = a.seal(b"request".to_vec()).unwrap();
+        assert_eq!(b.open(&sealed).unwrap(), b"request", "a replica opens it");
+        assert_eq!(a.mac(&[b"x"]), b.mac(&[b"x"]));
+        let other_issuer = Secrets::derive(&secret, "https://other.example.com");
+        assert!(other_issuer.open(&sealed).is_none());
+        assert_ne!(a.mac(&[b"x"]), other_issuer.mac(&[b"x"]));
+        let other_secret = Secrets::derive(&[43; 32], issuer);
+        assert!(other_secret.open(&sealed).is_none());
+        assert_ne!(a.mac(&[b"x"]), other_secret.mac(&[b"x"]));
+        // The two keys differ from each other and from the secret itself.
+        let mac_key = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+        assert_ne!(
+            hmac::sign(&mac_key, b"x").as_ref(),
+            hmac::sign(&a.mac, b"x").as_ref()
+        );
+    }
+
+    #[test]
     fn macs_separate_their_parts() {
-        let secrets = Secrets::default();
+        let secrets = Secrets::random();
         assert_eq!(secrets.mac(&[b"a", b"bc"]), secrets.mac(&[b"a", b"bc"]));
         assert_ne!(secrets.mac(&[b"a", b"bc"]), secrets.mac(&[b"ab", b"c"]));
         assert_ne!(
             secrets.mac(&[b"a"]),
-            Secrets::default().mac(&[b"a"]),
+            Secrets::random().mac(&[b"a"]),
             "random keys"
         );
     }

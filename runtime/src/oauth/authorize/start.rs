@@ -39,7 +39,13 @@ pub(super) async fn authorize(
     if let Some(username) = &state.auto_approve {
         return auto_approve(&state, validated, username, remote).await;
     }
-    let session = cookie::signed_in(&state, &headers, now);
+    let session = match cookie::signed_in(&state, &headers, now).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::error!(target: crate::AUDIT_TARGET, %error, "looking up a session failed");
+            return pages::unavailable(&state);
+        }
+    };
     let request = PendingRequest::new(validated, now);
     // Nothing is kept for the request: it travels sealed in the page (see `pending`).
     let sealed = state

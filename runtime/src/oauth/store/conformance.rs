@@ -42,11 +42,19 @@ macro_rules! for_each_check {
             purge_expired,
             purge_removes_unused_clients_nobody_vouched_for,
             delete_client_cascades,
+            shared_secret_is_stored_once,
+            session_round_trip,
+            sessions_are_bounded_per_subject_and_in_all,
+            use_once_is_single_use_until_it_expires,
+            purge_removes_expired_sessions_and_uses,
         );
         $by_arc!($arg;
             concurrent_redeem_has_one_winner,
             concurrent_rotation_has_one_winner,
             concurrent_retries_have_one_winner,
+            concurrent_first_secrets_agree,
+            concurrent_sessions_keep_the_bounds,
+            concurrent_uses_have_one_winner,
         );
     };
 }
@@ -233,6 +241,17 @@ pub(crate) mod fixtures {
         }
     }
 
+    /// A session of `subject` named `name`, started at `created_at`, for an hour.
+    pub(crate) fn session(name: &str, subject: &str, created_at: i64) -> SessionRecord {
+        SessionRecord {
+            session_hash: h(name),
+            subject: subject.into(),
+            scopes: Some(vec!["data:read".into(), "data:write".into()]),
+            created_at,
+            expires_at: created_at + 3_600,
+        }
+    }
+
     pub(crate) fn key(kid: &str, created_at: i64) -> SigningKeyRecord {
         SigningKeyRecord {
             kid: kid.into(),
@@ -303,6 +322,17 @@ pub(crate) mod fixtures {
         store.put_signing_key(key("old", now - 100)).await.unwrap();
         store.put_signing_key(key("new", now)).await.unwrap();
         store.retire_signing_key("old", now).await.unwrap();
+        assert_eq!(
+            store.shared_secret("pages", [7; 32]).await.unwrap(),
+            [7; 32]
+        );
+        assert!(
+            store
+                .put_session(session("s1", "alice", now), 16, 100, now)
+                .await
+                .unwrap()
+        );
+        assert!(store.use_once(h("decision"), now + 600, now).await.unwrap());
     }
 
     /// Finds everything [`put_all`] stored, in the same state.
@@ -384,6 +414,15 @@ pub(crate) mod fixtures {
             store.signing_keys().await.unwrap(),
             vec![key("new", now), old]
         );
+        assert_eq!(
+            store.shared_secret("pages", [8; 32]).await.unwrap(),
+            [7; 32]
+        );
+        assert_eq!(
+            store.get_session(h("s1"), now).await.unwrap(),
+            Some(session("s1", "alice", now))
+        );
+        assert!(!store.use_once(h("decision"), now + 600, now).await.unwrap());
     }
 }
 
@@ -1319,8 +1358,290 @@ pub(crate) async fn delete_client_cascades(store: &dyn Store) {
         .unwrap();
 }
 
+pub(crate) async fn shared_secret_is_stored_once(store: &dyn Store) {
+    assert_eq!(
+        store.shared_secret("pages", [1; 32]).await.unwrap(),
+        [1; 32],
+        "the first candidate is stored"
+    );
+    assert_eq!(
+        store.shared_secret("pages", [2; 32]).await.unwrap(),
+        [1; 32],
+        "a stored secret is never replaced"
+    );
+    assert_eq!(
+        store.shared_secret("other", [3; 32]).await.unwrap(),
+        [3; 32],
+        "names are independent"
+    );
+    assert_eq!(
+        store.shared_secret("pages", [4; 32]).await.unwrap(),
+        [1; 32]
+    );
+}
+
+pub(crate) async fn session_round_trip(store: &dyn Store) {
+    let now = 1_000;
+    let s1 = session("s1", "alice", now);
+    assert!(store.put_session(s1.clone(), 16, 100, now).await.unwrap());
+    assert_eq!(
+        store.get_session(h("s1"), now).await.unwrap(),
+        Some(s1.clone())
+    );
+    let everything = SessionRecord {
+        scopes: None,
+        ..session("s2", "bob", now)
+    };
+    assert!(
+        store
+            .put_session(everything.clone(), 16, 100, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_session(h("s2"), now).await.unwrap(),
+        Some(everything),
+        "no scopes (every scope) is not an empty list"
+    );
+    let none = SessionRecord {
+        scopes: Some(vec![]),
+        ..session("s3", "carol", now)
+    };
+    assert!(store.put_session(none.clone(), 16, 100, now).await.unwrap());
+    assert_eq!(store.get_session(h("s3"), now).await.unwrap(), Some(none));
+    assert!(matches!(
+        store.put_session(s1.clone(), 16, 100, now).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_session(h("unknown"), now).await.unwrap(), None);
+    // Live until its expiry only.
+    assert!(
+        store
+            .get_session(h("s1"), s1.expires_at - 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.get_session(h("s1"), s1.expires_at).await.unwrap(),
+        None
+    );
+    // Ended at once.
+    assert!(store.delete_session(h("s1")).await.unwrap());
+    assert!(!store.delete_session(h("s1")).await.unwrap());
+    assert_eq!(store.get_session(h("s1"), now).await.unwrap(), None);
+}
+
+pub(crate) async fn sessions_are_bounded_per_subject_and_in_all(store: &dyn Store) {
+    let now = 10_000;
+    // Per subject: the oldest go first.
+    for i in 0..5 {
+        let s = session(&format!("a{i}"), "alice", now + i);
+        assert!(store.put_session(s, 3, 100, now + 10).await.unwrap());
+    }
+    for (i, live) in [false, false, true, true, true].into_iter().enumerate() {
+        assert_eq!(
+            store
+                .get_session(h(&format!("a{i}")), now + 10)
+                .await
+                .unwrap()
+                .is_some(),
+            live,
+            "a{i}"
+        );
+    }
+    // Another subject's sessions are not the user's to lose.
+    assert!(
+        store
+            .put_session(session("b0", "bob", now), 3, 100, now + 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_session(h("a2"), now + 10)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // In all: 4 live sessions; a bound of 4 refuses a new subject's, changing nothing...
+    assert!(
+        !store
+            .put_session(session("c0", "carol", now), 3, 4, now + 10)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_session(h("c0"), now + 10).await.unwrap(), None);
+    assert!(
+        store
+            .get_session(h("b0"), now + 10)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // ...but lets a subject at its own bound replace its oldest.
+    assert!(
+        store
+            .put_session(session("a5", "alice", now + 5), 3, 4, now + 10)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_session(h("a2"), now + 10).await.unwrap(), None);
+    assert!(
+        store
+            .get_session(h("a5"), now + 10)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Expired sessions count for nothing: an hour later the store is empty of live ones.
+    let later = now + 10 + 3_600;
+    assert!(
+        store
+            .put_session(session("c1", "carol", later), 3, 1, later)
+            .await
+            .unwrap()
+    );
+    // Zero bounds store nothing.
+    assert!(
+        !store
+            .put_session(session("d0", "dave", later), 0, 10, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_session(session("d1", "dave", later), 3, 0, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_session(h("d0"), later).await.unwrap(), None);
+}
+
+pub(crate) async fn use_once_is_single_use_until_it_expires(store: &dyn Store) {
+    assert!(store.use_once(h("d1"), 700, 100).await.unwrap());
+    assert!(!store.use_once(h("d1"), 700, 100).await.unwrap());
+    assert!(
+        !store.use_once(h("d1"), 900, 699).await.unwrap(),
+        "remembered until it expires"
+    );
+    assert!(store.use_once(h("d2"), 700, 100).await.unwrap(), "per key");
+    assert!(
+        store.use_once(h("d1"), 1_300, 700).await.unwrap(),
+        "an expired use is forgotten"
+    );
+    assert!(!store.use_once(h("d1"), 1_300, 701).await.unwrap());
+}
+
+pub(crate) async fn purge_removes_expired_sessions_and_uses(store: &dyn Store) {
+    let now = 1_000;
+    store
+        .put_session(session("old", "alice", now), 16, 100, now)
+        .await
+        .unwrap();
+    store
+        .put_session(session("new", "alice", now + 100), 16, 100, now)
+        .await
+        .unwrap();
+    store.use_once(h("u-old"), now + 50, now).await.unwrap();
+    store.use_once(h("u-new"), now + 5_000, now).await.unwrap();
+    store.shared_secret("pages", [9; 32]).await.unwrap();
+    let removed = store.purge_expired(now + 3_600).await.unwrap();
+    assert_eq!(removed, 2, "the old session and the old use");
+    let at = now + 100;
+    assert_eq!(store.get_session(h("old"), at).await.unwrap(), None);
+    assert!(store.get_session(h("new"), at).await.unwrap().is_some());
+    assert!(store.use_once(h("u-old"), now + 9_000, at).await.unwrap());
+    assert!(!store.use_once(h("u-new"), now + 9_000, at).await.unwrap());
+    assert_eq!(
+        store.shared_secret("pages", [1; 32]).await.unwrap(),
+        [9; 32],
+        "the secret stays"
+    );
+}
+
 /// Tasks that wait for each other, then race.
 const RACERS: usize = 20;
+
+pub(crate) async fn concurrent_first_secrets_agree(store: Arc<dyn Store>) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.shared_secret("pages", [i as u8; 32]).await.unwrap()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+    assert_eq!(
+        store.shared_secret("pages", [99; 32]).await.unwrap(),
+        seen[0]
+    );
+}
+
+pub(crate) async fn concurrent_sessions_keep_the_bounds(store: Arc<dyn Store>) {
+    const PER_SUBJECT: usize = 3;
+    const IN_ALL: usize = 5;
+    let now = 1_000;
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                // Half alice's, half each their own subject's.
+                let subject = if i % 2 == 0 {
+                    "alice".to_owned()
+                } else {
+                    format!("user-{i}")
+                };
+                let s = session(&format!("s{i}"), &subject, now + i as i64);
+                store
+                    .put_session(s, PER_SUBJECT, IN_ALL, now)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        stored += usize::from(task.await.unwrap());
+    }
+    assert!(stored >= IN_ALL, "{stored} stored");
+    let (mut live, mut alices) = (0, 0);
+    for i in 0..RACERS {
+        if let Some(s) = store.get_session(h(&format!("s{i}")), now).await.unwrap() {
+            live += 1;
+            alices += usize::from(s.subject == "alice");
+        }
+    }
+    assert!(live <= IN_ALL, "{live} live sessions");
+    assert!(alices <= PER_SUBJECT, "{alices} of alice's");
+}
+
+pub(crate) async fn concurrent_uses_have_one_winner(store: Arc<dyn Store>) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.use_once(h("decision"), 700, 100).await.unwrap()
+            })
+        })
+        .collect();
+    let mut first = 0;
+    for task in tasks {
+        first += usize::from(task.await.unwrap());
+    }
+    assert_eq!(first, 1);
+}
 
 pub(crate) async fn concurrent_redeem_has_one_winner(store: Arc<dyn Store>) {
     store.put_client(client("c1")).await.unwrap();

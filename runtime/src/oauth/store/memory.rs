@@ -13,8 +13,8 @@ use futures::{
 
 use super::{
     AuthCodeRecord, ClientRecord, CodeRedemption, FAMILY_REVOCATION_RETENTION_SECS,
-    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError,
-    UNUSED_CLIENT_RETENTION_SECS, UserRecord, within_grace,
+    RefreshTokenRecord, Rotation, SessionRecord, SigningKeyRecord, Store, StoreError,
+    UNUSED_CLIENT_RETENTION_SECS, UserRecord, session_evictions, within_grace,
 };
 
 /// A [`Store`] kept in memory: for tests and servers whose grants may end with the process.
@@ -56,6 +56,8 @@ impl fmt::Debug for MemoryStore {
             .field("codes", &state.codes.len())
             .field("refresh_tokens", &state.refresh.len())
             .field("signing_keys", &state.signing_keys.len())
+            .field("sessions", &state.sessions.len())
+            .field("used_once", &state.used_once.len())
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +76,12 @@ struct State {
     revoked_access: HashMap<String, i64>,
     /// In insertion order.
     signing_keys: Vec<SigningKeyRecord>,
+    /// name → secret.
+    secrets: HashMap<String, [u8; 32]>,
+    /// session hash → session.
+    sessions: HashMap<[u8; 32], SessionRecord>,
+    /// key → remembered until.
+    used_once: HashMap<[u8; 32], i64>,
 }
 
 struct StoredCode {
@@ -437,6 +445,14 @@ impl Store for MemoryStore {
             s.revoked_access.retain(|_, expires_at| now < *expires_at);
             removed += before - s.revoked_access.len();
 
+            let before = s.sessions.len();
+            s.sessions.retain(|_, session| now < session.expires_at);
+            removed += before - s.sessions.len();
+
+            let before = s.used_once.len();
+            s.used_once.retain(|_, expires_at| now < *expires_at);
+            removed += before - s.used_once.len();
+
             let State {
                 codes,
                 refresh,
@@ -478,6 +494,76 @@ impl Store for MemoryStore {
             removed += before - clients.len();
 
             Ok(removed as u64)
+        })
+    }
+
+    fn shared_secret<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: [u8; 32],
+    ) -> BoxFuture<'a, Result<[u8; 32], StoreError>> {
+        self.with(move |s| Ok(*s.secrets.entry(name.to_owned()).or_insert(candidate)))
+    }
+
+    fn put_session(
+        &self,
+        session: SessionRecord,
+        max_per_subject: usize,
+        max_live: usize,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.with(move |s| {
+            if s.sessions.contains_key(&session.session_hash) {
+                return Err(StoreError::Conflict("session"));
+            }
+            let live = s.sessions.values().filter(|x| now < x.expires_at).count();
+            let mut mine: Vec<(i64, [u8; 32])> = s
+                .sessions
+                .values()
+                .filter(|x| now < x.expires_at && x.subject == session.subject)
+                .map(|x| (x.created_at, x.session_hash))
+                .collect();
+            let Some(evict) = session_evictions(live, mine.len(), max_per_subject, max_live) else {
+                return Ok(false);
+            };
+            mine.sort_unstable();
+            for (_, hash) in &mine[..evict] {
+                s.sessions.remove(hash);
+            }
+            s.sessions.insert(session.session_hash, session);
+            Ok(true)
+        })
+    }
+
+    fn get_session(
+        &self,
+        session_hash: [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
+        self.with(move |s| {
+            Ok(s.sessions
+                .get(&session_hash)
+                .filter(|x| now < x.expires_at)
+                .cloned())
+        })
+    }
+
+    fn delete_session(&self, session_hash: [u8; 32]) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.with(move |s| Ok(s.sessions.remove(&session_hash).is_some()))
+    }
+
+    fn use_once(
+        &self,
+        key: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.with(move |s| {
+            if s.used_once.get(&key).is_some_and(|until| now < *until) {
+                return Ok(false);
+            }
+            s.used_once.insert(key, expires_at);
+            Ok(true)
         })
     }
 }

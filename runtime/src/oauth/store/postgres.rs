@@ -13,8 +13,8 @@ use tokio_postgres::{NoTls, Row, error::SqlState, types::ToSql};
 
 use super::{
     AuthCodeRecord, ClientRecord, CodeRedemption, FAMILY_REVOCATION_RETENTION_SECS,
-    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError, TlsClientAuth,
-    UNUSED_CLIENT_RETENTION_SECS, UserRecord, within_grace,
+    RefreshTokenRecord, Rotation, SessionRecord, SigningKeyRecord, Store, StoreError,
+    TlsClientAuth, UNUSED_CLIENT_RETENTION_SECS, UserRecord, session_evictions, within_grace,
 };
 
 #[cfg(test)]
@@ -26,6 +26,11 @@ const MIGRATIONS_TABLE: &str = "gatekeeper_schema_migrations";
 /// First key of the advisory lock migrations take (the second is the schema's `hashtext`), so
 /// replicas migrating different schemas of one database do not wait for each other.
 const MIGRATION_LOCK_CLASS: i32 = 0x6d63_7067; // "mcpg"
+
+/// First key of the advisory lock that makes starting a session one step at a time in a schema
+/// (the second is the schema's `hashtext`), so that two replicas signing users in at once
+/// cannot both pass a bound on sessions.
+const SESSION_LOCK_CLASS: i32 = 0x6d63_7073; // "mcps"
 
 /// The migration scripts, in order; script `i` takes the schema from version `i` to `i + 1`.
 /// Never edit a released script: append one.
@@ -115,6 +120,31 @@ const MIGRATIONS: &[&str] = &[
         retired_at bigint,
         stored bigint GENERATED ALWAYS AS IDENTITY
     );
+    "#,
+    // 2: what the authorization pages kept in each process, so that every replica serves any
+    // step of a sign-in (SQLite schema version 4): the secret their keys are derived from, the
+    // sessions of signed-in browsers, and the consent decisions already made.
+    r#"
+    CREATE TABLE shared_secrets (
+        name text PRIMARY KEY,
+        secret bytea NOT NULL CHECK (octet_length(secret) = 32)
+    );
+
+    CREATE TABLE sessions (
+        session_hash bytea PRIMARY KEY CHECK (octet_length(session_hash) = 32),
+        subject text NOT NULL,
+        scopes text[],
+        created_at bigint NOT NULL,
+        expires_at bigint NOT NULL
+    );
+    CREATE INDEX sessions_subject ON sessions (subject, created_at);
+    CREATE INDEX sessions_expires ON sessions (expires_at);
+
+    CREATE TABLE used_once (
+        key bytea PRIMARY KEY CHECK (octet_length(key) = 32),
+        expires_at bigint NOT NULL
+    );
+    CREATE INDEX used_once_expires ON used_once (expires_at);
     "#,
 ];
 
@@ -223,12 +253,18 @@ impl PostgresOptions {
 /// A future dropped before its transaction committed (a client that hung up) rolls the
 /// transaction back: an answer nobody received changed nothing, and nothing is ever half done.
 ///
-/// # Schema (version 1)
+/// Starting a session ([`Store::put_session`]) takes a transaction-level advisory lock for
+/// the schema, so the bounds on sessions hold across replicas; sign-ins are few (each costs a
+/// password check), so they queue for a moment at most. [`Store::shared_secret`] and
+/// [`Store::use_once`] are single `INSERT ... ON CONFLICT` statements: the unique index makes
+/// a concurrent second insert wait for the first, then see its row.
 ///
-/// The data model of `SqliteStore`'s schema version 3, in the schema
+/// # Schema (version 2)
+///
+/// The data model of `SqliteStore`'s schema version 4, in the schema
 /// chosen with [`PostgresOptions::schema`]: tables `clients`, `users`, `auth_codes`,
-/// `refresh_tokens`, `revoked_families`, `revoked_access_tokens`, `signing_keys`, with
-/// the same columns. Times are `bigint` unix seconds, hashes `bytea` (32 bytes, checked),
+/// `refresh_tokens`, `revoked_families`, `revoked_access_tokens`, `signing_keys`,
+/// `shared_secrets`, `sessions`, `used_once`, with the same columns. Times are `bigint` unix seconds, hashes `bytea` (32 bytes, checked),
 /// lists `text[]`, flags `boolean`; `signing_keys.stored` (an identity column) orders keys
 /// created in the same second.
 ///
@@ -675,6 +711,18 @@ fn key_from_row(row: &Row) -> Result<SigningKeyRecord, StoreError> {
         public_key_der: get(row, 3)?,
         created_at: get(row, 4)?,
         retired_at: get(row, 5)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "session_hash, subject, scopes, created_at, expires_at";
+
+fn session_from_row(row: &Row) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        session_hash: hash(row, 0)?,
+        subject: get(row, 1)?,
+        scopes: get(row, 2)?,
+        created_at: get(row, 3)?,
+        expires_at: get(row, 4)?,
     })
 }
 
@@ -1318,6 +1366,8 @@ impl Store for PostgresStore {
                     "DELETE FROM revoked_access_tokens WHERE expires_at <= $1",
                     now,
                 ),
+                ("DELETE FROM sessions WHERE expires_at <= $1", now),
+                ("DELETE FROM used_once WHERE expires_at <= $1", now),
                 (
                     "DELETE FROM revoked_families f WHERE revoked_at <= $1 \
                          AND NOT EXISTS (SELECT 1 FROM auth_codes c WHERE c.family_id = f.family_id) \
@@ -1347,6 +1397,178 @@ impl Store for PostgresStore {
                     .map_err(db("purge expired records"))?;
             }
             Ok(removed)
+        })
+    }
+
+    fn shared_secret<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: [u8; 32],
+    ) -> BoxFuture<'a, Result<[u8; 32], StoreError>> {
+        Box::pin(async move {
+            if !storable(name) {
+                return Err(StoreError::Invalid(
+                    "PostgreSQL text cannot hold a NUL character",
+                ));
+            }
+            // Two statements, not one: a statement's snapshot would not see a row another
+            // replica committed while this insert waited for it. After the insert, a row is
+            // committed under `name`, this one's or the first one's.
+            self.execute(
+                "store a shared secret",
+                "INSERT INTO shared_secrets (name, secret) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate],
+            )
+            .await?;
+            let rows = self
+                .rows(
+                    "read a shared secret",
+                    "SELECT secret FROM shared_secrets WHERE name = $1",
+                    &[&name],
+                )
+                .await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::backend("the shared secret just stored is missing"))?;
+            hash(row, 0)
+        })
+    }
+
+    fn put_session(
+        &self,
+        session: SessionRecord,
+        max_per_subject: usize,
+        max_live: usize,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            if !storable(&session.subject)
+                || session
+                    .scopes
+                    .as_ref()
+                    .is_some_and(|scopes| scopes.iter().any(|s| !storable(s)))
+            {
+                return Err(StoreError::Invalid(
+                    "PostgreSQL text cannot hold a NUL character",
+                ));
+            }
+            in_transaction!(self, |tx| async {
+                // Held until commit: sessions start one at a time in this schema, so the
+                // counts below stay true until the insert.
+                tx_execute(
+                    tx,
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    &[&SESSION_LOCK_CLASS, &self.schema],
+                )
+                .await
+                .map_err(db("take the session lock"))?;
+                let live: i64 = tx_query(
+                    tx,
+                    "SELECT count(*) FROM sessions WHERE expires_at > $1",
+                    &[&now],
+                )
+                .await
+                .map_err(db("count the sessions"))?
+                .first()
+                .map(|row| get(row, 0))
+                .transpose()?
+                .unwrap_or_default();
+                let mine = tx_query(
+                    tx,
+                    "SELECT session_hash FROM sessions WHERE subject = $1 AND expires_at > $2 \
+                     ORDER BY created_at, session_hash",
+                    &[&session.subject, &now],
+                )
+                .await
+                .map_err(db("read a user's sessions"))?;
+                let live = usize::try_from(live).unwrap_or(usize::MAX);
+                let Some(evict) = session_evictions(live, mine.len(), max_per_subject, max_live)
+                else {
+                    return Ok(false);
+                };
+                for row in &mine[..evict] {
+                    let oldest = hash(row, 0)?;
+                    tx_execute(
+                        tx,
+                        "DELETE FROM sessions WHERE session_hash = $1",
+                        &[&oldest],
+                    )
+                    .await
+                    .map_err(db("end a user's oldest session"))?;
+                }
+                tx_execute(
+                    tx,
+                    &format!(
+                        "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+                    ),
+                    &[
+                        &session.session_hash,
+                        &session.subject,
+                        &session.scopes,
+                        &session.created_at,
+                        &session.expires_at,
+                    ],
+                )
+                .await
+                .map_err(insert_error("session", ""))?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn get_session(
+        &self,
+        session_hash: [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = self
+                .rows(
+                    "read a session",
+                    &format!(
+                        "SELECT {SESSION_COLUMNS} FROM sessions \
+                         WHERE session_hash = $1 AND expires_at > $2"
+                    ),
+                    &[&session_hash, &now],
+                )
+                .await?;
+            rows.first().map(session_from_row).transpose()
+        })
+    }
+
+    fn delete_session(&self, session_hash: [u8; 32]) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let deleted = self
+                .execute(
+                    "end a session",
+                    "DELETE FROM sessions WHERE session_hash = $1",
+                    &[&session_hash],
+                )
+                .await?;
+            Ok(deleted > 0)
+        })
+    }
+
+    fn use_once(
+        &self,
+        key: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            // A concurrent insert of the same key waits for the first to commit, then takes
+            // the conflict branch and finds the use live: one row changed in all.
+            let changed = self
+                .execute(
+                    "record a single use",
+                    "INSERT INTO used_once (key, expires_at) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE used_once.expires_at <= $3",
+                    &[&key, &expires_at, &now],
+                )
+                .await?;
+            Ok(changed > 0)
         })
     }
 }

@@ -17,8 +17,8 @@ use rusqlite::{
 
 use super::{
     AuthCodeRecord, ClientRecord, CodeRedemption, FAMILY_REVOCATION_RETENTION_SECS,
-    RefreshTokenRecord, Rotation, SigningKeyRecord, Store, StoreError, TlsClientAuth,
-    UNUSED_CLIENT_RETENTION_SECS, UserRecord, within_grace,
+    RefreshTokenRecord, Rotation, SessionRecord, SigningKeyRecord, Store, StoreError,
+    TlsClientAuth, UNUSED_CLIENT_RETENTION_SECS, UserRecord, session_evictions, within_grace,
 };
 
 /// How long an operation waits for another connection's write lock before failing.
@@ -127,6 +127,31 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE refresh_tokens ADD COLUMN certificate_thumbprint BLOB
         CHECK (certificate_thumbprint IS NULL OR length(certificate_thumbprint) = 32);
     "#,
+    // 4: what the authorization pages kept in each process, so that every process on the
+    // store serves any step of a sign-in: the secret their keys are derived from, the
+    // sessions of signed-in browsers, and the consent decisions already made.
+    r#"
+    CREATE TABLE IF NOT EXISTS shared_secrets (
+        name TEXT PRIMARY KEY NOT NULL,
+        secret BLOB NOT NULL CHECK (length(secret) = 32)
+    ) STRICT;
+
+    CREATE TABLE IF NOT EXISTS sessions (
+        session_hash BLOB PRIMARY KEY NOT NULL CHECK (length(session_hash) = 32),
+        subject TEXT NOT NULL,
+        scopes TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX IF NOT EXISTS sessions_subject ON sessions (subject, created_at);
+    CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires_at);
+
+    CREATE TABLE IF NOT EXISTS used_once (
+        key BLOB PRIMARY KEY NOT NULL CHECK (length(key) = 32),
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX IF NOT EXISTS used_once_expires ON used_once (expires_at);
+    "#,
 ];
 
 /// A [`Store`] in one SQLite file: the default for a single server process. Everything
@@ -139,7 +164,7 @@ const MIGRATIONS: &[&str] = &[
 /// `BEGIN IMMEDIATE` transaction, which also makes them atomic against other processes opening
 /// the same file.
 ///
-/// # Schema (version 3)
+/// # Schema (version 4)
 ///
 /// Columns marked `?` are nullable; every other column is `NOT NULL`.
 ///
@@ -152,6 +177,9 @@ const MIGRATIONS: &[&str] = &[
 /// | `revoked_families` | `family_id` | `revoked_at` |
 /// | `revoked_access_tokens` | `jti` | `expires_at` |
 /// | `signing_keys` | `kid` | `algorithm`, `private_key_der` BLOB, `public_key_der` BLOB, `created_at`, `retired_at`? |
+/// | `shared_secrets` | `name` | `secret` BLOB(32) (version 4) |
+/// | `sessions` | `session_hash` BLOB(32) | `subject`, `scopes`? (JSON array; NULL: every scope), `created_at`, `expires_at` (version 4) |
+/// | `used_once` | `key` BLOB(32) | `expires_at` (version 4) |
 ///
 /// Tables are `STRICT`; times are INTEGER unix seconds; hashes are 32-byte BLOBs (checked).
 /// Lists are JSON text: they are always read and written whole and never searched by element,
@@ -524,6 +552,22 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
         public_key_der: row.get(3)?,
         created_at: row.get(4)?,
         retired_at: row.get(5)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "session_hash, subject, scopes, created_at, expires_at";
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let scopes = match row.get::<_, Option<String>>(2)? {
+        Some(_) => Some(json_list(row, 2)?),
+        None => None,
+    };
+    Ok(SessionRecord {
+        session_hash: row.get(0)?,
+        subject: row.get(1)?,
+        scopes,
+        created_at: row.get(3)?,
+        expires_at: row.get(4)?,
     })
 }
 
@@ -1048,6 +1092,8 @@ impl Store for SqliteStore {
                 "DELETE FROM auth_codes WHERE expires_at <= ?1",
                 "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
                 "DELETE FROM revoked_access_tokens WHERE expires_at <= ?1",
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                "DELETE FROM used_once WHERE expires_at <= ?1",
             ] {
                 removed += tx.execute(sql, [now]).db()?;
             }
@@ -1076,6 +1122,141 @@ impl Store for SqliteStore {
                 )
                 .db()?;
             Ok(removed as u64)
+        })
+    }
+
+    fn shared_secret<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: [u8; 32],
+    ) -> BoxFuture<'a, Result<[u8; 32], StoreError>> {
+        let name = name.to_owned();
+        self.transaction(move |tx| {
+            tx.execute(
+                "INSERT INTO shared_secrets (name, secret) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, candidate],
+            )
+            .db()?;
+            tx.query_row(
+                "SELECT secret FROM shared_secrets WHERE name = ?1",
+                [name],
+                |row| row.get::<_, [u8; 32]>(0),
+            )
+            .db()
+        })
+    }
+
+    fn put_session(
+        &self,
+        session: SessionRecord,
+        max_per_subject: usize,
+        max_live: usize,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        // `BEGIN IMMEDIATE` holds the write lock from the first count to the insert, so
+        // concurrent sign-ins (other processes on the file included) never pass a bound.
+        self.transaction(move |tx| {
+            if exists(
+                tx,
+                "SELECT 1 FROM sessions WHERE session_hash = ?1",
+                session.session_hash,
+            )? {
+                return Err(StoreError::Conflict("session"));
+            }
+            let live: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM sessions WHERE expires_at > ?1",
+                    [now],
+                    |row| row.get(0),
+                )
+                .db()?;
+            let mine = {
+                let mut statement = tx
+                    .prepare_cached(
+                        "SELECT session_hash FROM sessions WHERE subject = ?1 AND expires_at > ?2 \
+                         ORDER BY created_at, session_hash",
+                    )
+                    .db()?;
+                statement
+                    .query_map(params![session.subject, now], |row| {
+                        row.get::<_, [u8; 32]>(0)
+                    })
+                    .db()?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .db()?
+            };
+            let live = usize::try_from(live).unwrap_or(usize::MAX);
+            let Some(evict) = session_evictions(live, mine.len(), max_per_subject, max_live) else {
+                return Ok(false);
+            };
+            for hash in &mine[..evict] {
+                tx.execute("DELETE FROM sessions WHERE session_hash = ?1", [hash])
+                    .db()?;
+            }
+            tx.execute(
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![
+                    session.session_hash,
+                    session.subject,
+                    session.scopes.as_deref().map(to_json),
+                    session.created_at,
+                    session.expires_at,
+                ],
+            )
+            .db()?;
+            Ok(true)
+        })
+    }
+
+    fn get_session(
+        &self,
+        session_hash: [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
+        self.run(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions \
+                     WHERE session_hash = ?1 AND expires_at > ?2"
+                ),
+                params![session_hash, now],
+                session_from_row,
+            )
+            .optional()
+            .db()
+        })
+    }
+
+    fn delete_session(&self, session_hash: [u8; 32]) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.run(move |conn| {
+            let deleted = conn
+                .execute(
+                    "DELETE FROM sessions WHERE session_hash = ?1",
+                    [session_hash],
+                )
+                .db()?;
+            Ok(deleted > 0)
+        })
+    }
+
+    fn use_once(
+        &self,
+        key: [u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        // One statement: inserted, or an expired use replaced; a live one changes nothing.
+        self.run(move |conn| {
+            let changed = conn
+                .execute(
+                    "INSERT INTO used_once (key, expires_at) VALUES (?1, ?2) \
+                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE used_once.expires_at <= ?3",
+                    params![key, expires_at, now],
+                )
+                .db()?;
+            Ok(changed > 0)
         })
     }
 }

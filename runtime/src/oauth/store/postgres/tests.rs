@@ -180,6 +180,62 @@ async fn two_pools_race_safely() {
     }
 }
 
+/// What the authorization pages share, raced from two pools (two replicas starting and
+/// signing users in at once): one secret for all, one winner per decision, and the bounds on
+/// sessions kept across both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_share_the_pages_state() {
+    const RACERS: usize = 40;
+    const PER_SUBJECT: usize = 4;
+    const IN_ALL: usize = 10;
+    let (first, guard) = fresh().await;
+    let second = connect(&guard.0).await;
+    let stores: [Arc<dyn Store>; 2] = [Arc::new(first), Arc::new(second)];
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let subject = if i % 3 == 0 {
+                    "alice".to_owned()
+                } else {
+                    format!("user-{i}")
+                };
+                let session = fixtures::session(&format!("s{i}"), &subject, 1_000 + i as i64);
+                let (secret, used, started) = tokio::join!(
+                    store.shared_secret("pages", [i as u8; 32]),
+                    store.use_once(fixtures::h("decision"), 700, 100),
+                    store.put_session(session, PER_SUBJECT, IN_ALL, 1_000),
+                );
+                (secret.unwrap(), used.unwrap(), started.unwrap())
+            })
+        })
+        .collect();
+    let (mut secrets, mut first_uses) = (Vec::new(), 0);
+    for task in tasks {
+        let (secret, used, _) = task.await.unwrap();
+        secrets.push(secret);
+        first_uses += usize::from(used);
+    }
+    assert!(secrets.iter().all(|s| *s == secrets[0]));
+    assert_eq!(first_uses, 1);
+    let (mut live, mut alices) = (0, 0);
+    for i in 0..RACERS {
+        let found = stores[(i + 1) % 2]
+            .get_session(fixtures::h(&format!("s{i}")), 1_000)
+            .await
+            .unwrap();
+        if let Some(session) = found {
+            live += 1;
+            alices += usize::from(session.subject == "alice");
+        }
+    }
+    assert_eq!(live, IN_ALL, "filled to the bound, never past it");
+    assert!(alices <= PER_SUBJECT, "{alices}");
+}
+
 /// Retries within the grace period raced from two pools: one rotation, the rest retries, and
 /// the family keeps exactly one current token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
