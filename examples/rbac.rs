@@ -3,7 +3,8 @@
 //! Four tools guarded by a three-level hierarchy (viewer < editor < admin), each with its own
 //! per-caller rate limit; callers authenticate with an HS256 JWT (`role` claim, issuer
 //! `mcp-auth-server`) or an API key with a role. `POST /auth/token` exchanges client
-//! credentials for a JWT. The store starts with one value (`a` = `welcome`), so that a first
+//! credentials for a JWT, and `POST /auth/revoke` (RFC 7009: the same client credentials and
+//! `token=...`) takes one back before it expires. The store starts with one value (`a` = `welcome`), so that a first
 //! `read-data` finds something.
 //!
 //! ```text
@@ -16,10 +17,10 @@
 //! - `MCP_API_KEYS`: `KEY:ROLE,KEY:ROLE,...`;
 //! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:SCOPE ...],...` for `POST /auth/token`;
 //! - `AUDIT_LOG`: a JSON-lines file for the audit trail;
-//! - `REDIS_URL`: keep the tools' rate limits, the failure lockout and (stateful) the owners of
-//!   MCP sessions in this Redis, shared by every replica started with the same URL and
-//!   `REDIS_PREFIX` (default `mcp:rbac:`); a rate-limited call is refused while Redis does not
-//!   answer, failures are counted per replica;
+//! - `REDIS_URL`: keep the tools' rate limits, the failure lockout, the revoked tokens and
+//!   (stateful) the owners of MCP sessions in this Redis, shared by every replica started with
+//!   the same URL and `REDIS_PREFIX` (default `mcp:rbac:`); while Redis does not answer, a
+//!   rate-limited call and a JWT are refused (`503`), failures are counted per replica;
 //!
 //! and, as in every example:
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
@@ -243,20 +244,49 @@ pub struct RbacConfig {
     /// The MCP endpoint's resource URL: the `aud` every accepted JWT must carry, and the `aud`
     /// of the tokens `/auth/token` issues.
     pub resource: String,
+    /// The Redis shared with other replicas, if any.
+    pub redis: Option<SharedRedis>,
+}
+
+/// The Redis replicas share state through (`REDIS_URL`, `REDIS_PREFIX`). No `Debug`: the URL
+/// may carry Redis's password.
+#[derive(Clone)]
+pub struct SharedRedis {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// The prefix of every key.
+    pub prefix: String,
+}
+
+impl SharedRedis {
+    /// `REDIS_URL` and `REDIS_PREFIX` (default `default_prefix`); `None` without `REDIS_URL`:
+    /// each process keeps its own state.
+    pub fn from_env(default_prefix: &str) -> Option<Self> {
+        let url = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty())?;
+        let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| default_prefix.into());
+        Some(Self { url, prefix })
+    }
 }
 
 /// The token endpoint of the example.
 pub fn token_endpoint(config: &RbacConfig) -> Result<TokenEndpoint, ConfigError> {
-    Ok(TokenEndpoint::hs256(&config.jwt_secret)?
+    let mut endpoint = TokenEndpoint::hs256(&config.jwt_secret)?
         .issuer("mcp-auth-server")
         .audience(config.resource.clone())
-        .clients(config.clients.iter().cloned()))
+        .clients(config.clients.iter().cloned());
+    if let Some(redis) = &config.redis {
+        endpoint = endpoint.shared_revocations(
+            mcp_gatekeeper::RedisRevocations::new(&redis.url).prefix(&redis.prefix),
+        );
+    }
+    Ok(endpoint)
 }
 
 /// The example server, ready to serve.
 pub fn gatekeeper(config: RbacConfig) -> Result<Gatekeeper<DataTools>, ConfigError> {
     let tokens = token_endpoint(&config)?;
     let jwt = tokens.verifier()?;
+    let redis = config.redis.clone();
     let hosts = allowed_hosts(&config.resource)?;
     // The example lives in the mcp-gatekeeper package, whose name the tools would otherwise
     // announce; a server in its own crate announces that crate's name and version by default.
@@ -274,35 +304,29 @@ pub fn gatekeeper(config: RbacConfig) -> Result<Gatekeeper<DataTools>, ConfigErr
     if let Some(path) = config.audit_log {
         server = server.audit_file(path);
     }
+    if let Some(redis) = redis {
+        server = share_through_redis(server, &redis, config.stateless);
+    }
     Ok(server)
 }
 
-/// Shares with the other replicas started with the same `REDIS_URL` and `REDIS_PREFIX`
-/// (default `default_prefix`) what must be counted across them: the tools' rate limits, the
-/// failure lockout and, for a stateful server, who owns which MCP session. Without
-/// `REDIS_URL`, `server` is returned as it is: each process keeps its own. Prints what is
-/// shared (never the URL, which may carry Redis's password).
-pub fn share_through_redis_from_env<T: mcp_gatekeeper::McpTools>(
-    mut server: Gatekeeper<T>,
-    default_prefix: &str,
+/// Shares with the other replicas using `redis` what must be counted across them: the
+/// tools' rate limits, the failure lockout and, for a stateful server, who owns which MCP
+/// session. (The token endpoint's revocations are shared by [`token_endpoint`].)
+pub fn share_through_redis<T: mcp_gatekeeper::McpTools>(
+    server: Gatekeeper<T>,
+    redis: &SharedRedis,
     stateless: bool,
 ) -> Gatekeeper<T> {
-    let Some(url) = std::env::var("REDIS_URL").ok().filter(|v| !v.is_empty()) else {
-        return server;
-    };
-    let prefix = std::env::var("REDIS_PREFIX").unwrap_or_else(|_| default_prefix.into());
-    println!(
-        "
-rate limits shared through Redis (REDIS_URL), keys under `{prefix}`"
-    );
-    server = server.rate_limiter(mcp_gatekeeper::RedisRateLimiter::new(&url).prefix(&prefix));
-    println!("failure lockout shared through Redis (REDIS_URL)");
-    server = server.shared_lockout(mcp_gatekeeper::RedisLockout::new(&url).prefix(&prefix));
-    if !stateless {
-        println!("session owners shared through Redis (REDIS_URL): route by Mcp-Session-Id");
-        server = server.shared_sessions(mcp_gatekeeper::RedisSessions::new(&url).prefix(&prefix));
+    use mcp_gatekeeper::{RedisLockout, RedisRateLimiter, RedisSessions};
+    let server = server
+        .rate_limiter(RedisRateLimiter::new(&redis.url).prefix(&redis.prefix))
+        .shared_lockout(RedisLockout::new(&redis.url).prefix(&redis.prefix));
+    if stateless {
+        server
+    } else {
+        server.shared_sessions(RedisSessions::new(&redis.url).prefix(&redis.prefix))
     }
-    server
 }
 
 /// The `Host` names the endpoint answers to when clients reach it at `resource` (the
@@ -564,6 +588,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stateless: env.stateless,
         audit_log: std::env::var_os("AUDIT_LOG").map(Into::into),
         resource: env.resource.clone(),
+        redis: SharedRedis::from_env("mcp:rbac:"),
     };
     let tokens = token_endpoint(&config)?;
     // Tokens are printed only when this run generated the signing secret: a token signed with
@@ -631,8 +656,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "\nget a token (your client's id and secret from MCP_CLIENTS): curl -s {token_url} -d grant_type=client_credentials -d client_id=CLIENT_ID -d client_secret=SECRET"
         );
     }
-    let stateless = config.stateless;
-    let server = share_through_redis_from_env(gatekeeper(config)?, "mcp:rbac:", stateless);
+    if let Some(redis) = &config.redis {
+        // Only the prefix is printed: the URL may carry Redis's password.
+        println!(
+            "\nrate limits shared through Redis (REDIS_URL), keys under `{}`",
+            redis.prefix
+        );
+        println!("failure lockout and token revocations shared through Redis (REDIS_URL)");
+        if !config.stateless {
+            println!("session owners shared through Redis (REDIS_URL): route by Mcp-Session-Id");
+        }
+    }
+    let server = gatekeeper(config)?;
     println!("\nlistening on {}", env.listener.local_addr()?);
     serve_until_signal(server, env.listener).await?;
     Ok(())

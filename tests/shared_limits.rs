@@ -65,6 +65,9 @@ fn replica_with(redis_url: &str, prefix: &str, stateless: bool) -> (CapturedProc
             )
             .env("MCP_CLIENTS", CLIENTS)
             .env("STATELESS", if stateless { "1" } else { "0" })
+            // Replicas behind one load balancer share the public URL, the audience of the
+            // tokens either of them issues.
+            .env("MCP_RESOURCE", "https://mcp.replicas.test/mcp")
             .env("REDIS_URL", redis_url)
             .env("REDIS_PREFIX", prefix)
             .env("RUST_LOG", "info"),
@@ -294,7 +297,7 @@ async fn a_lockout_started_on_one_replica_holds_on_the_other() {
     assert!(
         first
             .printed()
-            .contains("failure lockout shared through Redis")
+            .contains("failure lockout and token revocations shared through Redis")
     );
     fail_until_throttled(&first_url, "127.0.0.5").await;
     // The second replica has seen no failure from the address, and throttles it all the same,
@@ -523,6 +526,153 @@ async fn a_redis_outage_leaves_sessions_to_their_replica() {
         assert!(!printed.contains("panicked"), "{printed}");
         assert!(
             printed.contains("shared session owners: Redis unavailable"),
+            "a warning was logged: {printed}"
+        );
+    }
+}
+
+/// A fresh token of `svc-viewer` from the replica at `base`.
+async fn token_from(base: &str) -> String {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/auth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "svc-viewer"),
+            ("client_secret", "viewer-secret-00001"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().expect("a token").to_owned()
+}
+
+/// `svc-viewer` gives `token` up at the replica at `base`; the status.
+async fn revoke_at(base: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/auth/revoke"))
+        .basic_auth("svc-viewer", Some("viewer-secret-00001"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn list_with(url: &str, token: &str) -> Reply {
+    Mcp::new(url, Cred::Bearer(token.to_owned()), Version::V2026_07_28)
+        .request("tools/list", json!({}))
+        .await
+}
+
+fn base_of(url: &str) -> String {
+    url.trim_end_matches("/mcp").to_owned()
+}
+
+#[tokio::test]
+async fn a_token_revoked_through_one_replica_is_refused_by_the_other_within_a_second() {
+    let redis = shared_redis().await;
+    let prefix = fresh_prefix();
+    let (first, first_url) = replica(&redis, &prefix);
+    let (second, second_url) = replica(&redis, &prefix);
+    let token = token_from(&base_of(&first_url)).await;
+    let other = token_from(&base_of(&second_url)).await;
+    for url in [&first_url, &second_url] {
+        for token in [&token, &other] {
+            let reply = list_with(url, token).await;
+            assert_eq!(reply.status, 200, "{reply:#?}");
+        }
+    }
+    assert_eq!(revoke_at(&base_of(&first_url), &token).await, 200);
+    let revoked_at = Instant::now();
+    // Refused as an invalid token (403: the example offers no OAuth to get another with).
+    let refused = |reply: &Reply| {
+        reply.status == 403
+            && reply
+                .message
+                .as_ref()
+                .is_some_and(|m| m["error"] == "invalid_token")
+    };
+    let reply = list_with(&first_url, &token).await;
+    assert!(refused(&reply), "refused at once where revoked: {reply:#?}");
+    // The other replica refuses it within the stated bound (one second after the revocation
+    // was answered), having accepted it just before.
+    loop {
+        let reply = list_with(&second_url, &token).await;
+        if refused(&reply) {
+            break;
+        }
+        assert_eq!(reply.status, 200, "{reply:#?}");
+        assert!(
+            revoked_at.elapsed() < Duration::from_millis(1100),
+            "still accepted {:?} after the revocation",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Other tokens are untouched.
+    for url in [&first_url, &second_url] {
+        assert_eq!(list_with(url, &other).await.status, 200);
+    }
+    for process in [first, second] {
+        assert!(
+            !process.printed().contains("panicked"),
+            "{}",
+            process.printed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redis_outage_refuses_tokens_until_revocations_can_be_read_again() {
+    let port = free_port();
+    let mut redis = OwnRedis::start(port).await;
+    let url = format!("redis://{}", redis.address());
+    let (first, first_url) = replica(&url, "mcp:rbac:");
+    let (second, second_url) = replica(&url, "mcp:rbac:");
+    let token = token_from(&base_of(&first_url)).await;
+    for url in [&first_url, &second_url] {
+        assert_eq!(list_with(url, &token).await.status, 200);
+    }
+
+    redis.stop();
+    // Past the bound, a replica that cannot read the list cannot tell a revoked token from a
+    // valid one: it refuses (503, retry), while API keys are still served. A revocation it
+    // cannot record is refused too, rather than answered 200.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for url in [&first_url, &second_url] {
+        let reply = list_with(url, &token).await;
+        assert_eq!(reply.status, 503, "{reply:#?}");
+        assert!(reply.header("retry-after").is_some(), "{reply:#?}");
+        let reply = admin(url).request("tools/list", json!({})).await;
+        assert_eq!(reply.status, 200, "{reply:#?}");
+    }
+    assert_eq!(revoke_at(&base_of(&first_url), &token).await, 503);
+
+    let _redis = OwnRedis::start(port).await;
+    let started = Instant::now();
+    for url in [&first_url, &second_url] {
+        loop {
+            let reply = list_with(url, &token).await;
+            if reply.status == 200 {
+                break;
+            }
+            assert_eq!(reply.status, 503, "{reply:#?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "tokens are not accepted again"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for process in [first, second] {
+        let printed = process.printed();
+        assert!(!printed.contains("panicked"), "{printed}");
+        assert!(
+            printed.contains("shared revocations: Redis unavailable"),
             "a warning was logged: {printed}"
         );
     }

@@ -22,6 +22,8 @@ mod mtls;
 mod oidc;
 mod resource;
 #[cfg(feature = "jwt")]
+pub(crate) mod revoked;
+#[cfg(feature = "jwt")]
 mod token_cache;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

@@ -25,6 +25,9 @@ pub use audit::{AUDIT_TARGET, AuditEvent, AuditLog, AuditRecord, Outcome};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use auth::lockout::redis::RedisLockout;
+#[cfg(all(feature = "redis", feature = "jwt"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "jwt"))))]
+pub use auth::revoked::redis::RedisRevocations;
 pub use auth::{ApiKey, ApiKeys, Lockout, ProtectedResource};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

@@ -55,6 +55,7 @@ pub fn rbac_config(stateless: bool) -> RbacConfig {
         stateless,
         audit_log: None,
         resource: RESOURCE.into(),
+        redis: None,
     }
 }
 

@@ -35,6 +35,7 @@ pub use self::rules::ClaimPath;
 pub(crate) use self::rules::TokenRules;
 use super::{
     AuthError, AuthRequest, Authentication, Authenticator, Credential, Verdict,
+    revoked::{RevokedTokens, Standing},
     token_cache::VerifiedTokens,
 };
 use crate::{ConfigError, Principal};
@@ -171,6 +172,8 @@ pub struct Jwt {
     rules: TokenRules,
     /// Tokens already verified, shared by the clones of this verifier.
     verified: Arc<VerifiedTokens>,
+    /// Tokens revoked before they expire (those of a `TokenEndpoint`), if any.
+    revoked: Option<Arc<RevokedTokens>>,
 }
 
 /// A verifier's key: `jsonwebtoken`'s, for the one algorithm it verifies.
@@ -329,6 +332,13 @@ impl Jwt {
         jwt
     }
 
+    /// Refuses the tokens `revoked` lists, checked on every request (the cache of verified
+    /// tokens only spares the signature).
+    pub(crate) fn refusing_revoked(mut self, revoked: Arc<RevokedTokens>) -> Self {
+        self.revoked = Some(revoked);
+        self
+    }
+
     /// Remembers accepted tokens in `cache`, shared with other verifiers of the same issuer and
     /// audience (the OAuth verifier's one per key). Call after the rule-changing builders, which
     /// start a cache of their own.
@@ -346,6 +356,7 @@ impl Jwt {
             validation: Arc::new(rules.validation(algorithm)),
             rules,
             verified: Arc::default(),
+            revoked: None,
         }
     }
 
@@ -475,6 +486,40 @@ impl Jwt {
     }
 }
 
+/// `principal`, unless its token was revoked; reads the shared revocation list first when what
+/// this replica knows of it is too old.
+fn not_revoked(revoked: &RevokedTokens, principal: Arc<Principal>) -> Authentication<'_> {
+    let Some(jti) = principal.credential_id() else {
+        // A token without a `jti` cannot have been revoked (the endpoint always sets one).
+        return Verdict::Accept(principal).into();
+    };
+    match revoked.standing(jti) {
+        Standing::Valid => Verdict::Accept(principal).into(),
+        Standing::Revoked => Verdict::Reject(revoked_token(jti)).into(),
+        #[cfg(feature = "redis")]
+        Standing::Stale => Authentication::Pending(Box::pin(async move {
+            let refreshed = revoked.refresh().await;
+            let jti = principal.credential_id().unwrap_or_default();
+            if revoked.is_known_revoked(jti) {
+                return Verdict::Reject(revoked_token(jti));
+            }
+            match refreshed {
+                Ok(()) => Verdict::Accept(principal),
+                Err(_) if revoked.falls_back() => Verdict::Accept(principal),
+                Err(error) => {
+                    tracing::error!(target: crate::AUDIT_TARGET, jti, "revocation list unavailable; token refused");
+                    Verdict::Reject(error.with_credential_id(jti))
+                }
+            }
+        })),
+    }
+}
+
+fn revoked_token(jti: &str) -> AuthError {
+    tracing::debug!(target: "mcp_gatekeeper::auth", "revoked token refused");
+    AuthError::invalid_token().with_credential_id(jti)
+}
+
 /// Until when (unix seconds) a verified principal may be answered from a cache: its expiry
 /// plus the leeway; never for one without an expiry.
 pub(crate) fn valid_until(principal: &Principal, leeway: u64) -> u64 {
@@ -513,10 +558,12 @@ impl Authenticator for Jwt {
             return Verdict::Pass.into();
         }
         match self.verify_cached(token) {
-            Ok(principal) => Verdict::Accept(principal),
-            Err(error) => Verdict::Reject(error),
+            Ok(principal) => match &self.revoked {
+                Some(revoked) => not_revoked(revoked, principal),
+                None => Verdict::Accept(principal).into(),
+            },
+            Err(error) => Verdict::Reject(error).into(),
         }
-        .into()
     }
 
     /// The roles names are mapped to; roles taken from tokens as they are cannot be checked

@@ -1,5 +1,6 @@
 //! A minimal OAuth 2.0 token endpoint (`POST /auth/token`, client credentials grant) that
-//! issues HS256 JWTs to confidential clients.
+//! issues HS256 JWTs to confidential clients, and takes them back (`POST /auth/revoke`,
+//! RFC 7009).
 //!
 //! It is meant for small deployments and examples that have no authorization server: a
 //! service presents its client id and secret and receives a short-lived bearer token that a
@@ -51,11 +52,14 @@ use crate::{
     auth::{
         FailureThrottle, Jwt,
         basic::{self, BasicCredentials, BasicError},
+        revoked::{RevokeError, RevokedTokens},
     },
 };
 
 /// Where the endpoint is served.
 const TOKEN_PATH: &str = "/auth/token";
+/// Where clients revoke their tokens (RFC 7009).
+const REVOKE_PATH: &str = "/auth/revoke";
 /// The `iss` of issued tokens unless configured otherwise.
 const DEFAULT_ISSUER: &str = "mcp-auth-server";
 /// How long issued tokens are valid unless configured otherwise.
@@ -173,11 +177,22 @@ impl fmt::Debug for TokenClient {
 /// - `429 {"error": "invalid_client", ...}` with `Retry-After` for a failed authentication from
 ///   an address that failed too often (see [`Lockout`]; a correct secret is never refused).
 ///
-/// Every decision is an audit record (event `token`; secrets never appear), in the server's
-/// audit log when mounted with [`Gatekeeper::token_endpoint`](crate::Gatekeeper::token_endpoint).
+/// A client gives a token up at `POST /auth/revoke` (RFC 7009: the same client
+/// authentication, and `token=...`): the [`verifier`](Self::verifier)s of this endpoint refuse
+/// it from then on (`401 invalid_token`), until it would have expired anyway. The answer is
+/// `200` whether or not the token was valid or the client's (RFC 7009 §2.2: nothing is learned
+/// about other clients' tokens); `503 temporarily_unavailable` with `Retry-After` when the
+/// revocation could not be recorded. With several replicas, share the list through Redis
+/// ([`shared_revocations`](Self::shared_revocations)).
+///
+/// Every decision is an audit record (event `token`, or `revocation`; secrets and tokens never
+/// appear, a token is named by its `jti`), in the server's audit log when mounted with
+/// [`Gatekeeper::token_endpoint`](crate::Gatekeeper::token_endpoint).
 pub struct TokenEndpoint {
     secret: Vec<u8>,
     key: EncodingKey,
+    /// The same secret, to read the tokens clients revoke.
+    decoding: jsonwebtoken::DecodingKey,
     issuer: String,
     lifetime: Duration,
     clients: HashMap<String, TokenClient>,
@@ -185,6 +200,10 @@ pub struct TokenEndpoint {
     audience: Option<String>,
     audit: AuditLog,
     failures: Arc<FailureThrottle>,
+    /// The tokens clients gave up, shared with the verifiers.
+    revoked: Arc<RevokedTokens>,
+    /// A setting that could not be used, reported by `verifier` and `router`.
+    config_error: Option<ConfigError>,
 }
 
 impl TokenEndpoint {
@@ -199,16 +218,41 @@ impl TokenEndpoint {
         Jwt::hs256(secret)?;
         let key = EncodingKey::from_secret(secret)
             .map_err(|_| ConfigError::invalid("the HS256 secret is unusable"))?;
+        let decoding = jsonwebtoken::DecodingKey::from_secret(secret)
+            .map_err(|_| ConfigError::invalid("the HS256 secret is unusable"))?;
         Ok(Self {
             secret: secret.to_vec(),
             key,
+            decoding,
             issuer: DEFAULT_ISSUER.to_owned(),
             lifetime: DEFAULT_LIFETIME,
             clients: HashMap::new(),
             audience: None,
             audit: AuditLog::tracing_only(),
             failures: Arc::new(FailureThrottle::new(Lockout::default())),
+            revoked: Arc::default(),
+            config_error: None,
         })
+    }
+
+    /// Keeps the revoked tokens in Redis, shared by every replica configured with the same
+    /// Redis and prefix: a token revoked through one replica is refused by all of them within
+    /// a second (see [`RedisRevocations`](crate::RedisRevocations) for what happens while
+    /// Redis does not answer). A setting that cannot be used fails
+    /// [`verifier`](Self::verifier) and [`router`](Self::router).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    #[must_use]
+    pub fn shared_revocations(mut self, revocations: crate::RedisRevocations) -> Self {
+        let shared = revocations.build().and_then(|shared| {
+            self.revoked.share(shared).map_err(|()| {
+                ConfigError::invalid("TokenEndpoint::shared_revocations: set more than once")
+            })
+        });
+        if let Err(error) = shared {
+            self.config_error.get_or_insert(error);
+        }
+        self
     }
 
     /// Where the endpoint's audit records go when served with [`router`](Self::router)
@@ -336,7 +380,12 @@ impl TokenEndpoint {
     /// Never in practice (the secret was checked when the endpoint was built); the `Result`
     /// keeps the verifier's own checks in one place.
     pub fn verifier(&self) -> Result<Jwt, ConfigError> {
-        let jwt = Jwt::hs256(&self.secret)?.issuer(self.issuer.clone());
+        if let Some(error) = &self.config_error {
+            return Err(ConfigError::Invalid(error.to_string()));
+        }
+        let jwt = Jwt::hs256(&self.secret)?
+            .issuer(self.issuer.clone())
+            .refusing_revoked(self.revoked.clone());
         Ok(match &self.audience {
             Some(audience) => jwt.audience(audience.clone()),
             None => jwt,
@@ -348,7 +397,10 @@ impl TokenEndpoint {
     ///
     /// # Errors
     /// When a client's secret is shorter than 16 characters.
-    pub fn router(self) -> Result<Router, ConfigError> {
+    pub fn router(mut self) -> Result<Router, ConfigError> {
+        if let Some(error) = self.config_error.take() {
+            return Err(error);
+        }
         if let Some(client) = self.clients.values().find(|c| c.short_secret) {
             return Err(ConfigError::WeakSecret {
                 what: format!("the secret of token client `{}`", client.id),
@@ -358,6 +410,7 @@ impl TokenEndpoint {
         }
         Ok(Router::new()
             .route(TOKEN_PATH, post(issue))
+            .route(REVOKE_PATH, post(revoke))
             .with_state(Arc::new(self))
             .layer(map_response(no_store)))
     }
@@ -499,6 +552,132 @@ impl TokenEndpoint {
     }
 }
 
+/// What a revocation request asked, from an authenticated client.
+struct RevocationRequest<'a> {
+    client: &'a TokenClient,
+    token: String,
+}
+
+/// The claims a revocation needs; the signature and issuer are checked as for any token.
+#[derive(Deserialize)]
+struct RevokedClaims {
+    client_id: String,
+    exp: u64,
+    jti: String,
+}
+
+impl TokenEndpoint {
+    /// Authenticates a revocation request's client and reads its token.
+    async fn revocation_request(
+        &self,
+        headers: &HeaderMap,
+        request: Request,
+    ) -> Result<RevocationRequest<'_>, Refusal> {
+        let basic = basic_credentials(headers)?;
+        let body = read_body(headers, request).await?;
+        let token = body.token().map(str::to_owned);
+        let presented = Presented::resolve(basic, body)?;
+        let Some(client) = self.authenticate(&presented) else {
+            let reason = if self.clients.contains_key(&presented.id) {
+                "wrong_secret"
+            } else {
+                "unknown_client"
+            };
+            return Err(Refusal::invalid_client(
+                presented.via_header,
+                reason,
+                presented.id,
+            ));
+        };
+        let token = token.ok_or(Refusal::invalid_request("the token to revoke is required"))?;
+        Ok(RevocationRequest { client, token })
+    }
+
+    /// Revokes the request's token if it is one of this endpoint's, unexpired, issued to the
+    /// client asking; answers `200` in every such case (RFC 7009 §2.2).
+    async fn revoke_token(
+        &self,
+        request: RevocationRequest<'_>,
+        remote: Option<SocketAddr>,
+    ) -> Response {
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        let claims =
+            jsonwebtoken::decode::<RevokedClaims>(&request.token, &self.decoding, &validation);
+        let mut record = AuditRecord::new(AuditEvent::Revocation, Outcome::Allowed);
+        record.client_id = Some(&request.client.id);
+        record.remote_addr = remote;
+        let claims = match claims {
+            Ok(data) if data.claims.client_id == request.client.id => data.claims,
+            Ok(data) => {
+                record.outcome = Outcome::Denied;
+                record.reason = Some("token_of_another_client");
+                record.credential_id = Some(&data.claims.jti);
+                self.audit.record(&record);
+                return revocation_answered();
+            }
+            Err(_) => {
+                // Expired, forged, someone else's issuer: nothing to revoke.
+                record.reason = Some("not_a_valid_token");
+                self.audit.record(&record);
+                return revocation_answered();
+            }
+        };
+        record.credential_id = Some(&claims.jti);
+        match self.revoked.revoke(&claims.jti, claims.exp).await {
+            Ok(()) => {
+                record.reason = Some("revoked");
+                self.audit.record(&record);
+                revocation_answered()
+            }
+            Err(error) => {
+                record.outcome = Outcome::Denied;
+                record.reason = Some(match error {
+                    RevokeError::Full => "revocation_list_full",
+                    #[cfg(feature = "redis")]
+                    RevokeError::Unavailable => "revocation_list_unavailable",
+                });
+                self.audit.record(&record);
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(ErrorResponse {
+                        error: "temporarily_unavailable",
+                        error_description: "the revocation could not be recorded; retry shortly",
+                    }),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+        }
+    }
+}
+
+/// RFC 7009 §2.2: `200` with an empty body.
+fn revocation_answered() -> Response {
+    StatusCode::OK.into_response()
+}
+
+/// The axum handler of `/auth/revoke`.
+async fn revoke(
+    State(endpoint): State<Arc<TokenEndpoint>>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    match endpoint.revocation_request(&headers, request).await {
+        Ok(request) => endpoint.revoke_token(request, remote).await,
+        Err(refusal) => endpoint.refuse(refusal, remote).await,
+    }
+}
+
 impl fmt::Debug for TokenEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ids: Vec<&str> = self.clients.keys().map(String::as_str).collect();
@@ -543,6 +722,8 @@ struct TokenRequest {
     grant_type: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// The token to revoke (`/auth/revoke`).
+    token: Option<String>,
 }
 
 impl TokenRequest {
@@ -557,6 +738,10 @@ impl TokenRequest {
 
     fn client_secret(&self) -> Option<&str> {
         non_empty(self.client_secret.as_deref())
+    }
+
+    fn token(&self) -> Option<&str> {
+        non_empty(self.token.as_deref())
     }
 }
 

@@ -454,3 +454,116 @@ async fn basic_credentials_follow_the_shared_parser() {
     let (status, _, body) = send(request).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
 }
+
+/// What `jwt` decides about `token`, as the HTTP layer asks it.
+async fn verdict(jwt: &Jwt, token: &str) -> crate::auth::Verdict {
+    use crate::auth::{AuthRequest, Authenticator, Credential};
+    let (parts, ()) = http::Request::new(()).into_parts();
+    let request = AuthRequest {
+        credential: Some(Credential::Bearer(token)),
+        parts: &parts,
+    };
+    jwt.authenticate(&request).verdict().await
+}
+
+fn revoke_request(client: &str, secret: &str, token: &str) -> http::Request<Body> {
+    http::Request::post(REVOKE_PATH)
+        .header(
+            header::AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode(format!("{client}:{secret}"))),
+        )
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={token}")))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_revokes_its_token_and_the_verifier_refuses_it() {
+    use crate::auth::Verdict;
+    let endpoint = endpoint();
+    let jwt = endpoint.verifier().unwrap();
+    let mine = endpoint.token_for("reporting").unwrap();
+    let kept = endpoint.token_for("reporting").unwrap();
+    let theirs = endpoint.token_for("bare").unwrap();
+    let router = endpoint.router().unwrap();
+    let send = |request: http::Request<Body>| {
+        let router = router.clone();
+        async move { router.oneshot(request).await.unwrap() }
+    };
+    assert!(matches!(verdict(&jwt, &mine).await, Verdict::Accept(_)));
+
+    let answer = send(revoke_request("reporting", "s3cret+/=0123456789", &mine)).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()[header::CACHE_CONTROL], "no-store");
+    match verdict(&jwt, &mine).await {
+        Verdict::Reject(error) => {
+            assert_eq!(error.kind(), crate::auth::AuthErrorKind::InvalidToken);
+            assert!(error.credential_id().is_some(), "names the jti");
+        }
+        other => panic!("a revoked token: {other:?}"),
+    }
+    // The client's other token, and other clients' tokens, are untouched.
+    assert!(matches!(verdict(&jwt, &kept).await, Verdict::Accept(_)));
+    // A client cannot revoke another's token: `200` all the same, nothing revoked.
+    let answer = send(revoke_request("reporting", "s3cret+/=0123456789", &theirs)).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(matches!(verdict(&jwt, &theirs).await, Verdict::Accept(_)));
+    // Garbage, or a token signed with another secret: `200`, nothing to revoke.
+    let forged = TokenEndpoint::hs256("another-hs256-secret-of-32-bytes-or-more")
+        .unwrap()
+        .client(TokenClient::new("reporting", "s3cret+/=0123456789"))
+        .token_for("reporting")
+        .unwrap();
+    for token in ["not-a-token", forged.as_str()] {
+        let answer = send(revoke_request("reporting", "s3cret+/=0123456789", token)).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    assert!(matches!(verdict(&jwt, &kept).await, Verdict::Accept(_)));
+}
+
+#[tokio::test]
+async fn revocation_requests_are_authenticated_and_checked() {
+    let endpoint = endpoint();
+    let token = endpoint.token_for("reporting").unwrap();
+    let router = endpoint.router().unwrap();
+    let call = |request: http::Request<Body>| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            (
+                parts.status,
+                parts.headers,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, headers, body) = call(revoke_request(
+        "reporting",
+        "wrong-secret-0123456789",
+        &token,
+    ))
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(headers[header::WWW_AUTHENTICATE], BASIC_CHALLENGE);
+    let (status, _, body) = call(revoke_request("nobody", "s3cret+/=0123456789", &token)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+    let no_token = http::Request::post(REVOKE_PATH)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(
+            "client_id=reporting&client_secret=s3cret%2B%2F%3D0123456789",
+        ))
+        .unwrap();
+    let (status, _, body) = call(no_token).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    let json = http::Request::post(REVOKE_PATH)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"client_id": "reporting", "client_secret": "s3cret+/=0123456789", "token": token})
+                .to_string(),
+        ))
+        .unwrap();
+    let (status, _, _) = call(json).await;
+    assert_eq!(status, StatusCode::OK);
+}
