@@ -28,6 +28,9 @@
 //!   in the schema `OAUTH_DATABASE_SCHEMA` (default `mcp_gatekeeper`, created at start).
 //!   Behind a load balancer, give every replica its origin as `OAUTH_ISSUER` and, unless it
 //!   routes by MCP session, `STATELESS=1`;
+//! - `REDIS_URL`: keep the tools' rate limits, the MCP endpoint's failure lockout and
+//!   (stateful) the owners of MCP sessions in this Redis, shared by every replica started
+//!   with the same URL and `REDIS_PREFIX` (default `mcp:oauth:`), as in the `rbac` example;
 //! - `OAUTH_USER` (default `alice`), `OAUTH_USER_PASSWORD` (generated and printed when unset),
 //!   `OAUTH_USER_ROLE` (`viewer`, `editor` or `admin`; default `admin`): the demo user;
 //! - `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET` (optional: a public client without it) and
@@ -190,6 +193,9 @@ pub struct OAuthConfig {
     pub cimd_allow_private: bool,
     /// Tests only: approve every request at once as the demo user.
     pub auto_approve: bool,
+    /// The Redis shared with other replicas (rate limits, failure lockout, MCP session
+    /// owners), if any.
+    pub redis: Option<rbac::SharedRedis>,
 }
 
 /// Builds the authorization server and the MCP server and serves both on `listener`.
@@ -231,6 +237,9 @@ pub async fn serve(
     }
     if config.stateless {
         server = server.stateless();
+    }
+    if let Some(redis) = &config.redis {
+        server = rbac::share_through_redis(server, redis, config.stateless);
     }
     Ok(server.serve_on(listener)?)
 }
@@ -374,6 +383,7 @@ fn config_without_user(origin: &str) -> Result<OAuthConfig, Box<dyn std::error::
         clients: Vec::new(),
         cimd_allow_private: false,
         auto_approve: false,
+        redis: rbac::SharedRedis::from_env("mcp:oauth:"),
     })
 }
 
@@ -447,6 +457,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metadata_path = url::Url::parse(&resource).map(|u| u.path().to_owned())?;
     let user = config.user.clone();
     let store = describe_store(&config);
+    let shared = config.redis.as_ref().map(|redis| {
+        let sessions = if config.stateless {
+            ""
+        } else {
+            ", MCP session owners (route by Mcp-Session-Id)"
+        };
+        // Only the prefix is printed: the URL may carry Redis's password.
+        format!(
+            "rate limits, failure lockout{sessions}; keys under `{}`",
+            redis.prefix
+        )
+    });
     let listener = env.listener;
     let local = listener.local_addr()?;
     let running = serve(config, listener).await?;
@@ -457,6 +479,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("sign in as:             {user}");
     println!("store:                  {store}");
+    if let Some(shared) = shared {
+        println!("shared through Redis:   {shared}");
+    }
     println!("\ntry it from another shell (MCP Inspector, Node >= 22.19):");
     println!(
         "  # Inspector prints the URL of the login and consent pages and opens a browser there; \

@@ -248,14 +248,22 @@ pub struct RbacConfig {
     pub redis: Option<SharedRedis>,
 }
 
-/// The Redis replicas share state through (`REDIS_URL`, `REDIS_PREFIX`). No `Debug`: the URL
-/// may carry Redis's password.
+/// The Redis replicas share state through (`REDIS_URL`, `REDIS_PREFIX`). `Debug` shows the
+/// prefix only: the URL may carry Redis's password.
 #[derive(Clone)]
 pub struct SharedRedis {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
     /// The prefix of every key.
     pub prefix: String,
+}
+
+impl std::fmt::Debug for SharedRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRedis")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SharedRedis {

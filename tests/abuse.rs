@@ -441,6 +441,7 @@ async fn the_oauth_example_keeps_its_data_directory_private() {
         clients: Vec::new(),
         cimd_allow_private: false,
         auto_approve: false,
+        redis: None,
     };
     let running = crate::oauth_example::serve(config, listener).await.unwrap();
     for path in [dir.clone(), dir.join("nested")] {

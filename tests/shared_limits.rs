@@ -382,14 +382,15 @@ async fn a_redis_outage_leaves_each_replica_its_own_lockout() {
 
 /// How many lockout keys the Redis on `port` holds under the example's prefix.
 async fn counted_keys(port: u16) -> usize {
+    keys_matching(&format!("127.0.0.1:{port}"), "mcp:rbac:lo:*").await
+}
+
+/// How many keys the Redis at `address` holds that match `pattern` (0 when it does not answer).
+async fn keys_matching(address: &str, pattern: &str) -> usize {
     let query = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        stream
-            .write_all(b"*2\r\n$4\r\nKEYS\r\n$13\r\nmcp:rbac:lo:*\r\n")
-            .await
-            .ok()?;
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let command = format!("*2\r\n$4\r\nKEYS\r\n${}\r\n{pattern}\r\n", pattern.len());
+        stream.write_all(command.as_bytes()).await.ok()?;
         let mut answer = [0u8; 64];
         let read = stream.read(&mut answer).await.ok()?;
         // An array reply: `*<count>\r\n...`.
@@ -676,4 +677,68 @@ async fn a_redis_outage_refuses_tokens_until_revocations_can_be_read_again() {
             "a warning was logged: {printed}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_oauth_example_shares_its_limits_through_redis() {
+    let redis = shared_redis().await;
+    let address = redis
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let prefix = fresh_prefix();
+    let dir = std::env::temp_dir().join(format!("mcpgk-oauth-redis-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut example = CapturedProcess::spawn(
+        Command::new(example_binary("oauth"))
+            .env("BIND", "127.0.0.1:0")
+            .env("OAUTH_DATA_DIR", &dir)
+            .env("OAUTH_USER_PASSWORD", "alice-password-1")
+            .env("OAUTH_SERVICE_ID", "reporting")
+            .env("OAUTH_SERVICE_SECRET", "reporting-secret-0123456789")
+            .env("REDIS_URL", &redis)
+            .env("REDIS_PREFIX", &prefix)
+            .env("RUST_LOG", "off"),
+        "the oauth example",
+    );
+    let base = format!("http://{}", example.listening());
+    let printed = example.printed();
+    assert!(
+        printed.contains(&format!(
+            "shared through Redis:   rate limits, failure lockout, MCP session owners (route by \
+             Mcp-Session-Id); keys under `{prefix}`"
+        )),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(&redis),
+        "the URL is never printed: {printed}"
+    );
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("reporting", Some("reporting-secret-0123456789"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "data:read")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = answer["access_token"].as_str().expect("a token");
+    assert_eq!(keys_matching(&address, &format!("{prefix}rl:*")).await, 0);
+    let reply = Mcp::new(
+        &format!("{base}/mcp"),
+        Cred::Bearer(token.into()),
+        Version::V2026_07_28,
+    )
+    .call("read-data", json!({ "key": "a" }))
+    .await;
+    assert!(reply.result().is_object(), "{reply:#?}");
+    // The call was counted in Redis, under the example's prefix.
+    assert_eq!(keys_matching(&address, &format!("{prefix}rl:*")).await, 1);
+    drop(example);
+    let _ = std::fs::remove_dir_all(&dir);
 }

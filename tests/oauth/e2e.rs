@@ -84,6 +84,7 @@ impl Instance {
             clients: Vec::new(),
             cimd_allow_private: false,
             auto_approve: false,
+            redis: None,
         });
         let running = serve(config, listener)
             .await
