@@ -262,6 +262,55 @@ async fn the_gatekeepers_layer_shares_its_failure_throttle() {
     );
 }
 
+/// Two replicas of an app behind the layer alone, sharing its failure throttle through Redis.
+#[tokio::test]
+async fn layers_of_two_replicas_share_their_lockout_through_redis() {
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("mcp-layer-{:016x}:", rand::random::<u64>());
+    let replica = || async {
+        let layer = GatekeeperLayer::builder()
+            .authenticate(keys())
+            .lockout(Lockout::new(
+                3,
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            ))
+            .shared_lockout(mcp_gatekeeper::RedisLockout::new(&redis).prefix(&prefix))
+            .shared_sessions(mcp_gatekeeper::RedisSessions::new(&redis).prefix(&prefix))
+            .build()
+            .unwrap();
+        Served::start(
+            Router::new()
+                .route("/mine", get(rmcp_layer::whoami))
+                .route_layer(layer),
+        )
+        .await
+    };
+    let (first, second) = (replica().await, replica().await);
+    let wrong = Cred::ApiKey("wrong-key-0123456789abcdef".into());
+    for _ in 0..2 {
+        assert_eq!(get_with(&first.url("/mine"), &wrong).await.0, 403);
+    }
+    // Redis must answer for the third failure to be throttled on the other replica: fail loudly
+    // (never pass by accident) when it is not there.
+    let (status, body) = get_with(&second.url("/mine"), &wrong).await;
+    assert_eq!(
+        status, 429,
+        "the second replica counts the first one's failures (is Redis running at {redis}?): \
+         {body}"
+    );
+    assert_eq!(
+        get_with(&second.url("/mine"), &Cred::ApiKey(ALICE_KEY.into())).await,
+        (200, "alice".to_owned())
+    );
+    // Settings that cannot be used fail the build.
+    let bad = GatekeeperLayer::builder()
+        .authenticate(keys())
+        .shared_lockout(mcp_gatekeeper::RedisLockout::new("not a url"))
+        .build();
+    assert!(bad.is_err());
+}
+
 #[tokio::test]
 async fn the_layers_mistakes_are_reported_by_build() {
     let bad_host = GatekeeperLayer::builder()

@@ -93,6 +93,10 @@ impl GatekeeperLayer {
             audit: AuditLog::tracing_only(),
             lockout: Lockout::default(),
             resource: None,
+            #[cfg(feature = "redis")]
+            shared_lockout: None,
+            #[cfg(feature = "redis")]
+            shared_sessions: None,
         }
     }
 
@@ -184,6 +188,12 @@ pub struct GatekeeperLayerBuilder {
     audit: AuditLog,
     lockout: Lockout,
     resource: Option<ProtectedResource>,
+    /// The failure throttle and session owners shared with other replicas, as settings until
+    /// `build`.
+    #[cfg(feature = "redis")]
+    shared_lockout: Option<crate::RedisLockout>,
+    #[cfg(feature = "redis")]
+    shared_sessions: Option<crate::RedisSessions>,
 }
 
 impl GatekeeperLayerBuilder {
@@ -247,6 +257,26 @@ impl GatekeeperLayerBuilder {
         self
     }
 
+    /// Counts the failures of [`lockout`](Self::lockout) in Redis, shared by every replica
+    /// configured with the same Redis and prefix, as
+    /// [`Gatekeeper::shared_lockout`](crate::Gatekeeper::shared_lockout) does.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared_lockout(mut self, lockout: crate::RedisLockout) -> Self {
+        self.shared_lockout = Some(lockout);
+        self
+    }
+
+    /// Keeps who owns which MCP session in Redis as well, shared by every replica configured
+    /// with the same Redis and prefix, as
+    /// [`Gatekeeper::shared_sessions`](crate::Gatekeeper::shared_sessions) does.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared_sessions(mut self, sessions: crate::RedisSessions) -> Self {
+        self.shared_sessions = Some(sessions);
+        self
+    }
+
     /// Names `resource`'s RFC 9728 metadata in every challenge (`resource_metadata`, and its
     /// scopes in the `401` for a missing credential), and answers an invalid or expired token
     /// `401 invalid_token` instead of `403`, since clients can then get a new one. Serve the
@@ -261,8 +291,23 @@ impl GatekeeperLayerBuilder {
     /// # Errors
     /// An allowed host or origin that does not parse, an authenticator whose configuration is
     /// unsafe (a JWT verifier that checks no audience), a protected resource naming no
-    /// authorization server.
+    /// authorization server, Redis settings that cannot be used.
     pub fn build(self) -> Result<GatekeeperLayer, ConfigError> {
+        let failures = FailureThrottle::new(self.lockout);
+        #[cfg(feature = "redis")]
+        let failures = failures.shared(
+            self.shared_lockout
+                .map(|lockout| lockout.build().map(Arc::new))
+                .transpose()?,
+        );
+        #[cfg(feature = "redis")]
+        let sessions = crate::http::sessions::SessionBindings::shared(
+            self.shared_sessions
+                .map(|sessions| sessions.build().map(Arc::new))
+                .transpose()?,
+        );
+        #[cfg(not(feature = "redis"))]
+        let sessions = crate::http::sessions::SessionBindings::default();
         for authenticator in &self.authenticators {
             authenticator.check_configuration()?;
         }
@@ -290,8 +335,8 @@ impl GatekeeperLayerBuilder {
             hosts,
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
             audit: self.audit,
-            failures: Arc::new(FailureThrottle::new(self.lockout)),
-            sessions: Arc::default(),
+            failures: Arc::new(failures),
+            sessions: Arc::new(sessions),
             challenge,
             tools: None,
         };
