@@ -11,7 +11,9 @@
 # hs256), or hs256-cold, es256-cold, oidc-cold: the JWT rows with a new token on every request (`--fresh-tokens`, FRESH_TOKENS of
 # them, default 40000; the warm-up sends the first quarter, the measured run the rest, and a
 # warning says when the run needed more), so every request misses the verified-token cache and
-# is verified in full. Each row is served by `bench-server --mode ROW` under callgrind; after a 3 s warm-up the counters are zeroed, then
+# is verified in full; or apikey-redis: the apikey row with the tools' rate limits in Redis
+# (`--redis-url`, REDIS_URL, default redis://127.0.0.1:6379), which counts the server's side of
+# the Redis exchange only (Redis's own work is in another process). Each row is served by `bench-server --mode ROW` under callgrind; after a 3 s warm-up the counters are zeroed, then
 # `wrk -t1 -c4` drives `tools/call echo` for DURATION (default 10 s); instructions are divided
 # by the requests wrk completed. Without SERVERS, this tree's bench-server is built (release).
 # Prints one line per server and row: `NAME ROW instructions/request requests`. KEEP=DIR keeps
@@ -46,15 +48,19 @@ for server in $SERVERS; do
         port=$((port + 1))
         out="$WORK/callgrind.$name.$row"
         rm -f "$WORK/cred" "$WORK/audit.jsonl" "$WORK/tokens"
-        fresh=() warm_tokens=() measured_tokens=()
+        flags=() warm_tokens=() measured_tokens=() mode=${row%-cold}
+        if [[ $row == *-redis ]]; then
+            mode=${row%-redis}
+            flags=(--redis-url "${REDIS_URL:-redis://127.0.0.1:6379}")
+        fi
         if [[ $row == *-cold ]]; then
-            fresh=(--fresh-tokens "$WORK/tokens" --fresh-token-count "$FRESH_TOKENS")
+            flags=(--fresh-tokens "$WORK/tokens" --fresh-token-count "$FRESH_TOKENS")
             warm_tokens=(BENCH_TOKENS="$WORK/tokens" BENCH_TOKENS_RANGE="0:$((FRESH_TOKENS / 4))")
             measured_tokens=(BENCH_TOKENS="$WORK/tokens" BENCH_TOKENS_RANGE="$((FRESH_TOKENS / 4)):$FRESH_TOKENS")
         fi
         valgrind --tool=callgrind --callgrind-out-file="$out" \
-            "$binary" --mode "${row%-cold}" --bind "127.0.0.1:$port" --credential-file "$WORK/cred" \
-            --audit-file "$WORK/audit.jsonl" "${fresh[@]}" \
+            "$binary" --mode "$mode" --bind "127.0.0.1:$port" --credential-file "$WORK/cred" \
+            --audit-file "$WORK/audit.jsonl" "${flags[@]}" \
             --es256-private "$WORK/es256.key" --es256-public "$WORK/es256.pub" \
             2>>"$WORK/valgrind.log" &
         pid=$!

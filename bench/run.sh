@@ -11,12 +11,25 @@
 # every reply (status 200 and a JSON-RPC result with the echoed text), stops the server, and
 # finally prints one table (bench/results/ keeps it with the raw wrk output).
 #
+# Two self-contained load binaries of the same crate measure what wrk cannot drive:
+#   cargo run --release -p mcp-gatekeeper-bench --bin tls-load      (HTTPS and mTLS against
+#     plain HTTP; src/tls_load.rs)
+#   cargo run --release -p mcp-gatekeeper-bench --bin refresh-load  (OAuth refresh grants/s,
+#     SqliteStore against PostgresStore on DATABASE_URL, N rotating chains; src/refresh_load.rs)
+#
 # Settings (environment): DURATION=5s WARMUP=2s CONNECTIONS=32 THREADS=2 ROUNDS=6
 #   (many short rounds rather than a few long ones: this machine's speed drifts by 10-20 % over
 #   seconds, and the median of per-round ratios is printed with the ratio of means)
 #   ROWS="bare apikey hs256 es256 ts py bare-stateful apikey-stateful" (a subset for quick runs)
 #   (diagnostic rows, not in the default set: apikey-noaudit = API key without the JSON-lines
 #   audit file, records on tracing only; bare-anyhost = bare with rmcp's Host check off)
+#   (shared-state row, not in the default set: apikey-redis = the apikey row with the tools' rate
+#   limits in Redis, `bench-server --redis-url $REDIS_URL`, as replicas behind one load balancer
+#   would keep them: every tools/call runs the limiter's GCRA script in Redis (EVALSHA) before
+#   the tool, the rate still never triggers, the keys go under a prefix new on every start; with
+#   redis-cli installed, each round also prints Redis's EVALSHA/EVAL calls and its CPU time per
+#   request, from INFO commandstats / INFO cpu before and after the measured run, and the
+#   targets set it against apikey; REDIS_URL=redis://127.0.0.1:6379)
 #   (cache-miss rows, not in the default set: hs256-cold, es256-cold = the JWT rows with a new
 #   token on every request, so each one is verified in full instead of found in the cache of
 #   verified tokens; FRESH_TOKENS_HS256=400000 / FRESH_TOKENS_ES256=160000 tokens are minted by
@@ -44,6 +57,7 @@ BASE_PORT=${BASE_PORT:-18800}
 FRESH_TOKENS_HS256=${FRESH_TOKENS_HS256:-400000}
 FRESH_TOKENS_ES256=${FRESH_TOKENS_ES256:-160000}
 BEFORE=${BEFORE:-}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 RUST_FLAGS=()
 [ "${TCP_NODELAY:-0}" = 1 ] && RUST_FLAGS+=(--tcp-nodelay)
 PROTOCOL=2025-06-18
@@ -136,6 +150,7 @@ label() {
     bare-stateful) echo "bare rmcp 3.11 (stateful sessions, SSE)" ;;
     apikey-stateful) echo "mcp-gatekeeper API key (stateful)" ;;
     apikey-noaudit) echo "gatekeeper API key, no audit file (diag.)" ;;
+    apikey-redis) echo "gatekeeper API key, rate limit in Redis" ;;
     bare-anyhost) echo "bare rmcp, its Host check off (diag.)" ;;
     *) echo "$1" ;;
   esac
@@ -152,11 +167,12 @@ start_server() {
   rm -f "$cred.tmp"
   TOKENS_FILE="" TOKENS_COUNT=0
   case $row in
-    bare | apikey | hs256 | es256 | bare-stateful | apikey-stateful | apikey-noaudit | bare-anyhost | hs256-cold | es256-cold)
+    bare | apikey | hs256 | es256 | bare-stateful | apikey-stateful | apikey-noaudit | bare-anyhost | hs256-cold | es256-cold | apikey-redis)
       local mode=${row%-*} flags=() audit=(--audit-file "$WORK/audit.jsonl")
       [[ $row == *-stateful ]] && flags=(--stateful)
       [[ $row == *-anyhost ]] && flags=(--any-host)
       [[ $row == *-noaudit ]] && audit=(--no-audit-file)
+      [[ $row == *-redis ]] && flags=(--redis-url "$REDIS_URL")
       if [[ $row == *-cold ]]; then
         TOKENS_FILE="$WORK/tokens"
         TOKENS_COUNT=$FRESH_TOKENS_HS256
@@ -255,6 +271,17 @@ run_wrk() {
   grep '^RESULT' <<<"$out"
 }
 
+# redis_stats: "EVALSHA+EVAL calls, Redis CPU seconds (user + system)" of the Redis at
+# REDIS_URL, from INFO (whole-server counters: anything else using that Redis meanwhile counts
+# too); empty without redis-cli.
+redis_stats() {
+  command -v redis-cli >/dev/null || return 0
+  redis-cli -u "$REDIS_URL" INFO all 2>/dev/null | tr -d '\r' | awk -F'[:,=]' '
+    $1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" { calls += $3 }
+    $1 == "used_cpu_sys" || $1 == "used_cpu_user" { cpu += $2 }
+    END { printf "%d %.6f\n", calls, cpu }'
+}
+
 # Server CPU time (user + system, all threads) in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
@@ -283,11 +310,22 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "### round $round row $row warm-up" >>"$RAW"
     run_wrk "$port" "$WARMUP" "0:$((TOKENS_COUNT / 4))" >/dev/null
     echo "### round $round row $row measured" >>"$RAW"
+    redis0="" redis1=""
+    [[ ${row%@before} == *-redis ]] && redis0=$(redis_stats)
     ticks0=$(cpu_ticks "$SERVER_PID")
     line=$(run_wrk "$port" "$DURATION" "$((TOKENS_COUNT / 4)):$TOKENS_COUNT")
     ticks1=$(cpu_ticks "$SERVER_PID")
+    [[ ${row%@before} == *-redis ]] && redis1=$(redis_stats)
     cpu=$(awk -v t="$((ticks1 - ticks0))" -v hz="$CLK_TCK" -v n="$(field requests "$line")" 'BEGIN { printf "%.0f", (n > 0) ? t * 1e6 / hz / n : 0 }')
     line="$line cpu_us=$cpu"
+    if [ -n "$redis0" ] && [ -n "$redis1" ]; then
+      # Script calls and Redis CPU per request of the measured run.
+      line="$line $(awk -v a="$redis0" -v b="$redis1" -v n="$(field requests "$line")" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        printf "redis_calls=%.3f redis_cpu_us=%.1f", (n > 0) ? (y[1] - x[1]) / n : 0, (n > 0) ? (y[2] - x[2]) * 1e6 / n : 0 }')"
+      printf '   Redis: %s EVALSHA/EVAL calls per request, %s us of Redis CPU per request\n' \
+        "$(field redis_calls "$line")" "$(field redis_cpu_us "$line")" >&2
+    fi
     R[$row,$round]=$line
     printf '   %s req/s, p50 %s us, p99 %s us, server CPU %s us/req, non-2xx %s, JSON-RPC errors %s, socket errors %s\n' \
       "$(field rps "$line")" "$(field p50_us "$line")" "$(field p99_us "$line")" "$cpu" \
@@ -374,6 +412,16 @@ ratio() { # ratio ROW BASE
       check "$(label "$row"): server CPU per request vs bare (info)" "$(r "${CPU[$row]}" "${CPU[bare]}")" "<=" 1.11
     fi
   done
+  if [ -n "${RPS[apikey-redis]:-}" ] && [ -n "${RPS[apikey]:-}" ]; then
+    check "$(label apikey-redis): req/s vs apikey" "$(r "${RPS[apikey-redis]}" "${RPS[apikey]}")" ">=" 0.70
+    check "$(label apikey-redis): req/s vs apikey, median of rounds" "$(paired apikey-redis apikey)" ">=" 0.70
+    check "$(label apikey-redis): p99 vs apikey (info)" "$(r "${P99[apikey-redis]}" "${P99[apikey]}")" "<=" 1.5
+    check "$(label apikey-redis): server CPU per request vs apikey (info)" "$(r "${CPU[apikey-redis]}" "${CPU[apikey]}")" "<=" 1.5
+    calls=$(for round in $(seq 1 "$ROUNDS"); do field redis_calls "${R[apikey-redis,$round]}"; done | awk 'NF { s += $1; n++ } END { if (n) printf "%.3f", s / n }')
+    rcpu=$(for round in $(seq 1 "$ROUNDS"); do field redis_cpu_us "${R[apikey-redis,$round]}"; done | awk 'NF { s += $1; n++ } END { if (n) printf "%.1f", s / n }')
+    [ -n "$calls" ] && printf '  %-58s %8s (EVALSHA + EVAL per request, mean of rounds; Redis CPU %s us/req)\n' \
+      "$(label apikey-redis): Redis script calls" "$calls" "$rcpu"
+  fi
   for row in apikey hs256; do
     [ -n "${RPS[$row]:-}" ] && [ -n "${RPS[ts]:-}" ] && check "$(label "$row"): req/s vs TypeScript seed" "$(r "${RPS[$row]}" "${RPS[ts]}")" ">=" 20
     [ -n "${RPS[$row]:-}" ] && [ -n "${RPS[py]:-}" ] && check "$(label "$row"): req/s vs Python seed" "$(r "${RPS[$row]}" "${RPS[py]}")" ">=" 40

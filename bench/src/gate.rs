@@ -1,10 +1,11 @@
 //! mcp-gatekeeper with the same one tool, behind a role guard, a rate limit that never
-//! triggers and a JSON-lines audit trail; callers authenticate with an API key or a JWT.
+//! triggers (counted in the process, or in Redis with `--redis-url`) and a JSON-lines audit
+//! trail; callers authenticate with an API key or a JWT.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use mcp_gatekeeper::{AuditLog, auth::Oidc, prelude::*};
+use mcp_gatekeeper::{AuditLog, RedisRateLimiter, auth::Oidc, prelude::*};
 use serde::Serialize;
 
 use mcp_gatekeeper::shutdown_signal as stop_signal;
@@ -204,6 +205,17 @@ async fn server(
             )
         }
         Mode::Bare => return Err("not a gatekeeper mode".into()),
+    };
+    let server = match &options.redis_url {
+        // A prefix of its own per start: no run shares a caller's budget with another.
+        Some(url) => {
+            let prefix = options
+                .redis_prefix
+                .clone()
+                .unwrap_or_else(|| format!("mcp-gatekeeper-bench:{}:", random_hex(8)));
+            server.rate_limiter(RedisRateLimiter::new(url).prefix(prefix))
+        }
+        None => server,
     };
     Ok(if options.stateful {
         (server, header)

@@ -20,7 +20,20 @@
 //! bench-server --mode apikey [--stateful] [--bind 127.0.0.1:8801]
 //!              [--credential-file FILE] [--audit-file FILE]
 //!              [--es256-private PEM --es256-public PEM]
+//!              [--redis-url redis://127.0.0.1:6379 [--redis-prefix PREFIX]]
 //! ```
+//!
+//! `--redis-url URL` (any gatekeeper mode; `run.sh`'s `apikey-redis` row) keeps the tools' rate
+//! limits in that Redis (`Gatekeeper::rate_limiter(RedisRateLimiter::new(URL))`, as replicas
+//! behind one load balancer would) instead of in the process: every `tools/call echo` then runs
+//! the GCRA script in Redis (one `EVALSHA` over the limiter's one multiplexed connection) before
+//! the tool. The rate stays `1000000000/s`, so it still never triggers: each call moves the
+//! caller's theoretical arrival time 1 µs ahead, within a tolerance of 1,000 s. The keys go
+//! under `--redis-prefix` (default `mcp-gatekeeper-bench:<16 random hex digits>:`, new on every
+//! start, so no run shares a budget with another or with anything else in that Redis; the one
+//! key expires a millisecond after the last call). The limiter fails closed: with Redis away
+//! every call is refused (`-32005`), so `run.sh`'s readiness check (a real `tools/call`) never
+//! passes and the row stops with that reply instead of measuring refusals.
 //!
 //! Stateless mode (the default) is rmcp's `NeverSessionManager` with legacy sessions off and
 //! plain JSON replies; `--stateful` serves `Mcp-Session-Id` sessions with SSE replies.
@@ -81,11 +94,15 @@ struct Options {
     fresh_tokens: Option<PathBuf>,
     /// How many tokens to write there.
     fresh_token_count: usize,
+    /// The Redis that keeps the tools' rate limits, if any (else the process does).
+    redis_url: Option<String>,
+    /// The prefix of the Redis keys (default: new and random on every start).
+    redis_prefix: Option<String>,
 }
 
 const USAGE: &str = "usage: bench-server --mode bare|apikey|hs256|es256|oidc|introspect [--stateful] [--tcp-nodelay] [--any-host] [--bind ADDR] \
 [--credential-file FILE] [--audit-file FILE | --no-audit-file] [--es256-private PEM --es256-public PEM] \
-[--fresh-tokens FILE [--fresh-token-count N]]";
+[--fresh-tokens FILE [--fresh-token-count N]] [--redis-url URL [--redis-prefix PREFIX]]";
 
 fn parse_options() -> Result<Options, String> {
     let mut mode = None;
@@ -101,6 +118,8 @@ fn parse_options() -> Result<Options, String> {
         es256_public: None,
         fresh_tokens: None,
         fresh_token_count: 20_000,
+        redis_url: None,
+        redis_prefix: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -134,6 +153,8 @@ fn parse_options() -> Result<Options, String> {
                     .parse()
                     .map_err(|_| "--fresh-token-count needs a number".to_owned())?;
             }
+            "--redis-url" => options.redis_url = Some(value("--redis-url")?),
+            "--redis-prefix" => options.redis_prefix = Some(value("--redis-prefix")?),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -148,6 +169,12 @@ fn parse_options() -> Result<Options, String> {
         && !matches!(options.mode, Mode::Hs256 | Mode::Es256 | Mode::Oidc)
     {
         return Err("--fresh-tokens needs --mode hs256, es256 or oidc".into());
+    }
+    if options.redis_url.is_some() && options.mode == Mode::Bare {
+        return Err("--redis-url needs a gatekeeper mode (bare has no rate limit)".into());
+    }
+    if options.redis_prefix.is_some() && options.redis_url.is_none() {
+        return Err("--redis-prefix needs --redis-url".into());
     }
     Ok(options)
 }
