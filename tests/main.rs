@@ -34,6 +34,7 @@ mod proxy_certificates;
 mod python_sdk;
 mod readme;
 mod rmcp_client;
+mod session_limits;
 mod shared_limits;
 mod step_up;
 mod tls;

@@ -218,7 +218,12 @@ async fn server(
         None => server,
     };
     Ok(if options.stateful {
-        (server, header)
+        // One client opens every session of the stateful rows (`SESSIONS`, default 32): more
+        // than a caller may hold by default (16), which would end the oldest mid-run.
+        (
+            server.session_limits(mcp_gatekeeper::SessionLimits::new().per_caller(1024)),
+            header,
+        )
     } else {
         (server.stateless(), header)
     })

@@ -29,5 +29,6 @@ pub use forwarded_certificate::ForwardedCertificate;
 pub(crate) use health::ReadinessCheck;
 pub use layer::GatekeeperLayer;
 pub use serve::ConnectionLimits;
+pub use sessions::SessionLimits;
 #[cfg(feature = "redis")]
 pub use sessions::redis::RedisSessions;

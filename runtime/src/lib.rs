@@ -44,7 +44,7 @@ pub use http::ForwardedCertificate;
 pub use http::RedisSessions;
 pub use http::{
     ConnectionLimits, Gatekeeper, GatekeeperLayer, MissingPrincipal, PeerAddr, RunningServer,
-    ServeError, health, layer, shutdown_signal,
+    ServeError, SessionLimits, health, layer, shutdown_signal,
 };
 #[cfg(feature = "oauth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]

@@ -42,6 +42,11 @@ impl CapturedProcess {
         Self { child, output }
     }
 
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it printed so far (stdout and stderr, in the order read).
     pub fn printed(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()

@@ -21,7 +21,7 @@ use crate::{
         AuthChain, AuthError, AuthErrorKind, AuthRequest, Authenticator, Credential, CredentialKind,
     },
     http::host_guard::HostGuard,
-    http::sessions::{Binding, SessionBindings},
+    http::sessions::{Binding, SessionBindings, budget_of},
     principal::Authenticated,
     principal::{AuthMethod, Principal},
     rate_limit::retry_after_seconds,
@@ -302,6 +302,19 @@ where
         .then(|| session.map(str::to_owned))
         .flatten();
     let opening_session = session.is_none();
+    // What a new session counts against (only requests that may open one need it).
+    let budget = opening_session.then(|| budget_of(&principal, remote_addr.map(|a| a.ip())));
+    if let Some(budget) = &budget
+        && parts.method == http::Method::POST
+        && let Err(total) = state.sessions.admit(budget).await
+    {
+        let mut record =
+            AuditRecord::new(AuditEvent::Authentication, Outcome::Denied).principal(&principal);
+        record.remote_addr = remote_addr;
+        record.reason = Some("session_limit");
+        state.audit.record(&record);
+        return Ok(sessions_exhausted(total));
+    }
     // In front of the gatekeeper's tools, a tool call's own audit record names the caller, its
     // credential and address, so the "authentication allowed" record is written only for
     // requests that made no tool-call record (initialize, tools/list, ...): one record per call
@@ -326,15 +339,25 @@ where
         state.audit.record(&record);
     }
     let mut response = result?;
-    if opening_session
+    if let Some(budget) = budget
         && let Some(new_session) = response
             .headers()
             .get(&SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
     {
-        state
+        let evicted = state
             .sessions
-            .bind(new_session, principal.caller_key().clone());
+            .bind(new_session, principal.caller_key().clone(), budget);
+        if !evicted.is_empty() {
+            for _ in &evicted {
+                let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::Denied)
+                    .principal(principal);
+                record.remote_addr = remote_addr;
+                record.reason = Some("session_evicted");
+                state.audit.record(&record);
+            }
+            state.sessions.end(evicted);
+        }
     }
     if let Some(session) = ending_session
         && response.status().is_success()
@@ -484,6 +507,24 @@ fn throttled(error: &AuthError, challenge: &Challenge, wait: std::time::Duration
     response.headers_mut().insert(
         header::RETRY_AFTER,
         HeaderValue::from(retry_after_seconds(wait)),
+    );
+    response
+}
+
+/// The answer to an `initialize` while the server holds its most sessions: `503`, retry later.
+fn sessions_exhausted(total: usize) -> Response {
+    let description = format!(
+        "the server holds its maximum of {total} sessions; retry later, or use the server \
+         without a session"
+    );
+    let mut response = refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        Bytes::from(error_body("too_many_sessions", &description)),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(UNAVAILABLE_RETRY_AFTER),
     );
     response
 }

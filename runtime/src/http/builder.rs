@@ -62,6 +62,8 @@ pub struct Gatekeeper<T: McpTools> {
     allow_anonymous: bool,
     path: String,
     mode: Mode,
+    /// How many MCP sessions callers may hold (stateful mode).
+    session_limits: crate::SessionLimits,
     allowed_hosts: Option<Vec<String>>,
     allowed_origins: Vec<String>,
     max_body_bytes: usize,
@@ -130,6 +132,7 @@ impl<T: McpTools> Gatekeeper<T> {
             allow_anonymous: false,
             path: "/mcp".into(),
             mode: Mode::Stateful,
+            session_limits: crate::SessionLimits::default(),
             allowed_hosts: None,
             allowed_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
@@ -306,6 +309,17 @@ impl<T: McpTools> Gatekeeper<T> {
                 self.config_error.get_or_insert(error);
             }
         }
+        self
+    }
+
+    /// How many MCP sessions one caller and all callers may hold at once, and how long an idle
+    /// one lives (default: 16 per caller, 10,000 in all, 5 minutes; see [`SessionLimits`]).
+    /// Stateless servers have no sessions and ignore this. Limits that cannot hold (zero)
+    /// fail the build.
+    ///
+    /// [`SessionLimits`]: crate::SessionLimits
+    pub fn session_limits(mut self, limits: crate::SessionLimits) -> Self {
+        self.session_limits = limits;
         self
     }
 
@@ -564,6 +578,13 @@ impl<T: McpTools> Gatekeeper<T> {
                 .unwrap_or_else(|| LOOPBACK_HOSTS.map(String::from).to_vec()),
             &self.allowed_origins,
         )?;
+        self.session_limits.check()?;
+        // One session manager, shared with the bindings that bound what callers hold in it.
+        let session_manager = (self.mode == Mode::Stateful).then(|| {
+            let mut manager = LocalSessionManager::default();
+            manager.session_config.keep_alive = Some(self.session_limits.idle_time());
+            Arc::new(manager)
+        });
         let config = StreamableHttpServerConfig::default()
             .with_max_request_body_bytes(self.max_body_bytes)
             .with_cancellation_token(shutdown.child_token())
@@ -628,12 +649,14 @@ impl<T: McpTools> Gatekeeper<T> {
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
             audit,
             failures,
-            #[cfg(feature = "redis")]
-            sessions: Arc::new(crate::http::sessions::SessionBindings::shared(
+            sessions: Arc::new(crate::http::sessions::SessionBindings::new(
+                self.session_limits,
+                session_manager
+                    .clone()
+                    .map(|manager| manager as Arc<dyn crate::http::sessions::LiveSessions>),
+                #[cfg(feature = "redis")]
                 self.shared_sessions,
             )),
-            #[cfg(not(feature = "redis"))]
-            sessions: Arc::default(),
             challenge,
             tools: Some(GatekeeperTools {
                 scopes: engine.clone(),
@@ -647,19 +670,13 @@ impl<T: McpTools> Gatekeeper<T> {
         if let Some(routes) = self.authenticated_routes {
             extra_routes = extra_routes.merge(routes.route_layer(routes_layer.clone()));
         }
-        let mcp = match self.mode {
-            Mode::Stateful => McpEndpoint::route(
+        let mcp = match session_manager {
+            Some(manager) => McpEndpoint::route(&self.path, auth, service, manager, config),
+            None => McpEndpoint::route(
                 &self.path,
                 auth,
                 service,
-                LocalSessionManager::default(),
-                config,
-            ),
-            Mode::Stateless => McpEndpoint::route(
-                &self.path,
-                auth,
-                service,
-                NeverSessionManager::default(),
+                Arc::new(NeverSessionManager::default()),
                 config
                     .with_legacy_session_mode(false)
                     .with_json_response(true),

@@ -44,11 +44,10 @@ where
         path: &str,
         layer: GatekeeperLayer,
         handler: S,
-        sessions: M,
+        sessions: Arc<M>,
         config: StreamableHttpServerConfig,
     ) -> Router {
-        let mcp =
-            StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(sessions), config);
+        let mcp = StreamableHttpService::new(move || Ok(handler.clone()), sessions, config);
         let endpoint = Self {
             shared: Arc::new(Shared { layer, mcp }),
         };

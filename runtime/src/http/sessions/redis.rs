@@ -238,7 +238,7 @@ mod tests {
         let alice: Arc<str> = "jwt:alice".into();
         let bob: Arc<str> = "jwt:bob".into();
 
-        a.bind("session-1", alice.clone());
+        a.bind("session-1", alice.clone(), alice.clone());
         let stored = wait_for_keys(&url, &prefix, 1).await;
         // Neither the session id nor the subject reaches Redis.
         let (key, value) = &stored[0];
@@ -300,7 +300,7 @@ mod tests {
         let alice: Arc<str> = "jwt:alice".into();
         let bob: Arc<str> = "jwt:bob".into();
         // Sessions opened here are still decided here.
-        bindings.bind("mine", alice.clone());
+        bindings.bind("mine", alice.clone(), alice.clone());
         assert_eq!(bindings.check("mine", &bob).await, Binding::Foreign);
         assert_eq!(bindings.check("mine", &alice).await, Binding::Allowed);
         // Unknown ones go on to rmcp, which does not hold them either.
