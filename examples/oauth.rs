@@ -28,9 +28,10 @@
 //!   in the schema `OAUTH_DATABASE_SCHEMA` (default `mcp_gatekeeper`, created at start).
 //!   Behind a load balancer, give every replica its origin as `OAUTH_ISSUER` and, unless it
 //!   routes by MCP session, `STATELESS=1`;
-//! - `REDIS_URL`: keep the tools' rate limits, the MCP endpoint's failure lockout and
-//!   (stateful) the owners of MCP sessions in this Redis, shared by every replica started
-//!   with the same URL and `REDIS_PREFIX` (default `mcp:oauth:`), as in the `rbac` example;
+//! - `REDIS_URL`: keep the tools' rate limits, the failure lockouts (the MCP endpoint's, and
+//!   the authorization server's for client secrets and passwords) and (stateful) the owners of
+//!   MCP sessions in this Redis, shared by every replica started with the same URL and
+//!   `REDIS_PREFIX` (default `mcp:oauth:`), as in the `rbac` example;
 //! - `OAUTH_USER` (default `alice`), `OAUTH_USER_PASSWORD` (generated and printed when unset),
 //!   `OAUTH_USER_ROLE` (`viewer`, `editor` or `admin`; default `admin`): the demo user;
 //! - `OAUTH_CLIENT_ID`, `OAUTH_CLIENT_SECRET` (optional: a public client without it) and
@@ -193,8 +194,8 @@ pub struct OAuthConfig {
     pub cimd_allow_private: bool,
     /// Tests only: approve every request at once as the demo user.
     pub auto_approve: bool,
-    /// The Redis shared with other replicas (rate limits, failure lockout, MCP session
-    /// owners), if any.
+    /// The Redis shared with other replicas (rate limits, failure and password lockouts, MCP
+    /// session owners), if any.
     pub redis: Option<rbac::SharedRedis>,
 }
 
@@ -224,6 +225,11 @@ pub async fn serve(
     }
     if config.auto_approve {
         authorization = authorization.insecure_auto_approve(&config.user);
+    }
+    if let Some(redis) = &config.redis {
+        // Client secrets and passwords guessed through several replicas count as through one.
+        authorization = authorization
+            .shared_lockout(mcp_gatekeeper::RedisLockout::new(&redis.url).prefix(&redis.prefix));
     }
     let oauth = authorization.build().await?;
     // The example lives in the mcp-gatekeeper package, whose name the tools would otherwise

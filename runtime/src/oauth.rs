@@ -119,6 +119,9 @@ pub struct AuthorizationServer {
     metadata_documents: Option<ClientMetadataDocuments>,
     auto_approve: Option<String>,
     lockout: Lockout,
+    /// Where the lockout's counts are shared with other replicas (`shared_lockout`).
+    #[cfg(feature = "redis")]
+    shared_lockout: Option<crate::RedisLockout>,
     audit: AuditLog,
     signing_key_lifetime: Option<Duration>,
     /// Password checks that may run at once; `None`: one per core.
@@ -134,6 +137,11 @@ const DEFAULT_REFRESH_GRACE_PERIOD: Duration = Duration::from_secs(60);
 /// How often the background housekeeping runs (purging expired codes and tokens, rotating
 /// the signing key when it is due).
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(300);
+
+/// How often the signing keys are read from the store in the background (between
+/// housekeeping passes too), so that keys other servers on the store installed are used for
+/// signing and published, and a key due for rotation is replaced.
+pub(crate) const KEYS_RELOAD_EVERY: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for AuthorizationServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -172,6 +180,8 @@ impl AuthorizationServer {
             metadata_documents: Some(ClientMetadataDocuments::default()),
             auto_approve: None,
             lockout: Lockout::default(),
+            #[cfg(feature = "redis")]
+            shared_lockout: None,
             audit: AuditLog::tracing_only(),
             signing_key_lifetime: Some(Duration::from_secs(30 * 86_400)),
             password_checks: None,
@@ -271,8 +281,10 @@ impl AuthorizationServer {
 
     /// How long a signing key signs before a new one replaces it (default 30 days; `None`:
     /// only [`OAuthServer::rotate_signing_key`] rotates). Checked at start-up and by the
-    /// background housekeeping; a retired key stays in the JWKS until the tokens it signed have
-    /// expired, so rotation never breaks an issued token.
+    /// background housekeeping (every minute); a retired key stays in the JWKS until the tokens
+    /// it signed have expired, so rotation never breaks an issued token. Servers sharing a
+    /// store that find the key due together install one new key between them, and all sign
+    /// with it.
     pub fn signing_key_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.signing_key_lifetime = lifetime;
         self
@@ -328,6 +340,21 @@ impl AuthorizationServer {
         self
     }
 
+    /// Counts the failures and password attempts of [`lockout`](Self::lockout) in Redis,
+    /// shared by every replica configured with the same Redis and prefix: a client secret
+    /// guessed through several replicas is throttled as if through one, and so is a password
+    /// (per account and source, with the spread counters and device cookies, exactly as in one
+    /// process). While Redis does not answer, each replica counts on its own (see
+    /// [`RedisLockout`]). A setting that cannot be used fails [`build`](Self::build).
+    ///
+    /// [`RedisLockout`]: crate::RedisLockout
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared_lockout(mut self, lockout: crate::RedisLockout) -> Self {
+        self.shared_lockout = Some(lockout);
+        self
+    }
+
     /// How many password checks (argon2id, about 19 MiB of memory each) may run at once
     /// (default: one per core). Sign-ins beyond it wait in a short, bounded queue, then are
     /// answered `503` with `Retry-After`, so a burst of logins can neither exhaust memory nor
@@ -378,6 +405,19 @@ impl AuthorizationServer {
             )));
         }
         self.scope_hierarchy.check()?;
+        let logins = PasswordGuard::new(self.lockout);
+        let client_failures = FailureThrottle::new(self.lockout);
+        #[cfg(feature = "redis")]
+        let (logins, client_failures) = match self.shared_lockout {
+            Some(shared) => {
+                let (failures, passwords) = shared.build_for_authorization_server()?;
+                (
+                    logins.shared(Some(Arc::new(passwords))),
+                    client_failures.shared(Some(Arc::new(failures))),
+                )
+            }
+            None => (logins, client_failures),
+        };
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let mut configured_roles: Vec<String> = self
             .users
@@ -461,8 +501,8 @@ impl AuthorizationServer {
             #[cfg(feature = "http-client")]
             metadata_documents,
             auto_approve: self.auto_approve,
-            logins: PasswordGuard::new(self.lockout),
-            client_failures: FailureThrottle::new(self.lockout),
+            logins,
+            client_failures,
             audit: self.audit,
             configured_roles,
             pending,
@@ -471,10 +511,9 @@ impl AuthorizationServer {
             client_certificates: ClientCertificates::default(),
         });
         let server = OAuthServer { state };
-        server
-            .rotate_if_due(now)
-            .await
-            .map_err(|e| ConfigError::invalid(format!("rotating the signing key: {e}")))?;
+        server.refresh_signing_keys(now).await.map_err(|e| {
+            ConfigError::invalid(format!("reading or rotating the signing keys: {e}"))
+        })?;
         spawn_housekeeping(Arc::downgrade(&server.state));
         Ok(server)
     }
@@ -581,29 +620,35 @@ impl OAuthServer {
         Ok(())
     }
 
-    /// One pass of housekeeping: removes expired codes, refresh tokens and revocations from the
-    /// store, and rotates the signing key when its lifetime is over. Runs every five minutes in
-    /// the background while the server exists; call it yourself to run it now. Returns the
+    /// One pass of housekeeping: reads the signing keys from the store (taking up keys other
+    /// servers on the store installed), rotates the signing key when its lifetime is over,
+    /// deletes keys no live token can need and removes expired codes, refresh tokens and
+    /// revocations from the store. Runs every five minutes in the background while the server
+    /// exists (the keys alone every minute); call it yourself to run it now. Returns the
     /// number of records purged.
     ///
     /// # Errors
     /// When the store fails.
     pub async fn housekeeping(&self) -> Result<u64, StoreError> {
         let now = unix_now();
-        self.rotate_if_due(now).await?;
+        self.refresh_signing_keys(now).await?;
         self.state.store.purge_expired(now).await
     }
 
-    async fn rotate_if_due(&self, now: i64) -> Result<(), StoreError> {
-        let Some(lifetime) = self.state.signing_key_lifetime else {
-            return Ok(());
-        };
-        if now - self.state.keys.current().signing_created_at() >= lifetime {
-            let kid = self
-                .state
-                .keys
-                .rotate(self.state.store.as_ref(), now)
-                .await?;
+    /// Reads the signing keys from the store and rotates the current one when it is due: of
+    /// servers on one store finding it due together, one installs the new key (a
+    /// compare-and-swap in the store) and every one signs with it.
+    async fn refresh_signing_keys(&self, now: i64) -> Result<(), StoreError> {
+        let installed = self
+            .state
+            .keys
+            .refresh(
+                self.state.store.as_ref(),
+                now,
+                self.state.signing_key_lifetime,
+            )
+            .await?;
+        if let Some(kid) = installed {
             tracing::info!(target: crate::AUDIT_TARGET, kid = %kid, "signing key rotated");
         }
         Ok(())
@@ -629,13 +674,21 @@ impl OAuthServer {
     /// Starts signing with a new key. The previous key stays in the JWKS until the last token
     /// it signed has expired, so no issued token stops working. Returns the new `kid`.
     ///
+    /// Other servers sharing the store accept the new key's tokens from their first one (a
+    /// token with a `kid` they do not know makes them read the keys again), publish it and
+    /// sign with it once they read the keys: at their next JWKS request or token with the new
+    /// `kid`, and within a minute in any case.
+    ///
     /// # Errors
     /// When the store fails.
     pub async fn rotate_signing_key(&self) -> Result<String, StoreError> {
-        self.state
+        let kid = self
+            .state
             .keys
             .rotate(self.state.store.as_ref(), unix_now())
-            .await
+            .await?;
+        tracing::info!(target: crate::AUDIT_TARGET, kid = %kid, "signing key rotated");
+        Ok(kid)
     }
 }
 
@@ -711,21 +764,34 @@ impl ClientCertificates {
     }
 }
 
-/// Runs [`OAuthServer::housekeeping`] every [`HOUSEKEEPING_EVERY`] until the server is dropped.
+/// Runs [`OAuthServer::housekeeping`] every [`HOUSEKEEPING_EVERY`], and reads the signing
+/// keys (rotating them when due) every [`KEYS_RELOAD_EVERY`] in between, until the server is
+/// dropped.
 fn spawn_housekeeping(state: std::sync::Weak<AsState>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let keys_only = (HOUSEKEEPING_EVERY.as_secs() / KEYS_RELOAD_EVERY.as_secs()).max(1);
     runtime.spawn(async move {
-        let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+        let mut tick = tokio::time::interval(KEYS_RELOAD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        loop {
+        for round in 1u64.. {
             tick.tick().await;
             let Some(state) = state.upgrade() else {
                 return;
             };
-            if let Err(error) = (OAuthServer { state }).housekeeping().await {
-                tracing::error!(target: crate::AUDIT_TARGET, %error, "OAuth housekeeping failed");
+            let server = OAuthServer { state };
+            if round.is_multiple_of(keys_only) {
+                if let Err(error) = server.housekeeping().await {
+                    tracing::error!(target: crate::AUDIT_TARGET, %error, "OAuth housekeeping failed");
+                }
+            } else if let Err(error) = server.refresh_signing_keys(unix_now()).await {
+                tracing::error!(
+                    target: crate::AUDIT_TARGET,
+                    %error,
+                    "reading the OAuth signing keys failed"
+                );
             }
         }
     });
@@ -868,6 +934,50 @@ mod tests {
             keys.signing_kid(),
             "and again"
         );
+    }
+
+    /// Servers built together on one store (each with its own connection, as replicas have)
+    /// install one first key, and take up a rotation made by one of them at their next read.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn servers_built_together_on_one_store_agree_on_one_key() {
+        let path = std::env::temp_dir().join(format!(
+            "mcpgk-keys-{}-{}.db",
+            std::process::id(),
+            random_id()
+        ));
+        let builds = (0..4).map(|_| {
+            let store: Arc<dyn Store> =
+                Arc::new(crate::store::SqliteStore::open(&path).expect("opens"));
+            AuthorizationServer::new("http://127.0.0.1:1")
+                .resource("http://127.0.0.1:1/mcp")
+                .store(store)
+                .build()
+        });
+        let servers: Vec<OAuthServer> = futures::future::join_all(builds)
+            .await
+            .into_iter()
+            .map(|built| built.expect("builds"))
+            .collect();
+        let kid = servers[0].state.keys.current().signing_kid().to_owned();
+        for server in &servers {
+            assert_eq!(server.state.keys.current().signing_kid(), kid);
+        }
+        assert_eq!(servers[3].store().signing_keys().await.unwrap().len(), 1);
+
+        let new = servers[1].rotate_signing_key().await.unwrap();
+        for server in &servers {
+            server.housekeeping().await.unwrap();
+            let keys = server.state.keys.current();
+            assert_eq!(keys.signing_kid(), new);
+            assert!(keys.publishes(&kid), "the old key stays published");
+        }
+        drop(servers);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ mod e2e;
 mod mtls_bound;
 mod postgres;
 mod restart;
+mod shared_lockout;
 mod token;
 
 /// A member who signs in with a password.

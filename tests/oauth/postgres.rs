@@ -335,6 +335,12 @@ async fn a_database_outage_fails_closed_and_recovers() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), 503);
+    // A token signed with a key this replica does not know — another replica's new key as far
+    // as it can tell without the store — is not refused as invalid either: `503`.
+    let unknown_key = forged_token(&test_es256_key(), &h.base, &h.url);
+    let reply = list(unknown_key).await;
+    assert_eq!(reply.status, 503, "{reply:#?}");
+    assert!(reply.header("retry-after").is_some(), "{reply:#?}");
     // A readiness answer is reused for a second.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (status, body) = ready().await;
@@ -1002,4 +1008,470 @@ async fn the_typescript_sdk_flow_alternates_between_two_replicas() {
     drop(proxy);
     drop((a, b));
     let _ = std::fs::remove_dir_all(&data);
+}
+
+// --- Signing keys across replicas (DESIGN.md 49) ---
+
+/// The least time between two reads of the signing keys that tokens with unknown `kid`s
+/// start in one replica (`oauth::keys::RELOAD_COOLDOWN`).
+const KEY_READ_COOLDOWN: Duration = Duration::from_secs(2);
+
+/// A store on the test's schema, with a pool of its own (a replica's).
+async fn replica_store(schema: &Schema) -> PostgresStore {
+    PostgresStore::connect_with(&database_url(), PostgresOptions::new().schema(&schema.0))
+        .await
+        .expect("the store connects")
+}
+
+/// One replica of the authorization server (and MCP server) on its own address; every replica
+/// has the same issuer and resource, the origin a load balancer would give them.
+struct Replica {
+    base: String,
+    /// This replica's MCP endpoint.
+    mcp: String,
+    oauth: OAuthServer,
+    running: RunningServer,
+}
+
+impl Replica {
+    fn serve(oauth: OAuthServer, resource: &str, listener: TcpListener) -> Self {
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let running = Gatekeeper::new(Notes)
+            .oauth(&oauth, resource)
+            .serve_on(listener)
+            .unwrap();
+        Self {
+            mcp: format!("{base}/mcp"),
+            base,
+            oauth,
+            running,
+        }
+    }
+
+    /// A client-credentials access token from this replica's token endpoint.
+    async fn token(&self) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("{}/oauth/token", self.base))
+            .basic_auth(SERVICE_ID, Some(SERVICE_SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", self.base);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["access_token"].as_str().expect("a token").to_owned()
+    }
+
+    /// The status of `tools/list` on this replica with `token`.
+    async fn list(&self, token: &str) -> u16 {
+        Mcp::new(
+            &self.mcp,
+            Cred::Bearer(token.to_owned()),
+            Version::V2026_07_28,
+        )
+        .request("tools/list", json!({}))
+        .await
+        .status
+    }
+
+    /// The `kid`s of this replica's JWKS.
+    async fn jwks(&self) -> Vec<String> {
+        let body: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut kids: Vec<String> = body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort_unstable();
+        kids
+    }
+
+    async fn stop(self) {
+        self.running.shutdown().await.unwrap();
+    }
+}
+
+/// The `kid` a token names.
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("a kid")
+}
+
+/// The `kid`s of the unretired keys in the store.
+async fn current_kids(store: &dyn Store) -> Vec<String> {
+    store
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.retired_at.is_none())
+        .map(|k| k.kid)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_on_an_empty_schema_sign_with_one_key() {
+    admin().await;
+    let schema = Schema::fresh("keys_start");
+    let (la, lb) = (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let issuer = format!("http://{}", la.local_addr().unwrap());
+    let resource = format!("{issuer}/mcp");
+    // Both connect (and migrate) at once, then build at once: both find the schema without a
+    // key and try to install one.
+    let (sa, sb) = tokio::join!(replica_store(&schema), replica_store(&schema));
+    let (a, b) = tokio::join!(
+        configure(&issuer, &resource).store(Arc::new(sa)).build(),
+        configure(&issuer, &resource).store(Arc::new(sb)).build(),
+    );
+    let store = replica_store(&schema).await;
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1, "one key for both replicas: {keys:?}");
+    let kid = keys[0].kid.clone();
+    let a = Replica::serve(a.expect("replica A builds"), &resource, la);
+    let b = Replica::serve(b.expect("replica B builds"), &resource, lb);
+
+    let (from_a, from_b) = (a.token().await, b.token().await);
+    assert_eq!(kid_of(&from_a), kid);
+    assert_eq!(kid_of(&from_b), kid);
+    for (replica, token) in [(&a, &from_b), (&b, &from_a), (&a, &from_a), (&b, &from_b)] {
+        assert_eq!(replica.list(token).await, 200, "{}", replica.base);
+    }
+    assert_eq!(a.jwks().await, std::slice::from_ref(&kid));
+    assert_eq!(b.jwks().await, [kid]);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_rotated_on_one_replica_is_accepted_by_the_other_at_once() {
+    admin().await;
+    let schema = Schema::fresh("keys_rotate");
+    let (la, lb) = (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let issuer = format!("http://{}", la.local_addr().unwrap());
+    let resource = format!("{issuer}/mcp");
+    let build = |store: PostgresStore| configure(&issuer, &resource).store(Arc::new(store)).build();
+    let a = build(replica_store(&schema).await).await.unwrap();
+    let b = build(replica_store(&schema).await).await.unwrap();
+    let (a, b) = (
+        Replica::serve(a, &resource, la),
+        Replica::serve(b, &resource, lb),
+    );
+    let old_token = a.token().await;
+    let old = kid_of(&old_token);
+    assert_eq!(b.list(&old_token).await, 200);
+
+    // A rotates; its next token is signed with a key B has never read.
+    let new = a.oauth.rotate_signing_key().await.unwrap();
+    assert_ne!(new, old);
+    let new_token = a.token().await;
+    assert_eq!(kid_of(&new_token), new);
+    let asked = std::time::Instant::now();
+    let status = b.list(&new_token).await;
+    let took = asked.elapsed();
+    assert_eq!(status, 200, "B's first request with A's new key");
+    eprintln!("a token of the new key: accepted by the other replica's first request in {took:?}");
+    // No request had made B read the keys yet, so it read them at once (one indexed read).
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // Having read them, B publishes the new key beside the old one and signs with the key the
+    // store names current; tokens of the old key stay valid on both.
+    let mut both = vec![old.clone(), new.clone()];
+    both.sort_unstable();
+    assert_eq!(b.jwks().await, both);
+    let from_b = b.token().await;
+    assert_eq!(kid_of(&from_b), new, "B signs with the current key");
+    assert_eq!(a.list(&from_b).await, 200);
+    assert_eq!(b.list(&old_token).await, 200);
+    assert_eq!(a.list(&old_token).await, 200);
+    assert_eq!(
+        current_kids(b.oauth.store().as_ref()).await,
+        std::slice::from_ref(&new)
+    );
+
+    // Another rotation on A, and the new token revoked through B before B read the keys: B
+    // finds the key in the store, so the revocation is recorded, and A refuses the token.
+    let newer = a.oauth.rotate_signing_key().await.unwrap();
+    let newer_token = a.token().await;
+    assert_eq!(kid_of(&newer_token), newer);
+    assert_eq!(a.list(&newer_token).await, 200);
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/oauth/revoke", b.base))
+        .basic_auth(SERVICE_ID, Some(SERVICE_SECRET))
+        .form(&[("token", newer_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(a.list(&newer_token).await, 401, "revoked through B");
+    assert_eq!(b.list(&newer_token).await, 401);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A [`PostgresStore`] that counts the reads of the signing keys, and otherwise only passes
+/// every call on.
+struct CountingStore {
+    inner: PostgresStore,
+    key_reads: std::sync::atomic::AtomicU64,
+}
+
+impl CountingStore {
+    fn key_reads(&self) -> u64 {
+        self.key_reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+mod counting {
+    use futures::future::BoxFuture;
+    use mcp_gatekeeper::store::{
+        AuthCodeRecord, ClientRecord, CodeRedemption, RefreshTokenRecord, Rotation, SessionRecord,
+        SigningKeyRecord, Store, StoreError, UserRecord,
+    };
+
+    use super::CountingStore;
+
+    type Answer<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+    impl Store for CountingStore {
+        fn put_client(&self, client: ClientRecord) -> Answer<'_, ()> {
+            self.inner.put_client(client)
+        }
+        fn get_client<'a>(&'a self, client_id: &'a str) -> Answer<'a, Option<ClientRecord>> {
+            self.inner.get_client(client_id)
+        }
+        fn delete_client<'a>(&'a self, client_id: &'a str) -> Answer<'a, bool> {
+            self.inner.delete_client(client_id)
+        }
+        fn put_user(&self, user: UserRecord) -> Answer<'_, ()> {
+            self.inner.put_user(user)
+        }
+        fn get_user<'a>(&'a self, username: &'a str) -> Answer<'a, Option<UserRecord>> {
+            self.inner.get_user(username)
+        }
+        fn delete_user<'a>(&'a self, username: &'a str) -> Answer<'a, bool> {
+            self.inner.delete_user(username)
+        }
+        fn put_code(&self, code: AuthCodeRecord) -> Answer<'_, ()> {
+            self.inner.put_code(code)
+        }
+        fn redeem_code(&self, code_hash: [u8; 32], now: i64) -> Answer<'_, CodeRedemption> {
+            self.inner.redeem_code(code_hash, now)
+        }
+        fn put_refresh(&self, token: RefreshTokenRecord) -> Answer<'_, ()> {
+            self.inner.put_refresh(token)
+        }
+        fn get_refresh(&self, token_hash: [u8; 32]) -> Answer<'_, Option<RefreshTokenRecord>> {
+            self.inner.get_refresh(token_hash)
+        }
+        fn rotate_refresh(
+            &self,
+            old_hash: [u8; 32],
+            new: RefreshTokenRecord,
+            now: i64,
+            grace: i64,
+        ) -> Answer<'_, Rotation> {
+            self.inner.rotate_refresh(old_hash, new, now, grace)
+        }
+        fn revoke_refresh(&self, token_hash: [u8; 32], now: i64) -> Answer<'_, bool> {
+            self.inner.revoke_refresh(token_hash, now)
+        }
+        fn revoke_family<'a>(&'a self, family_id: &'a str, now: i64) -> Answer<'a, ()> {
+            self.inner.revoke_family(family_id, now)
+        }
+        fn is_family_revoked<'a>(&'a self, family_id: &'a str) -> Answer<'a, bool> {
+            self.inner.is_family_revoked(family_id)
+        }
+        fn revoke_access_token<'a>(&'a self, jti: &'a str, expires_at: i64) -> Answer<'a, ()> {
+            self.inner.revoke_access_token(jti, expires_at)
+        }
+        fn is_access_token_revoked<'a>(&'a self, jti: &'a str) -> Answer<'a, bool> {
+            self.inner.is_access_token_revoked(jti)
+        }
+        fn put_signing_key(&self, key: SigningKeyRecord) -> Answer<'_, ()> {
+            self.inner.put_signing_key(key)
+        }
+        fn signing_keys(&self) -> Answer<'_, Vec<SigningKeyRecord>> {
+            self.key_reads
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.signing_keys()
+        }
+        fn retire_signing_key<'a>(&'a self, kid: &'a str, now: i64) -> Answer<'a, bool> {
+            self.inner.retire_signing_key(kid, now)
+        }
+        fn delete_signing_key<'a>(&'a self, kid: &'a str) -> Answer<'a, bool> {
+            self.inner.delete_signing_key(kid)
+        }
+        fn replace_signing_key<'a>(
+            &'a self,
+            replaces: Option<&'a str>,
+            key: SigningKeyRecord,
+            now: i64,
+        ) -> Answer<'a, bool> {
+            self.inner.replace_signing_key(replaces, key, now)
+        }
+        fn purge_expired(&self, now: i64) -> Answer<'_, u64> {
+            self.inner.purge_expired(now)
+        }
+        fn shared_secret<'a>(&'a self, name: &'a str, candidate: [u8; 32]) -> Answer<'a, [u8; 32]> {
+            self.inner.shared_secret(name, candidate)
+        }
+        fn put_session(
+            &self,
+            session: SessionRecord,
+            max_per_subject: usize,
+            max_live: usize,
+            now: i64,
+        ) -> Answer<'_, bool> {
+            self.inner
+                .put_session(session, max_per_subject, max_live, now)
+        }
+        fn get_session(
+            &self,
+            session_hash: [u8; 32],
+            now: i64,
+        ) -> Answer<'_, Option<SessionRecord>> {
+            self.inner.get_session(session_hash, now)
+        }
+        fn delete_session(&self, session_hash: [u8; 32]) -> Answer<'_, bool> {
+            self.inner.delete_session(session_hash)
+        }
+        fn use_once(&self, key: [u8; 32], expires_at: i64, now: i64) -> Answer<'_, bool> {
+            self.inner.use_once(key, expires_at, now)
+        }
+    }
+}
+
+/// A token signed with a key of the test's own under a random `kid` of the shape the server
+/// makes, claiming to be from `issuer` for `resource`.
+fn forged_token(key: &jsonwebtoken::EncodingKey, issuer: &str, resource: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()));
+    header.typ = Some("at+jwt".into());
+    let now = crate::common::now();
+    let claims = json!({
+        "iss": issuer, "aud": resource, "sub": "mallory", "client_id": SERVICE_ID,
+        "scope": "notes:read", "iat": now, "exp": now + 300, "jti": "forged",
+    });
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+/// A P-256 key of the test's own, which no replica ever published.
+fn test_es256_key() -> jsonwebtoken::EncodingKey {
+    use aws_lc_rs::{
+        rand::SystemRandom,
+        signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair},
+    };
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
+    jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_kids_cost_the_store_one_key_read_per_cooldown() {
+    admin().await;
+    let schema = Schema::fresh("keys_forged");
+    let (la, lb) = (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let issuer = format!("http://{}", la.local_addr().unwrap());
+    let resource = format!("{issuer}/mcp");
+    let a = configure(&issuer, &resource)
+        .store(Arc::new(replica_store(&schema).await))
+        .build()
+        .await
+        .unwrap();
+    let counted = Arc::new(CountingStore {
+        inner: replica_store(&schema).await,
+        key_reads: Default::default(),
+    });
+    let b = configure(&issuer, &resource)
+        .store(counted.clone())
+        .build()
+        .await
+        .unwrap();
+    let (a, b) = (
+        Arc::new(Replica::serve(a, &resource, la)),
+        Arc::new(Replica::serve(b, &resource, lb)),
+    );
+    let key = test_es256_key();
+
+    // Another issuer's tokens (on their way to another authenticator) never cost a read.
+    let before = counted.key_reads();
+    for _ in 0..5 {
+        let token = forged_token(&key, "https://idp.example", &resource);
+        assert_eq!(b.list(&token).await, 401);
+    }
+    assert_eq!(
+        counted.key_reads(),
+        before,
+        "no read for another issuer's tokens"
+    );
+
+    // Waves of forged tokens naming this issuer, each with a new `kid`, sent at once.
+    let wave = |n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (b, token) = (b.clone(), forged_token(&key, &issuer, &resource));
+                tokio::spawn(async move { b.list(&token).await })
+            })
+            .collect();
+        async move {
+            for task in tasks {
+                let status = task.await.unwrap();
+                // 429 once the address's failures reach the lockout's limit.
+                assert!(status == 401 || status == 429, "{status}");
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let before = counted.key_reads();
+    for _ in 0..3 {
+        wave(40).await;
+    }
+    let reads = counted.key_reads() - before;
+    let elapsed = started.elapsed();
+    let allowed = 1 + (elapsed.as_secs_f64() / KEY_READ_COOLDOWN.as_secs_f64()).ceil() as u64;
+    eprintln!("120 forged kids in {elapsed:?}: {reads} reads of the keys (at most {allowed})");
+    assert!(reads >= 1, "an unknown kid of this issuer is looked for");
+    assert!(reads <= allowed, "{reads} reads in {elapsed:?}");
+
+    // A rotation on A in the middle of a flood: B still accepts A's new token (on its first
+    // request, after at most the cool-down), while the flood goes on being refused.
+    let flood = tokio::spawn(wave(40));
+    let new = a.oauth.rotate_signing_key().await.unwrap();
+    let token = a.token().await;
+    assert_eq!(kid_of(&token), new);
+    let asked = std::time::Instant::now();
+    assert_eq!(b.list(&token).await, 200, "A's new key, during the flood");
+    let took = asked.elapsed();
+    eprintln!("the new key's token accepted during the flood in {took:?}");
+    assert!(
+        took < KEY_READ_COOLDOWN * 2 + Duration::from_secs(2),
+        "{took:?}"
+    );
+    flood.await.unwrap();
+    let reads = counted.key_reads() - before;
+    let allowed =
+        1 + (started.elapsed().as_secs_f64() / KEY_READ_COOLDOWN.as_secs_f64()).ceil() as u64;
+    assert!(reads <= allowed, "{reads} reads in {:?}", started.elapsed());
+
+    for replica in [a, b] {
+        Arc::into_inner(replica).unwrap().stop().await;
+    }
 }

@@ -20,6 +20,10 @@
 //! Every table is bounded ([`MAX_TRACKED`] keys); entries are swept when their window has
 //! passed, and when a table is still full a key is simply not tracked (which needs a hundred
 //! thousand live lockouts first).
+//!
+//! With the `redis` feature both are shared by replicas (`redis`, `password/redis`): the
+//! counts live in Redis, and each replica keeps its own tables current all along, to decide
+//! alone while Redis does not answer.
 
 use std::{
     collections::HashMap,

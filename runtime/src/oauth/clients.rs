@@ -380,7 +380,10 @@ pub(crate) async fn authenticate(
     match client {
         Some(client) if accepted => Ok(client),
         _ => {
-            let throttled = remote.and_then(|addr| state.client_failures.record_failure(addr));
+            let throttled = match remote {
+                Some(addr) => state.client_failures.record(addr).await,
+                None => None,
+            };
             audit_failure(
                 state,
                 event,

@@ -21,11 +21,14 @@ async fn metadata(State(state): State<Arc<AsState>>) -> impl IntoResponse {
 }
 
 async fn jwks(State(state): State<Arc<AsState>>) -> impl IntoResponse {
+    // The keys as the store holds them (read again unless that was done in the last seconds):
+    // another server on the store may have installed a key since this one last read them.
+    let keys = state
+        .keys
+        .for_jwks(state.store.as_ref(), super::unix_now())
+        .await;
     // Short: a rotation must reach verifiers before the new key signs much.
-    (
-        cache_for(300),
-        Json(state.keys.current().jwks().as_ref().clone()),
-    )
+    (cache_for(300), Json(keys.jwks().as_ref().clone()))
 }
 
 fn cache_for(seconds: u32) -> [(header::HeaderName, HeaderValue); 1] {

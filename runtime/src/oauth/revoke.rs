@@ -159,7 +159,7 @@ async fn revoke_access_token(
     token: &str,
     now: i64,
 ) -> Result<Revoked, OAuthError> {
-    let Some(claims) = verify_own_token(state, token) else {
+    let Some(claims) = verify_own_token(state, token, now).await? else {
         return Ok(Revoked::Nothing {
             reason: "unknown_token",
         });
@@ -183,10 +183,37 @@ async fn revoke_access_token(
 }
 
 /// The claims of `token` if it is a JWT this server signed (with a key it still publishes) as
-/// this issuer. Expiry is not checked: the caller decides what an expired token means.
-fn verify_own_token(state: &AsState, token: &str) -> Option<AccessClaims> {
-    let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
-    let (algorithm, key) = state.keys.current().decoding_key(&kid)?;
+/// this issuer. Expiry is not checked: the caller decides what an expired token means. A key
+/// this server does not know yet (installed by another server on the store since it read the
+/// keys) is looked for in the store, as by the resource server's verifier; `Err` when the
+/// store cannot say.
+async fn verify_own_token(
+    state: &AsState,
+    token: &str,
+    now: i64,
+) -> Result<Option<AccessClaims>, OAuthError> {
+    let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) else {
+        return Ok(None);
+    };
+    let mut keys = state.keys.current();
+    if !keys.publishes(&kid) && super::keys::worth_reloading_for(token, &kid, &state.issuer, now) {
+        let since = tokio::time::Instant::now();
+        keys = state
+            .keys
+            .reloaded_since(state.store.as_ref(), since, &kid, now)
+            .await?;
+    }
+    Ok(verify_with(state, &keys, &kid, token))
+}
+
+/// The claims of `token`, verified with key `kid` of `keys`.
+fn verify_with(
+    state: &AsState,
+    keys: &super::keys::KeySet,
+    kid: &str,
+    token: &str,
+) -> Option<AccessClaims> {
+    let (algorithm, key) = keys.decoding_key(kid)?;
     // Only the key's own algorithm: a header naming another (`none`, HS256) fails.
     let mut validation = Validation::new(algorithm.to_jsonwebtoken());
     validation.validate_exp = false;

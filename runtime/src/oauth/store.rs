@@ -58,6 +58,11 @@
 //!   ([`Store::shared_secret`], stored once, the same for every caller), the sessions of
 //!   signed-in browsers ([`Store::put_session`], at most so many per user and in all) and the
 //!   single use of each consent decision ([`Store::use_once`]).
+//! - **One signing key at a time, agreed through the store.** Servers install a new signing
+//!   key (the first one, a rotation, a change of algorithm) with
+//!   [`Store::replace_signing_key`], a compare-and-swap on the current key, so replicas that
+//!   start or rotate together end with one current key, and every one of them signs with the
+//!   key the store names current.
 //!
 //! # Typical token-endpoint flows
 //!
@@ -316,6 +321,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a signing key (once no token signed with it can be alive); `false` if unknown.
     fn delete_signing_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Makes `key` the current signing key if the current one is still `replaces`, in one
+    /// atomic step: the compare-and-swap that lets servers sharing a store agree on one key.
+    ///
+    /// The *current* signing key is the newest unretired key (the first unretired one in
+    /// [`Store::signing_keys`]' order), `None` when there is no unretired key. When it is
+    /// `replaces`, `key` is stored, every other unretired key is retired as of `now` (still
+    /// published until its tokens expire), and the answer is `true`. Otherwise nothing changes
+    /// and the answer is `false`: another server installed a key first, and the caller signs
+    /// with that one (read it with [`Store::signing_keys`]). Of any number of concurrent calls
+    /// naming the same current key exactly one succeeds, so servers starting together on an
+    /// empty store (`replaces` `None`), or finding the key due for rotation together, end with
+    /// one current key.
+    ///
+    /// Fails with [`StoreError::Conflict`] if a key with `key.kid` exists, and with
+    /// [`StoreError::Invalid`] if `key` is already retired.
+    fn replace_signing_key<'a>(
+        &'a self,
+        replaces: Option<&'a str>,
+        key: SigningKeyRecord,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Removes what has expired by `now`: authorization codes and refresh tokens (used or not),
     /// access-token revocations, sessions and recorded single uses

@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use super::{AsState, issue::family_of, unix_now};
+use super::{AsState, issue::family_of, keys, unix_now};
 use crate::{
     Principal,
     auth::{
@@ -24,6 +24,11 @@ use crate::{
 /// resource is refused), it has not expired, and neither the token (`jti`, RFC 7009) nor its
 /// grant (a replayed code, a reused refresh token) was revoked. Other credentials are passed on
 /// to the next authenticator.
+///
+/// A token naming this server as issuer under a `kid` it does not know makes it read the keys
+/// from the store again first (at most once per 2 s, shared by the requests waiting): another
+/// server sharing the store may have installed the key since, and its tokens are accepted
+/// from the first one. When the store cannot be read, such a token is refused with `503`.
 #[derive(Clone)]
 pub struct OAuthTokens {
     state: Arc<AsState>,
@@ -141,13 +146,46 @@ impl Authenticator for OAuthTokens {
         let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) else {
             return Verdict::Pass.into();
         };
-        let Some(verifier) = self.verifier(&kid) else {
-            return Verdict::Pass.into();
-        };
-        match verifier.verify_cached(token) {
-            Ok(principal) => Authentication::Pending(Box::pin(self.check_not_revoked(principal))),
-            Err(error) => Verdict::Reject(error).into(),
+        if let Some(verifier) = self.verifier(&kid) {
+            return match verifier.verify_cached(token) {
+                Ok(principal) => {
+                    Authentication::Pending(Box::pin(self.check_not_revoked(principal)))
+                }
+                Err(error) => Verdict::Reject(error).into(),
+            };
         }
+        // A key this server does not know (yet): another server on the store may have
+        // installed it since the keys were read. Read them again — at most once per
+        // cool-down, shared by every request that asks meanwhile — if the token may be ours.
+        if !keys::worth_reloading_for(token, &kid, &self.state.issuer, unix_now()) {
+            return Verdict::Pass.into();
+        }
+        let since = tokio::time::Instant::now();
+        Authentication::Pending(Box::pin(async move {
+            let reloaded = self
+                .state
+                .keys
+                .reloaded_since(self.state.store.as_ref(), since, &kid, unix_now())
+                .await;
+            if let Err(error) = reloaded {
+                tracing::error!(
+                    target: crate::AUDIT_TARGET,
+                    %error,
+                    kid,
+                    "signing keys could not be read for a token with an unknown key; token refused"
+                );
+                return Verdict::Reject(AuthError::unavailable(
+                    "The token's signing key cannot be checked right now",
+                ));
+            }
+            let Some(verifier) = self.verifier(&kid) else {
+                return Verdict::Pass; // not ours after all
+            };
+            match verifier.verify_cached(token) {
+                Ok(principal) => self.check_not_revoked(principal).await,
+                Err(error) => Verdict::Reject(error),
+            }
+        }))
     }
 
     fn configured_roles(&self) -> Vec<String> {

@@ -6,8 +6,9 @@
 //! the throttle is not consulted before a credential is checked and the success path costs no
 //! round trip; each failure costs one script call.
 //!
-//! A key is `<prefix>lo:` and 32 hex digits of HMAC-SHA256(hash key, address): an address is
-//! personal data, and with a configured hash key a Redis dump does not reveal it. It holds the
+//! A key is `<prefix>lo:` (`loc:` for the authorization server's client authentications, a
+//! throttle of its own as locally) and 32 hex digits of HMAC-SHA256(hash key, address): an
+//! address is personal data, and with a configured hash key a Redis dump does not reveal it. It holds the
 //! failure count of the window (expiring with the window, which starts at the first failure as
 //! in the local table) or, once the limit is reached, the marker `x` expiring with the
 //! lockout. No credential ever reaches Redis.
@@ -16,8 +17,12 @@
 //! to date all along: failing closed would gain nothing (only failures are throttled, so it
 //! could never protect more than a plain `401` does) and falling back keeps each replica's own
 //! protection.
+//!
+//! The authorization server's password guard is shared through the same [`RedisLockout`]
+//! (`AuthorizationServer::shared_lockout`); its script lives with the guard
+//! (`password/redis`).
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use ::redis::Script;
 
@@ -48,9 +53,12 @@ end
 return 0
 ";
 
-/// The failure throttle in Redis, shared by every replica that names the same Redis and
-/// prefix. Given to [`Gatekeeper::shared_lockout`](crate::Gatekeeper::shared_lockout); the
-/// limits themselves stay those of [`Gatekeeper::lockout`](crate::Gatekeeper::lockout).
+/// The failure lockouts in Redis, shared by every replica that names the same Redis and
+/// prefix. Given to [`Gatekeeper::shared_lockout`](crate::Gatekeeper::shared_lockout) (the
+/// failure throttle of API keys, tokens and client secrets), and, with the `oauth` feature, to
+/// `AuthorizationServer::shared_lockout` (its client-secret throttle and its password lockout,
+/// per account and source with its slow mode). The limits themselves stay those of
+/// [`Gatekeeper::lockout`](crate::Gatekeeper::lockout) and `AuthorizationServer::lockout`.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -61,9 +69,9 @@ return 0
 ///     .timeout(Duration::from_millis(100));
 /// ```
 ///
-/// When Redis does not answer, each replica counts failures on its own (a client is then
-/// throttled after the limit *per replica*): nothing is refused because Redis is down, and a
-/// replica stays ready. Mistakes (a URL that does not parse, a zero timeout) are reported when
+/// When Redis does not answer, each replica counts failures (and password attempts) on its own
+/// (a client is then throttled after the limit *per replica*): nothing is refused because Redis
+/// is down, and a replica stays ready. Mistakes (a URL that does not parse, a zero timeout) are reported when
 /// the server is built; nothing connects before the first failure.
 // `Debug` shows neither the URL (it may hold a password) nor the hash key (a secret).
 #[derive(Clone, Debug)]
@@ -104,21 +112,55 @@ impl RedisLockout {
     }
 
     pub(crate) fn build(self) -> Result<SharedFailures, ConfigError> {
-        Ok(SharedFailures {
-            link: self.settings.build("lockout")?,
-            script: Script::new(FAILURE),
-        })
+        Ok(SharedFailures::new(
+            Arc::new(self.settings.build("lockout")?),
+            Throttle::Server,
+        ))
     }
+
+    /// What the authorization server shares: its client-secret throttle (apart from the MCP
+    /// endpoint's, as locally) and its password guard, over one link.
+    #[cfg(feature = "oauth")]
+    pub(crate) fn build_for_authorization_server(
+        self,
+    ) -> Result<(SharedFailures, super::password::redis::SharedPasswords), ConfigError> {
+        let link = Arc::new(self.settings.build("lockout")?);
+        Ok((
+            SharedFailures::new(link.clone(), Throttle::AuthorizationServer),
+            super::password::redis::SharedPasswords::new(link),
+        ))
+    }
+}
+
+/// Whose failures a [`SharedFailures`] counts. Each server keeps its own throttle (the MCP
+/// endpoint with the seed's token endpoint, and the authorization server), so replicas given
+/// one `RedisLockout` prefix for both keep them apart in Redis too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Throttle {
+    /// The server's (`Gatekeeper::shared_lockout`, `GatekeeperLayer`): keys `lo:`.
+    Server,
+    /// The authorization server's client authentications: keys `loc:`.
+    #[cfg(feature = "oauth")]
+    AuthorizationServer,
 }
 
 /// A built [`RedisLockout`].
 #[derive(Debug)]
 pub(crate) struct SharedFailures {
-    link: RedisLink,
+    link: Arc<RedisLink>,
     script: Script,
+    throttle: Throttle,
 }
 
 impl SharedFailures {
+    fn new(link: Arc<RedisLink>, throttle: Throttle) -> Self {
+        Self {
+            link,
+            script: Script::new(FAILURE),
+            throttle,
+        }
+    }
+
     /// Counts a failure from `addr` in Redis: `Ok` with how long failures from it stay
     /// throttled, if they are; `Err` when Redis did not answer in time (already logged).
     pub(crate) async fn record_failure(
@@ -157,7 +199,13 @@ impl SharedFailures {
             IpAddr::V4(v4) => v4.octets().to_vec(),
             IpAddr::V6(v6) => v6.octets().to_vec(),
         };
-        self.link.key("lo", &[b"lockout\0", &bytes])
+        match self.throttle {
+            Throttle::Server => self.link.key("lo", &[b"lockout\0", &bytes]),
+            #[cfg(feature = "oauth")]
+            Throttle::AuthorizationServer => self
+                .link
+                .key("loc", &[b"client authentication lockout\0", &bytes]),
+        }
     }
 }
 

@@ -67,7 +67,11 @@ pub(super) async fn sign_in(
     // Counted before the password is checked, so parallel attempts cannot run more checks
     // than the policy allows; given back if the password is right.
     let device = cookie::trusted_device(&state, &headers, username, now);
-    let attempt = match state.logins.begin(username, remote.map(|a| a.ip()), device) {
+    let attempt = match state
+        .logins
+        .begin(username, remote.map(|a| a.ip()), device)
+        .await
+    {
         Ok(attempt) => attempt,
         Err(wait) => {
             audit(&state, AuditEvent::Login, Outcome::RateLimited, |r| {
@@ -82,15 +86,15 @@ pub(super) async fn sign_in(
     };
     let user = match state.users.sign_in(username, password).await {
         Ok(Some(user)) => {
-            attempt.succeeded();
+            attempt.succeeded().await;
             user
         }
         Ok(None) => {
-            let locked = attempt.failed();
+            let locked = attempt.failed().await;
             return failed(&state, id, &request, username, remote, locked);
         }
         Err(SignInError::Busy(wait)) => {
-            attempt.abandon();
+            attempt.abandon().await;
             audit(&state, AuditEvent::Login, Outcome::RateLimited, |r| {
                 r.reason = Some("server_busy");
                 r.subject = Some(username);
@@ -101,7 +105,7 @@ pub(super) async fn sign_in(
             return busy(&state, wait);
         }
         Err(SignInError::Store(error)) => {
-            attempt.abandon();
+            attempt.abandon().await;
             tracing::error!(target: crate::AUDIT_TARGET, %error, "signing a user in failed");
             return pages::unavailable(&state);
         }

@@ -39,6 +39,7 @@ macro_rules! for_each_check {
             revoked_family_refuses_later_tokens,
             access_token_revocation,
             signing_keys_order_and_retirement,
+            signing_key_replacement_is_conditional,
             purge_expired,
             purge_removes_unused_clients_nobody_vouched_for,
             delete_client_cascades,
@@ -53,6 +54,7 @@ macro_rules! for_each_check {
             concurrent_rotation_has_one_winner,
             concurrent_retries_have_one_winner,
             concurrent_first_secrets_agree,
+            concurrent_signing_key_replacements_leave_one_current,
             concurrent_sessions_keep_the_bounds,
             concurrent_uses_have_one_winner,
         );
@@ -955,6 +957,121 @@ pub(crate) async fn signing_keys_order_and_retirement(store: &dyn Store) {
     );
 }
 
+pub(crate) async fn signing_key_replacement_is_conditional(store: &dyn Store) {
+    let state = |keys: Vec<SigningKeyRecord>| {
+        keys.into_iter()
+            .map(|k| (k.kid, k.retired_at))
+            .collect::<Vec<_>>()
+    };
+    let s = |kid: &str, retired: Option<i64>| (kid.to_owned(), retired);
+    // An empty store has no current key: only a replacement of none succeeds.
+    assert!(
+        !store
+            .replace_signing_key(Some("k0"), key("k1", 100), 100)
+            .await
+            .unwrap()
+    );
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    assert!(
+        store
+            .replace_signing_key(None, key("k1", 100), 100)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.signing_keys().await.unwrap(), [key("k1", 100)]);
+    assert!(
+        !store
+            .replace_signing_key(None, key("k2", 100), 100)
+            .await
+            .unwrap(),
+        "k1 is current now"
+    );
+
+    // A rotation retires the replaced key as of `now`.
+    assert!(
+        store
+            .replace_signing_key(Some("k1"), key("k2", 200), 200)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        state(store.signing_keys().await.unwrap()),
+        [s("k2", None), s("k1", Some(200))]
+    );
+    // A replacement of a key that is no longer current changes nothing.
+    assert!(
+        !store
+            .replace_signing_key(Some("k1"), key("k3", 300), 300)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.signing_keys().await.unwrap().len(), 2);
+
+    // Key material is never replaced under a `kid`, and a new key is not retired.
+    assert!(matches!(
+        store
+            .replace_signing_key(Some("k2"), key("k1", 300), 300)
+            .await,
+        Err(StoreError::Conflict("signing key"))
+    ));
+    let mut retired = key("k3", 300);
+    retired.retired_at = Some(300);
+    assert!(matches!(
+        store.replace_signing_key(Some("k2"), retired, 300).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        state(store.signing_keys().await.unwrap()),
+        [s("k2", None), s("k1", Some(200))]
+    );
+
+    // Several unretired keys (stored by hand): the newest is current, and a replacement
+    // retires every one of them; a retired key keeps its first retirement time.
+    store.put_signing_key(key("k4", 250)).await.unwrap();
+    store.put_signing_key(key("k5", 150)).await.unwrap();
+    assert!(
+        !store
+            .replace_signing_key(Some("k2"), key("k6", 300), 300)
+            .await
+            .unwrap(),
+        "k4 is the newest"
+    );
+    assert!(
+        store
+            .replace_signing_key(Some("k4"), key("k6", 300), 300)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        state(store.signing_keys().await.unwrap()),
+        [
+            s("k6", None),
+            s("k4", Some(300)),
+            s("k2", Some(300)),
+            s("k5", Some(300)),
+            s("k1", Some(200)),
+        ]
+    );
+
+    // With every key retired there is no current key again.
+    assert!(store.retire_signing_key("k6", 400).await.unwrap());
+    assert!(
+        !store
+            .replace_signing_key(Some("k6"), key("k7", 500), 500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_signing_key(None, key("k7", 500), 500)
+            .await
+            .unwrap()
+    );
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys[0], key("k7", 500));
+    assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
+}
+
 pub(crate) async fn purge_expired(store: &dyn Store) {
     store.put_client(client("c1")).await.unwrap();
     // Codes: one used, one never used.
@@ -1582,6 +1699,55 @@ pub(crate) async fn concurrent_first_secrets_agree(store: Arc<dyn Store>) {
     assert_eq!(
         store.shared_secret("pages", [99; 32]).await.unwrap(),
         seen[0]
+    );
+}
+
+/// [`RACERS`] tasks replacing the current signing key `replaces` at once, racer `i` with key
+/// `{prefix}-{i}`; the kids of the winners.
+async fn race_key_replacements(
+    store: &Arc<dyn Store>,
+    replaces: Option<&str>,
+    prefix: &str,
+    now: i64,
+) -> Vec<String> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
+            let replaces = replaces.map(str::to_owned);
+            let kid = format!("{prefix}-{i}");
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let won = store
+                    .replace_signing_key(replaces.as_deref(), key(&kid, now), now)
+                    .await
+                    .unwrap();
+                won.then_some(kid)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.extend(task.await.unwrap());
+    }
+    winners
+}
+
+/// Replicas starting together on an empty store, then finding the key due together: one key
+/// each time, whoever wins.
+pub(crate) async fn concurrent_signing_key_replacements_leave_one_current(store: Arc<dyn Store>) {
+    let first = race_key_replacements(&store, None, "first", 100).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(store.signing_keys().await.unwrap(), [key(&first[0], 100)]);
+
+    let second = race_key_replacements(&store, Some(&first[0]), "second", 200).await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], key(&second[0], 200));
+    assert_eq!(
+        (keys[1].kid.as_str(), keys[1].retired_at),
+        (first[0].as_str(), Some(200))
     );
 }
 

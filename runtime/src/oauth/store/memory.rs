@@ -164,6 +164,14 @@ impl State {
             .insert(new.token_hash, StoredRefresh::current(new));
     }
 
+    /// The signing keys in [`Store::signing_keys`]' order: newest insertion first, then a
+    /// stable sort by creation time, newest first.
+    fn signing_keys_newest_first(&self) -> Vec<&SigningKeyRecord> {
+        let mut keys: Vec<&SigningKeyRecord> = self.signing_keys.iter().rev().collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+        keys
+    }
+
     fn require_client(&self, client_id: &str) -> Result<(), StoreError> {
         if self.clients.contains_key(client_id) {
             Ok(())
@@ -392,12 +400,7 @@ impl Store for MemoryStore {
     }
 
     fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<SigningKeyRecord>, StoreError>> {
-        self.with(|s| {
-            // Newest insertion first, then a stable sort by creation time, newest first.
-            let mut keys: Vec<SigningKeyRecord> = s.signing_keys.iter().rev().cloned().collect();
-            keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
-            Ok(keys)
-        })
+        self.with(|s| Ok(s.signing_keys_newest_first().into_iter().cloned().collect()))
     }
 
     fn retire_signing_key<'a>(
@@ -419,6 +422,35 @@ impl Store for MemoryStore {
             let before = s.signing_keys.len();
             s.signing_keys.retain(|k| k.kid != kid);
             Ok(s.signing_keys.len() != before)
+        })
+    }
+
+    fn replace_signing_key<'a>(
+        &'a self,
+        replaces: Option<&'a str>,
+        key: SigningKeyRecord,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.with(move |s| {
+            if key.retired_at.is_some() {
+                return Err(StoreError::Invalid("a new signing key cannot be retired"));
+            }
+            if s.signing_keys.iter().any(|k| k.kid == key.kid) {
+                return Err(StoreError::Conflict("signing key"));
+            }
+            let current = s
+                .signing_keys_newest_first()
+                .into_iter()
+                .find(|k| k.retired_at.is_none())
+                .map(|k| k.kid.as_str());
+            if current != replaces {
+                return Ok(false);
+            }
+            for old in s.signing_keys.iter_mut() {
+                old.retired_at.get_or_insert(now);
+            }
+            s.signing_keys.push(key);
+            Ok(true)
         })
     }
 

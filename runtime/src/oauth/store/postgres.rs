@@ -32,6 +32,11 @@ const MIGRATION_LOCK_CLASS: i32 = 0x6d63_7067; // "mcpg"
 /// cannot both pass a bound on sessions.
 const SESSION_LOCK_CLASS: i32 = 0x6d63_7073; // "mcps"
 
+/// First key of the advisory lock that makes installing a signing key one step at a time in a
+/// schema (the second is the schema's `hashtext`), so that replicas starting or rotating
+/// together cannot each install a key of their own.
+const SIGNING_KEY_LOCK_CLASS: i32 = 0x6d63_706b; // "mcpk"
+
 /// The migration scripts, in order; script `i` takes the schema from version `i` to `i + 1`.
 /// Never edit a released script: append one.
 const MIGRATIONS: &[&str] = &[
@@ -255,7 +260,9 @@ impl PostgresOptions {
 ///
 /// Starting a session ([`Store::put_session`]) takes a transaction-level advisory lock for
 /// the schema, so the bounds on sessions hold across replicas; sign-ins are few (each costs a
-/// password check), so they queue for a moment at most. [`Store::shared_secret`] and
+/// password check), so they queue for a moment at most. Installing a signing key
+/// ([`Store::replace_signing_key`]: the first one, a rotation) takes another such lock, so
+/// replicas starting or rotating together install one key. [`Store::shared_secret`] and
 /// [`Store::use_once`] are single `INSERT ... ON CONFLICT` statements: the unique index makes
 /// a concurrent second insert wait for the first, then see its row.
 ///
@@ -1345,6 +1352,83 @@ impl Store for PostgresStore {
                 )
                 .await?;
             Ok(deleted > 0)
+        })
+    }
+
+    fn replace_signing_key<'a>(
+        &'a self,
+        replaces: Option<&'a str>,
+        key: SigningKeyRecord,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            if key.retired_at.is_some() {
+                return Err(StoreError::Invalid("a new signing key cannot be retired"));
+            }
+            if !storable(&key.kid) || !storable(&key.algorithm) {
+                return Err(StoreError::Invalid(
+                    "PostgreSQL text cannot hold a NUL character",
+                ));
+            }
+            in_transaction!(self, |tx| async {
+                // Held until commit: replacements run one at a time in this schema. Row locks
+                // would not do: on an empty store there is no row to lock. The read below
+                // starts after the lock is granted, so (READ COMMITTED) it sees the key the
+                // previous holder committed.
+                tx_execute(
+                    tx,
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    &[&SIGNING_KEY_LOCK_CLASS, &self.schema],
+                )
+                .await
+                .map_err(db("take the signing-key lock"))?;
+                let rows = tx_query(
+                    tx,
+                    "SELECT kid, retired_at IS NULL FROM signing_keys \
+                     ORDER BY created_at DESC, stored DESC",
+                    &[],
+                )
+                .await
+                .map_err(db("read the signing keys"))?;
+                let mut current: Option<String> = None;
+                for row in &rows {
+                    let kid: String = get(row, 0)?;
+                    if kid == key.kid {
+                        return Err(StoreError::Conflict("signing key"));
+                    }
+                    let unretired: bool = get(row, 1)?;
+                    if unretired && current.is_none() {
+                        current = Some(kid);
+                    }
+                }
+                if current.as_deref() != replaces {
+                    return Ok(false);
+                }
+                tx_execute(
+                    tx,
+                    "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL",
+                    &[&now],
+                )
+                .await
+                .map_err(db("retire the signing key"))?;
+                tx_execute(
+                    tx,
+                    &format!(
+                        "INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                    ),
+                    &[
+                        &key.kid,
+                        &key.algorithm,
+                        &key.private_key_der,
+                        &key.public_key_der,
+                        &key.created_at,
+                        &key.retired_at,
+                    ],
+                )
+                .await
+                .map_err(insert_error("signing key", ""))?;
+                Ok(true)
+            })
         })
     }
 

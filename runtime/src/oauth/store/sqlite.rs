@@ -1085,6 +1085,58 @@ impl Store for SqliteStore {
         })
     }
 
+    fn replace_signing_key<'a>(
+        &'a self,
+        replaces: Option<&'a str>,
+        key: SigningKeyRecord,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let replaces = replaces.map(str::to_owned);
+        // `BEGIN IMMEDIATE` holds the write lock from the read of the current key to the
+        // insert, so concurrent replacements (other processes on the file included) are one
+        // after the other and only the first finds the key it names current.
+        self.transaction(move |tx| {
+            if key.retired_at.is_some() {
+                return Err(StoreError::Invalid("a new signing key cannot be retired"));
+            }
+            if exists(tx, "SELECT 1 FROM signing_keys WHERE kid = ?1", &key.kid)? {
+                return Err(StoreError::Conflict("signing key"));
+            }
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT kid FROM signing_keys WHERE retired_at IS NULL \
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()
+                .db()?;
+            if current != replaces {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
+                [now],
+            )
+            .db()?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                ),
+                params![
+                    key.kid,
+                    key.algorithm,
+                    key.private_key_der,
+                    key.public_key_der,
+                    key.created_at,
+                    key.retired_at,
+                ],
+            )
+            .db()?;
+            Ok(true)
+        })
+    }
+
     fn purge_expired(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
         self.transaction(move |tx| {
             let mut removed = 0;

@@ -236,6 +236,56 @@ async fn two_pools_share_the_pages_state() {
     assert!(alices <= PER_SUBJECT, "{alices}");
 }
 
+/// Signing keys installed from two pools at once (replicas starting together on an empty
+/// schema, then rotating together): one key each time, as both see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_agree_on_one_signing_key() {
+    const RACERS: usize = 40;
+    let (first, guard) = fresh().await;
+    let second = connect(&guard.0).await;
+    let stores: [Arc<dyn Store>; 2] = [Arc::new(first), Arc::new(second)];
+    let race = |replaces: Option<String>, round: i64| {
+        let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let store = Arc::clone(&stores[i % 2]);
+                let (barrier, replaces) = (Arc::clone(&barrier), replaces.clone());
+                tokio::spawn(async move {
+                    let kid = format!("r{round}-{i}");
+                    barrier.wait().await;
+                    let won = store
+                        .replace_signing_key(replaces.as_deref(), fixtures::key(&kid, round), round)
+                        .await
+                        .unwrap();
+                    won.then_some(kid)
+                })
+            })
+            .collect::<Vec<_>>();
+        async move {
+            let mut winners = Vec::new();
+            for task in tasks {
+                winners.extend(task.await.unwrap());
+            }
+            winners
+        }
+    };
+    let first = race(None, 100).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let second = race(Some(first[0].clone()), 200).await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    for store in &stores {
+        let keys = store.signing_keys().await.unwrap();
+        let state: Vec<_> = keys
+            .iter()
+            .map(|k| (k.kid.as_str(), k.retired_at))
+            .collect();
+        assert_eq!(
+            state,
+            [(second[0].as_str(), None), (first[0].as_str(), Some(200))]
+        );
+    }
+}
+
 /// Retries within the grace period raced from two pools: one rotation, the rest retries, and
 /// the family keeps exactly one current token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
