@@ -434,19 +434,24 @@ impl TokenEndpoint {
             return Err(Refusal::new(RefusalKind::UnsupportedGrantType));
         }
         let presented = Presented::resolve(basic, body)?;
-        let Some(client) = self.authenticate(&presented) else {
-            let reason = if self.clients.contains_key(&presented.id) {
-                "wrong_secret"
-            } else {
-                "unknown_client"
-            };
-            return Err(Refusal::invalid_client(
-                presented.via_header,
-                reason,
-                presented.id,
-            ));
+        self.client_of(presented)
+    }
+
+    /// The client `presented` authenticates, or the `invalid_client` refusal saying why.
+    fn client_of(&self, presented: Presented) -> Result<&TokenClient, Refusal> {
+        if let Some(client) = self.authenticate(&presented) {
+            return Ok(client);
+        }
+        let reason = if self.clients.contains_key(&presented.id) {
+            "wrong_secret"
+        } else {
+            "unknown_client"
         };
-        Ok(client)
+        Err(Refusal::invalid_client(
+            presented.via_header,
+            reason,
+            presented.id,
+        ))
     }
 
     /// Finds the client and checks its secret. An unknown id is hashed and compared just like
@@ -577,18 +582,7 @@ impl TokenEndpoint {
         let body = read_body(headers, request).await?;
         let token = body.token().map(str::to_owned);
         let presented = Presented::resolve(basic, body)?;
-        let Some(client) = self.authenticate(&presented) else {
-            let reason = if self.clients.contains_key(&presented.id) {
-                "wrong_secret"
-            } else {
-                "unknown_client"
-            };
-            return Err(Refusal::invalid_client(
-                presented.via_header,
-                reason,
-                presented.id,
-            ));
-        };
+        let client = self.client_of(presented)?;
         let token = token.ok_or(Refusal::invalid_request("the token to revoke is required"))?;
         Ok(RevocationRequest { client, token })
     }
