@@ -26,6 +26,7 @@ mod audit;
 mod authentication;
 mod authorization;
 mod connections;
+mod in_flight;
 mod interop;
 mod layer;
 mod oauth;

@@ -67,6 +67,24 @@ fn parse_count(count: &str, whole: &str) -> Result<u32, String> {
     }
 }
 
+/// What `concurrency = ...` accepts, for the messages.
+pub(crate) const CONCURRENCY_GRAMMAR: &str = "expected `concurrency = N`, the most calls of this tool one caller may have in flight, as a number such as `concurrency = 2`";
+
+/// Parses `concurrency = N`: at least one call, at most `u32::MAX`.
+pub(crate) fn parse_concurrency(digits: &str) -> Result<u32, String> {
+    let plain: String = digits.chars().filter(|c| *c != '_').collect();
+    match plain.parse::<u32>() {
+        Ok(0) => Err(format!(
+            "concurrency `{digits}` allows no calls: use at least 1"
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "concurrency `{digits}` is too large: at most {} calls",
+            u32::MAX
+        )),
+    }
+}
+
 /// The limiter spaces calls `per / calls` apart, which must be at least a nanosecond.
 fn check_rate(rate: RateSpec) -> Result<RateSpec, String> {
     if u64::from(rate.calls) > rate.per_secs * 1_000_000_000 {

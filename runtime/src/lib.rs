@@ -122,6 +122,7 @@ pub use mcp_gatekeeper_macros::mcp_tools;
 ///      | public                              no role or scope required
 ///      | rate = N                            N calls per minute per caller
 ///      | rate = "N/s" | "N/min" | "N/h" | "N/day"
+///      | concurrency = N                     at most N calls of the tool in flight per caller
 ///      | name = "TOOL-NAME"                  1 to 64 of [A-Za-z0-9_.-]; default: the method name
 ///      | title = "TEXT"
 ///      | read_only | destructive | idempotent | open_world   (each also `= true|false`)
@@ -255,6 +256,7 @@ pub mod __bench {
                 AuditLog::tracing_only(),
                 false,
                 &crate::ScopeHierarchy::new(),
+                crate::rate_limit::in_flight::DEFAULT_CALLS_PER_CALLER,
             )
             .map(Self)
         }

@@ -305,6 +305,10 @@ pub(crate) struct Authenticated {
     /// Set by the tool-call handler once it has written the call's audit record, which makes
     /// the request's "authentication allowed" record redundant.
     tool_call_audited: AtomicBool,
+    /// Set when the client went away before the response was complete (the layer dropped the
+    /// response body unfinished); the tool call still running for it is then ended.
+    disconnected: AtomicBool,
+    gone: tokio::sync::Notify,
 }
 
 impl Authenticated {
@@ -313,7 +317,27 @@ impl Authenticated {
         Self {
             principal,
             tool_call_audited: AtomicBool::new(false),
+            disconnected: AtomicBool::new(false),
+            gone: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Records that the client went away and wakes whoever waits in [`Self::disconnected`].
+    pub(crate) fn disconnect(&self) {
+        self.disconnected.store(true, Ordering::Release);
+        self.gone.notify_waiters();
+    }
+
+    /// Completes once the client has gone away.
+    pub(crate) async fn disconnected(&self) {
+        let gone = self.gone.notified();
+        let mut gone = std::pin::pin!(gone);
+        // Registered before the flag is read: a disconnect in between still wakes us.
+        gone.as_mut().enable();
+        if self.disconnected.load(Ordering::Acquire) {
+            return;
+        }
+        gone.await;
     }
 
     /// Whether the tool-call handler wrote the request's audit record.

@@ -24,6 +24,7 @@ use std::{
 
 use crate::{Rate, principal::CallerId};
 
+pub(crate) mod in_flight;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 mod table;

@@ -17,6 +17,7 @@ impl Tools {
         scope = "data:read",
         scope = "data:write audit:write",
         rate = 100,
+        concurrency = 4,
         name = "write-data",
         title = "Write data",
         read_only = false,

@@ -62,6 +62,8 @@ pub(crate) struct ToolArgs {
     pub(crate) scopes: Vec<Located<String>>,
     pub(crate) public: Option<Span>,
     pub(crate) rate: Option<RateSpec>,
+    /// `concurrency = N`: most calls of the tool one caller may have in flight at once.
+    pub(crate) concurrency: Option<u32>,
     pub(crate) name: Option<Located<String>>,
     pub(crate) title: Option<String>,
     pub(crate) read_only: Option<bool>,
@@ -88,6 +90,7 @@ pub(crate) const TOOL_KEYS: &[&str] = &[
     "scope",
     "public",
     "rate",
+    "concurrency",
     "name",
     "title",
     "read_only",
@@ -130,6 +133,10 @@ impl ToolArgs {
                 "rate" => {
                     let rate = rate_value(&meta)?;
                     set_once(&mut args.rate, rate, &meta, "#[mcp_tool]")
+                }
+                "concurrency" => {
+                    let limit = concurrency_value(&meta)?;
+                    set_once(&mut args.concurrency, limit, &meta, "#[mcp_tool]")
                 }
                 "name" => {
                     let lit = string_value(&meta, "name = \"read-data\"")?;
@@ -239,6 +246,27 @@ fn rate_value(meta: &ParseNestedMeta<'_>) -> syn::Result<RateSpec> {
     result.map_err(|message| syn::Error::new(span, message))
 }
 
+/// `concurrency = N`: a positive number of calls.
+fn concurrency_value(meta: &ParseNestedMeta<'_>) -> syn::Result<u32> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) if lit.suffix().is_empty() => rules::parse_concurrency(lit.base10_digits())
+            .map_err(|m| syn::Error::new(lit.span(), m)),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_), ..
+        }) => Err(syn::Error::new_spanned(
+            &expr,
+            format!(
+                "concurrency `{}` must be a positive number of calls",
+                quote::quote!(#expr).to_string().replace(' ', "")
+            ),
+        )),
+        other => Err(syn::Error::new_spanned(other, rules::CONCURRENCY_GRAMMAR)),
+    }
+}
+
 /// `read_only` or `read_only = true|false`.
 fn flag(meta: &ParseNestedMeta<'_>, slot: &mut Option<bool>) -> syn::Result<()> {
     let value = if meta.input.peek(syn::Token![=]) {
@@ -318,5 +346,34 @@ mod tests {
         assert_eq!(message, "rate `-5` must be a positive number of calls");
         let (args, _) = parse(parse_quote!(#[mcp_tool(public, rate = 10)]));
         assert_eq!(args.rate.map(|r| (r.calls, r.per_secs)), Some((10, 60)));
+    }
+
+    #[test]
+    fn concurrency_forms_and_errors() {
+        let (args, result) = parse(parse_quote!(#[mcp_tool(public, concurrency = 2)]));
+        assert!(result.is_ok());
+        assert_eq!(args.concurrency, Some(2));
+        for (attr, expected) in [
+            (
+                parse_quote!(#[mcp_tool(public, concurrency = 0)]),
+                "concurrency `0` allows no calls: use at least 1",
+            ),
+            (
+                parse_quote!(#[mcp_tool(public, concurrency = -1)]),
+                "concurrency `-1` must be a positive number of calls",
+            ),
+            (
+                parse_quote!(#[mcp_tool(public, concurrency = "2")]),
+                rules::CONCURRENCY_GRAMMAR,
+            ),
+            (
+                parse_quote!(#[mcp_tool(public, concurrency = 2u8)]),
+                rules::CONCURRENCY_GRAMMAR,
+            ),
+        ] {
+            let (args, result): (ToolArgs, _) = parse(attr);
+            assert!(args.has_errors);
+            assert_eq!(result.unwrap_err().to_string(), expected);
+        }
     }
 }

@@ -164,6 +164,7 @@ fn table_entry(
         let (calls, secs) = (r.calls, r.per_secs);
         quote!(#rate { calls: #calls, per: ::core::time::Duration::from_secs(#secs) })
     }));
+    let concurrency = option(args.concurrency);
     let read_only = option(args.read_only);
     let destructive = option(args.destructive);
     let idempotent = option(args.idempotent);
@@ -185,6 +186,7 @@ fn table_entry(
             scopes: &[#(#scopes),*],
             public: #public,
             rate: #rate,
+            concurrency: #concurrency,
             hints: #tool_hints {
                 read_only: #read_only,
                 destructive: #destructive,

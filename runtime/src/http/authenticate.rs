@@ -24,6 +24,7 @@ use crate::{
     http::sessions::{Binding, SessionBindings, budget_of},
     principal::Authenticated,
     principal::{AuthMethod, Principal},
+    rate_limit::in_flight::{InFlight, InFlightKey, Permit},
     rate_limit::retry_after_seconds,
     tools::ScopeOracle,
 };
@@ -40,6 +41,8 @@ pub(crate) struct AuthLayerState {
     /// Shared by the layers of one server, so a session is bound once whichever route saw it.
     pub(crate) sessions: Arc<SessionBindings>,
     pub(crate) challenge: Challenge,
+    /// The responses each caller holds open (event streams, requests being answered).
+    pub(crate) streams: Arc<InFlight>,
     /// Set only in front of the gatekeeper's own tools; see [`GatekeeperTools`].
     pub(crate) tools: Option<GatekeeperTools>,
 }
@@ -57,6 +60,7 @@ impl AuthLayerState {
             failures: self.failures.clone(),
             sessions: self.sessions.clone(),
             challenge: self.challenge.clone(),
+            streams: self.streams.clone(),
             tools: None,
         }
     }
@@ -298,6 +302,27 @@ where
         },
         None => body,
     };
+    // Every GET is an event stream; a POST is answered by one or by a plain reply: either way
+    // the caller holds a response open until it ends.
+    let stream = match parts.method {
+        http::Method::GET | http::Method::POST => {
+            let key = InFlightKey::of(&principal, remote_addr.map(|a| a.ip()));
+            match state.streams.try_acquire(key) {
+                Some(permit) => Some(permit),
+                None => {
+                    let mut record =
+                        AuditRecord::new(AuditEvent::Authentication, Outcome::RateLimited)
+                            .principal(&principal);
+                    record.remote_addr = remote_addr;
+                    record.reason = Some("stream_limit");
+                    record.retry_after_seconds = Some(STREAM_RETRY_SECONDS);
+                    state.audit.record(&record);
+                    return Ok(too_many_streams(state.streams.limit()));
+                }
+            }
+        }
+        _ => None,
+    };
     let ending_session = (parts.method == http::Method::DELETE)
         .then(|| session.map(str::to_owned))
         .flatten();
@@ -370,7 +395,75 @@ where
             *response.status_mut() = StatusCode::OK;
         }
     }
+    // An event stream keeps its place until it ends; a plain reply gives it back now.
+    if let Some(permit) = stream
+        && is_event_stream(&response)
+    {
+        let client = match carried {
+            Carried::Record(authenticated) => Some(authenticated),
+            Carried::Principal(_) => None,
+        };
+        response = response.map(|body| {
+            Body::new(OpenStream {
+                body,
+                _permit: permit,
+                client,
+                ended: false,
+            })
+        });
+    }
     Ok(response)
+}
+
+fn is_event_stream(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// An event stream on its way to the client, holding one of the caller's places for open
+/// responses. Dropped before its end, the client went away: a tool call still answering
+/// through it is told (its stream in a session is not otherwise ended by rmcp).
+struct OpenStream {
+    body: Body,
+    _permit: Permit,
+    client: Option<Arc<Authenticated>>,
+    ended: bool,
+}
+
+impl http_body::Body for OpenStream {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if !self.ended
+            && let Some(client) = &self.client
+        {
+            client.disconnect();
+        }
+    }
 }
 
 /// Refuses, with `403 insufficient_scope`, a tool call whose tool needs scopes the caller's
@@ -526,6 +619,26 @@ fn sessions_exhausted(total: usize) -> Response {
         header::RETRY_AFTER,
         HeaderValue::from_static(UNAVAILABLE_RETRY_AFTER),
     );
+    response
+}
+
+/// What a caller over its open responses is told to wait, in seconds.
+const STREAM_RETRY_SECONDS: u64 = 1;
+
+/// The answer to a request of a caller that holds its most open responses: `429`.
+fn too_many_streams(limit: u32) -> Response {
+    let description = format!(
+        "this caller holds {limit} open responses (event streams and requests being answered), \
+         the most it may; close a stream or wait for a call to finish, then retry"
+    );
+    let mut response = refusal(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        Bytes::from(error_body("too_many_streams", &description)),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(STREAM_RETRY_SECONDS));
     response
 }
 

@@ -21,6 +21,7 @@ use crate::{
     http::health,
     http::host_guard::{HostGuard, LOOPBACK_HOSTS},
     http::layer::GatekeeperLayer,
+    rate_limit::in_flight::{self, InFlight},
     tools::Roles,
     tools::{Engine, GatekeeperService, ScopeOracle},
 };
@@ -64,6 +65,10 @@ pub struct Gatekeeper<T: McpTools> {
     mode: Mode,
     /// How many MCP sessions callers may hold (stateful mode).
     session_limits: crate::SessionLimits,
+    /// Most tool calls one caller may have in flight, all tools together.
+    calls_per_caller: u32,
+    /// Most open responses (event streams, requests being answered) of one caller.
+    streams_per_caller: u32,
     allowed_hosts: Option<Vec<String>>,
     allowed_origins: Vec<String>,
     max_body_bytes: usize,
@@ -133,6 +138,8 @@ impl<T: McpTools> Gatekeeper<T> {
             path: "/mcp".into(),
             mode: Mode::Stateful,
             session_limits: crate::SessionLimits::default(),
+            calls_per_caller: in_flight::DEFAULT_CALLS_PER_CALLER,
+            streams_per_caller: in_flight::DEFAULT_STREAMS_PER_CALLER,
             allowed_hosts: None,
             allowed_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
@@ -320,6 +327,31 @@ impl<T: McpTools> Gatekeeper<T> {
     /// [`SessionLimits`]: crate::SessionLimits
     pub fn session_limits(mut self, limits: crate::SessionLimits) -> Self {
         self.session_limits = limits;
+        self
+    }
+
+    /// Most tool calls one caller may have running at once, all tools together (default: 32).
+    /// One more is refused at once with the JSON-RPC error
+    /// [`TOO_MANY_CALLS`](crate::codes::TOO_MANY_CALLS) naming the limit (audited
+    /// `too_many_calls`); a call's place is given back when it finishes, is cancelled, or its
+    /// client disconnects (the tool's future is then dropped). A tool may set a lower limit of
+    /// its own with `#[mcp_tool(concurrency = N)]`. Callers are told apart as by the rate
+    /// limits; anonymous callers are counted per address. The count is per process. Zero fails
+    /// the build.
+    pub fn calls_per_caller(mut self, calls: u32) -> Self {
+        self.calls_per_caller = calls;
+        self
+    }
+
+    /// Most responses one caller may hold open at once (default: 64): event streams (a
+    /// session's `GET` stream, the stream answering a `POST`) and requests still being
+    /// answered. One more request is refused with `429 too_many_streams` and `Retry-After`
+    /// (audited `stream_limit`) until one closes. Keep it above
+    /// [`calls_per_caller`](Self::calls_per_caller), so that a caller at its call limit hears
+    /// the tool's JSON-RPC refusal rather than a `429`. Anonymous callers are counted per
+    /// address. Zero fails the build.
+    pub fn streams_per_caller(mut self, streams: u32) -> Self {
+        self.streams_per_caller = streams;
         self
     }
 
@@ -562,6 +594,7 @@ impl<T: McpTools> Gatekeeper<T> {
             audit.clone(),
             self.hide_forbidden,
             &self.scope_hierarchy,
+            in_flight::checked("calls_per_caller", self.calls_per_caller)?,
         )?;
         #[cfg(feature = "redis")]
         if let Some(limits) = self.shared_limits {
@@ -658,6 +691,10 @@ impl<T: McpTools> Gatekeeper<T> {
                 self.shared_sessions,
             )),
             challenge,
+            streams: InFlight::new(in_flight::checked(
+                "streams_per_caller",
+                self.streams_per_caller,
+            )?),
             tools: Some(GatekeeperTools {
                 scopes: engine.clone(),
                 max_body_bytes: self.max_body_bytes,

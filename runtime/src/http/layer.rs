@@ -67,6 +67,7 @@ use crate::{
     auth::{AuthChain, AuthError, AuthRequest, Authenticator, Credential, FailureThrottle},
     http::authenticate::{AuthLayerState, Challenge, authenticate_request},
     http::host_guard::{HostGuard, LOOPBACK_HOSTS},
+    rate_limit::in_flight::{self, InFlight},
 };
 
 /// Authenticates every request before the service it wraps sees it; see the
@@ -93,6 +94,7 @@ impl GatekeeperLayer {
             audit: AuditLog::tracing_only(),
             lockout: Lockout::default(),
             resource: None,
+            streams_per_caller: in_flight::DEFAULT_STREAMS_PER_CALLER,
             #[cfg(feature = "redis")]
             shared_lockout: None,
             #[cfg(feature = "redis")]
@@ -188,6 +190,7 @@ pub struct GatekeeperLayerBuilder {
     audit: AuditLog,
     lockout: Lockout,
     resource: Option<ProtectedResource>,
+    streams_per_caller: u32,
     /// The failure throttle and session owners shared with other replicas, as settings until
     /// `build`.
     #[cfg(feature = "redis")]
@@ -277,6 +280,15 @@ impl GatekeeperLayerBuilder {
         self
     }
 
+    /// Most responses one caller may hold open at once (default: 64): event streams and
+    /// requests still being answered, as
+    /// [`Gatekeeper::streams_per_caller`](crate::Gatekeeper::streams_per_caller) counts them.
+    /// One more request is refused with `429 too_many_streams`. Zero fails the build.
+    pub fn streams_per_caller(mut self, streams: u32) -> Self {
+        self.streams_per_caller = streams;
+        self
+    }
+
     /// Names `resource`'s RFC 9728 metadata in every challenge (`resource_metadata`, and its
     /// scopes in the `401` for a missing credential), and answers an invalid or expired token
     /// `401 invalid_token` instead of `403`, since clients can then get a new one. Serve the
@@ -291,7 +303,7 @@ impl GatekeeperLayerBuilder {
     /// # Errors
     /// An allowed host or origin that does not parse, an authenticator whose configuration is
     /// unsafe (a JWT verifier that checks no audience), a protected resource naming no
-    /// authorization server, Redis settings that cannot be used.
+    /// authorization server, Redis settings that cannot be used, a limit of zero streams.
     pub fn build(self) -> Result<GatekeeperLayer, ConfigError> {
         let failures = FailureThrottle::new(self.lockout);
         #[cfg(feature = "redis")]
@@ -338,6 +350,10 @@ impl GatekeeperLayerBuilder {
             failures: Arc::new(failures),
             sessions: Arc::new(sessions),
             challenge,
+            streams: InFlight::new(in_flight::checked(
+                "streams_per_caller",
+                self.streams_per_caller,
+            )?),
             tools: None,
         };
         Ok(GatekeeperLayer::from_state(state, resource))

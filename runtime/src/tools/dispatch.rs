@@ -20,6 +20,7 @@ use crate::{
     ConfigError, McpTools, Principal, Rate, ScopeHierarchy,
     audit::{AuditEvent, AuditLog, AuditRecord, Outcome},
     principal::Authenticated,
+    rate_limit::in_flight::{InFlight, InFlightKey, Permit},
     rate_limit::{ToolLimiter, retry_after_seconds},
     tools::{Roles, includes, role_index},
     tools::{ServerInfo, ToolCall, ToolDef},
@@ -40,6 +41,14 @@ pub mod codes {
     /// code here lies in -32000 to -32019, the JSON-RPC range for server errors that MCP leaves
     /// to implementations.)
     pub const RATE_LIMITED: i32 = -32005;
+    /// The caller already has as many calls in flight as it may: of this tool
+    /// (`#[mcp_tool(concurrency = N)]`, `data.scope` is `"tool"`) or of all tools together
+    /// ([`Gatekeeper::calls_per_caller`](crate::Gatekeeper::calls_per_caller), `data.scope` is
+    /// `"caller"`). `data.limit` is the limit; retry once a call has finished.
+    pub const TOO_MANY_CALLS: i32 = -32006;
+    /// The call was cancelled (`notifications/cancelled`) or its client disconnected before
+    /// it finished; the tool's work was stopped. Clients that cancelled ignore the answer.
+    pub const CANCELLED: i32 = -32007;
 }
 
 /// One tool, ready to serve.
@@ -47,6 +56,8 @@ struct ServedTool<T> {
     def: ToolDef<T>,
     listing: Tool,
     limiter: Option<ToolLimiter>,
+    /// The calls of this tool each caller has in flight (`concurrency = N`).
+    in_flight: Option<Arc<InFlight>>,
     /// For each scope the tool requires (in `def.scopes` order), the scopes that satisfy it:
     /// itself, then every scope the hierarchy says includes it. Computed once, so a check is a
     /// few binary searches in the principal's sorted scopes.
@@ -77,6 +88,8 @@ pub(crate) struct Engine<T: McpTools> {
     audit: AuditLog,
     info: ServerConfig,
     hide_forbidden: bool,
+    /// The calls each caller has in flight, all tools together.
+    calls: Arc<InFlight>,
     /// Starts the periodic forgetting of idle callers at the first tool call: always inside a
     /// runtime, whether or not the router was built inside one.
     housekeeping: std::sync::Once,
@@ -91,6 +104,7 @@ impl<T: McpTools> Engine<T> {
         audit: AuditLog,
         hide_forbidden: bool,
         hierarchy: &ScopeHierarchy,
+        calls_per_caller: u32,
     ) -> Result<Self, ConfigError> {
         let mut tools = Vec::new();
         let mut by_name = HashMap::new();
@@ -122,6 +136,7 @@ impl<T: McpTools> Engine<T> {
             audit,
             info: config,
             hide_forbidden,
+            calls: InFlight::new(calls_per_caller),
             housekeeping: std::sync::Once::new(),
             #[cfg(feature = "redis")]
             shared_limits: None,
@@ -160,6 +175,27 @@ impl<T: McpTools> Engine<T> {
                 wait,
                 rate: limiter.rate(),
             })
+    }
+
+    /// Takes a place for one more call of `tool` by `key`: in the caller's calls of all tools,
+    /// then in its calls of this tool.
+    fn admit(
+        &self,
+        tool: &ServedTool<T>,
+        key: InFlightKey,
+    ) -> Result<(Permit, Option<Permit>), Denial> {
+        let all = self.calls.try_acquire(key).ok_or(Denial::TooManyCalls {
+            limit: self.calls.limit(),
+            of_tool: false,
+        })?;
+        let this = match &tool.in_flight {
+            None => None,
+            Some(counts) => Some(counts.try_acquire(key).ok_or(Denial::TooManyCalls {
+                limit: counts.limit(),
+                of_tool: true,
+            })?),
+        };
+        Ok((all, this))
     }
 
     /// Starts the housekeeping task once (it ends with the engine: it holds a weak reference).
@@ -292,6 +328,7 @@ fn serve_tool<T>(
                 .ok_or_else(|| tool_error(format!("rate {rate} cannot be enforced")))?,
         ),
     };
+    let in_flight = def.concurrency.map(InFlight::new);
     let satisfied_by = def
         .scopes
         .iter()
@@ -305,6 +342,7 @@ fn serve_tool<T>(
         def,
         listing,
         limiter,
+        in_flight,
         satisfied_by,
     })
 }
@@ -329,6 +367,11 @@ enum Denial {
     /// The shared rate limit could not be checked, and the policy is to refuse.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     RateLimitUnavailable,
+    /// The caller has `limit` calls in flight already: of this tool (`of_tool`) or of all.
+    TooManyCalls {
+        limit: u32,
+        of_tool: bool,
+    },
 }
 
 impl Denial {
@@ -338,6 +381,7 @@ impl Denial {
             Denial::MissingScopes { .. } => "missing_scope",
             Denial::RateLimited { .. } => "rate_limited",
             Denial::RateLimitUnavailable => "rate_limit_unavailable",
+            Denial::TooManyCalls { .. } => "too_many_calls",
         }
     }
 
@@ -395,6 +439,27 @@ impl Denial {
                     "retryAfterSeconds": UNAVAILABLE_RETRY_SECONDS,
                 })),
             ),
+            Denial::TooManyCalls { limit, of_tool } => {
+                let (scope, of_what) = if of_tool {
+                    ("tool", format!("of tool `{tool}`"))
+                } else {
+                    ("caller", "of all tools".to_owned())
+                };
+                ErrorData::new(
+                    ErrorCode(codes::TOO_MANY_CALLS),
+                    format!(
+                        "too many calls in flight: a caller may have {limit} call{} {of_what} \
+                         running at once; retry when one has finished",
+                        if limit == 1 { "" } else { "s" }
+                    ),
+                    Some(json!({
+                        "reason": "too_many_calls",
+                        "tool": tool,
+                        "scope": scope,
+                        "limit": limit,
+                    })),
+                )
+            }
         }
     }
 }
@@ -418,6 +483,35 @@ fn authenticated(context: &RequestContext<RoleServer>) -> Option<&Authenticated>
         .extensions
         .get::<Arc<Authenticated>>()
         .map(Arc::as_ref)
+}
+
+/// The request's [`Authenticated`] record, to wait for its client to go away.
+fn authenticated_arc(context: &RequestContext<RoleServer>) -> Option<Arc<Authenticated>> {
+    context
+        .extensions
+        .get::<Parts>()?
+        .extensions
+        .get::<Arc<Authenticated>>()
+        .cloned()
+}
+
+/// Completes when the client of `authenticated` disconnects; never without one.
+async fn gone(authenticated: Option<&Authenticated>) {
+    match authenticated {
+        Some(authenticated) => authenticated.disconnected().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The answer to a call stopped before it finished (`why`: `cancelled`, `disconnected`); no
+/// client reads it, but rmcp sends one.
+fn stopped(tool: &str, why: &'static str) -> ErrorData {
+    tracing::debug!(tool, why, "tool call stopped before it finished");
+    ErrorData::new(
+        ErrorCode(codes::CANCELLED),
+        format!("the call of tool `{tool}` was stopped: {why}"),
+        Some(json!({ "reason": why, "tool": tool })),
+    )
 }
 
 fn remote_addr_of(context: &RequestContext<RoleServer>) -> Option<SocketAddr> {
@@ -478,8 +572,19 @@ impl<T: McpTools> GatekeeperService<T> {
             return Err(tool_not_found());
         };
         let name = tool.def.name;
+        // In flight before the rate limit: a call refused for concurrency uses no rate.
+        let mut permits = None;
         let decision = match engine.may_call(tool, &principal) {
-            Ok(()) => engine.count(tool, &principal).await,
+            Ok(()) => match engine.admit(
+                tool,
+                InFlightKey::of(&principal, remote_addr.map(|a| a.ip())),
+            ) {
+                Ok(held) => {
+                    permits = Some(held);
+                    engine.count(tool, &principal).await
+                }
+                Err(denial) => Err(denial),
+            },
             Err(denial) => Err(denial),
         };
         let mut record =
@@ -501,15 +606,16 @@ impl<T: McpTools> GatekeeperService<T> {
                     record.retry_after_seconds = Some(UNAVAILABLE_RETRY_SECONDS);
                     Outcome::RateLimited
                 }
+                Denial::TooManyCalls { .. } => Outcome::RateLimited,
                 _ => Outcome::Denied,
             };
             record.reason = Some(denial.reason());
             engine.audit.record(&record);
             mark_audited(&context);
             let hidden = engine.hide_forbidden
-                && !matches!(
+                && matches!(
                     denial,
-                    Denial::RateLimited { .. } | Denial::RateLimitUnavailable
+                    Denial::MissingRole { .. } | Denial::MissingScopes { .. }
                 );
             return Err(if hidden {
                 tool_not_found()
@@ -519,12 +625,26 @@ impl<T: McpTools> GatekeeperService<T> {
         }
         engine.audit.record(&record);
         mark_audited(&context);
+        let cancelled = context.ct.clone();
+        let client = authenticated_arc(&context);
         let call = ToolCall {
             principal: &principal,
             arguments: request.arguments,
             context,
         };
-        (tool.def.call)(&self.tools, call).await
+        let call = (tool.def.call)(&self.tools, call);
+        // The call holds its places until it ends, whichever way: rmcp only flags a cancelled
+        // request (and a disconnected client of a session not at all), so a tool that never
+        // looks would run on, holding them. Dropping the call stops its work at its next
+        // `.await`. A call that finishes at once never polls the other branches.
+        let result = tokio::select! {
+            biased;
+            result = call => result,
+            () = cancelled.cancelled() => Err(stopped(name, "cancelled")),
+            () = gone(client.as_deref()) => Err(stopped(name, "disconnected")),
+        };
+        drop(permits);
+        result
     }
 }
 

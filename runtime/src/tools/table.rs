@@ -112,6 +112,8 @@ pub struct ToolDef<T> {
     pub scopes: &'static [&'static str],
     pub public: bool,
     pub rate: Option<Rate>,
+    /// The most calls of the tool one caller may have in flight (`concurrency = N`).
+    pub concurrency: Option<u32>,
     pub hints: ToolHints,
     pub input_schema: fn() -> Result<Arc<JsonObject>, String>,
     pub output_schema: fn() -> Option<Arc<JsonObject>>,
