@@ -28,6 +28,7 @@ mod authorization;
 mod connections;
 mod in_flight;
 mod interop;
+mod key_file;
 mod layer;
 mod oauth;
 mod oidc;

@@ -59,6 +59,10 @@ pub enum AuditEvent {
     /// A token was revoked (RFC 7009), or tokens were revoked because a code or refresh token
     /// was replayed.
     Revocation,
+    /// The server's configuration changed while it runs, or a change was refused (an API-key
+    /// file reloaded: `reason` is `key_file_reloaded` or `key_file_rejected`, `detail` says
+    /// what and why). Never sampled away.
+    Configuration,
     /// A summary written by the log itself: refusals from one remote address beyond the
     /// per-window limit (see [`AuditLog::refusals_per_address`]) were counted instead of
     /// written. `suppressed` says how many, `remote_addr` names the address (port 0; for IPv6
@@ -74,6 +78,7 @@ impl AuditEvent {
             AuditEvent::Authentication => "authentication",
             AuditEvent::ToolCall => "tool_call",
             AuditEvent::Token => "token",
+            AuditEvent::Configuration => "configuration",
             AuditEvent::Authorization => "authorization",
             AuditEvent::Login => "login",
             AuditEvent::Registration => "registration",
@@ -366,8 +371,14 @@ impl Sinks {
     fn record(&self, record: &AuditRecord<'_>) {
         // Empty, so without an allocation, unless a summary is due.
         let mut summaries = Vec::new();
+        // Configuration changes come from the operator, not from callers: never sampled.
+        let sampled = record.event != AuditEvent::Configuration;
         let write = match (&self.refusals, record.outcome) {
             (None, _) => true,
+            (Some(refusals), _) if !sampled => {
+                refusals.summaries_due(&mut summaries);
+                true
+            }
             (Some(refusals), Outcome::Allowed) => {
                 refusals.summaries_due(&mut summaries);
                 true

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 pub use http::request::Parts;
 
-pub use api_key::{ApiKey, ApiKeys};
+pub use api_key::{ApiKey, ApiKeyFile, ApiKeys};
 pub(crate) use chain::AuthChain;
 pub use credential::{API_KEY_HEADER, Credential, CredentialKind, UNSUPPORTED_SCHEME};
 pub use error::{AuthError, AuthErrorKind};
@@ -149,5 +149,33 @@ pub trait Authenticator: Send + Sync + 'static {
     /// the build (for example a JWT verifier that would accept tokens issued for any service).
     fn check_configuration(&self) -> Result<(), crate::ConfigError> {
         Ok(())
+    }
+
+    /// Called once by each server built with this authenticator, after its configuration was
+    /// checked, with what the server knows that the authenticator may need later (the tools'
+    /// roles, to check keys reloaded at run time; the audit log, to record reloads). The
+    /// default does nothing.
+    fn attach(&self, server: &ServerContext<'_>) {
+        let _ = server;
+    }
+}
+
+/// What a server tells each of its authenticators when it is built (see
+/// [`Authenticator::attach`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ServerContext<'a> {
+    /// The role names the tools declare, when the server knows them (a
+    /// [`Gatekeeper`](crate::Gatekeeper); not a [`GatekeeperLayer`](crate::GatekeeperLayer) in
+    /// front of another service).
+    pub roles: Option<&'a [&'static str]>,
+    /// The server's audit log.
+    pub audit: &'a crate::AuditLog,
+}
+
+impl<'a> ServerContext<'a> {
+    /// What a server with `audit` and, if it knows them, the tools' `roles` says.
+    pub fn new(roles: Option<&'a [&'static str]>, audit: &'a crate::AuditLog) -> Self {
+        Self { roles, audit }
     }
 }

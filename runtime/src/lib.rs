@@ -28,7 +28,7 @@ pub use auth::lockout::redis::RedisLockout;
 #[cfg(all(feature = "redis", feature = "jwt"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "jwt"))))]
 pub use auth::revoked::redis::RedisRevocations;
-pub use auth::{ApiKey, ApiKeys, Lockout, ProtectedResource};
+pub use auth::{ApiKey, ApiKeyFile, ApiKeys, Lockout, ProtectedResource};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use auth::{

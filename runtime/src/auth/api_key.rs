@@ -750,3 +750,6 @@ fn parse_expiry(value: &str) -> Result<SystemTime, String> {
 
 #[cfg(test)]
 mod tests;
+
+mod file;
+pub use file::ApiKeyFile;

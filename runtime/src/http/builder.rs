@@ -581,6 +581,10 @@ impl<T: McpTools> Gatekeeper<T> {
             AuditSetting::Log(log) => log,
             AuditSetting::File(path) => AuditLog::json_lines(path)?,
         };
+        let context = crate::auth::ServerContext::new(Some(<T::Roles as Roles>::NAMES), &audit);
+        for authenticator in &self.authenticators {
+            authenticator.attach(&context);
+        }
         let mut info = T::__server_info();
         if let Some(name) = self.name {
             info.name = name.into();

@@ -343,6 +343,10 @@ impl GatekeeperLayerBuilder {
             None => Challenge::default(),
         }
         .accepting(&self.authenticators);
+        let context = crate::auth::ServerContext::new(None, &self.audit);
+        for authenticator in &self.authenticators {
+            authenticator.attach(&context);
+        }
         let state = AuthLayerState {
             hosts,
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),

@@ -1,0 +1,225 @@
+//! API keys rotated without a restart: `ApiKeyFile` reads its file again when it changes and
+//! on `SIGHUP`; a file that is not valid changes nothing.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use mcp_gatekeeper::{ApiKey, ApiKeyFile, Gatekeeper, RunningServer, prelude::*};
+use serde_json::json;
+
+use crate::common::{Cred, Mcp, Version};
+
+#[derive(Roles)]
+enum Role {
+    Viewer,
+    Admin,
+}
+
+struct Tools;
+
+#[mcp_tools(roles = Role)]
+impl Tools {
+    /// Says who may read.
+    #[mcp_tool(role = "viewer")]
+    async fn read(&self) -> String {
+        "read".into()
+    }
+
+    /// Only admins.
+    #[mcp_tool(role = "admin")]
+    async fn wipe(&self) -> String {
+        "wiped".into()
+    }
+}
+
+const KEY_A: &str = "key-file-a-0123456789abcdef";
+const KEY_B: &str = "key-file-b-0123456789abcdef";
+const KEY_C: &str = "key-file-c-0123456789abcdef";
+
+/// A key-file line for `secret`.
+fn line(id: &str, role: &str, secret: &str) -> String {
+    format!("{id} {role} sha256:{}\n", ApiKey::digest_hex(secret))
+}
+
+/// Replaces the file at once (write aside, rename over), as deployment tools do.
+fn replace(path: &Path, text: &str) {
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, text).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+struct Served {
+    server: RunningServer,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Served {
+    async fn start(name: &str, keys: impl FnOnce(&Path) -> ApiKeyFile) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("mcpgk-key-file-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("api-keys");
+        std::fs::write(
+            &path,
+            format!(
+                "# rotated by the tests\n{}{}",
+                line("a", "admin", KEY_A),
+                line("b", "viewer", KEY_B)
+            ),
+        )
+        .unwrap();
+        let server = Gatekeeper::new(Tools)
+            .authenticate(keys(&path))
+            .audit_file(dir.join("audit.jsonl"))
+            .stateless()
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let url = format!("http://{}/mcp", server.local_addr());
+        Self { server, url, dir }
+    }
+
+    fn keys(&self) -> PathBuf {
+        self.dir.join("api-keys")
+    }
+
+    /// The status of a `tools/call read` with `key` (200 with a result, 403 refused).
+    async fn status(&self, key: &str) -> u16 {
+        let mcp = Mcp::new(&self.url, Cred::ApiKey(key.into()), Version::V2025_06_18);
+        mcp.call("read", json!({})).await.status
+    }
+
+    /// Waits until `key` gets `status`; how long it took.
+    async fn until(&self, key: &str, status: u16) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if self.status(key).await == status {
+                return start.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the key never got {status}");
+    }
+
+    async fn audit(&self) -> String {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::read_to_string(self.dir.join("audit.jsonl")).unwrap_or_default()
+    }
+
+    async fn stop(self) {
+        self.server.shutdown().await.unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn keys_removed_and_added_take_effect_within_a_second_and_a_bad_file_changes_nothing() {
+    let served = Served::start("rotate", |path| ApiKeyFile::open(path).unwrap()).await;
+    assert_eq!(served.status(KEY_A).await, 200);
+    assert_eq!(served.status(KEY_C).await, 403);
+    // Rotate: a goes, c comes.
+    replace(
+        &served.keys(),
+        &format!(
+            "{}{}",
+            line("b", "viewer", KEY_B),
+            line("c", "admin", KEY_C)
+        ),
+    );
+    let gone = served.until(KEY_A, 403).await;
+    let came = served.until(KEY_C, 200).await;
+    println!("removed key refused after {gone:?}, new key accepted after {came:?}");
+    assert!(gone < Duration::from_secs(1), "{gone:?}");
+    assert_eq!(served.status(KEY_B).await, 200);
+    // A file with a bad line is not taken: the keys in force stay.
+    replace(
+        &served.keys(),
+        &format!("{}this line is not a key\n", line("b", "viewer", KEY_B)),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(served.status(KEY_C).await, 200, "c stays in force");
+    assert_eq!(served.status(KEY_B).await, 200);
+    // Nor is a file naming a role the tools do not declare.
+    replace(&served.keys(), &line("b", "superuser", KEY_B));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(served.status(KEY_C).await, 200, "c stays in force");
+    // Nor a missing file.
+    std::fs::remove_file(served.keys()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(served.status(KEY_C).await, 200, "c stays in force");
+    let audit = served.audit().await;
+    let lines = |reason: &str| -> Vec<serde_json::Value> {
+        audit
+            .lines()
+            .filter(|l| l.contains(&format!(r#""reason":"{reason}""#)))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let reloaded = lines("key_file_reloaded");
+    assert_eq!(reloaded.len(), 1, "{audit}");
+    assert_eq!(reloaded[0]["event"], "configuration");
+    let rejected = lines("key_file_rejected");
+    assert_eq!(rejected.len(), 3, "one record per rejected file: {audit}");
+    let details: Vec<&str> = rejected
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap())
+        .collect();
+    assert!(details[0].contains("line 2"), "{details:?}");
+    assert!(details[1].contains("superuser"), "{details:?}");
+    assert!(details[2].contains("keys in force stay"), "{details:?}");
+    served.stop().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_file() {
+    let served = Served::start("sighup", |path| {
+        // Only the signal reloads in this test.
+        ApiKeyFile::open(path)
+            .unwrap()
+            .check_every(Duration::from_secs(3600))
+    })
+    .await;
+    replace(&served.keys(), &line("c", "viewer", KEY_C));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(served.status(KEY_C).await, 403, "not before the signal");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    served.until(KEY_C, 200).await;
+    assert_eq!(served.status(KEY_A).await, 403);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn reload_on_demand_reports_why_a_file_is_refused() {
+    let dir = std::env::temp_dir().join(format!("mcpgk-key-file-demand-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys");
+    std::fs::write(&path, line("a", "admin", KEY_A)).unwrap();
+    let keys = ApiKeyFile::open(&path).unwrap();
+    assert_eq!(keys.len(), 1);
+    std::fs::write(
+        &path,
+        format!("{}{}", line("a", "admin", KEY_A), line("a", "admin", KEY_B)),
+    )
+    .unwrap();
+    let error = keys.reload().unwrap_err().to_string();
+    assert!(error.contains("line 2"), "{error}");
+    assert_eq!(keys.len(), 1);
+    std::fs::write(
+        &path,
+        format!("{}{}", line("a", "admin", KEY_A), line("b", "-", KEY_B)),
+    )
+    .unwrap();
+    assert_eq!(keys.reload().unwrap(), 2);
+    // A file that cannot be opened at start is an error at once.
+    assert!(ApiKeyFile::open(dir.join("missing")).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
