@@ -374,3 +374,135 @@ async fn sighup_reopens_the_file_when_asked_to() {
     assert_eq!(records_of(&moved)[0]["subject"], "before-the-signal");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// A stateless `hello` server auditing successes as `configure` says, to a file of its own.
+async fn hello_audited(
+    test: &str,
+    configure: impl FnOnce(
+        mcp_gatekeeper::Gatekeeper<crate::hello::Hello>,
+    ) -> mcp_gatekeeper::Gatekeeper<crate::hello::Hello>,
+) -> (mcp_gatekeeper::RunningServer, String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("mcpgk-audit-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let keys = mcp_gatekeeper::ApiKeys::new().with_key(mcp_gatekeeper::ApiKey::new(
+        "sampled",
+        "sampled-audit-key-0123456789abcdef",
+    ));
+    let server = configure(
+        mcp_gatekeeper::Gatekeeper::new(crate::hello::Hello)
+            .authenticate(keys)
+            .stateless()
+            .audit_file(&path),
+    )
+    .bind("127.0.0.1:0")
+    .await
+    .unwrap();
+    let url = format!("http://{}/mcp", server.local_addr());
+    (server, url, path)
+}
+
+/// Makes `calls` successful calls of `hello`, then one refused request (the marker that the
+/// writer caught up), and returns the audit records.
+async fn audited_after(url: &str, path: &std::path::Path, calls: usize) -> Vec<Value> {
+    let mcp = Mcp::new(
+        url,
+        Cred::ApiKey("sampled-audit-key-0123456789abcdef".into()),
+        Version::V2025_06_18,
+    );
+    for _ in 0..calls {
+        assert_eq!(mcp.call("hello", json!({ "name": "x" })).await.status, 200);
+    }
+    let wrong = Mcp::new(
+        url,
+        Cred::ApiKey("wrong-audit-key-0123456789abcdef".into()),
+        Version::V2025_06_18,
+    );
+    assert_eq!(
+        wrong.call("hello", json!({ "name": "x" })).await.status,
+        403
+    );
+    read_records(path, |r| r["outcome"] == "denied").await
+}
+
+fn allowed_calls(records: &[Value]) -> usize {
+    records
+        .iter()
+        .filter(|r| r["event"] == "tool_call" && r["outcome"] == "allowed")
+        .count()
+}
+
+#[tokio::test]
+async fn successes_are_audited_all_one_in_n_or_none_and_refusals_always() {
+    use mcp_gatekeeper::AuditSuccesses;
+    let (server, url, path) = hello_audited("all", |g| g).await;
+    assert_eq!(allowed_calls(&audited_after(&url, &path, 30).await), 30);
+    server.shutdown().await.unwrap();
+
+    let (server, url, path) =
+        hello_audited("one-in", |g| g.audit_successes(AuditSuccesses::OneIn(10))).await;
+    let records = audited_after(&url, &path, 100).await;
+    assert_eq!(allowed_calls(&records), 10);
+    server.shutdown().await.unwrap();
+
+    let (server, url, path) =
+        hello_audited("none", |g| g.audit_successes(AuditSuccesses::None)).await;
+    let records = audited_after(&url, &path, 30).await;
+    assert_eq!(allowed_calls(&records), 0);
+    // Nor is the request audited as an authentication instead; the refusal is.
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["event"] == "authentication" && r["outcome"] == "allowed"),
+        "{records:?}"
+    );
+    assert_eq!(
+        records.iter().filter(|r| r["outcome"] == "denied").count(),
+        1
+    );
+    server.shutdown().await.unwrap();
+
+    // A tool may differ from the server.
+    let (server, url, path) = hello_audited("per-tool", |g| {
+        g.audit_successes(AuditSuccesses::None)
+            .audit_successes_of("hello", AuditSuccesses::All)
+    })
+    .await;
+    assert_eq!(allowed_calls(&audited_after(&url, &path, 20).await), 20);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_settings_that_cannot_hold_fail_the_build() {
+    use mcp_gatekeeper::AuditSuccesses;
+    for (configure, expected) in [
+        (
+            Box::new(|g: mcp_gatekeeper::Gatekeeper<crate::hello::Hello>| {
+                g.audit_successes_of("helo", AuditSuccesses::None)
+            }) as Box<dyn FnOnce(_) -> _>,
+            "no tool is named `helo`",
+        ),
+        (
+            Box::new(|g: mcp_gatekeeper::Gatekeeper<crate::hello::Hello>| {
+                g.audit_successes(AuditSuccesses::OneIn(0))
+            }),
+            "OneIn(0)",
+        ),
+    ] {
+        let built = configure(
+            mcp_gatekeeper::Gatekeeper::new(crate::hello::Hello).authenticate(
+                mcp_gatekeeper::ApiKeys::new().with_key(mcp_gatekeeper::ApiKey::new(
+                    "k",
+                    "sampled-audit-key-0123456789abcdef",
+                )),
+            ),
+        )
+        .bind("127.0.0.1:0")
+        .await;
+        let Err(error) = built else {
+            panic!("built with {expected}");
+        };
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}

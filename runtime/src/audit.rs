@@ -21,6 +21,10 @@ mod bound;
 mod file;
 mod json_line;
 mod refusals;
+mod successes;
+
+pub use successes::AuditSuccesses;
+pub(crate) use successes::SuccessSampler;
 
 use self::{
     bound::Room,

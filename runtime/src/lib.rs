@@ -21,7 +21,7 @@ mod redis_link;
 pub mod tls;
 mod tools;
 
-pub use audit::{AUDIT_TARGET, AuditEvent, AuditLog, AuditRecord, Outcome};
+pub use audit::{AUDIT_TARGET, AuditEvent, AuditLog, AuditRecord, AuditSuccesses, Outcome};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use auth::lockout::redis::RedisLockout;
@@ -257,6 +257,7 @@ pub mod __bench {
                 false,
                 &crate::ScopeHierarchy::new(),
                 crate::rate_limit::in_flight::DEFAULT_CALLS_PER_CALLER,
+                &Default::default(),
             )
             .map(Self)
         }

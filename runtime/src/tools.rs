@@ -10,7 +10,7 @@ mod table;
 
 // Named by the generated code, through `crate::__private`.
 pub use arguments::{Arguments, ObjectSchema};
-pub(crate) use dispatch::{Engine, ScopeOracle};
+pub(crate) use dispatch::{AuditPolicy, Engine, ScopeOracle};
 pub use dispatch::{GatekeeperService, codes};
 pub use rbac::{Caller, Granted, Guard, Includes, NoRoleGuard, NoRoles, RoleMarker, Roles};
 pub(crate) use rbac::{includes, role_index};

@@ -15,7 +15,7 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 
 use crate::{
     AuditLog,
-    audit::{AuditEvent, AuditRecord, Outcome},
+    audit::{AuditEvent, AuditRecord, Outcome, SuccessSampler},
     auth::FailureThrottle,
     auth::{
         AuthChain, AuthError, AuthErrorKind, AuthRequest, Authenticator, Credential, CredentialKind,
@@ -43,6 +43,8 @@ pub(crate) struct AuthLayerState {
     pub(crate) challenge: Challenge,
     /// The responses each caller holds open (event streams, requests being answered).
     pub(crate) streams: Arc<InFlight>,
+    /// Which requests let through that made no tool-call record are audited.
+    pub(crate) successes: Arc<SuccessSampler>,
     /// Set only in front of the gatekeeper's own tools; see [`GatekeeperTools`].
     pub(crate) tools: Option<GatekeeperTools>,
 }
@@ -61,6 +63,7 @@ impl AuthLayerState {
             sessions: self.sessions.clone(),
             challenge: self.challenge.clone(),
             streams: self.streams.clone(),
+            successes: self.successes.clone(),
             tools: None,
         }
     }
@@ -357,7 +360,7 @@ where
         Carried::Record(authenticated) => &authenticated.principal,
         Carried::Principal(principal) => principal,
     };
-    if !matches!(&carried, Carried::Record(a) if a.tool_call_audited()) {
+    if !matches!(&carried, Carried::Record(a) if a.tool_call_audited()) && state.successes.take() {
         let mut record =
             AuditRecord::new(AuditEvent::Authentication, Outcome::Allowed).principal(principal);
         record.remote_addr = remote_addr;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     AuditLog, ConfigError, McpTools,
+    audit::SuccessSampler,
     auth::ProtectedResource,
     auth::{AuthChain, Authenticator},
     auth::{FailureThrottle, Lockout},
@@ -69,6 +70,8 @@ pub struct Gatekeeper<T: McpTools> {
     calls_per_caller: u32,
     /// Most open responses (event streams, requests being answered) of one caller.
     streams_per_caller: u32,
+    /// Which successful calls and requests are audited.
+    audit_successes: crate::tools::AuditPolicy,
     allowed_hosts: Option<Vec<String>>,
     allowed_origins: Vec<String>,
     max_body_bytes: usize,
@@ -140,6 +143,7 @@ impl<T: McpTools> Gatekeeper<T> {
             session_limits: crate::SessionLimits::default(),
             calls_per_caller: in_flight::DEFAULT_CALLS_PER_CALLER,
             streams_per_caller: in_flight::DEFAULT_STREAMS_PER_CALLER,
+            audit_successes: crate::tools::AuditPolicy::default(),
             allowed_hosts: None,
             allowed_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
@@ -327,6 +331,29 @@ impl<T: McpTools> Gatekeeper<T> {
     /// [`SessionLimits`]: crate::SessionLimits
     pub fn session_limits(mut self, limits: crate::SessionLimits) -> Self {
         self.session_limits = limits;
+        self
+    }
+
+    /// Which successful tool calls, and requests that call no tool (`initialize`,
+    /// `tools/list`), the audit trail records (default: all). Refusals, lockouts and
+    /// configuration changes are always recorded. Under load successes are most of the trail:
+    /// BENCHMARKS.md gives the disk cost per million calls of each setting.
+    /// [`AuditSuccesses::OneIn(0)`](crate::AuditSuccesses::OneIn) fails the build.
+    pub fn audit_successes(mut self, successes: crate::AuditSuccesses) -> Self {
+        self.audit_successes.default = successes;
+        self
+    }
+
+    /// Which successful calls of `tool` (its MCP name) the audit trail records, instead of
+    /// what [`audit_successes`](Self::audit_successes) says: e.g. none for a health-check
+    /// tool called every second, all for a destructive one on a sampled server. A name that
+    /// is not a tool of this server fails the build.
+    pub fn audit_successes_of(
+        mut self,
+        tool: impl Into<String>,
+        successes: crate::AuditSuccesses,
+    ) -> Self {
+        self.audit_successes.per_tool.push((tool.into(), successes));
         self
     }
 
@@ -599,6 +626,7 @@ impl<T: McpTools> Gatekeeper<T> {
             self.hide_forbidden,
             &self.scope_hierarchy,
             in_flight::checked("calls_per_caller", self.calls_per_caller)?,
+            &self.audit_successes,
         )?;
         #[cfg(feature = "redis")]
         if let Some(limits) = self.shared_limits {
@@ -699,6 +727,7 @@ impl<T: McpTools> Gatekeeper<T> {
                 "streams_per_caller",
                 self.streams_per_caller,
             )?),
+            successes: Arc::new(SuccessSampler::new(self.audit_successes.default)),
             tools: Some(GatekeeperTools {
                 scopes: engine.clone(),
                 max_body_bytes: self.max_body_bytes,

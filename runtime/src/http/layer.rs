@@ -95,6 +95,7 @@ impl GatekeeperLayer {
             lockout: Lockout::default(),
             resource: None,
             streams_per_caller: in_flight::DEFAULT_STREAMS_PER_CALLER,
+            audit_successes: crate::AuditSuccesses::All,
             #[cfg(feature = "redis")]
             shared_lockout: None,
             #[cfg(feature = "redis")]
@@ -191,6 +192,7 @@ pub struct GatekeeperLayerBuilder {
     lockout: Lockout,
     resource: Option<ProtectedResource>,
     streams_per_caller: u32,
+    audit_successes: crate::AuditSuccesses,
     /// The failure throttle and session owners shared with other replicas, as settings until
     /// `build`.
     #[cfg(feature = "redis")]
@@ -289,6 +291,15 @@ impl GatekeeperLayerBuilder {
         self
     }
 
+    /// Which requests let through the audit trail records (default: all; see
+    /// [`Gatekeeper::audit_successes`](crate::Gatekeeper::audit_successes)). Refusals are
+    /// always recorded. [`AuditSuccesses::OneIn(0)`](crate::AuditSuccesses::OneIn) fails the
+    /// build.
+    pub fn audit_successes(mut self, successes: crate::AuditSuccesses) -> Self {
+        self.audit_successes = successes;
+        self
+    }
+
     /// Names `resource`'s RFC 9728 metadata in every challenge (`resource_metadata`, and its
     /// scopes in the `401` for a missing credential), and answers an invalid or expired token
     /// `401 invalid_token` instead of `403`, since clients can then get a new one. Serve the
@@ -358,6 +369,10 @@ impl GatekeeperLayerBuilder {
                 "streams_per_caller",
                 self.streams_per_caller,
             )?),
+            successes: {
+                self.audit_successes.check("audit_successes")?;
+                Arc::new(crate::audit::SuccessSampler::new(self.audit_successes))
+            },
             tools: None,
         };
         Ok(GatekeeperLayer::from_state(state, resource))

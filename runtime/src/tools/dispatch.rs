@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::{
     ConfigError, McpTools, Principal, Rate, ScopeHierarchy,
-    audit::{AuditEvent, AuditLog, AuditRecord, Outcome},
+    audit::{AuditEvent, AuditLog, AuditRecord, AuditSuccesses, Outcome, SuccessSampler},
     principal::Authenticated,
     rate_limit::in_flight::{InFlight, InFlightKey, Permit},
     rate_limit::{ToolLimiter, retry_after_seconds},
@@ -58,6 +58,8 @@ struct ServedTool<T> {
     limiter: Option<ToolLimiter>,
     /// The calls of this tool each caller has in flight (`concurrency = N`).
     in_flight: Option<Arc<InFlight>>,
+    /// Which of its successful calls are audited.
+    successes: SuccessSampler,
     /// For each scope the tool requires (in `def.scopes` order), the scopes that satisfy it:
     /// itself, then every scope the hierarchy says includes it. Computed once, so a check is a
     /// few binary searches in the principal's sorted scopes.
@@ -105,11 +107,13 @@ impl<T: McpTools> Engine<T> {
         hide_forbidden: bool,
         hierarchy: &ScopeHierarchy,
         calls_per_caller: u32,
+        successes: &AuditPolicy,
     ) -> Result<Self, ConfigError> {
         let mut tools = Vec::new();
         let mut by_name = HashMap::new();
         for def in T::__tool_defs() {
-            let served = serve_tool(def, hierarchy)?;
+            let mut served = serve_tool(def, hierarchy)?;
+            served.successes = SuccessSampler::new(successes.of(served.def.name));
             if by_name.insert(served.def.name, tools.len()).is_some() {
                 return Err(ConfigError::Tool {
                     tool: served.def.name.into(),
@@ -118,6 +122,7 @@ impl<T: McpTools> Engine<T> {
             }
             tools.push(served);
         }
+        successes.check(&by_name)?;
         let mut scopes: Vec<&'static str> = tools
             .iter()
             .flat_map(|t| t.def.scopes.iter().copied())
@@ -269,6 +274,41 @@ impl<T: McpTools> Engine<T> {
     }
 }
 
+/// Which successful calls each tool audits: a server-wide policy and the tools that differ.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuditPolicy {
+    pub(crate) default: AuditSuccesses,
+    pub(crate) per_tool: Vec<(String, AuditSuccesses)>,
+}
+
+impl AuditPolicy {
+    fn of(&self, tool: &str) -> AuditSuccesses {
+        // The last setting for a tool wins, as with any builder setter called twice.
+        self.per_tool
+            .iter()
+            .rev()
+            .find(|(name, _)| name == tool)
+            .map_or(self.default, |(_, policy)| *policy)
+    }
+
+    /// Refuses a policy that samples nothing, and one naming a tool the server does not have.
+    fn check(&self, tools: &HashMap<&'static str, usize>) -> Result<(), ConfigError> {
+        self.default.check("audit_successes")?;
+        for (tool, policy) in &self.per_tool {
+            policy.check(&format!("audit_successes_of(\"{tool}\")"))?;
+            if !tools.contains_key(tool.as_str()) {
+                let mut known: Vec<&str> = tools.keys().copied().collect();
+                known.sort_unstable();
+                return Err(ConfigError::invalid(format!(
+                    "audit_successes_of(\"{tool}\"): no tool is named `{tool}` (the tools: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the HTTP layer asks before rmcp runs, to answer a missing scope with a real
 /// `403 insufficient_scope` the client can act on (step-up authorization).
 pub(crate) trait ScopeOracle: Send + Sync + 'static {
@@ -343,6 +383,7 @@ fn serve_tool<T>(
         listing,
         limiter,
         in_flight,
+        successes: SuccessSampler::new(AuditSuccesses::All),
         satisfied_by,
     })
 }
@@ -623,7 +664,11 @@ impl<T: McpTools> GatekeeperService<T> {
                 denial.into_error(name)
             });
         }
-        engine.audit.record(&record);
+        // A success is written as sampled, unless it says something (the rate limit was
+        // checked locally because Redis was unavailable).
+        if record.reason.is_some() || tool.successes.take() {
+            engine.audit.record(&record);
+        }
         mark_audited(&context);
         let cancelled = context.ct.clone();
         let client = authenticated_arc(&context);
