@@ -15,6 +15,9 @@
 //! command lines that use it):
 //! - `JWT_SECRET`: HS256 secret, at least 32 bytes;
 //! - `MCP_API_KEYS`: `KEY:ROLE,KEY:ROLE,...`;
+//! - `MCP_API_KEYS_FILE`: instead, a file of key digests (`ID ROLE sha256:HEX ...` per line,
+//!   as `mcp-gatekeeper keys new` prints them), read again when it changes and on `SIGHUP`:
+//!   keys are added and removed without a restart;
 //! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:SCOPE ...],...` for `POST /auth/token`;
 //! - `AUDIT_LOG`: a JSON-lines file for the audit trail;
 //! - `REDIS_URL`: keep the tools' rate limits, the failure lockout, the revoked tokens and
@@ -229,12 +232,20 @@ impl DataTools {
     }
 }
 
+/// Where the API keys come from.
+pub enum ApiKeySource {
+    /// Keys given at start (`MCP_API_KEYS`).
+    Listed(ApiKeys),
+    /// A file of digests, reloaded while the server runs (`MCP_API_KEYS_FILE`).
+    File(mcp_gatekeeper::ApiKeyFile),
+}
+
 /// How the example is configured.
 pub struct RbacConfig {
     /// The HS256 secret for JWTs (verification and `/auth/token`).
     pub jwt_secret: String,
     /// API keys with roles.
-    pub api_keys: ApiKeys,
+    pub api_keys: ApiKeySource,
     /// Clients of `POST /auth/token`.
     pub clients: Vec<TokenClient>,
     /// Serve without sessions.
@@ -298,11 +309,13 @@ pub fn gatekeeper(config: RbacConfig) -> Result<Gatekeeper<DataTools>, ConfigErr
     let hosts = allowed_hosts(&config.resource)?;
     // The example lives in the mcp-gatekeeper package, whose name the tools would otherwise
     // announce; a server in its own crate announces that crate's name and version by default.
-    let mut server = Gatekeeper::new(DataTools::default())
-        .server_info("rbac-data-store", env!("CARGO_PKG_VERSION"))
-        .authenticate(config.api_keys)
-        .authenticate(jwt)
-        .token_endpoint(tokens);
+    let server = Gatekeeper::new(DataTools::default())
+        .server_info("rbac-data-store", env!("CARGO_PKG_VERSION"));
+    let server = match config.api_keys {
+        ApiKeySource::Listed(keys) => server.authenticate(keys),
+        ApiKeySource::File(file) => server.authenticate(file),
+    };
+    let mut server = server.authenticate(jwt).token_endpoint(tokens);
     if let Some(hosts) = hosts {
         server = server.allowed_hosts(hosts);
     }
@@ -562,7 +575,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         generated.push("JWT_SECRET");
         random_hex(32)
     });
+    let key_file = std::env::var_os("MCP_API_KEYS_FILE").filter(|v| !v.is_empty());
+    if key_file.is_some() && std::env::var_os("MCP_API_KEYS").is_some() {
+        return Err("set MCP_API_KEYS or MCP_API_KEYS_FILE, not both".into());
+    }
     let keys_spec = std::env::var("MCP_API_KEYS").unwrap_or_else(|_| {
+        if key_file.is_some() {
+            return String::new();
+        }
         generated.push("MCP_API_KEYS");
         let spec = format!(
             "viewer-{}:viewer,editor-{}:editor,admin-{}:admin",
@@ -591,7 +611,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let config = RbacConfig {
         jwt_secret,
-        api_keys: ApiKeys::parse_env_value(&keys_spec)?,
+        api_keys: match &key_file {
+            Some(path) => {
+                let file = mcp_gatekeeper::ApiKeyFile::open(path)?;
+                println!(
+                    "{} API key(s) from {} (read again when it changes, and on SIGHUP)",
+                    file.len(),
+                    file.path().display()
+                );
+                ApiKeySource::File(file)
+            }
+            None => ApiKeySource::Listed(ApiKeys::parse_env_value(&keys_spec)?),
+        },
         clients: TokenEndpoint::parse_clients(&clients_spec)?,
         stateless: env.stateless,
         audit_log: std::env::var_os("AUDIT_LOG").map(Into::into),

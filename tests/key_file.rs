@@ -223,3 +223,59 @@ async fn reload_on_demand_reports_why_a_file_is_refused() {
     assert!(ApiKeyFile::open(dir.join("missing")).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_rbac_example_takes_its_keys_from_a_file_it_rereads() {
+    use crate::common::{example_binary, process::CapturedProcess};
+    let dir = std::env::temp_dir().join(format!("mcpgk-key-file-rbac-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("api-keys");
+    std::fs::write(&path, line("ops", "admin", KEY_A)).unwrap();
+    let mut example = CapturedProcess::spawn(
+        std::process::Command::new(example_binary("rbac"))
+            .env("BIND", "127.0.0.1:0")
+            .env("STATELESS", "1")
+            .env("MCP_API_KEYS_FILE", &path)
+            .env_remove("MCP_API_KEYS")
+            .env("RUST_LOG", "warn"),
+        "the rbac example",
+    );
+    let url = format!("http://{}/mcp", example.listening());
+    assert!(
+        example.printed().contains("1 API key(s) from"),
+        "{}",
+        example.printed()
+    );
+    let status = |key: &'static str| {
+        let mcp = Mcp::new(&url, Cred::ApiKey(key.into()), Version::V2025_06_18);
+        async move { mcp.request("tools/list", json!({})).await.status }
+    };
+    assert_eq!(status(KEY_A).await, 200);
+    assert_eq!(status(KEY_B).await, 403);
+    replace(&path, &line("reports", "viewer", KEY_B));
+    let start = Instant::now();
+    while status(KEY_A).await != 403 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the old key still works"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(status(KEY_B).await, 200);
+    // SIGHUP reloads rather than ends the example.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &example.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(KEY_B).await, 200, "{}", example.printed());
+    drop(example);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -123,7 +123,9 @@ async fn server(
     options: &Options,
     audit: AuditLog,
 ) -> Result<(Gatekeeper<EchoTools>, String), String> {
-    let server = Gatekeeper::new(EchoTools).audit(audit);
+    let server = Gatekeeper::new(EchoTools)
+        .audit(audit)
+        .audit_successes(options.audit_successes);
     let (server, header) = match options.mode {
         Mode::ApiKey => {
             let key = format!("bench-{}", random_hex(16));

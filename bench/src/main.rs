@@ -48,7 +48,9 @@
 //! `run.sh` and `callgrind.sh` do that.
 //!
 //! `--no-audit-file` (a diagnostic) keeps audit records on `tracing` only, to measure what the
-//! JSON-lines sink costs.
+//! JSON-lines sink costs. `--audit-successes all|none|N` (default `all`) audits every
+//! successful call, none, or one in N (`Gatekeeper::audit_successes`), to measure what the
+//! trail costs on disk at each setting.
 //! `--any-host` (a diagnostic, bare only) switches rmcp's own `Host` allow-list check off, to
 //! measure what it costs bare rmcp (the gatekeeper checks `Host` itself, with lists parsed once).
 //! `--tcp-nodelay` (a diagnostic, off in the benchmark table) sets `TCP_NODELAY` on accepted
@@ -88,6 +90,7 @@ struct Options {
     bind: String,
     credential_file: Option<PathBuf>,
     audit_file: Option<PathBuf>,
+    audit_successes: mcp_gatekeeper::AuditSuccesses,
     es256_private: Option<PathBuf>,
     es256_public: Option<PathBuf>,
     /// Where to write tokens for the cache-miss rows, if asked.
@@ -101,7 +104,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: bench-server --mode bare|apikey|hs256|es256|oidc|introspect [--stateful] [--tcp-nodelay] [--any-host] [--bind ADDR] \
-[--credential-file FILE] [--audit-file FILE | --no-audit-file] [--es256-private PEM --es256-public PEM] \
+[--credential-file FILE] [--audit-file FILE | --no-audit-file] [--audit-successes all|none|N] [--es256-private PEM --es256-public PEM] \
 [--fresh-tokens FILE [--fresh-token-count N]] [--redis-url URL [--redis-prefix PREFIX]]";
 
 fn parse_options() -> Result<Options, String> {
@@ -114,6 +117,7 @@ fn parse_options() -> Result<Options, String> {
         bind: "127.0.0.1:8801".into(),
         credential_file: None,
         audit_file: Some(std::env::temp_dir().join("mcp-gatekeeper-bench-audit.jsonl")),
+        audit_successes: mcp_gatekeeper::AuditSuccesses::All,
         es256_private: None,
         es256_public: None,
         fresh_tokens: None,
@@ -145,6 +149,16 @@ fn parse_options() -> Result<Options, String> {
             }
             "--audit-file" => options.audit_file = Some(value("--audit-file")?.into()),
             "--no-audit-file" => options.audit_file = None,
+            "--audit-successes" => {
+                use mcp_gatekeeper::AuditSuccesses;
+                options.audit_successes = match value("--audit-successes")?.as_str() {
+                    "all" => AuditSuccesses::All,
+                    "none" => AuditSuccesses::None,
+                    n => AuditSuccesses::OneIn(n.parse().map_err(|_| {
+                        format!("--audit-successes takes all, none or a number, not `{n}`")
+                    })?),
+                };
+            }
             "--es256-private" => options.es256_private = Some(value("--es256-private")?.into()),
             "--es256-public" => options.es256_public = Some(value("--es256-public")?.into()),
             "--fresh-tokens" => options.fresh_tokens = Some(value("--fresh-tokens")?.into()),

@@ -47,10 +47,12 @@ impl Server {
 pub fn rbac_config(stateless: bool) -> RbacConfig {
     RbacConfig {
         jwt_secret: SECRET.into(),
-        api_keys: ApiKeys::parse_env_value(&format!(
-            "{VIEWER_KEY}:viewer,{EDITOR_KEY}:editor,{ADMIN_KEY}:admin"
-        ))
-        .unwrap(),
+        api_keys: crate::rbac::ApiKeySource::Listed(
+            ApiKeys::parse_env_value(&format!(
+                "{VIEWER_KEY}:viewer,{EDITOR_KEY}:editor,{ADMIN_KEY}:admin"
+            ))
+            .unwrap(),
+        ),
         clients: TokenEndpoint::parse_clients(CLIENTS).unwrap(),
         stateless,
         audit_log: None,

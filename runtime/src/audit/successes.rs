@@ -63,7 +63,10 @@ impl SuccessSampler {
             0 => false,
             // No shared counter to touch when every success is written.
             1 => true,
-            every => self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(every),
+            every => self
+                .seen
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(every),
         }
     }
 }
