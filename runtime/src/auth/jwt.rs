@@ -8,8 +8,13 @@
 //! `exp`, `iss`, `aud`), and the claims this crate reads beyond those (`nbf`, `iat`, roles,
 //! scopes, ...) are read by [`claims`].
 //! Tokens accepted once are answered from [`VerifiedTokens`] until they expire.
+//!
+//! A verifier may instead hold several HMAC secrets by `kid` ([`key_set`]), so that a shared
+//! secret can be rotated without refusing every token at once; a token then names its secret
+//! in its header, and a token that names none, or one the verifier does not hold, is refused.
 
 pub(crate) mod claims;
+pub(crate) mod key_set;
 mod rules;
 
 use std::{
@@ -31,6 +36,7 @@ use jsonwebtoken::{
 };
 
 use self::claims::Refusal;
+use self::key_set::DecodingKeys;
 pub use self::rules::ClaimPath;
 pub(crate) use self::rules::TokenRules;
 use super::{
@@ -135,7 +141,8 @@ impl fmt::Display for JwtAlgorithm {
     }
 }
 
-/// Authenticates `Authorization: Bearer <jwt>` requests with one configured key.
+/// Authenticates `Authorization: Bearer <jwt>` requests with a configured key, or with one of
+/// several HMAC secrets named by the token's `kid`.
 ///
 /// A bearer credential shaped like a JWT is always decided here (accepted or rejected), so a
 /// forged token is never offered to a later, more lenient authenticator; any other credential is
@@ -162,9 +169,38 @@ impl fmt::Display for JwtAlgorithm {
 ///     .audience("mcp-tools");
 /// # let _ = jwt; Ok(()) }
 /// ```
+///
+/// # Rotating a shared secret
+///
+/// A verifier of one secret ([`Jwt::hs256`]) refuses every token the moment the secret
+/// changes. To replace a secret while its tokens are still in use, give every secret a key id
+/// (`kid`) and have the signer put the `kid` of the secret it used in each token's header
+/// ([`Jwt::hs256_keys`], [`Jwt::hs256_keys_from_env`]; the seed's
+/// [`TokenEndpoint::hs256_keys`](crate::TokenEndpoint::hs256_keys) does both sides):
+///
+/// 1. add the new secret under a new kid to every verifier (`JWT_KEYS=k1:old...,k2:new...`),
+///    the signer still signing with the old kid;
+/// 2. once every verifier runs with both, switch the signer's current kid to the new one;
+/// 3. after the longest token lifetime (plus the leeway) has passed, remove the old kid from
+///    the verifiers (`JWT_KEYS=k2:new...`): its tokens have all expired.
+///
+/// A verifier with secrets by kid refuses a token without `kid`, or with a kid it does not hold,
+/// as an invalid token, without trying its secrets on it. Tokens signed for a verifier of one
+/// secret carry no `kid`: when moving to secrets by kid, first have the signer name the old
+/// secret's kid (a verifier of one secret ignores it), and key the verifiers a token lifetime
+/// later.
+///
+/// ```no_run
+/// # fn main() -> Result<(), mcp_gatekeeper::ConfigError> {
+/// use mcp_gatekeeper::auth::Jwt;
+///
+/// // JWT_KEYS="2025-06:<at least 32 bytes>,2025-09:<at least 32 bytes>"
+/// let jwt = Jwt::hs256_keys_from_env("JWT_KEYS")?.audience("mcp-tools");
+/// # let _ = jwt; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Jwt {
-    /// The key, parsed once, and the one algorithm it verifies.
+    /// The key (or keys by kid), parsed once, and the one algorithm it verifies.
     key: Arc<VerificationKey>,
     /// What `jsonwebtoken` checks, rebuilt by every builder method that changes a rule.
     validation: Arc<Validation>,
@@ -176,10 +212,10 @@ pub struct Jwt {
     revoked: Option<Arc<RevokedTokens>>,
 }
 
-/// A verifier's key: `jsonwebtoken`'s, for the one algorithm it verifies.
+/// A verifier's key, or keys by kid: `jsonwebtoken`'s, for the one algorithm it verifies.
 struct VerificationKey {
     algorithm: JwtAlgorithm,
-    key: DecodingKey,
+    keys: DecodingKeys,
 }
 
 impl Jwt {
@@ -218,21 +254,92 @@ impl Jwt {
         Self::hs256(secret).map_err(|e| crate::error::in_env_var(var, e))
     }
 
+    /// Verifies HS256 tokens with any of several secrets, each named by a key id: a token must
+    /// carry `kid` in its header, naming one of `keys`, and is checked with that secret only.
+    /// See [`Jwt::hmac_keys`], and the rotation recipe above.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mcp_gatekeeper::ConfigError> {
+    /// use mcp_gatekeeper::auth::Jwt;
+    ///
+    /// let jwt = Jwt::hs256_keys([
+    ///     ("2025-06", "the-previous-secret-of-at-least-32-bytes"),
+    ///     ("2025-09", "the-current-secret-of-at-least-32-bytes!"),
+    /// ])?
+    /// .audience("mcp-tools");
+    /// # let _ = jwt; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Jwt::hmac_keys`].
+    pub fn hs256_keys<I, K, S>(keys: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, S)>,
+        K: AsRef<str>,
+        S: AsRef<[u8]>,
+    {
+        Self::hmac_keys(JwtAlgorithm::Hs256, keys)
+    }
+
+    /// [`Jwt::hs256_keys`] with the keys in environment variable `var`: comma-separated
+    /// `KID:SECRET` entries (`k1:secret1,k2:secret2`), each split at its first `:` (a secret
+    /// may contain `:`, a kid may not; neither may contain `,`). Whitespace around entries and
+    /// fields, and empty entries, are ignored; a secret is its UTF-8 bytes, as written.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingEnv`] when the variable is not set; [`ConfigError::Invalid`] when it
+    /// is not UTF-8, holds no entry, or an entry lacks its `:`, has an empty or non-ASCII kid,
+    /// repeats a kid, or has a secret shorter than 32 bytes. The message names the variable and
+    /// the entry by its position (1-based, among the non-empty ones), never a secret.
+    pub fn hs256_keys_from_env(var: &str) -> Result<Self, ConfigError> {
+        Self::hs256_keys_in(var, &crate::error::env_var(var)?)
+    }
+
+    /// [`Jwt::hs256_keys_from_env`], given the variable's value.
+    fn hs256_keys_in(var: &str, value: &str) -> Result<Self, ConfigError> {
+        key_set::parse_key_list(value)
+            .and_then(|keys| {
+                key_set::hmac_by_kid(JwtAlgorithm::Hs256, keys, key_set::label_by_position)
+            })
+            .map(|keys| Self::with_keys(JwtAlgorithm::Hs256, keys))
+            .map_err(|e| crate::error::in_env_var(var, e))
+    }
+
     /// Verifies tokens signed with an HMAC `algorithm` and a shared secret.
     ///
     /// # Errors
     /// When `algorithm` is not an HMAC algorithm, or the secret is shorter than the hash output
     /// (RFC 7518 §3.2). The error never contains the secret.
     pub fn hmac(algorithm: JwtAlgorithm, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        if !algorithm.is_hmac() {
-            return Err(ConfigError::invalid(format!(
-                "{algorithm} verifies with a public key; use Jwt::from_pem"
-            )));
-        }
+        require_hmac(algorithm)?;
         check_secret(algorithm, secret.as_ref())?;
         let key = DecodingKey::from_secret(secret.as_ref())
             .map_err(|_| ConfigError::invalid(format!("{algorithm} secret unusable")))?;
         Ok(Self::with_key(algorithm, key))
+    }
+
+    /// Verifies tokens signed with an HMAC `algorithm` and any of several secrets, each named
+    /// by a key id (`kid`): a token must carry a `kid` header naming one of `keys`, and is
+    /// checked with that secret only. A token without `kid`, or with one not among `keys`, is
+    /// refused as invalid (the debug log says `missing_kid` or `unknown_kid`).
+    ///
+    /// Unlike [`Jwt::hmac`], which ignores any `kid`, this verifier reads the token's header on
+    /// a cache miss to choose the secret; tokens it already accepted are answered from its
+    /// cache as before.
+    ///
+    /// # Errors
+    /// When `algorithm` is not an HMAC algorithm, `keys` is empty, a kid is empty or not
+    /// visible ASCII, a kid is given twice, or a secret is shorter than the hash output
+    /// (RFC 7518 §3.2). The message names the key by its position and kid, never its secret.
+    pub fn hmac_keys<I, K, S>(algorithm: JwtAlgorithm, keys: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, S)>,
+        K: AsRef<str>,
+        S: AsRef<[u8]>,
+    {
+        require_hmac(algorithm)?;
+        let keys = key_set::hmac_by_kid(algorithm, keys, key_set::label_by_kid)?;
+        Ok(Self::with_keys(algorithm, keys))
     }
 
     /// Verifies RS256 tokens with a PEM-encoded RSA public key (`BEGIN PUBLIC KEY` or
@@ -348,11 +455,16 @@ impl Jwt {
         self
     }
 
-    /// Builds the verifier with the default rules; the builder methods refine them.
+    /// A verifier of one key, whatever `kid` its tokens name.
     fn with_key(algorithm: JwtAlgorithm, key: DecodingKey) -> Self {
+        Self::with_keys(algorithm, DecodingKeys::Single(key))
+    }
+
+    /// Builds the verifier with the default rules; the builder methods refine them.
+    fn with_keys(algorithm: JwtAlgorithm, keys: DecodingKeys) -> Self {
         let rules = TokenRules::for_configured_key();
         Self {
-            key: Arc::new(VerificationKey { algorithm, key }),
+            key: Arc::new(VerificationKey { algorithm, keys }),
             validation: Arc::new(rules.validation(algorithm)),
             rules,
             verified: Arc::default(),
@@ -461,7 +573,8 @@ impl Jwt {
     /// [`AuthError::expired`] for an expired token, [`AuthError::invalid_token`] for any other
     /// failure.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        self.rules.verify(token, &self.key.key, &self.validation)
+        let key = self.key.keys.for_token(token).map_err(refused)?;
+        self.rules.verify(token, key, &self.validation)
     }
 
     /// [`verify`](Self::verify), answered from the cache of tokens this verifier accepted before
@@ -579,9 +692,13 @@ impl Authenticator for Jwt {
 
 impl fmt::Debug for Jwt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Jwt")
-            .field("algorithm", &self.key.algorithm)
-            .field("key", &"<redacted>")
+        let mut jwt = f.debug_struct("Jwt");
+        jwt.field("algorithm", &self.key.algorithm);
+        // Kids name secrets without revealing them; a verifier of one key has none.
+        if let Some(kids) = self.key.keys.kids() {
+            jwt.field("kids", &kids);
+        }
+        jwt.field("key", &"<redacted>")
             .field("issuer", &self.rules.issuer)
             .field("audiences", &self.rules.audiences)
             .field("any_audience", &self.rules.any_audience)
@@ -604,6 +721,15 @@ pub(crate) fn now() -> u64 {
 pub(crate) fn refused(reason: &'static str) -> AuthError {
     tracing::debug!(target: "mcp_gatekeeper::auth", reason, "JWT refused");
     AuthError::invalid_token()
+}
+
+fn require_hmac(algorithm: JwtAlgorithm) -> Result<(), ConfigError> {
+    if !algorithm.is_hmac() {
+        return Err(ConfigError::invalid(format!(
+            "{algorithm} verifies with a public key; use Jwt::from_pem"
+        )));
+    }
+    Ok(())
 }
 
 fn check_secret(algorithm: JwtAlgorithm, secret: &[u8]) -> Result<(), ConfigError> {

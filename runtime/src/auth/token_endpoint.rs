@@ -12,6 +12,11 @@
 //! ...&client_secret=...`), or with HTTP Basic (RFC 6749 §2.3.1). Only the SHA-256 digest of each
 //! client secret is kept, and digests are compared in constant time.
 //!
+//! To rotate the signing secret without refusing every token at once, configure several
+//! secrets by key id ([`TokenEndpoint::hs256_keys`]): new tokens are signed with the current
+//! one and name it in their `kid` header, and the verifier accepts tokens of every secret the
+//! endpoint holds (the recipe is in [`Jwt`]'s documentation).
+//!
 //! ```no_run
 //! # fn main() -> Result<(), mcp_gatekeeper::ConfigError> {
 //! use mcp_gatekeeper::{TokenClient, TokenEndpoint};
@@ -50,8 +55,9 @@ use subtle::{Choice, ConstantTimeEq};
 use crate::{
     AuditEvent, AuditLog, AuditRecord, ConfigError, Lockout, Outcome,
     auth::{
-        FailureThrottle, Jwt,
+        FailureThrottle, Jwt, JwtAlgorithm,
         basic::{self, BasicCredentials, BasicError},
+        jwt::key_set::{self, DecodingKeys, KeyLabel},
         revoked::{RevokeError, RevokedTokens},
     },
 };
@@ -162,7 +168,8 @@ impl fmt::Debug for TokenClient {
 ///
 /// Issued tokens carry `sub` and `client_id` (the client id), `role`, `scope` (the client's
 /// scopes, space-separated) and the same list as `permissions` (an array), `iss`, `aud` (when set), `iat`, `exp` and a random
-/// 128-bit `jti`.
+/// 128-bit `jti`; an endpoint built with [`hs256_keys`](Self::hs256_keys) also names the
+/// current secret's `kid` in their header.
 ///
 /// Responses (all with `Cache-Control: no-store` and `Pragma: no-cache`):
 /// - `200 {"access_token": "...", "token_type": "Bearer", "expires_in": 3600}`;
@@ -189,10 +196,15 @@ impl fmt::Debug for TokenClient {
 /// appear, a token is named by its `jti`), in the server's audit log when mounted with
 /// [`Gatekeeper::token_endpoint`](crate::Gatekeeper::token_endpoint).
 pub struct TokenEndpoint {
-    secret: Vec<u8>,
+    /// Every secret, kept to build verifiers.
+    secrets: Secrets,
+    /// Signs new tokens: the one secret, or the current kid's.
     key: EncodingKey,
-    /// The same secret, to read the tokens clients revoke.
-    decoding: jsonwebtoken::DecodingKey,
+    /// The header of new tokens: HS256, and the current kid when the secrets have kids. Built
+    /// once, since it is the same for every token.
+    header: Header,
+    /// The same secrets, to read the tokens clients revoke (of any kid the verifiers accept).
+    decoding: DecodingKeys,
     issuer: String,
     lifetime: Duration,
     clients: HashMap<String, TokenClient>,
@@ -204,6 +216,14 @@ pub struct TokenEndpoint {
     revoked: Arc<RevokedTokens>,
     /// A setting that could not be used, reported by `verifier` and `router`.
     config_error: Option<ConfigError>,
+}
+
+/// The secrets of a [`TokenEndpoint`], as configured.
+enum Secrets {
+    /// One secret; tokens carry no `kid` ([`TokenEndpoint::hs256`]).
+    One(Vec<u8>),
+    /// Secrets by kid, in the order given ([`TokenEndpoint::hs256_keys`]).
+    ByKid(Vec<(String, Vec<u8>)>),
 }
 
 impl TokenEndpoint {
@@ -220,9 +240,124 @@ impl TokenEndpoint {
             .map_err(|_| ConfigError::invalid("the HS256 secret is unusable"))?;
         let decoding = jsonwebtoken::DecodingKey::from_secret(secret)
             .map_err(|_| ConfigError::invalid("the HS256 secret is unusable"))?;
-        Ok(Self {
-            secret: secret.to_vec(),
+        Ok(Self::signing_with(
+            Secrets::One(secret.to_vec()),
             key,
+            Header::new(Algorithm::HS256),
+            DecodingKeys::Single(decoding),
+        ))
+    }
+
+    /// An endpoint holding several HS256 secrets by key id (`kid`, non-empty visible ASCII;
+    /// each secret at least 32 bytes): it signs new tokens with the secret of `current_kid`
+    /// and names it in their `kid` header, and its [`verifier`](Self::verifier)s and
+    /// `/auth/revoke` accept tokens signed with any of `keys`. Otherwise as
+    /// [`TokenEndpoint::hs256`].
+    ///
+    /// Rotating: add the new secret under a new kid to `keys` and keep signing with the old
+    /// kid until every verifier holds the new secret; then make the new kid current; after the
+    /// longest token [`lifetime`](Self::lifetime) (plus the verifiers' leeway), remove the old
+    /// kid. See [`Jwt`]'s documentation.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), mcp_gatekeeper::ConfigError> {
+    /// use mcp_gatekeeper::TokenEndpoint;
+    ///
+    /// let endpoint = TokenEndpoint::hs256_keys(
+    ///     "2025-09",
+    ///     [
+    ///         ("2025-06", "the-previous-secret-of-at-least-32-bytes"),
+    ///         ("2025-09", "the-current-secret-of-at-least-32-bytes!"),
+    ///     ],
+    /// )?;
+    /// let verifier = endpoint.verifier()?; // accepts tokens of both kids
+    /// # let _ = verifier; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Jwt::hs256_keys`], and when `current_kid` is not one of the kids. The error never
+    /// contains a secret.
+    pub fn hs256_keys<I, K, S>(current_kid: &str, keys: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, S)>,
+        K: AsRef<str>,
+        S: AsRef<[u8]>,
+    {
+        let secrets = keys
+            .into_iter()
+            .map(|(kid, secret)| (kid.as_ref().to_owned(), secret.as_ref().to_vec()))
+            .collect();
+        Self::hs256_by_kid(current_kid, secrets, key_set::label_by_kid)
+    }
+
+    /// [`TokenEndpoint::hs256_keys`] with the keys in environment variable `var`, in the
+    /// format of [`Jwt::hs256_keys_from_env`] (`k1:secret1,k2:secret2`); new tokens are signed
+    /// with the secret of `current_kid`.
+    ///
+    /// # Errors
+    /// As [`Jwt::hs256_keys_from_env`] (entries named by position, never by their text), and
+    /// when `current_kid` is not one of the variable's kids.
+    pub fn hs256_keys_from_env(var: &str, current_kid: &str) -> Result<Self, ConfigError> {
+        Self::hs256_keys_in(var, &crate::error::env_var(var)?, current_kid)
+    }
+
+    /// [`TokenEndpoint::hs256_keys_from_env`], given the variable's value.
+    fn hs256_keys_in(var: &str, value: &str, current_kid: &str) -> Result<Self, ConfigError> {
+        key_set::parse_key_list(value)
+            .and_then(|keys| {
+                let secrets = keys
+                    .into_iter()
+                    .map(|(kid, secret)| (kid.to_owned(), secret.as_bytes().to_vec()))
+                    .collect();
+                Self::hs256_by_kid(current_kid, secrets, key_set::label_by_position)
+            })
+            .map_err(|e| crate::error::in_env_var(var, e))
+    }
+
+    /// An endpoint signing with `current_kid`'s secret among `secrets`; `label` names a key in
+    /// errors.
+    fn hs256_by_kid(
+        current_kid: &str,
+        secrets: Vec<(String, Vec<u8>)>,
+        label: KeyLabel,
+    ) -> Result<Self, ConfigError> {
+        // The verifier's rules (kid shape, one entry per kid, secret length) apply to signing
+        // too, and the same check builds the keys revocations are read with.
+        let decoding = key_set::hmac_by_kid(
+            JwtAlgorithm::Hs256,
+            secrets.iter().map(|(kid, secret)| (kid, secret)),
+            label,
+        )?;
+        let Some((_, current)) = secrets.iter().find(|(kid, _)| kid == current_kid) else {
+            return Err(ConfigError::invalid(format!(
+                "the current kid {current_kid:?} is not one of the keys: tokens must be signed \
+                 with a secret the verifiers hold"
+            )));
+        };
+        let key = EncodingKey::from_secret(current)
+            .map_err(|_| ConfigError::invalid("the HS256 secret is unusable"))?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(current_kid.to_owned());
+        Ok(Self::signing_with(
+            Secrets::ByKid(secrets),
+            key,
+            header,
+            decoding,
+        ))
+    }
+
+    /// The endpoint's defaults around its secrets: issuer `mcp-auth-server`, one-hour tokens,
+    /// no clients yet.
+    fn signing_with(
+        secrets: Secrets,
+        key: EncodingKey,
+        header: Header,
+        decoding: DecodingKeys,
+    ) -> Self {
+        Self {
+            secrets,
+            key,
+            header,
             decoding,
             issuer: DEFAULT_ISSUER.to_owned(),
             lifetime: DEFAULT_LIFETIME,
@@ -232,7 +367,7 @@ impl TokenEndpoint {
             failures: Arc::new(FailureThrottle::new(Lockout::default())),
             revoked: Arc::default(),
             config_error: None,
-        })
+        }
     }
 
     /// Keeps the revoked tokens in Redis, shared by every replica configured with the same
@@ -372,18 +507,26 @@ impl TokenEndpoint {
         Ok(clients)
     }
 
-    /// A [`Jwt`] verifier for the tokens this endpoint issues: same secret, same issuer, and
-    /// the [`audience`](Self::audience) when one is set (without it, a server refuses to start
+    /// A [`Jwt`] verifier for the tokens this endpoint issues: same secret (every secret by
+    /// kid, for an endpoint built with [`hs256_keys`](Self::hs256_keys), so that tokens signed
+    /// before the current kid changed stay valid), same issuer, and the
+    /// [`audience`](Self::audience) when one is set (without it, a server refuses to start
     /// with the verifier: see [`Jwt::audience`]).
     ///
     /// # Errors
-    /// Never in practice (the secret was checked when the endpoint was built); the `Result`
-    /// keeps the verifier's own checks in one place.
+    /// When a setting could not be used ([`shared_revocations`](Self::shared_revocations));
+    /// the secrets were checked when the endpoint was built.
     pub fn verifier(&self) -> Result<Jwt, ConfigError> {
         if let Some(error) = &self.config_error {
             return Err(ConfigError::Invalid(error.to_string()));
         }
-        let jwt = Jwt::hs256(&self.secret)?
+        let jwt = match &self.secrets {
+            Secrets::One(secret) => Jwt::hs256(secret)?,
+            Secrets::ByKid(secrets) => {
+                Jwt::hs256_keys(secrets.iter().map(|(kid, secret)| (kid, secret)))?
+            }
+        };
+        let jwt = jwt
             .issuer(self.issuer.clone())
             .refusing_revoked(self.revoked.clone());
         Ok(match &self.audience {
@@ -492,7 +635,7 @@ impl TokenEndpoint {
             exp: issued_at.saturating_add(self.lifetime.as_secs()),
             jti: &jti,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)?;
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.key)?;
         Ok((token, jti))
     }
 
@@ -598,21 +741,27 @@ impl TokenEndpoint {
         validation.set_issuer(&[&self.issuer]);
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "iss"]);
-        let claims =
-            jsonwebtoken::decode::<RevokedClaims>(&request.token, &self.decoding, &validation);
+        // A token naming no kid, or a kid this endpoint does not hold, is no token of its own.
+        let claims = self
+            .decoding
+            .for_token(&request.token)
+            .ok()
+            .and_then(|key| {
+                jsonwebtoken::decode::<RevokedClaims>(&request.token, key, &validation).ok()
+            });
         let mut record = AuditRecord::new(AuditEvent::Revocation, Outcome::Allowed);
         record.client_id = Some(&request.client.id);
         record.remote_addr = remote;
         let claims = match claims {
-            Ok(data) if data.claims.client_id == request.client.id => data.claims,
-            Ok(data) => {
+            Some(data) if data.claims.client_id == request.client.id => data.claims,
+            Some(data) => {
                 record.outcome = Outcome::Denied;
                 record.reason = Some("token_of_another_client");
                 record.credential_id = Some(&data.claims.jti);
                 self.audit.record(&record);
                 return revocation_answered();
             }
-            Err(_) => {
+            None => {
                 // Expired, forged, someone else's issuer: nothing to revoke.
                 record.reason = Some("not_a_valid_token");
                 self.audit.record(&record);
@@ -676,8 +825,13 @@ impl fmt::Debug for TokenEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ids: Vec<&str> = self.clients.keys().map(String::as_str).collect();
         ids.sort_unstable();
-        f.debug_struct("TokenEndpoint")
-            .field("secret", &"<redacted>")
+        let mut endpoint = f.debug_struct("TokenEndpoint");
+        endpoint.field("secret", &"<redacted>");
+        // Kids name secrets without revealing them; an endpoint of one secret has none.
+        if let (Some(kids), Some(current)) = (self.decoding.kids(), &self.header.kid) {
+            endpoint.field("kids", &kids).field("current_kid", current);
+        }
+        endpoint
             .field("issuer", &self.issuer)
             .field("lifetime", &self.lifetime)
             .field("clients", &ids)

@@ -1115,3 +1115,220 @@ fn a_binding_this_crate_cannot_check_is_refused() {
         format!(r#"{{"sub":"a","exp":{exp},"cnf":{{"x5t#S256":"{thumbprint}"}},"cnf":null}}"#);
     assert_invalid(hs256().verify(&signed_raw(r#"{"alg":"HS256"}"#, &payload)));
 }
+
+/// Secrets of a verifier by kid: the one being retired and its successor.
+const PREVIOUS_SECRET: &str = "the-previous-hs256-secret-of-32-bytes-or-more";
+const CURRENT_SECRET: &str = "the-current-hs256-secret-of-32-bytes-or-more!";
+
+/// The full claims, HS256-signed with `secret` under a header naming `kid` (none when `None`).
+fn hs256_token_by_kid(kid: Option<&str>, secret: &str) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A verifier during a rotation: the previous secret as `k1`, the current one as `k2`.
+fn two_kids() -> Jwt {
+    Jwt::hs256_keys([("k1", PREVIOUS_SECRET), ("k2", CURRENT_SECRET)]).unwrap()
+}
+
+#[test]
+fn tokens_signed_with_each_kid_verify() {
+    let jwt = two_kids();
+    for (kid, secret) in [("k1", PREVIOUS_SECRET), ("k2", CURRENT_SECRET)] {
+        let token = hs256_token_by_kid(Some(kid), secret);
+        assert_full_principal(&jwt.verify(&token).unwrap());
+        let first = jwt.verify_cached(&token).unwrap();
+        let again = jwt.verify_cached(&token).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "a known token is a cache hit");
+        assert!(matches!(
+            verdict(&jwt, Some(Credential::Bearer(&token))),
+            Verdict::Accept(_)
+        ));
+    }
+    // Another HMAC algorithm takes secrets of its own length, by kid all the same.
+    let hs384 = Jwt::hmac_keys(JwtAlgorithm::Hs384, [("k1", [7u8; 48])]).unwrap();
+    let mut header = Header::new(Algorithm::HS384);
+    header.kid = Some("k1".to_owned());
+    let token = encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(&[7u8; 48]).unwrap(),
+    )
+    .unwrap();
+    assert_full_principal(&hs384.verify(&token).unwrap());
+}
+
+#[test]
+fn a_token_of_a_retired_kid_is_refused() {
+    let previous = hs256_token_by_kid(Some("k1"), PREVIOUS_SECRET);
+    let current = hs256_token_by_kid(Some("k2"), CURRENT_SECRET);
+    assert!(
+        two_kids().verify_cached(&previous).is_ok(),
+        "during overlap"
+    );
+    let after = Jwt::hs256_keys([("k2", CURRENT_SECRET)]).unwrap();
+    assert_invalid(after.verify(&previous));
+    assert_eq!(
+        after.key.keys.for_token(&previous).err(),
+        Some("unknown_kid")
+    );
+    assert!(after.verify(&current).is_ok());
+}
+
+#[test]
+fn a_token_without_kid_or_with_an_unknown_kid_is_refused() {
+    let jwt = two_kids();
+    let without = hs256_token_by_kid(None, CURRENT_SECRET);
+    let unknown = hs256_token_by_kid(Some("k3"), CURRENT_SECRET);
+    let empty = hs256_token_by_kid(Some(""), CURRENT_SECRET);
+    for token in [&without, &unknown, &empty] {
+        assert_invalid(jwt.verify(token));
+        assert!(jwt.verify_cached(token).is_err());
+        // Decided here, never passed on to a more lenient authenticator.
+        assert!(matches!(
+            verdict(&jwt, Some(Credential::Bearer(token))),
+            Verdict::Reject(_)
+        ));
+    }
+    assert_eq!(jwt.key.keys.for_token(&without).err(), Some("missing_kid"));
+    assert_eq!(jwt.key.keys.for_token(&unknown).err(), Some("unknown_kid"));
+    assert_eq!(jwt.key.keys.for_token(&empty).err(), Some("unknown_kid"));
+    // A malformed token is refused for what it is, not for its kid.
+    assert_eq!(jwt.key.keys.for_token("a.b.c").err(), Some("malformed"));
+    // A verifier of one secret reads no kid, as it never did.
+    let single = Jwt::hs256(CURRENT_SECRET).unwrap();
+    assert!(single.verify(&without).is_ok());
+    assert!(single.verify(&unknown).is_ok());
+}
+
+#[test]
+fn a_kid_header_with_another_kids_secret_is_refused() {
+    let jwt = two_kids();
+    for (kid, secret) in [("k1", CURRENT_SECRET), ("k2", PREVIOUS_SECRET)] {
+        let swapped = hs256_token_by_kid(Some(kid), secret);
+        assert_invalid(jwt.verify(&swapped));
+        assert!(jwt.verify_cached(&swapped).is_err());
+    }
+}
+
+/// The message of the error building a verifier of `keys` by kid.
+fn key_set_refusal(keys: &[(&str, &str)]) -> String {
+    Jwt::hs256_keys(keys.iter().copied())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn key_sets_are_checked_without_showing_secrets() {
+    let short = "short-secret-value";
+    let message = key_set_refusal(&[("k1", CURRENT_SECRET), ("k2", short)]);
+    assert!(
+        message.contains("HMAC key 2") && message.contains("\"k2\""),
+        "{message}"
+    );
+    assert!(message.contains("32 bytes"), "{message}");
+    assert!(!message.contains(short), "{message}");
+    let message = key_set_refusal(&[("k1", PREVIOUS_SECRET), ("k1", CURRENT_SECRET)]);
+    assert!(
+        message.contains("HMAC key 2") && message.contains("HMAC key 1"),
+        "{message}"
+    );
+    assert!(!message.contains(PREVIOUS_SECRET) && !message.contains(CURRENT_SECRET));
+    for kid in ["", "k 1", "clé", "k1\n"] {
+        let message = key_set_refusal(&[(kid, CURRENT_SECRET)]);
+        assert!(message.contains("visible ASCII"), "{kid:?}: {message}");
+        assert!(!message.contains(CURRENT_SECRET));
+    }
+    assert!(key_set_refusal(&[]).contains("no HS256 key"));
+    assert!(Jwt::hmac_keys(JwtAlgorithm::Rs256, [("k1", CURRENT_SECRET)]).is_err());
+    assert!(Jwt::hmac_keys(JwtAlgorithm::Hs384, [("k1", [7u8; 32])]).is_err());
+    assert!(Jwt::hmac_keys(JwtAlgorithm::Hs512, [("k1", [7u8; 64])]).is_ok());
+}
+
+#[test]
+fn key_lists_from_the_environment_parse() {
+    // Split at the first `:`: the second secret holds one. Whitespace and empty entries go.
+    let value = format!(" k1:{PREVIOUS_SECRET} ,\n k2 : {CURRENT_SECRET}:more ,");
+    let jwt = Jwt::hs256_keys_in("JWT_KEYS", &value).unwrap();
+    assert_eq!(jwt.key.keys.kids(), Some(vec!["k1", "k2"]));
+    assert!(
+        jwt.verify(&hs256_token_by_kid(Some("k1"), PREVIOUS_SECRET))
+            .is_ok()
+    );
+    let with_colon = format!("{CURRENT_SECRET}:more");
+    assert!(
+        jwt.verify(&hs256_token_by_kid(Some("k2"), &with_colon))
+            .is_ok()
+    );
+    assert_invalid(jwt.verify(&hs256_token_by_kid(Some("k2"), CURRENT_SECRET)));
+}
+
+#[test]
+fn key_list_errors_name_the_variable_and_the_entry_never_a_secret() {
+    let refusal = |value: &str| {
+        Jwt::hs256_keys_in("JWT_KEYS", value)
+            .unwrap_err()
+            .to_string()
+    };
+    let short = "short-sekrit-value";
+    let cases = [
+        (
+            format!("k1:{PREVIOUS_SECRET},{CURRENT_SECRET}"),
+            "key entry 2: expected KID:SECRET",
+        ),
+        // Counted among the non-empty entries, as `ApiKeys::from_env` counts them.
+        (
+            format!(",k1:{PREVIOUS_SECRET},,k1:{CURRENT_SECRET}"),
+            "key entry 2: has the same kid as key entry 1",
+        ),
+        (format!(":{CURRENT_SECRET}"), "key entry 1: the kid must be"),
+        (
+            format!("k 1:{CURRENT_SECRET}"),
+            "key entry 1: the kid must be",
+        ),
+        (
+            format!("k1:{short}"),
+            "key entry 1: the HS256 secret is too short",
+        ),
+        (
+            "k1:".to_owned(),
+            "key entry 1: the HS256 secret is too short",
+        ),
+        (" , ,".to_owned(), "holds no key"),
+    ];
+    for (value, expected) in &cases {
+        let message = refusal(value);
+        assert!(
+            message.starts_with("environment variable `JWT_KEYS`: "),
+            "{message}"
+        );
+        assert!(message.contains(expected), "{message}");
+        for secret in [PREVIOUS_SECRET, CURRENT_SECRET, short] {
+            assert!(!message.contains(secret), "{message}");
+        }
+    }
+    // A secret holding `:` written without its `KID:`: what precedes the `:` is read as the
+    // kid, and so is never printed either.
+    let message = refusal(&format!("sekrit:{}", &CURRENT_SECRET[..20]));
+    assert!(message.contains("key entry 1"), "{message}");
+    assert!(!message.contains("sekrit"), "{message}");
+    let unset = "MCP_GATEKEEPER_TEST_UNSET_JWT_KEYS_41d9";
+    assert!(matches!(
+        Jwt::hs256_keys_from_env(unset),
+        Err(ConfigError::MissingEnv(v)) if v == unset
+    ));
+}
+
+#[test]
+fn debug_names_kids_not_secrets() {
+    let shown = format!("{:?}", two_kids());
+    assert!(shown.contains(r#"kids: ["k1", "k2"]"#), "{shown}");
+    assert!(!shown.contains(PREVIOUS_SECRET) && !shown.contains(CURRENT_SECRET));
+    assert!(!format!("{:?}", hs256()).contains("kids"));
+}

@@ -45,7 +45,11 @@ fn basic_request(user_pass: &str) -> http::Request<Body> {
 }
 
 async fn send(request: http::Request<Body>) -> (StatusCode, HeaderMap, Value) {
-    let response = endpoint().router().unwrap().oneshot(request).await.unwrap();
+    send_to(endpoint().router().unwrap(), request).await
+}
+
+async fn send_to(router: Router, request: http::Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    let response = router.oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -566,4 +570,174 @@ async fn revocation_requests_are_authenticated_and_checked() {
         .unwrap();
     let (status, _, _) = call(json).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// Secrets of an endpoint by kid: the one being retired and its successor.
+const PREVIOUS_SECRET: &str = "the-previous-hs256-secret-of-32-bytes-or-more";
+const CURRENT_SECRET: &str = "the-current-hs256-secret-of-32-bytes-or-more!";
+
+/// An endpoint holding `keys`, signing with `current`'s, with one client.
+fn keyed_endpoint(current: &str, keys: &[(&str, &str)]) -> TokenEndpoint {
+    TokenEndpoint::hs256_keys(current, keys.iter().copied())
+        .unwrap()
+        .audience("https://mcp.example.com/mcp")
+        .client(TokenClient::new("reporting", "s3cret+/=0123456789").role("analyst"))
+}
+
+fn kid_of(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).unwrap().kid
+}
+
+#[tokio::test]
+async fn the_endpoint_signs_with_the_current_kid_and_accepts_the_previous_one_during_overlap() {
+    use crate::auth::Verdict;
+    // Before the rotation: one kid.
+    let previous = keyed_endpoint("k1", &[("k1", PREVIOUS_SECRET)])
+        .token_for("reporting")
+        .unwrap();
+    assert_eq!(kid_of(&previous).as_deref(), Some("k1"));
+
+    // Overlap: both secrets, the new one current.
+    let overlap = keyed_endpoint("k2", &[("k1", PREVIOUS_SECRET), ("k2", CURRENT_SECRET)]);
+    let jwt = overlap.verifier().unwrap();
+    let (status, headers, body) = send_to(
+        overlap.router().unwrap(),
+        json_request(&json!({"client_id": "reporting", "client_secret": "s3cret+/=0123456789"})),
+    )
+    .await;
+    let current = assert_issued(status, &headers, &body);
+    assert_eq!(kid_of(&current).as_deref(), Some("k2"));
+    for token in [&previous, &current] {
+        assert!(matches!(verdict(&jwt, token).await, Verdict::Accept(_)));
+    }
+    // Signed with the current kid's secret, not merely labelled with its kid.
+    let current_only = Jwt::hs256_keys([("k2", CURRENT_SECRET)])
+        .unwrap()
+        .audience("https://mcp.example.com/mcp");
+    assert!(current_only.verify(&current).is_ok());
+
+    // After the longest token lifetime: the previous kid removed.
+    let after = keyed_endpoint("k2", &[("k2", CURRENT_SECRET)])
+        .verifier()
+        .unwrap();
+    assert!(matches!(
+        verdict(&after, &previous).await,
+        Verdict::Reject(_)
+    ));
+    assert!(matches!(
+        verdict(&after, &current).await,
+        Verdict::Accept(_)
+    ));
+    // A token of the single-secret endpoint names no kid: the keyed verifier refuses it.
+    let unnamed = endpoint().token_for("reporting").unwrap();
+    assert_eq!(kid_of(&unnamed), None);
+    assert!(matches!(
+        verdict(&after, &unnamed).await,
+        Verdict::Reject(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_token_of_the_previous_kid_is_revoked_during_overlap() {
+    use crate::auth::Verdict;
+    let previous = keyed_endpoint("k1", &[("k1", PREVIOUS_SECRET)])
+        .token_for("reporting")
+        .unwrap();
+    let overlap = keyed_endpoint("k2", &[("k1", PREVIOUS_SECRET), ("k2", CURRENT_SECRET)]);
+    let jwt = overlap.verifier().unwrap();
+    let current = overlap.token_for("reporting").unwrap();
+    let router = overlap.router().unwrap();
+    assert!(matches!(verdict(&jwt, &previous).await, Verdict::Accept(_)));
+    let answer = router
+        .clone()
+        .oneshot(revoke_request(
+            "reporting",
+            "s3cret+/=0123456789",
+            &previous,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(matches!(verdict(&jwt, &previous).await, Verdict::Reject(_)));
+    assert!(matches!(verdict(&jwt, &current).await, Verdict::Accept(_)));
+    // A token naming a kid the endpoint does not hold is nothing to revoke: `200`, as ever.
+    let foreign = keyed_endpoint("k3", &[("k3", CURRENT_SECRET)])
+        .token_for("reporting")
+        .unwrap();
+    let answer = router
+        .oneshot(revoke_request("reporting", "s3cret+/=0123456789", &foreign))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(matches!(verdict(&jwt, &current).await, Verdict::Accept(_)));
+}
+
+#[test]
+fn keyed_endpoint_configuration_errors_never_show_a_secret() {
+    let refusals = [
+        TokenEndpoint::hs256_keys("k3", [("k1", PREVIOUS_SECRET), ("k2", CURRENT_SECRET)]),
+        TokenEndpoint::hs256_keys("k1", [("k1", PREVIOUS_SECRET), ("k1", CURRENT_SECRET)]),
+        TokenEndpoint::hs256_keys("k1", [("k1", "short-sekrit-value")]),
+        TokenEndpoint::hs256_keys("", [("", CURRENT_SECRET)]),
+        TokenEndpoint::hs256_keys("k1", Vec::<(&str, &str)>::new()),
+    ];
+    let expected = [
+        "the current kid \"k3\" is not one of the keys",
+        "HMAC key 2 (kid \"k1\"): has the same kid as HMAC key 1",
+        "HMAC key 1 (kid \"k1\"): the HS256 secret is too short",
+        "the kid must be non-empty visible ASCII",
+        "no HS256 key given",
+    ];
+    for (refusal, expected) in refusals.into_iter().zip(expected) {
+        let message = refusal.unwrap_err().to_string();
+        assert!(message.contains(expected), "{message}");
+        for secret in [PREVIOUS_SECRET, CURRENT_SECRET, "short-sekrit-value"] {
+            assert!(!message.contains(secret), "{message}");
+        }
+    }
+}
+
+#[test]
+fn keyed_endpoints_from_the_environment() {
+    let value = format!("k1:{PREVIOUS_SECRET}, k2:{CURRENT_SECRET}");
+    let endpoint = TokenEndpoint::hs256_keys_in("JWT_KEYS", &value, "k2")
+        .unwrap()
+        .client(TokenClient::new("bare", "bare-secret-0123456789"));
+    assert_eq!(
+        kid_of(&endpoint.token_for("bare").unwrap()).as_deref(),
+        Some("k2")
+    );
+    let shown = format!("{endpoint:?}");
+    assert!(
+        shown.contains(r#"kids: ["k1", "k2"], current_kid: "k2""#),
+        "{shown}"
+    );
+    assert!(!shown.contains(PREVIOUS_SECRET) && !shown.contains(CURRENT_SECRET));
+
+    let refusal = |value: &str, current: &str| {
+        TokenEndpoint::hs256_keys_in("JWT_KEYS", value, current)
+            .unwrap_err()
+            .to_string()
+    };
+    let message = refusal(&format!("k1:{PREVIOUS_SECRET}"), "k2");
+    assert!(
+        message.starts_with("environment variable `JWT_KEYS`: "),
+        "{message}"
+    );
+    assert!(message.contains("current kid \"k2\""), "{message}");
+    let message = refusal(&format!("k1:{PREVIOUS_SECRET},k2:short-sekrit-value"), "k1");
+    assert!(
+        message.contains("key entry 2: the HS256 secret is too short"),
+        "{message}"
+    );
+    assert!(!message.contains("sekrit") && !message.contains(PREVIOUS_SECRET));
+    let message = refusal(&format!("k1:{PREVIOUS_SECRET},k1:{CURRENT_SECRET}"), "k1");
+    assert!(
+        message.contains("key entry 2: has the same kid as key entry 1"),
+        "{message}"
+    );
+    assert!(matches!(
+        TokenEndpoint::hs256_keys_from_env("MCP_GATEKEEPER_TEST_UNSET_VAR_5b07", "k1"),
+        Err(ConfigError::MissingEnv(_))
+    ));
 }
