@@ -13,7 +13,7 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
+    hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
     net::IpAddr,
     sync::{Arc, LazyLock, Mutex},
 };
@@ -49,7 +49,32 @@ pub(crate) struct InFlight {
 /// One table and its lock, alone on a cache line.
 #[repr(align(64))]
 #[derive(Default)]
-struct Shard(Mutex<HashMap<u64, u32>>);
+struct Shard(Mutex<Counts>);
+
+/// Counts by key. The keys are already random-keyed hashes (caller ids, hashed addresses) that
+/// no caller can steer, so they are used as their own hash instead of hashing them again.
+type Counts = HashMap<u64, u32, BuildHasherDefault<KeyIsHash>>;
+
+/// The hasher of [`Counts`]: the key itself.
+#[derive(Default)]
+struct KeyIsHash(u64);
+
+impl Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; fold anything else in rather than panic.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
 
 impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,8 +98,9 @@ impl InFlight {
         self.limit
     }
 
-    fn shard(&self, key: InFlightKey) -> &Mutex<HashMap<u64, u32>> {
-        &self.shards[key.0 as usize % SHARDS].0
+    fn shard(&self, key: InFlightKey) -> &Mutex<Counts> {
+        // The top bits pick the shard: the table inside indexes by the low ones.
+        &self.shards[(key.0 >> 60) as usize % SHARDS].0
     }
 
     /// Counts one more for `key`, or `None` when it holds `limit` already.
