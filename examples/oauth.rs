@@ -324,22 +324,19 @@ async fn add_client(args: &[String], origin: &str) -> Result<(), Box<dyn std::er
     if !scopes.is_empty() {
         client = client.scopes(scopes);
     }
-    let config = OAuthConfig {
-        clients: vec![client],
-        ..config_without_user(origin)?
-    };
+    // The runtime's checks of a configured client, against the scopes this server supports
+    // (the same call `mcp-gatekeeper clients add` makes); only the secret's hash is stored.
+    let scopes: Vec<String> = OAuthDataTools::declared_scopes()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let record = client.to_record(&scopes, now.as_secs() as i64)?;
+    let config = config_without_user(origin)?;
     create_private_dir(&config.data_dir)?;
     let store = open_store(&config).await?;
-    let stored_in = describe_store(&config);
-    // Building the server validates the client and stores it.
-    AuthorizationServer::new(&config.issuer)
-        .resource(&config.resource)
-        .store(store)
-        .scopes(OAuthDataTools::declared_scopes())
-        .client(config.clients.into_iter().next().ok_or(USAGE)?)
-        .build()
-        .await?;
-    println!("client `{id}` stored in {stored_in}");
+    store.put_client(record).await?;
+    println!("client `{id}` stored in {}", describe_store(&config));
     if let Some(secret) = secret {
         println!("client secret (shown once, only its hash is stored): {secret}");
     }

@@ -295,7 +295,7 @@ fn expiry_warnings(text: &str, now: DateTime<Utc>) -> Vec<String> {
 }
 
 /// `N` bytes from the operating system's random number generator.
-fn random_bytes<const N: usize>() -> Result<[u8; N], Failure> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Failure> {
     let mut bytes = [0u8; N];
     OsRng.try_fill_bytes(&mut bytes).map_err(|error| {
         Failure::Unable(format!(

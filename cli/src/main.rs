@@ -1,14 +1,18 @@
 //! `mcp-gatekeeper`: the command line of the mcp-gatekeeper framework.
 //!
 //! It makes API keys and the key-file lines that hold their digests, hashes and checks key
-//! files, mints development JWTs, prints MCP client configurations for a remote server, and
-//! probes a running server the way a client would. Every command is described by its `--help`.
+//! files, mints development JWTs, prints MCP client configurations for a remote server,
+//! probes a running server the way a client would, and administers the OAuth authorization
+//! server's store (clients, users, signing keys; features `sqlite` and `postgres`). Every
+//! command is described by its `--help`.
 
 mod config;
 mod header;
 mod keys;
 mod outcome;
 mod probe;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod store;
 mod time;
 mod token;
 
@@ -22,17 +26,19 @@ use crate::outcome::Outcome;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  a check or probe found a problem (an invalid key file, a misconfigured server)
+  1  a check or probe found a problem (an invalid key file, a misconfigured server), or
+     the client or user to change is not in the store
   2  usage error (an unknown option, a missing or malformed argument)
-  3  could not do it (a file that cannot be read, a server that cannot be reached,
-     JWT_SECRET not set)
+  3  could not do it (a file that cannot be read, a server or database that cannot be
+     reached, JWT_SECRET not set)
 
 Examples:
   mcp-gatekeeper keys new --role admin --expires 90d >> new-key.txt
   mcp-gatekeeper keys check keys.txt
   mcp-gatekeeper token --sub alice --role admin --aud http://127.0.0.1:3000/mcp
   mcp-gatekeeper config vscode https://mcp.example.com/mcp --header 'X-API-Key: mgk_...'
-  mcp-gatekeeper probe https://mcp.example.com/mcp";
+  mcp-gatekeeper probe https://mcp.example.com/mcp
+  mcp-gatekeeper clients list --store sqlite:oauth-data/oauth.db";
 
 /// Tools for servers built with mcp-gatekeeper: API keys, development tokens, client
 /// configurations, and a probe of a running server.
@@ -77,6 +83,24 @@ enum Command {
     /// request times out after 10 s and reads at most 1 MiB. Exit 1 when a finding is a failure,
     /// 3 when the server cannot be reached.
     Probe(probe::ProbeArgs),
+    /// Add, list and remove the OAuth clients in an authorization server's store, and give
+    /// confidential ones new secrets.
+    ///
+    /// Every store command takes --store (`sqlite:PATH` or a `postgres://` URL, or
+    /// $OAUTH_STORE) and, for PostgreSQL, --schema. Running servers on the store see the
+    /// changes at once.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[command(subcommand)]
+    Clients(store::clients::ClientsCommand),
+    /// Add, list and remove the users who sign in at an authorization server, and set their
+    /// passwords (read from standard input, stored as argon2id hashes).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[command(subcommand)]
+    Users(store::users::UsersCommand),
+    /// List an authorization server's signing keys, or put a new one in force.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[command(subcommand)]
+    SigningKeys(store::signing_keys::SigningKeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +111,12 @@ fn main() -> ExitCode {
         Command::Token(args) => token::run(&args),
         Command::Config(args) => config::run(&args),
         Command::Probe(args) => probe::run(&args),
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        Command::Clients(command) => store::clients::run(command),
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        Command::Users(command) => store::users::run(command),
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        Command::SigningKeys(command) => store::signing_keys::run(command),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -168,8 +168,20 @@ impl OAuthClient {
         self.role.as_deref()
     }
 
-    /// Checks the configuration and makes the stored record.
-    pub(crate) fn to_record(
+    /// Checks the configuration and makes the record to store, created at `now` (unix
+    /// seconds): what [`AuthorizationServer::build`](super::AuthorizationServer::build) stores
+    /// for a configured client, for tools that register clients in a store themselves (the
+    /// `mcp-gatekeeper clients add` command, the `oauth` example's `add-client`). Only the
+    /// secret's SHA-256 is in the record.
+    ///
+    /// `server_scopes` are the scopes the server supports: a client configured without
+    /// [`scopes`](Self::scopes) may be granted all of them, and one with scopes outside them
+    /// is refused. A tool that does not know the server's scopes passes the client's own.
+    ///
+    /// # Errors
+    /// When the id, the secret (shorter than 16 characters), a redirect URI, the grant types
+    /// or the scopes cannot be used.
+    pub fn to_record(
         &self,
         server_scopes: &[String],
         now: i64,

@@ -53,6 +53,21 @@ impl SigningAlgorithm {
         }
     }
 
+    /// A new key pair of this algorithm with a random `kid`, created at `now` (unix seconds),
+    /// as the authorization server makes its own: for tools that put a key in force with
+    /// [`Store::replace_signing_key`] (the `mcp-gatekeeper signing-keys rotate` command).
+    ///
+    /// # Errors
+    /// When the cryptography library fails to make or encode the key.
+    pub fn generate_key(self, now: i64) -> Result<SigningKeyRecord, ConfigError> {
+        generate(self, now).map_err(ConfigError::invalid)
+    }
+
+    /// The JWS `alg` name, as stored in [`SigningKeyRecord::algorithm`]: `ES256` or `EdDSA`.
+    pub fn jws_name(self) -> &'static str {
+        self.as_str()
+    }
+
     fn jwt_algorithm(self) -> JwtAlgorithm {
         match self {
             SigningAlgorithm::Es256 => JwtAlgorithm::Es256,

@@ -191,6 +191,32 @@ pub trait Store: Send + Sync + 'static {
     /// valid: revoke their families to end them.
     fn delete_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Every stored client, ordered by `client_id` (byte order), for administration (the
+    /// `mcp-gatekeeper clients list` command); the endpoints never list clients.
+    ///
+    /// Unbounded: the answer holds every client at once. That is meant: the clients are the
+    /// configured ones plus the self-registered and metadata-document ones, which the
+    /// authorization server caps and [`Store::purge_expired`] removes once unused.
+    ///
+    /// The default answers with a [`StoreError::Backend`] saying the store cannot list its
+    /// clients, so that a backend written before this method existed still compiles; every
+    /// backend of this crate implements it, and the conformance suite checks it.
+    fn list_clients(&self) -> BoxFuture<'_, Result<Vec<ClientRecord>, StoreError>> {
+        Box::pin(async { Err(StoreError::backend("this store cannot list its clients")) })
+    }
+
+    /// Every stored user, ordered by `username` (byte order), for administration (the
+    /// `mcp-gatekeeper users list` command). The records hold the password hashes, as
+    /// [`Store::get_user`]'s do; whoever shows them leaves the hashes out.
+    ///
+    /// Unbounded, like [`Store::list_clients`]: users are created by the operator (in code or
+    /// from the command line) or by a [`Login`](crate::oauth::Login) hook, one per person
+    /// who signed in. The default, as for [`Store::list_clients`], answers that the store
+    /// cannot list its users.
+    fn list_users(&self) -> BoxFuture<'_, Result<Vec<UserRecord>, StoreError>> {
+        Box::pin(async { Err(StoreError::backend("this store cannot list its users")) })
+    }
+
     /// Stores a new, unused authorization code.
     ///
     /// Fails with [`StoreError::Conflict`] if a code with this hash exists and with
@@ -597,6 +623,33 @@ pub struct UserRecord {
     pub scopes: Vec<String>,
     /// When the user was created (unix seconds).
     pub created_at: i64,
+}
+
+impl UserRecord {
+    /// Whether `password` is the user's password: the argon2 check the login page makes,
+    /// without its queue and lockout, for tools and tests that hold a record (an
+    /// administrator checking a password just set). It takes tens of milliseconds of CPU:
+    /// call it off the async threads (`spawn_blocking`) where that matters.
+    ///
+    /// `false` for a user with no password (one a `Login` hook signed in) and for a hash that
+    /// does not parse.
+    pub fn verify_password(&self, password: &str) -> bool {
+        use argon2::{
+            Argon2,
+            password_hash::{PasswordHash, PasswordVerifier},
+        };
+        PasswordHash::new(&self.password_hash).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+    }
+
+    /// Whether the user signs in with a password stored here (an argon2 hash), rather than
+    /// through the application's `Login` hook, whose users are stored without one.
+    pub fn has_password(&self) -> bool {
+        argon2::password_hash::PasswordHash::new(&self.password_hash).is_ok()
+    }
 }
 
 impl fmt::Debug for UserRecord {

@@ -81,9 +81,17 @@ impl User {
         self.role.as_deref()
     }
 
-    /// Hashes the password (on a blocking thread: argon2 takes tens of milliseconds) and makes
-    /// the stored record. A user with no scopes configured gets `*`: every supported scope.
-    pub(crate) async fn into_record(self, now: i64) -> Result<UserRecord, ConfigError> {
+    /// Hashes the password with argon2id (on a blocking thread: it takes tens of
+    /// milliseconds) and makes the record to store, created at `now` (unix seconds): what
+    /// [`AuthorizationServer::build`](super::AuthorizationServer::build) stores for a
+    /// configured user, for tools that add users to a store themselves (the `mcp-gatekeeper
+    /// users add` command). A user with no scopes configured gets `*`: every supported scope.
+    /// Needs a Tokio runtime.
+    ///
+    /// # Errors
+    /// When the username is empty or holds control characters, or the password is shorter
+    /// than 8 characters.
+    pub async fn into_record(self, now: i64) -> Result<UserRecord, ConfigError> {
         if self.username.is_empty() || self.username.chars().any(char::is_control) {
             return Err(ConfigError::invalid(
                 "a username must be non-empty printable text",

@@ -22,6 +22,8 @@ macro_rules! for_each_check {
             client_round_trip,
             mutual_tls_clients_round_trip,
             user_round_trip,
+            clients_are_listed_whole_in_id_order,
+            users_are_listed_whole_in_name_order,
             code_single_use,
             code_replay_returns_family_and_revokes_it,
             expired_and_unknown_codes,
@@ -456,6 +458,99 @@ pub(crate) async fn client_round_trip(store: &dyn Store) {
     assert!(!store.delete_client("c1").await.unwrap());
     assert_eq!(store.get_client("c1").await.unwrap(), None);
     assert!(store.get_client(cimd).await.unwrap().is_some());
+}
+
+pub(crate) async fn clients_are_listed_whole_in_id_order(store: &dyn Store) {
+    assert_eq!(store.list_clients().await.unwrap(), vec![]);
+    let mutual_tls = ClientRecord {
+        secret_hash: None,
+        token_endpoint_auth_method: "self_signed_tls_client_auth".into(),
+        tls_client_auth: Some(TlsClientAuth::SelfSigned(vec![h("cert")])),
+        ..client("mtls")
+    };
+    // Stored out of order; byte order puts upper case first and non-ASCII last, whatever
+    // the database's locale would say.
+    let stored = [
+        client("b"),
+        registered_client("a", 5),
+        public_client("https://app.example/client.json"),
+        client("\u{e9}-app"),
+        client("B"),
+        mutual_tls.clone(),
+    ];
+    for record in &stored {
+        store.put_client(record.clone()).await.unwrap();
+    }
+    let mut expected = stored.to_vec();
+    expected.sort_by(|a, b| a.client_id.as_bytes().cmp(b.client_id.as_bytes()));
+    let listed = store.list_clients().await.unwrap();
+    assert_eq!(listed, expected, "every field of every client, in id order");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|c| c.client_id.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "B",
+            "a",
+            "b",
+            "https://app.example/client.json",
+            "mtls",
+            "\u{e9}-app"
+        ]
+    );
+
+    // A replaced client is listed once, as it is now; a deleted one not at all.
+    let rotated = ClientRecord {
+        secret_hash: Some(h("rotated-secret")),
+        ..client("b")
+    };
+    store.put_client(rotated.clone()).await.unwrap();
+    assert!(store.delete_client("a").await.unwrap());
+    let listed = store.list_clients().await.unwrap();
+    assert_eq!(listed.len(), stored.len() - 1);
+    assert!(listed.iter().all(|c| c.client_id != "a"));
+    assert_eq!(listed.iter().find(|c| c.client_id == "b"), Some(&rotated));
+}
+
+pub(crate) async fn users_are_listed_whole_in_name_order(store: &dyn Store) {
+    assert_eq!(store.list_users().await.unwrap(), vec![]);
+    let admin = UserRecord {
+        role: Some("admin".into()),
+        scopes: vec!["*".into()],
+        created_at: 7,
+        ..user("alice")
+    };
+    let hook = UserRecord {
+        password_hash: "!login-hook".into(),
+        role: None,
+        scopes: vec![],
+        ..user("Zoe")
+    };
+    let stored = [user("bob"), admin.clone(), user("\u{e4}rger"), hook];
+    for record in &stored {
+        store.put_user(record.clone()).await.unwrap();
+    }
+    let listed = store.list_users().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect::<Vec<_>>(),
+        ["Zoe", "alice", "bob", "\u{e4}rger"]
+    );
+    assert_eq!(listed[1], admin, "every field, the hash included");
+    assert!(!listed[0].has_password() && listed[1].has_password());
+
+    assert!(store.delete_user("bob").await.unwrap());
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["Zoe", "alice", "\u{e4}rger"]);
 }
 
 pub(crate) async fn mutual_tls_clients_round_trip(store: &dyn Store) {

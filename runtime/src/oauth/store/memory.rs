@@ -233,6 +233,23 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.users.remove(username).is_some()))
     }
 
+    fn list_clients(&self) -> BoxFuture<'_, Result<Vec<ClientRecord>, StoreError>> {
+        self.with(|s| {
+            let mut clients: Vec<ClientRecord> = s.clients.values().cloned().collect();
+            // `String`'s order is byte order, as the databases' `ORDER BY` is asked to be.
+            clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+            Ok(clients)
+        })
+    }
+
+    fn list_users(&self) -> BoxFuture<'_, Result<Vec<UserRecord>, StoreError>> {
+        self.with(|s| {
+            let mut users: Vec<UserRecord> = s.users.values().cloned().collect();
+            users.sort_by(|a, b| a.username.cmp(&b.username));
+            Ok(users)
+        })
+    }
+
     fn put_code(&self, code: AuthCodeRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         self.with(move |s| {
             if s.codes.contains_key(&code.code_hash) {

@@ -1029,6 +1029,36 @@ impl Store for PostgresStore {
         })
     }
 
+    fn list_clients(&self) -> BoxFuture<'_, Result<Vec<ClientRecord>, StoreError>> {
+        Box::pin(async move {
+            // `COLLATE "C"`: byte order, as the other backends sort, whatever the database's
+            // locale would make of the ids.
+            let rows = self
+                .rows(
+                    "list the clients",
+                    &format!(
+                        "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id COLLATE \"C\""
+                    ),
+                    &[],
+                )
+                .await?;
+            rows.iter().map(client_from_row).collect()
+        })
+    }
+
+    fn list_users(&self) -> BoxFuture<'_, Result<Vec<UserRecord>, StoreError>> {
+        Box::pin(async move {
+            let rows = self
+                .rows(
+                    "list the users",
+                    &format!("SELECT {USER_COLUMNS} FROM users ORDER BY username COLLATE \"C\""),
+                    &[],
+                )
+                .await?;
+            rows.iter().map(user_from_row).collect()
+        })
+    }
+
     fn put_code(&self, code: AuthCodeRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             // One statement: the primary key reports a duplicate before the foreign key reports

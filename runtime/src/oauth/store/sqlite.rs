@@ -790,6 +790,39 @@ impl Store for SqliteStore {
         })
     }
 
+    fn list_clients(&self) -> BoxFuture<'_, Result<Vec<ClientRecord>, StoreError>> {
+        self.run(|conn| {
+            // TEXT compares with the BINARY collation unless told otherwise: byte order.
+            let mut statement = conn
+                .prepare(&format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id"
+                ))
+                .db()?;
+            let clients = statement
+                .query_map([], client_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            Ok(clients)
+        })
+    }
+
+    fn list_users(&self) -> BoxFuture<'_, Result<Vec<UserRecord>, StoreError>> {
+        self.run(|conn| {
+            let mut statement = conn
+                .prepare(&format!(
+                    "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+                ))
+                .db()?;
+            let users = statement
+                .query_map([], user_from_row)
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            Ok(users)
+        })
+    }
+
     fn put_code(&self, code: AuthCodeRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         self.transaction(move |tx| {
             if exists(
