@@ -327,6 +327,12 @@ async fn with_the_defaults_a_caller_runs_32_calls_and_holds_64_responses() {
     while let Some(reply) = set.join_next().await {
         assert_eq!(reply.unwrap().text(), "done");
     }
+    // Every stream that ended gave its place back: more calls than the limit, one after the
+    // other, in the same session.
+    calls.release.add_permits(100);
+    for _ in 0..100 {
+        assert_eq!(alice.call("hold", json!({})).await.text(), "done");
+    }
     served.stop().await;
 }
 
