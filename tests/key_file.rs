@@ -279,3 +279,114 @@ async fn the_rbac_example_takes_its_keys_from_a_file_it_rereads() {
     drop(example);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The token endpoint's clients from a file, rotated like API keys.
+#[tokio::test]
+async fn token_clients_come_from_a_file_read_again_when_it_changes() {
+    use mcp_gatekeeper::TokenEndpoint;
+    const OLD: &str = "client-secret-old-0123456789";
+    const NEW: &str = "client-secret-new-0123456789";
+    let dir = std::env::temp_dir().join(format!("mcpgk-client-file-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("clients");
+    let audit = dir.join("audit.jsonl");
+    std::fs::write(
+        &path,
+        format!(
+            "svc viewer sha256:{} scopes=data:read\n",
+            ApiKey::digest_hex(OLD)
+        ),
+    )
+    .unwrap();
+    let secret = "a-token-endpoint-secret-0123456789abcdef";
+    let endpoint = TokenEndpoint::hs256(secret)
+        .unwrap()
+        .audience("http://127.0.0.1/mcp")
+        .clients_file(&path);
+    let server = Gatekeeper::new(Tools)
+        .authenticate(endpoint.verifier().unwrap())
+        .token_endpoint(endpoint)
+        .audit_file(&audit)
+        .stateless()
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let url = format!("http://{}/auth/token", server.local_addr());
+    let http = reqwest::Client::new();
+    let grant = |secret: &'static str| {
+        let request = http
+            .post(&url)
+            .json(&json!({ "client_id": "svc", "client_secret": secret }));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = grant(OLD).await;
+    assert_eq!(status, 200, "{body}");
+    // The token says what the file's line grants.
+    use base64::Engine as _;
+    let payload = body["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&claims["sub"], &claims["role"], &claims["scope"]),
+        (&json!("svc"), &json!("viewer"), &json!("data:read"))
+    );
+    // A new secret for the client: the old one stops working, the new one works.
+    replace(
+        &path,
+        &format!("svc viewer sha256:{}\n", ApiKey::digest_hex(NEW)),
+    );
+    let start = Instant::now();
+    while grant(OLD).await.0 != 401 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the old secret still works"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(grant(NEW).await.0, 200);
+    // A file that fails changes nothing.
+    replace(&path, "svc viewer not-a-digest\n");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(grant(NEW).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        trail.contains(r#""reason":"client_file_reloaded""#),
+        "{trail}"
+    );
+    assert!(
+        trail.contains(r#""reason":"client_file_rejected""#),
+        "{trail}"
+    );
+    server.shutdown().await.unwrap();
+    // Clients from code and from a file at once are refused.
+    let both = TokenEndpoint::hs256(secret)
+        .unwrap()
+        .client(mcp_gatekeeper::TokenClient::new(
+            "x",
+            "a-client-secret-0123456789",
+        ))
+        .clients_file(&path)
+        .router();
+    assert!(both.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

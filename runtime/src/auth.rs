@@ -20,6 +20,7 @@ pub(crate) mod lockout;
 mod mtls;
 #[cfg(feature = "oidc")]
 mod oidc;
+mod reload;
 mod resource;
 #[cfg(feature = "jwt")]
 pub(crate) mod revoked;

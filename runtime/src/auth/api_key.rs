@@ -102,6 +102,32 @@ pub struct ApiKey {
     expires_at: Option<SystemTime>,
 }
 
+/// What another part of the crate reads of a key loaded from a file (the token endpoint's
+/// clients file has the key-file format).
+#[cfg(feature = "jwt")]
+impl ApiKey {
+    pub(crate) fn id_str(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn secret_digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    pub(crate) fn role_name(&self) -> Option<&str> {
+        self.role.as_deref()
+    }
+
+    pub(crate) fn scope_names(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// Whether the key names a subject or an expiry, which token clients cannot honour.
+    pub(crate) fn has_subject_or_expiry(&self) -> bool {
+        self.subject.is_some() || self.expires_at.is_some()
+    }
+}
+
 impl ApiKey {
     /// A key with the given id (shown in logs and audit records) and secret. The secret is
     /// hashed at once and not kept.
@@ -478,6 +504,12 @@ impl ApiKeys {
         let entry = Entry::new(key, self.default_role.as_deref());
         self.entries.insert(entry.key.digest, entry);
         Ok(())
+    }
+
+    /// Every key, in no particular order.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &ApiKey> {
+        self.entries.values().map(|entry| &entry.key)
     }
 
     /// Finds the key whose secret is `secret`.

@@ -38,6 +38,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use arc_swap::ArcSwap;
 use axum::{
     Form, Json, Router,
     body::Bytes,
@@ -58,6 +59,7 @@ use crate::{
         FailureThrottle, Jwt, JwtAlgorithm,
         basic::{self, BasicCredentials, BasicError},
         jwt::key_set::{self, DecodingKeys, KeyLabel},
+        reload::{self, Reloadable, WatchedFile},
         revoked::{RevokeError, RevokedTokens},
     },
 };
@@ -207,7 +209,8 @@ pub struct TokenEndpoint {
     decoding: DecodingKeys,
     issuer: String,
     lifetime: Duration,
-    clients: HashMap<String, TokenClient>,
+    /// The clients, given in code or read from a file that is read again when it changes.
+    clients: Clients,
     /// The `aud` of issued tokens (the MCP server's resource URL), if set.
     audience: Option<String>,
     audit: AuditLog,
@@ -216,6 +219,125 @@ pub struct TokenEndpoint {
     revoked: Arc<RevokedTokens>,
     /// A setting that could not be used, reported by `verifier` and `router`.
     config_error: Option<ConfigError>,
+}
+
+/// Where a [`TokenEndpoint`]'s clients come from.
+enum Clients {
+    /// Given in code or from the environment.
+    Listed(HashMap<String, Arc<TokenClient>>),
+    /// Read from a file, and again when it changes.
+    File(Arc<ClientsFile>),
+}
+
+impl Clients {
+    fn get(&self, id: &str) -> Option<Arc<TokenClient>> {
+        match self {
+            Clients::Listed(clients) => clients.get(id).cloned(),
+            Clients::File(file) => file.clients.load().get(id).cloned(),
+        }
+    }
+
+    /// The clients given in code (a file's are checked as they are read).
+    fn listed(&self) -> impl Iterator<Item = &Arc<TokenClient>> {
+        match self {
+            Clients::Listed(clients) => Some(clients.values()),
+            Clients::File(_) => None,
+        }
+        .into_iter()
+        .flatten()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        match self {
+            Clients::Listed(clients) => clients.keys().cloned().collect(),
+            Clients::File(file) => file.clients.load().keys().cloned().collect(),
+        }
+    }
+}
+
+/// A file of clients in the key-file format, read again when it changes.
+struct ClientsFile {
+    file: WatchedFile,
+    clients: ArcSwap<HashMap<String, Arc<TokenClient>>>,
+}
+
+impl ClientsFile {
+    fn open(path: std::path::PathBuf) -> Result<Self, ConfigError> {
+        let file = WatchedFile::new(path);
+        let clients = Self::read(file.path())?;
+        Ok(Self {
+            file,
+            clients: ArcSwap::from_pointee(clients),
+        })
+    }
+
+    /// The clients in the file at `path`: its lines parsed as a key file's (the same checks:
+    /// digests only, unique ids and secrets), each key a client.
+    fn read(path: &std::path::Path) -> Result<HashMap<String, Arc<TokenClient>>, ConfigError> {
+        let keys = crate::ApiKeys::from_file(path)?;
+        let mut clients = HashMap::new();
+        for key in keys.keys() {
+            if key.has_subject_or_expiry() {
+                return Err(ConfigError::invalid(format!(
+                    "{}: token client `{}` has a `subject=` or `expires=`, which token clients \
+                     do not take",
+                    path.display(),
+                    key.id_str()
+                )));
+            }
+            let client = TokenClient {
+                id: key.id_str().to_owned(),
+                secret_digest: key.secret_digest(),
+                // The file holds digests: the secret's length cannot be known, nor be short
+                // by mistake in the way a secret typed into the environment can.
+                short_secret: false,
+                role: key.role_name().map(str::to_owned),
+                scopes: Vec::new(),
+            }
+            .scopes(key.scope_names());
+            clients.insert(client.id.clone(), Arc::new(client));
+        }
+        Ok(clients)
+    }
+
+    fn load(&self, cause: &str) {
+        self.file.reading();
+        let path = self.file.path();
+        match Self::read(path) {
+            Ok(clients) => {
+                let count = clients.len();
+                self.clients.store(Arc::new(clients));
+                tracing::info!(path = %path.display(), clients = count, cause, "token client file reloaded");
+                let detail = format!("{count} token clients from {} ({cause})", path.display());
+                self.file.record(
+                    Outcome::Allowed,
+                    "token_endpoint",
+                    "client_file_reloaded",
+                    &detail,
+                );
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, cause, "token client file not reloaded: the clients in force stay");
+                let detail = format!("{error} ({cause}); the clients in force stay");
+                self.file.record(
+                    Outcome::Denied,
+                    "token_endpoint",
+                    "client_file_rejected",
+                    &detail,
+                );
+            }
+        }
+    }
+}
+
+impl Reloadable for ClientsFile {
+    fn file(&self) -> &WatchedFile {
+        &self.file
+    }
+
+    fn reload(&self, cause: &str) {
+        self.load(cause);
+    }
 }
 
 /// The secrets of a [`TokenEndpoint`], as configured.
@@ -361,7 +483,7 @@ impl TokenEndpoint {
             decoding,
             issuer: DEFAULT_ISSUER.to_owned(),
             lifetime: DEFAULT_LIFETIME,
-            clients: HashMap::new(),
+            clients: Clients::Listed(HashMap::new()),
             audience: None,
             audit: AuditLog::tracing_only(),
             failures: Arc::new(FailureThrottle::new(Lockout::default())),
@@ -444,7 +566,19 @@ impl TokenEndpoint {
     /// Adds a client; one with the same id is replaced.
     #[must_use]
     pub fn client(mut self, client: TokenClient) -> Self {
-        self.clients.insert(client.id.clone(), client);
+        match &mut self.clients {
+            Clients::Listed(clients) => {
+                clients.insert(client.id.clone(), Arc::new(client));
+            }
+            Clients::File(file) => {
+                self.config_error
+                    .get_or_insert(ConfigError::invalid(format!(
+                        "token client `{}` given in code while the clients come from {}",
+                        client.id,
+                        file.file.path().display()
+                    )));
+            }
+        }
         self
     }
 
@@ -452,6 +586,31 @@ impl TokenEndpoint {
     #[must_use]
     pub fn clients(self, clients: impl IntoIterator<Item = TokenClient>) -> Self {
         clients.into_iter().fold(self, Self::client)
+    }
+
+    /// Takes the clients from a file in the key-file format (`CLIENT_ID ROLE sha256:HEX
+    /// [scopes=A,B]` per line, as [`ApiKeys::from_file`](crate::ApiKeys::from_file) reads
+    /// it: digests of the secrets, never the secrets), and reads it again when it changes
+    /// (checked every 500 ms) and on `SIGHUP` once the endpoint is mounted, as
+    /// [`ApiKeyFile`](crate::ApiKeyFile) does: clients are added, removed and given new
+    /// secrets without a restart. A file that fails changes nothing and is audited
+    /// (`client_file_rejected`); a file taken is audited `client_file_reloaded`. Instead of
+    /// clients given in code: both fail [`router`](Self::router), as does a file that cannot be
+    /// read now. Token clients have no `subject=` or `expires=`.
+    pub fn clients_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        if matches!(&self.clients, Clients::Listed(listed) if !listed.is_empty()) {
+            self.config_error.get_or_insert(ConfigError::invalid(
+                "token clients given in code and from a file: choose one",
+            ));
+            return self;
+        }
+        match ClientsFile::open(path.into()) {
+            Ok(file) => self.clients = Clients::File(Arc::new(file)),
+            Err(error) => {
+                self.config_error.get_or_insert(error);
+            }
+        }
+        self
     }
 
     /// Reads clients from environment variable `var`; see [`TokenEndpoint::parse_clients`] for
@@ -544,7 +703,11 @@ impl TokenEndpoint {
         if let Some(error) = self.config_error.take() {
             return Err(error);
         }
-        if let Some(client) = self.clients.values().find(|c| c.short_secret) {
+        if let Clients::File(file) = &self.clients {
+            file.file.audit_to(&self.audit);
+            reload::watch(file);
+        }
+        if let Some(client) = self.clients.listed().find(|c| c.short_secret) {
             return Err(ConfigError::WeakSecret {
                 what: format!("the secret of token client `{}`", client.id),
                 minimum: MIN_SECRET_LEN,
@@ -570,7 +733,11 @@ impl TokenEndpoint {
     }
 
     /// Handles one token request.
-    async fn handle(&self, headers: &HeaderMap, request: Request) -> Result<&TokenClient, Refusal> {
+    async fn handle(
+        &self,
+        headers: &HeaderMap,
+        request: Request,
+    ) -> Result<Arc<TokenClient>, Refusal> {
         let basic = basic_credentials(headers)?;
         let body = read_body(headers, request).await?;
         if body.grant_type().is_some_and(|g| g != CLIENT_CREDENTIALS) {
@@ -581,11 +748,11 @@ impl TokenEndpoint {
     }
 
     /// The client `presented` authenticates, or the `invalid_client` refusal saying why.
-    fn client_of(&self, presented: Presented) -> Result<&TokenClient, Refusal> {
+    fn client_of(&self, presented: Presented) -> Result<Arc<TokenClient>, Refusal> {
         if let Some(client) = self.authenticate(&presented) {
             return Ok(client);
         }
-        let reason = if self.clients.contains_key(&presented.id) {
+        let reason = if self.clients.get(&presented.id).is_some() {
             "wrong_secret"
         } else {
             "unknown_client"
@@ -599,9 +766,15 @@ impl TokenEndpoint {
 
     /// Finds the client and checks its secret. An unknown id is hashed and compared just like
     /// a known one, so response times do not reveal which ids exist.
-    fn authenticate(&self, presented: &Presented) -> Option<&TokenClient> {
+    fn authenticate(&self, presented: &Presented) -> Option<Arc<TokenClient>> {
+        if let Clients::File(file) = &self.clients
+            && !file.file.is_watched()
+        {
+            // Mounted outside a runtime: watch from the first request on.
+            reload::watch(file);
+        }
         let client = self.clients.get(&presented.id);
-        let digest = client.map_or(&DUMMY_DIGEST, |c| &c.secret_digest);
+        let digest = client.as_ref().map_or(&DUMMY_DIGEST, |c| &c.secret_digest);
         let matched = TokenClient::secret_matches(digest, &presented.secrets());
         let known = Choice::from(u8::from(client.is_some()));
         if bool::from(matched & known) {
@@ -616,7 +789,7 @@ impl TokenEndpoint {
     /// client.
     pub fn token_for(&self, client_id: &str) -> Option<String> {
         let client = self.clients.get(client_id)?;
-        self.sign(client).ok().map(|(token, _)| token)
+        self.sign(&client).ok().map(|(token, _)| token)
     }
 
     /// Signs a token for `client`; returns it and its `jti`.
@@ -701,8 +874,8 @@ impl TokenEndpoint {
 }
 
 /// What a revocation request asked, from an authenticated client.
-struct RevocationRequest<'a> {
-    client: &'a TokenClient,
+struct RevocationRequest {
+    client: Arc<TokenClient>,
     token: String,
 }
 
@@ -720,7 +893,7 @@ impl TokenEndpoint {
         &self,
         headers: &HeaderMap,
         request: Request,
-    ) -> Result<RevocationRequest<'_>, Refusal> {
+    ) -> Result<RevocationRequest, Refusal> {
         let basic = basic_credentials(headers)?;
         let body = read_body(headers, request).await?;
         let token = body.token().map(str::to_owned);
@@ -734,7 +907,7 @@ impl TokenEndpoint {
     /// client asking; answers `200` in every such case (RFC 7009 §2.2).
     async fn revoke_token(
         &self,
-        request: RevocationRequest<'_>,
+        request: RevocationRequest,
         remote: Option<SocketAddr>,
     ) -> Response {
         let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
@@ -823,7 +996,7 @@ async fn revoke(
 
 impl fmt::Debug for TokenEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ids: Vec<&str> = self.clients.keys().map(String::as_str).collect();
+        let mut ids: Vec<String> = self.clients.ids();
         ids.sort_unstable();
         let mut endpoint = f.debug_struct("TokenEndpoint");
         endpoint.field("secret", &"<redacted>");
@@ -850,7 +1023,7 @@ async fn issue(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     match endpoint.handle(&headers, request).await {
-        Ok(client) => endpoint.issue_token(client, remote),
+        Ok(client) => endpoint.issue_token(&client, remote),
         Err(refusal) => endpoint.refuse(refusal, remote).await,
     }
 }
