@@ -8,7 +8,9 @@
 //! - `MCP_API_KEYS`: comma-separated API keys (at least 16 characters each); when unset, one is
 //!   generated for this run and printed with a command line that uses it;
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
-//! - `STATELESS=1`: plain JSON replies, no sessions.
+//! - `STATELESS=1`: plain JSON replies, no sessions;
+//! - `METRICS_BIND`: serve Prometheus metrics on this address (e.g. `127.0.0.1:9100`), at
+//!   `/metrics`.
 //!
 //! (`MCP_RESOURCE`, the third variable every example shares, is about token audiences; this
 //! server takes API keys only.)
@@ -82,6 +84,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    // Prometheus metrics on a listener of their own, for a scraper only.
+    let metrics = match std::env::var("METRICS_BIND") {
+        Ok(bind) => {
+            let metrics = mcp_gatekeeper::metrics::PrometheusMetrics::install()?;
+            let scrape = metrics.bind(&bind).await?;
+            println!("metrics on http://{}/metrics", scrape.local_addr());
+            Some(metrics)
+        }
+        Err(_) => None,
+    };
     println!("\nlistening on {}", listener.local_addr()?);
     // The example lives in the mcp-gatekeeper package, whose name the tools would otherwise
     // announce; a server in its own crate announces that crate's name and version by default.
@@ -90,6 +102,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .authenticate(keys);
     if std::env::var("STATELESS").is_ok_and(|v| v == "1") {
         server = server.stateless();
+    }
+    if let Some(metrics) = &metrics {
+        server = server.metrics(metrics);
     }
     let running = server.serve_on(listener)?;
     let stop = running.shutdown_handle();

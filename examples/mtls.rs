@@ -25,7 +25,8 @@
 //!
 //! And, as in every example: `BIND` (default `127.0.0.1:3443`; port 0 picks a free port),
 //! `STATELESS=1` (plain JSON replies, no sessions), `MCP_RESOURCE` (the endpoint's URL as
-//! clients reach it; its host is answered to besides the loopback names).
+//! clients reach it; its host is answered to besides the loopback names), `METRICS_BIND`
+//! (Prometheus metrics at `/metrics` on that address).
 
 use std::{
     path::{Path, PathBuf},
@@ -276,7 +277,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         resource: env.resource.clone(),
     };
     let local = env.listener.local_addr()?;
-    let running = gatekeeper(config)?.serve_on(env.listener)?;
+    let running = env
+        .with_metrics(gatekeeper(config)?)
+        .serve_on(env.listener)?;
     let url = format!("{}/mcp", env.origin);
     println!("mtls: MCP endpoint {url} (HTTPS; client certificates required)");
     println!("certificate roles:      {roles}");

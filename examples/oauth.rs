@@ -247,6 +247,10 @@ pub async fn serve(
     if let Some(redis) = &config.redis {
         server = rbac::share_through_redis(server, redis, config.stateless);
     }
+    // Counted when the process serves metrics (`METRICS_BIND`).
+    if let Some(metrics) = mcp_gatekeeper::metrics::PrometheusMetrics::installed() {
+        server = server.metrics(&metrics);
+    }
     Ok(server.serve_on(listener)?)
 }
 

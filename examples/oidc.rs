@@ -117,7 +117,12 @@ pub async fn serve(
     listener: TcpListener,
 ) -> Result<RunningServer, Box<dyn std::error::Error>> {
     let oidc = authenticator(&config).await.map_err(explain)?;
-    Ok(gatekeeper(&config, oidc)?.serve_on(listener)?)
+    let mut server = gatekeeper(&config, oidc)?;
+    // Counted when the process serves metrics (`METRICS_BIND`).
+    if let Some(metrics) = mcp_gatekeeper::metrics::PrometheusMetrics::installed() {
+        server = server.metrics(&metrics);
+    }
+    Ok(server.serve_on(listener)?)
 }
 
 /// The resource URL as the protected-resource metadata states it (no trailing slash, the host

@@ -28,6 +28,8 @@
 //! and, as in every example:
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
 //! - `STATELESS=1`: plain JSON replies, no sessions;
+//! - `METRICS_BIND`: serve Prometheus metrics at `/metrics` on this address (e.g.
+//!   `127.0.0.1:9100`);
 //! - `MCP_RESOURCE`: the endpoint's URL as clients reach it, the audience (`aud`) every JWT
 //!   must carry and `/auth/token` writes into its tokens (default `http://<BIND>/mcp`, an
 //!   unspecified address such as `0.0.0.0` written as `127.0.0.1`); its host is answered to
@@ -376,7 +378,8 @@ pub fn allowed_hosts(resource: &str) -> Result<Option<Vec<String>>, ConfigError>
     ]))
 }
 
-/// The environment every example shares: `BIND`, `STATELESS` and `MCP_RESOURCE`.
+/// The environment every example shares: `BIND`, `STATELESS`, `MCP_RESOURCE` and
+/// `METRICS_BIND`.
 pub struct SharedEnv {
     /// The bound listener (bound before anything is printed, so that port 0 works and a port
     /// in use fails before credentials scroll by).
@@ -388,6 +391,8 @@ pub struct SharedEnv {
     pub resource: String,
     /// `STATELESS=1`.
     pub stateless: bool,
+    /// With `METRICS_BIND`: the recorder, already served at `/metrics` on that address.
+    pub metrics: Option<mcp_gatekeeper::metrics::PrometheusMetrics>,
 }
 
 impl SharedEnv {
@@ -411,8 +416,34 @@ impl SharedEnv {
             origin,
             resource,
             stateless: std::env::var("STATELESS").is_ok_and(|v| v == "1"),
+            metrics: serve_metrics_from_env().await?,
         })
     }
+
+    /// `server`, counting in the `METRICS_BIND` recorder when there is one.
+    pub fn with_metrics<T: mcp_gatekeeper::McpTools>(
+        &self,
+        server: Gatekeeper<T>,
+    ) -> Gatekeeper<T> {
+        match &self.metrics {
+            Some(metrics) => server.metrics(metrics),
+            None => server,
+        }
+    }
+}
+
+/// With `METRICS_BIND` set, installs the Prometheus recorder and serves `/metrics` on that
+/// address (a listener of its own, for a scraper only), printing its URL.
+pub async fn serve_metrics_from_env()
+-> std::io::Result<Option<mcp_gatekeeper::metrics::PrometheusMetrics>> {
+    let Some(bind) = std::env::var("METRICS_BIND").ok().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let metrics =
+        mcp_gatekeeper::metrics::PrometheusMetrics::install().map_err(std::io::Error::other)?;
+    let scrape = metrics.bind(&bind).await.map_err(std::io::Error::other)?;
+    println!("metrics on {}/metrics", local_origin(scrape.local_addr()));
+    Ok(Some(metrics))
 }
 
 /// `http://HOST:PORT` for a server listening on `addr`, as a local client reaches it: an
@@ -706,7 +737,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("session owners shared through Redis (REDIS_URL): route by Mcp-Session-Id");
         }
     }
-    let server = gatekeeper(config)?;
+    let server = env.with_metrics(gatekeeper(config)?);
     println!("\nlistening on {}", env.listener.local_addr()?);
     serve_until_signal(server, env.listener).await?;
     Ok(())

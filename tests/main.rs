@@ -30,6 +30,7 @@ mod in_flight;
 mod interop;
 mod key_file;
 mod layer;
+mod metrics;
 mod oauth;
 mod oidc;
 mod proxy_certificates;

@@ -214,6 +214,9 @@ pub(crate) struct FailureThrottle {
     /// The replicas' common count, when the builder was given one.
     #[cfg(feature = "redis")]
     shared: Option<std::sync::Arc<redis::SharedFailures>>,
+    /// Counts the addresses this throttle starts refusing.
+    #[cfg(feature = "metrics")]
+    lockouts: ::metrics::Counter,
 }
 
 impl FailureThrottle {
@@ -223,7 +226,16 @@ impl FailureThrottle {
             counts: Mutex::default(),
             #[cfg(feature = "redis")]
             shared: None,
+            #[cfg(feature = "metrics")]
+            lockouts: ::metrics::Counter::noop(),
         }
+    }
+
+    /// Counts each address this throttle starts refusing on `lockouts`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn counting_lockouts(mut self, lockouts: ::metrics::Counter) -> Self {
+        self.lockouts = lockouts;
+        self
     }
 
     /// Counts failures in Redis too (see [`RedisLockout`](redis::RedisLockout)).
@@ -270,6 +282,8 @@ impl FailureThrottle {
         count.failures = count.failures.saturating_add(1);
         if count.failures >= policy.max_failures {
             count.lock(now, &policy);
+            #[cfg(feature = "metrics")]
+            self.lockouts.increment(1);
             return Some(policy.duration);
         }
         None

@@ -47,6 +47,9 @@ pub(crate) struct AuthLayerState {
     pub(crate) successes: Arc<SuccessSampler>,
     /// Set only in front of the gatekeeper's own tools; see [`GatekeeperTools`].
     pub(crate) tools: Option<GatekeeperTools>,
+    /// What the layer decided, counted per authenticator (no-ops without a recorder).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::AuthMetrics,
 }
 
 impl AuthLayerState {
@@ -65,6 +68,8 @@ impl AuthLayerState {
             streams: self.streams.clone(),
             successes: self.successes.clone(),
             tools: None,
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -220,6 +225,8 @@ where
         return Ok((refusal.status(), refusal.message()).into_response());
     }
     let query_credential = credential_in_query(parts.uri.query());
+    #[cfg(feature = "metrics")]
+    let started = std::time::Instant::now();
     let outcome = match query_credential {
         true => Err((
             AuthError::new(
@@ -236,6 +243,16 @@ where
                     parts: &parts,
                 };
                 let decision = state.chain.authenticate(&request).await;
+                #[cfg(feature = "metrics")]
+                if let Ok(principal) = &decision.result {
+                    // Anonymous callers are let through by the chain itself, by no authenticator.
+                    let method = match principal.method() {
+                        AuthMethod::Anonymous => Some("anonymous"),
+                        _ => decision.authenticator,
+                    };
+                    let outcome = crate::metrics::AuthOutcome::Allowed;
+                    state.metrics.record(method, outcome, started.elapsed());
+                }
                 decision.result.map_err(|e| (e, decision.authenticator))
             }
         },
@@ -269,6 +286,16 @@ where
             record.remote_addr = remote_addr;
             record.retry_after_seconds = throttled_for.map(retry_after_seconds);
             state.audit.record(&record);
+            #[cfg(feature = "metrics")]
+            state.metrics.record(
+                authenticator,
+                match (throttled_for, error.kind()) {
+                    (Some(_), _) => crate::metrics::AuthOutcome::Throttled,
+                    (None, AuthErrorKind::Unavailable) => crate::metrics::AuthOutcome::Unavailable,
+                    (None, _) => crate::metrics::AuthOutcome::Denied,
+                },
+                started.elapsed(),
+            );
             if let Some(wait) = throttled_for {
                 return Ok(throttled(&error, &state.challenge, wait));
             }
@@ -515,6 +542,10 @@ async fn step_up(
     record.reason = Some("insufficient_scope");
     record.remote_addr = remote_addr;
     state.audit.record(&record);
+    #[cfg(feature = "metrics")]
+    if let Some(tool) = tool.as_deref() {
+        tools.scopes.count_insufficient_scope(tool);
+    }
     Err(insufficient_scope(
         tool.as_deref().unwrap_or_default(),
         required,

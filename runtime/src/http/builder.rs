@@ -112,6 +112,9 @@ pub struct Gatekeeper<T: McpTools> {
     /// The session owners shared with other replicas (`shared_sessions`).
     #[cfg(feature = "redis")]
     shared_sessions: Option<Arc<crate::http::sessions::redis::SharedSessions>>,
+    /// The recorder this server's handles are registered with at build.
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::PrometheusMetrics>,
     /// The seed's token endpoint, mounted with this server's audit log and failure throttle.
     #[cfg(feature = "jwt")]
     token_endpoint: Option<crate::TokenEndpoint>,
@@ -177,8 +180,20 @@ impl<T: McpTools> Gatekeeper<T> {
             connection_limits: crate::http::serve::ConnectionLimits::new(),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
             config_error: None,
         }
+    }
+
+    /// Counts this server's authentications, tool calls and lockouts in `metrics`, labelled
+    /// with the server's name (see [`metrics`](crate::metrics)). The handles are registered
+    /// when the server is built; a request only increments them.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, metrics: &crate::metrics::PrometheusMetrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     /// Adds an authenticator. Authenticators are asked in the order they were added; the first
@@ -619,7 +634,12 @@ impl<T: McpTools> Gatekeeper<T> {
         if let Some(version) = self.version {
             info.version = version.into();
         }
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        #[cfg(feature = "metrics")]
+        let registrar = match &self.metrics {
+            Some(metrics) => metrics.for_server(&info.name),
+            None => crate::metrics::Registrar::default(),
+        };
+        #[cfg_attr(not(any(feature = "redis", feature = "metrics")), allow(unused_mut))]
         let mut engine = Engine::<T>::new(
             info,
             audit.clone(),
@@ -632,6 +652,8 @@ impl<T: McpTools> Gatekeeper<T> {
         if let Some(limits) = self.shared_limits {
             engine.share_limits(limits);
         }
+        #[cfg(feature = "metrics")]
+        engine.count_in(&registrar);
         let engine = Arc::new(engine);
         let service = GatekeeperService::new(Arc::new(self.tools), engine.clone());
 
@@ -686,6 +708,8 @@ impl<T: McpTools> Gatekeeper<T> {
         let failures = FailureThrottle::new(self.lockout);
         #[cfg(feature = "redis")]
         let failures = failures.shared(self.shared_failures);
+        #[cfg(feature = "metrics")]
+        let failures = failures.counting_lockouts(crate::metrics::lockouts(&registrar, "address"));
         let failures = Arc::new(failures);
         let mut extra_routes = self.extra_routes;
         #[cfg(feature = "jwt")]
@@ -709,6 +733,11 @@ impl<T: McpTools> Gatekeeper<T> {
             })
             .transpose()?;
         let client_addr = ClientAddrLayer::new(proxies, audit.clone());
+        #[cfg(feature = "metrics")]
+        let metrics = crate::metrics::AuthMetrics::new(
+            &registrar,
+            self.authenticators.iter().map(|a| a.name()),
+        );
         let auth = AuthLayerState {
             hosts,
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
@@ -732,6 +761,8 @@ impl<T: McpTools> Gatekeeper<T> {
                 scopes: engine.clone(),
                 max_body_bytes: self.max_body_bytes,
             }),
+            #[cfg(feature = "metrics")]
+            metrics,
         };
         // The router serves the metadata already: the layer has none of its own to offer.
         let auth = GatekeeperLayer::from_state(auth, None);
@@ -926,6 +957,33 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Serves `router` (no authentication of its own) on `listener` with the accept loop's
+    /// default connection limits, until shut down: the metrics' own listener.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn serve_router(listener: TcpListener, router: Router) -> Result<Self, ServeError> {
+        let local_addr = listener.local_addr().map_err(ServeError::Bind)?;
+        let shutdown = CancellationToken::new();
+        let settings = crate::http::serve::ServeSettings {
+            nodelay: false,
+            limits: crate::ConnectionLimits::default(),
+            cap_exempt: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        };
+        // The accept loop hands each request its peer address, which this router never reads.
+        let task = tokio::spawn(crate::http::serve::serve(
+            listener,
+            router,
+            settings,
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            local_addr,
+            shutdown,
+            task,
+        })
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

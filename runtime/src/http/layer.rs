@@ -100,6 +100,8 @@ impl GatekeeperLayer {
             shared_lockout: None,
             #[cfg(feature = "redis")]
             shared_sessions: None,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Registrar::default(),
         }
     }
 
@@ -199,6 +201,9 @@ pub struct GatekeeperLayerBuilder {
     shared_lockout: Option<crate::RedisLockout>,
     #[cfg(feature = "redis")]
     shared_sessions: Option<crate::RedisSessions>,
+    /// Where the layer's handles are registered, and the server they are labelled with.
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Registrar,
 }
 
 impl GatekeeperLayerBuilder {
@@ -309,6 +314,19 @@ impl GatekeeperLayerBuilder {
         self
     }
 
+    /// Counts what the layer decides in `metrics`, labelled `server="<server>"` (see
+    /// [`metrics`](crate::metrics)); the handles are registered when the layer is built.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(
+        mut self,
+        metrics: &crate::metrics::PrometheusMetrics,
+        server: impl AsRef<str>,
+    ) -> Self {
+        self.metrics = metrics.for_server(server.as_ref());
+        self
+    }
+
     /// Builds the layer.
     ///
     /// # Errors
@@ -317,6 +335,9 @@ impl GatekeeperLayerBuilder {
     /// authorization server, Redis settings that cannot be used, a limit of zero streams.
     pub fn build(self) -> Result<GatekeeperLayer, ConfigError> {
         let failures = FailureThrottle::new(self.lockout);
+        #[cfg(feature = "metrics")]
+        let failures =
+            failures.counting_lockouts(crate::metrics::lockouts(&self.metrics, "address"));
         #[cfg(feature = "redis")]
         let failures = failures.shared(
             self.shared_lockout
@@ -358,6 +379,11 @@ impl GatekeeperLayerBuilder {
         for authenticator in &self.authenticators {
             authenticator.attach(&context);
         }
+        #[cfg(feature = "metrics")]
+        let metrics = crate::metrics::AuthMetrics::new(
+            &self.metrics,
+            self.authenticators.iter().map(|a| a.name()),
+        );
         let state = AuthLayerState {
             hosts,
             chain: AuthChain::new(self.authenticators, self.allow_anonymous),
@@ -374,6 +400,8 @@ impl GatekeeperLayerBuilder {
                 Arc::new(crate::audit::SuccessSampler::new(self.audit_successes))
             },
             tools: None,
+            #[cfg(feature = "metrics")]
+            metrics,
         };
         Ok(GatekeeperLayer::from_state(state, resource))
     }

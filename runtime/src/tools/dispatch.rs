@@ -64,6 +64,9 @@ struct ServedTool<T> {
     /// itself, then every scope the hierarchy says includes it. Computed once, so a check is a
     /// few binary searches in the principal's sorted scopes.
     satisfied_by: Box<[Box<[Box<str>]>]>,
+    /// Its calls, counted per outcome (no-ops until [`Engine::count_in`]).
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::ToolMetrics,
 }
 
 impl<T> ServedTool<T> {
@@ -152,6 +155,14 @@ impl<T: McpTools> Engine<T> {
     #[cfg(feature = "redis")]
     pub(crate) fn share_limits(&mut self, limits: Arc<crate::rate_limit::redis::SharedLimits>) {
         self.shared_limits = Some(limits);
+    }
+
+    /// Counts every tool's calls with handles registered by `registrar`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn count_in(&mut self, registrar: &crate::metrics::Registrar) {
+        for tool in self.tools.iter_mut() {
+            tool.metrics = crate::metrics::ToolMetrics::new(registrar, tool.def.name);
+        }
     }
 
     /// Counts a call of `tool` by `principal` in the tool's limiter (or the shared limits);
@@ -319,6 +330,11 @@ pub(crate) trait ScopeOracle: Send + Sync + 'static {
     /// tool's role (re-authorizing with more scopes cannot grant a role). `None` otherwise,
     /// including for unknown tools.
     fn step_up(&self, name: &str, principal: &Principal) -> Option<&'static [&'static str]>;
+
+    /// Counts a call of tool `name` the layer refused for insufficient scope (unknown tools
+    /// are not counted).
+    #[cfg(feature = "metrics")]
+    fn count_insufficient_scope(&self, name: &str);
 }
 
 impl<T: McpTools> ScopeOracle for Engine<T> {
@@ -330,6 +346,14 @@ impl<T: McpTools> ScopeOracle for Engine<T> {
         match self.may_call(self.lookup(name)?, principal) {
             Err(Denial::MissingScopes { required, .. }) => Some(required),
             _ => None,
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    fn count_insufficient_scope(&self, name: &str) {
+        if let Some(tool) = self.lookup(name) {
+            let outcome = crate::metrics::CallOutcome::InsufficientScope;
+            tool.metrics.count(outcome);
         }
     }
 }
@@ -385,6 +409,8 @@ fn serve_tool<T>(
         in_flight,
         successes: SuccessSampler::new(AuditSuccesses::All),
         satisfied_by,
+        #[cfg(feature = "metrics")]
+        metrics: Default::default(),
     })
 }
 
@@ -423,6 +449,19 @@ impl Denial {
             Denial::RateLimited { .. } => "rate_limited",
             Denial::RateLimitUnavailable => "rate_limit_unavailable",
             Denial::TooManyCalls { .. } => "too_many_calls",
+        }
+    }
+
+    /// The `tool_calls_total` series this refusal is counted in.
+    #[cfg(feature = "metrics")]
+    fn counted_as(&self) -> crate::metrics::CallOutcome {
+        use crate::metrics::CallOutcome;
+        match self {
+            Denial::MissingRole { .. } => CallOutcome::MissingRole,
+            Denial::MissingScopes { .. } => CallOutcome::MissingScope,
+            Denial::RateLimited { .. } => CallOutcome::RateLimited,
+            Denial::RateLimitUnavailable => CallOutcome::RateLimitUnavailable,
+            Denial::TooManyCalls { .. } => CallOutcome::TooManyCalls,
         }
     }
 
@@ -564,6 +603,17 @@ fn remote_addr_of(context: &RequestContext<RoleServer>) -> Option<SocketAddr> {
         .map(|c| c.0)
 }
 
+/// Whether a handler's answer is a success: neither a JSON-RPC error nor a tool result
+/// flagged `isError`.
+#[cfg(feature = "metrics")]
+fn succeeded(result: &Result<CallToolResponse, ErrorData>) -> bool {
+    match result {
+        Ok(CallToolResponse::Complete(result)) => result.is_error != Some(true),
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
 fn tool_not_found() -> ErrorData {
     ErrorData::invalid_params("tool not found", None)
 }
@@ -653,6 +703,8 @@ impl<T: McpTools> GatekeeperService<T> {
             record.reason = Some(denial.reason());
             engine.audit.record(&record);
             mark_audited(&context);
+            #[cfg(feature = "metrics")]
+            tool.metrics.count(denial.counted_as());
             let hidden = engine.hide_forbidden
                 && matches!(
                     denial,
@@ -678,6 +730,8 @@ impl<T: McpTools> GatekeeperService<T> {
             context,
         };
         let call = (tool.def.call)(&self.tools, call);
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         // The call holds its places until it ends, whichever way: rmcp only flags a cancelled
         // request (and a disconnected client of a session not at all), so a tool that never
         // looks would run on, holding them. Dropping the call stops its work at its next
@@ -689,6 +743,8 @@ impl<T: McpTools> GatekeeperService<T> {
             () = gone(client.as_deref()) => Err(stopped(name, "disconnected")),
         };
         drop(permits);
+        #[cfg(feature = "metrics")]
+        tool.metrics.handled(succeeded(&result), started.elapsed());
         result
     }
 }
