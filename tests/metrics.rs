@@ -266,3 +266,93 @@ async fn the_hello_example_serves_metrics_on_metrics_bind() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn oauth_grants_and_client_secret_lockouts_are_counted() {
+    use crate::oauth::{SERVICE_ID, SERVICE_SECRET, configure};
+    let server = "metrics-oauth";
+    let metrics = PrometheusMetrics::install().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("{base}/mcp");
+    let oauth = configure(&base, &url)
+        .store(std::sync::Arc::new(
+            mcp_gatekeeper::store::MemoryStore::new(),
+        ))
+        .lockout(mcp_gatekeeper::Lockout::new(
+            2,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(60),
+        ))
+        .build()
+        .await
+        .unwrap();
+    let running = Gatekeeper::new(crate::step_up::Notes)
+        .server_info(server, "1")
+        .oauth(&oauth, &url)
+        .metrics(&metrics)
+        .serve_on(listener)
+        .unwrap();
+    let http = reqwest::Client::new();
+    let grant = |secret: &'static str, grant_type: &'static str| {
+        let request = http.post(format!("{base}/oauth/token")).form(&[
+            ("grant_type", grant_type),
+            ("client_id", SERVICE_ID),
+            ("client_secret", secret),
+            ("resource", url.as_str()),
+        ]);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for _ in 0..2 {
+        assert_eq!(grant(SERVICE_SECRET, "client_credentials").await, 200);
+    }
+    assert_eq!(grant(SERVICE_SECRET, "password").await, 400);
+    // Three wrong secrets from this address: the second locks it (429 from then on).
+    for _ in 0..3 {
+        let status = grant("a-wrong-secret-0123456789", "client_credentials").await;
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    let text = metrics.render();
+    let count = |name: &str, labels: &str| value(&text, server, name, labels);
+    let grants = "mcp_gatekeeper_oauth_grants_total";
+    assert_eq!(
+        count(
+            grants,
+            r#"grant_type="client_credentials",outcome="issued""#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(
+            grants,
+            r#"grant_type="other",outcome="unsupported_grant_type""#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The first wrong secret is refused; the second reaches the limit and, with the third, is
+    // answered `slow_down` (429).
+    assert_eq!(
+        count(
+            grants,
+            r#"grant_type="client_credentials",outcome="invalid_client""#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(
+            grants,
+            r#"grant_type="client_credentials",outcome="slow_down""#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        count("mcp_gatekeeper_lockouts_total", r#"kind="client_secret""#),
+        Some(1.0),
+        "{text}"
+    );
+    running.shutdown().await.unwrap();
+}

@@ -408,6 +408,73 @@ impl ToolMetrics {
     }
 }
 
+#[cfg(feature = "oauth")]
+/// The grant types `oauth_grants_total` names; any other request is counted as `other`.
+const GRANT_TYPES: [&str; 4] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "other",
+];
+
+#[cfg(feature = "oauth")]
+/// The outcomes `oauth_grants_total` names: `issued`, or the OAuth error code (RFC 6749 §5.2,
+/// RFC 8707, and this server's `slow_down` for a throttled client and
+/// `temporarily_unavailable`); any other code is `other`.
+const GRANT_OUTCOMES: [&str; 12] = [
+    "issued",
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+    "server_error",
+    "slow_down",
+    "temporarily_unavailable",
+    "other",
+];
+
+#[cfg(feature = "oauth")]
+/// The authorization server's `oauth_grants_total`, one counter per grant type and outcome.
+#[derive(Clone)]
+pub(crate) struct GrantMetrics {
+    counters: Box<[Counter]>,
+}
+
+#[cfg(feature = "oauth")]
+impl GrantMetrics {
+    pub(crate) fn new(registrar: &Registrar) -> Self {
+        let counters = GRANT_TYPES
+            .iter()
+            .flat_map(|grant| {
+                GRANT_OUTCOMES.iter().map(move |outcome| {
+                    registrar.counter(
+                        "mcp_gatekeeper_oauth_grants_total",
+                        &[("grant_type", grant), ("outcome", outcome)],
+                    )
+                })
+            })
+            .collect();
+        Self { counters }
+    }
+
+    /// Counts a token request of `grant_type` (a known one, or `None`) that ended in `outcome`
+    /// (`issued` or an error code).
+    pub(crate) fn count(&self, grant_type: Option<&str>, outcome: &str) {
+        let position = |names: &[&str], name: &str| {
+            names
+                .iter()
+                .position(|n| *n == name)
+                .unwrap_or(names.len() - 1)
+        };
+        let grant = position(&GRANT_TYPES, grant_type.unwrap_or("other"));
+        let outcome = position(&GRANT_OUTCOMES, outcome);
+        self.counters[grant * GRANT_OUTCOMES.len() + outcome].increment(1);
+    }
+}
+
 /// The `lockouts_total` counter of `kind` (`address`, ...).
 pub(crate) fn lockouts(registrar: &Registrar, kind: &'static str) -> Counter {
     registrar.counter("mcp_gatekeeper_lockouts_total", &[("kind", kind)])

@@ -503,6 +503,8 @@ impl AuthorizationServer {
             auto_approve: self.auto_approve,
             logins,
             client_failures,
+            #[cfg(feature = "metrics")]
+            grant_metrics: std::sync::OnceLock::new(),
             audit: self.audit,
             configured_roles,
             pending,
@@ -543,6 +545,22 @@ impl OAuthServer {
     /// The URL of the RFC 8414 metadata document.
     pub fn metadata_url(&self) -> String {
         self.state.url(paths::METADATA)
+    }
+
+    /// Counts this server's grants and its password and client-secret lockouts with
+    /// `registrar`'s handles (the first server that counts and mounts it wins).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn count_in(&self, registrar: &crate::metrics::Registrar) {
+        let _ = self
+            .state
+            .grant_metrics
+            .set(crate::metrics::GrantMetrics::new(registrar));
+        self.state
+            .logins
+            .count_lockouts_on(crate::metrics::lockouts(registrar, "password"));
+        self.state
+            .client_failures
+            .count_lockouts_on(crate::metrics::lockouts(registrar, "client_secret"));
     }
 
     /// The scopes the server grants.
@@ -733,6 +751,9 @@ pub(crate) struct AsState {
     pub(crate) scope_hierarchy: ScopeHierarchy,
     /// Which client certificates can reach the endpoints.
     pub(crate) client_certificates: ClientCertificates,
+    /// The grants counted, once a server that counts mounts this one.
+    #[cfg(feature = "metrics")]
+    pub(crate) grant_metrics: std::sync::OnceLock<crate::metrics::GrantMetrics>,
 }
 
 /// Which client certificates can reach the authorization server's endpoints. The server never

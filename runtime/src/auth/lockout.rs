@@ -214,9 +214,10 @@ pub(crate) struct FailureThrottle {
     /// The replicas' common count, when the builder was given one.
     #[cfg(feature = "redis")]
     shared: Option<std::sync::Arc<redis::SharedFailures>>,
-    /// Counts the addresses this throttle starts refusing.
+    /// Counts the addresses this throttle starts refusing (set once, when a server that
+    /// counts is built with it).
     #[cfg(feature = "metrics")]
-    lockouts: ::metrics::Counter,
+    lockouts: std::sync::OnceLock<::metrics::Counter>,
 }
 
 impl FailureThrottle {
@@ -227,15 +228,22 @@ impl FailureThrottle {
             #[cfg(feature = "redis")]
             shared: None,
             #[cfg(feature = "metrics")]
-            lockouts: ::metrics::Counter::noop(),
+            lockouts: std::sync::OnceLock::new(),
         }
     }
 
     /// Counts each address this throttle starts refusing on `lockouts`.
     #[cfg(feature = "metrics")]
-    pub(crate) fn counting_lockouts(mut self, lockouts: ::metrics::Counter) -> Self {
-        self.lockouts = lockouts;
+    pub(crate) fn counting_lockouts(self, lockouts: ::metrics::Counter) -> Self {
+        self.count_lockouts_on(lockouts);
         self
+    }
+
+    /// Counts each address this throttle starts refusing on `lockouts`, unless a counter was
+    /// given already (a throttle shared by servers counts for the first).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn count_lockouts_on(&self, lockouts: ::metrics::Counter) {
+        let _ = self.lockouts.set(lockouts);
     }
 
     /// Counts failures in Redis too (see [`RedisLockout`](redis::RedisLockout)).
@@ -283,7 +291,9 @@ impl FailureThrottle {
         if count.failures >= policy.max_failures {
             count.lock(now, &policy);
             #[cfg(feature = "metrics")]
-            self.lockouts.increment(1);
+            if let Some(lockouts) = self.lockouts.get() {
+                lockouts.increment(1);
+            }
             return Some(policy.duration);
         }
         None

@@ -115,6 +115,9 @@ pub struct Gatekeeper<T: McpTools> {
     /// The recorder this server's handles are registered with at build.
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::PrometheusMetrics>,
+    /// The mounted authorization servers, whose grants and lockouts are counted at build.
+    #[cfg(all(feature = "metrics", feature = "oauth"))]
+    metered_oauth_servers: Vec<crate::oauth::OAuthServer>,
     /// The seed's token endpoint, mounted with this server's audit log and failure throttle.
     #[cfg(feature = "jwt")]
     token_endpoint: Option<crate::TokenEndpoint>,
@@ -182,6 +185,8 @@ impl<T: McpTools> Gatekeeper<T> {
             tls: None,
             #[cfg(feature = "metrics")]
             metrics: None,
+            #[cfg(all(feature = "metrics", feature = "oauth"))]
+            metered_oauth_servers: Vec::new(),
             config_error: None,
         }
     }
@@ -453,6 +458,8 @@ impl<T: McpTools> Gatekeeper<T> {
         self.readiness.push(Arc::new(server.clone()));
         #[cfg(feature = "mtls")]
         self.oauth_servers.push(server.clone());
+        #[cfg(feature = "metrics")]
+        self.metered_oauth_servers.push(server.clone());
         self.authenticate(authenticator)
             .protected_resource(metadata)
             .merge(server.router())
@@ -654,6 +661,10 @@ impl<T: McpTools> Gatekeeper<T> {
         }
         #[cfg(feature = "metrics")]
         engine.count_in(&registrar);
+        #[cfg(all(feature = "metrics", feature = "oauth"))]
+        for server in &self.metered_oauth_servers {
+            server.count_in(&registrar);
+        }
         let engine = Arc::new(engine);
         let service = GatekeeperService::new(Arc::new(self.tools), engine.clone());
 

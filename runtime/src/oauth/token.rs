@@ -260,10 +260,18 @@ async fn token_endpoint(State(state): State<Arc<AsState>>, request: Request) -> 
     match exchange(&state, request, now, &mut trail).await {
         Ok(issued) => {
             trail.issued(&state, &issued.jti);
+            #[cfg(feature = "metrics")]
+            if let Some(grants) = state.grant_metrics.get() {
+                grants.count(trail.grant_type, "issued");
+            }
             issued.response
         }
         Err(error) => {
             trail.refused(&state, &error);
+            #[cfg(feature = "metrics")]
+            if let Some(grants) = state.grant_metrics.get() {
+                grants.count(trail.grant_type, error.code());
+            }
             error.into_response()
         }
     }

@@ -143,6 +143,9 @@ pub(crate) struct PasswordGuard {
     /// The replicas' common counts, when the builder was given them.
     #[cfg(feature = "redis")]
     shared: Option<Arc<redis::SharedPasswords>>,
+    /// Counts the (account, source) pairs this guard locks (set once, by a server that counts).
+    #[cfg(feature = "metrics")]
+    lockouts: std::sync::OnceLock<::metrics::Counter>,
 }
 
 impl PasswordGuard {
@@ -153,7 +156,15 @@ impl PasswordGuard {
             hasher: RandomState::new(),
             #[cfg(feature = "redis")]
             shared: None,
+            #[cfg(feature = "metrics")]
+            lockouts: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts each lock this guard puts on an (account, source) pair on `lockouts`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn count_lockouts_on(&self, lockouts: ::metrics::Counter) {
+        let _ = self.lockouts.set(lockouts);
     }
 
     /// Counts attempts in Redis too, shared by every replica naming the same Redis and prefix
@@ -324,6 +335,10 @@ impl PasswordGuard {
                 {
                     pair.lock(now, policy);
                     wait = Some(policy.duration);
+                    #[cfg(feature = "metrics")]
+                    if let Some(lockouts) = self.lockouts.get() {
+                        lockouts.increment(1);
+                    }
                 }
             }
         }
