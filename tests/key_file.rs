@@ -160,17 +160,28 @@ async fn keys_removed_and_added_take_effect_within_a_second_and_a_bad_file_chang
             .collect()
     };
     let reloaded = lines("key_file_reloaded");
-    assert_eq!(reloaded.len(), 1, "{audit}");
+    assert!(!reloaded.is_empty(), "{audit}");
     assert_eq!(reloaded[0]["event"], "configuration");
+    // Each rejected file is recorded, with what is wrong (other tests of this process send it
+    // SIGHUP, which reloads every watched file: a state may be recorded twice, or for that
+    // cause rather than for the change).
     let rejected = lines("key_file_rejected");
-    assert_eq!(rejected.len(), 3, "one record per rejected file: {audit}");
     let details: Vec<&str> = rejected
         .iter()
         .map(|r| r["detail"].as_str().unwrap())
         .collect();
-    assert!(details[0].contains("line 2"), "{details:?}");
-    assert!(details[1].contains("superuser"), "{details:?}");
-    assert!(details[2].contains("keys in force stay"), "{details:?}");
+    assert!(details.iter().any(|d| d.contains("line 2")), "{details:?}");
+    assert!(
+        details.iter().any(|d| d.contains("superuser")),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| !d.contains("line 2") && !d.contains("superuser")),
+        "the missing file: {details:?}"
+    );
+    assert!(details.iter().all(|d| d.contains("keys in force stay")));
     served.stop().await;
 }
 
@@ -185,8 +196,6 @@ async fn sighup_reloads_the_file() {
     })
     .await;
     replace(&served.keys(), &line("c", "viewer", KEY_C));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(served.status(KEY_C).await, 403, "not before the signal");
     let status = std::process::Command::new("kill")
         .args(["-HUP", &std::process::id().to_string()])
         .status()
@@ -194,6 +203,15 @@ async fn sighup_reloads_the_file() {
     assert!(status.success());
     served.until(KEY_C, 200).await;
     assert_eq!(served.status(KEY_A).await, 403);
+    // The signal did it (other tests of this process send SIGHUP too, which is as good: the
+    // file is checked for a change only once an hour here).
+    let audit = served.audit().await;
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("key_file_reloaded") && l.contains("(SIGHUP)")),
+        "{audit}"
+    );
     served.stop().await;
 }
 

@@ -41,7 +41,7 @@ pub(crate) struct AuthLayerState {
     /// Shared by the layers of one server, so a session is bound once whichever route saw it.
     pub(crate) sessions: Arc<SessionBindings>,
     pub(crate) challenge: Challenge,
-    /// The responses each caller holds open (event streams, requests being answered).
+    /// The event streams each caller holds open.
     pub(crate) streams: Arc<InFlight>,
     /// Which requests let through that made no tool-call record are audited.
     pub(crate) successes: Arc<SuccessSampler>,
@@ -332,27 +332,28 @@ where
         },
         None => body,
     };
-    // Every GET is an event stream; a POST is answered by one or by a plain reply: either way
-    // the caller holds a response open until it ends.
+    // A GET opens an event stream, which lasts as long as the client keeps it: one over the
+    // caller's limit is refused. A POST is answered by a stream only while its request is
+    // being answered (a tool call's stream is bounded by the calls a caller may have in
+    // flight): it is counted once its answer turns out to be one, and never refused, so that
+    // a caller at its call limit hears the tool's own refusal.
+    let stream_key = InFlightKey::of(&principal, remote_addr.map(|a| a.ip()));
     let stream = match parts.method {
-        http::Method::GET | http::Method::POST => {
-            let key = InFlightKey::of(&principal, remote_addr.map(|a| a.ip()));
-            match state.streams.try_acquire(key) {
-                Some(permit) => Some(permit),
-                None => {
-                    let mut record =
-                        AuditRecord::new(AuditEvent::Authentication, Outcome::RateLimited)
-                            .principal(&principal);
-                    record.remote_addr = remote_addr;
-                    record.reason = Some("stream_limit");
-                    record.retry_after_seconds = Some(STREAM_RETRY_SECONDS);
-                    state.audit.record(&record);
-                    return Ok(too_many_streams(state.streams.limit()));
-                }
+        http::Method::GET => match state.streams.try_acquire(stream_key) {
+            Some(permit) => Some(permit),
+            None => {
+                let mut record = AuditRecord::new(AuditEvent::Authentication, Outcome::RateLimited)
+                    .principal(&principal);
+                record.remote_addr = remote_addr;
+                record.reason = Some("stream_limit");
+                record.retry_after_seconds = Some(STREAM_RETRY_SECONDS);
+                state.audit.record(&record);
+                return Ok(too_many_streams(state.streams.limit()));
             }
-        }
+        },
         _ => None,
     };
+    let is_post = parts.method == http::Method::POST;
     let ending_session = (parts.method == http::Method::DELETE)
         .then(|| session.map(str::to_owned))
         .flatten();
@@ -426,9 +427,10 @@ where
         }
     }
     // An event stream keeps its place until it ends; a plain reply gives it back now.
-    if let Some(permit) = stream
-        && is_event_stream(&response)
-    {
+    let stream = stream.filter(|_| is_event_stream(&response)).or_else(|| {
+        (is_post && is_event_stream(&response)).then(|| state.streams.acquire(stream_key))
+    });
+    if let Some(permit) = stream {
         let client = match carried {
             Carried::Record(authenticated) => Some(authenticated),
             Carried::Principal(_) => None,
@@ -656,14 +658,13 @@ fn sessions_exhausted(total: usize) -> Response {
     response
 }
 
-/// What a caller over its open responses is told to wait, in seconds.
+/// What a caller over its open streams is told to wait, in seconds.
 const STREAM_RETRY_SECONDS: u64 = 1;
 
-/// The answer to a request of a caller that holds its most open responses: `429`.
+/// The answer to a `GET` of a caller that holds its most open event streams: `429`.
 fn too_many_streams(limit: u32) -> Response {
     let description = format!(
-        "this caller holds {limit} open responses (event streams and requests being answered), \
-         the most it may; close a stream or wait for a call to finish, then retry"
+        "this caller holds {limit} open event streams, the most it may; close one, then retry"
     );
     let mut response = refusal(
         StatusCode::TOO_MANY_REQUESTS,

@@ -68,7 +68,7 @@ pub struct Gatekeeper<T: McpTools> {
     session_limits: crate::SessionLimits,
     /// Most tool calls one caller may have in flight, all tools together.
     calls_per_caller: u32,
-    /// Most open responses (event streams, requests being answered) of one caller.
+    /// Most open event streams of one caller.
     streams_per_caller: u32,
     /// Which successful calls and requests are audited.
     audit_successes: crate::tools::AuditPolicy,
@@ -390,13 +390,14 @@ impl<T: McpTools> Gatekeeper<T> {
         self
     }
 
-    /// Most responses one caller may hold open at once (default: 64): event streams (a
-    /// session's `GET` stream, the stream answering a `POST`) and requests still being
-    /// answered. One more request is refused with `429 too_many_streams` and `Retry-After`
-    /// (audited `stream_limit`) until one closes. Keep it above
-    /// [`calls_per_caller`](Self::calls_per_caller), so that a caller at its call limit hears
-    /// the tool's JSON-RPC refusal rather than a `429`. Anonymous callers are counted per
-    /// address. Zero fails the build.
+    /// Most event streams one caller may hold open at once (default: 64): a session's `GET`
+    /// streams (rmcp keeps up to 33 per session) and the streams answering `POST`s. A `GET`
+    /// over the limit is refused with `429 too_many_streams` and `Retry-After` (audited
+    /// `stream_limit`) until one closes. A stream answering a `POST` counts but is never
+    /// refused: it lasts only while its request is answered, and tool calls are bounded by
+    /// [`calls_per_caller`](Self::calls_per_caller), whose JSON-RPC refusal a caller at its
+    /// call limit then hears. Anonymous callers are counted per address. Zero fails the
+    /// build.
     pub fn streams_per_caller(mut self, streams: u32) -> Self {
         self.streams_per_caller = streams;
         self

@@ -287,10 +287,9 @@ impl GatekeeperLayerBuilder {
         self
     }
 
-    /// Most responses one caller may hold open at once (default: 64): event streams and
-    /// requests still being answered, as
-    /// [`Gatekeeper::streams_per_caller`](crate::Gatekeeper::streams_per_caller) counts them.
-    /// One more request is refused with `429 too_many_streams`. Zero fails the build.
+    /// Most event streams one caller may hold open at once (default: 64), as
+    /// [`Gatekeeper::streams_per_caller`](crate::Gatekeeper::streams_per_caller) counts them:
+    /// a `GET` over the limit is refused with `429 too_many_streams`. Zero fails the build.
     pub fn streams_per_caller(mut self, streams: u32) -> Self {
         self.streams_per_caller = streams;
         self

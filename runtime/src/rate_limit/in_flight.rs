@@ -1,5 +1,4 @@
-//! How much one caller has in flight at once: tool calls, and open responses (SSE streams and
-//! requests being answered).
+//! How much one caller has in flight at once: tool calls, and open event streams.
 //!
 //! A rate limit bounds how often a caller starts work; it does not bound how much of it runs at
 //! once. A tool that takes a minute, called ten times a second, holds six hundred calls; a
@@ -22,8 +21,8 @@ use crate::{AuthMethod, Principal};
 
 /// Most tool calls one caller may have in flight, all tools together, unless configured.
 pub(crate) const DEFAULT_CALLS_PER_CALLER: u32 = 32;
-/// Most open responses of one caller, unless configured: above the calls, so that a caller at
-/// its call limit hears the tool's refusal, with room for its sessions' `GET` streams.
+/// Most open event streams of one caller, unless configured: room for a stream per call in
+/// flight and for its sessions' `GET` streams.
 pub(crate) const DEFAULT_STREAMS_PER_CALLER: u32 = 64;
 
 /// `limit` if it allows anything; the error names the `setting`.
@@ -116,6 +115,18 @@ impl InFlight {
             counts: self.clone(),
             key,
         })
+    }
+
+    /// Counts one more for `key` whatever it holds (for what is bounded elsewhere, and only
+    /// counted here so that the limit of what is refused sees it).
+    pub(crate) fn acquire(self: &Arc<Self>, key: InFlightKey) -> Permit {
+        let mut counts = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(key.0).or_insert(0) += 1;
+        drop(counts);
+        Permit {
+            counts: self.clone(),
+            key,
+        }
     }
 
     /// What `key` holds now.

@@ -663,17 +663,21 @@ impl<T: McpTools> GatekeeperService<T> {
             return Err(tool_not_found());
         };
         let name = tool.def.name;
-        // In flight before the rate limit: a call refused for concurrency uses no rate.
+        // The rate limit first, then a place in flight: a place is held by the work only, not
+        // while the rate is checked (in Redis, a round trip), so that a burst the rate limit
+        // refuses is told so rather than that too many calls are in flight.
         let mut permits = None;
         let decision = match engine.may_call(tool, &principal) {
-            Ok(()) => match engine.admit(
-                tool,
-                InFlightKey::of(&principal, remote_addr.map(|a| a.ip())),
-            ) {
-                Ok(held) => {
-                    permits = Some(held);
-                    engine.count(tool, &principal).await
-                }
+            Ok(()) => match engine.count(tool, &principal).await {
+                Ok(locally) => engine
+                    .admit(
+                        tool,
+                        InFlightKey::of(&principal, remote_addr.map(|a| a.ip())),
+                    )
+                    .map(|held| {
+                        permits = Some(held);
+                        locally
+                    }),
                 Err(denial) => Err(denial),
             },
             Err(denial) => Err(denial),
