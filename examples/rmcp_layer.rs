@@ -11,7 +11,8 @@
 //! - `MCP_API_KEYS`: comma-separated API keys (at least 16 characters each); when unset, one is
 //!   generated for this run and printed with command lines that use it;
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
-//! - `STATELESS=1`: plain JSON replies, no sessions.
+//! - `STATELESS=1`: plain JSON replies, no sessions;
+//! - `METRICS_BIND`: serve Prometheus metrics at `/metrics` on this address (e.g. `127.0.0.1:9100`).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -75,7 +76,12 @@ impl ServerHandler for Notes {}
 /// The layer: these API keys, loopback `Host` names only (the default), audit records to
 /// `tracing`.
 pub fn layer(keys: ApiKeys) -> Result<GatekeeperLayer, ConfigError> {
-    GatekeeperLayer::builder().authenticate(keys).build()
+    let mut layer = GatekeeperLayer::builder().authenticate(keys);
+    // Counted when the process serves metrics (`METRICS_BIND`).
+    if let Some(metrics) = mcp_gatekeeper::metrics::PrometheusMetrics::installed() {
+        layer = layer.metrics(&metrics, "rmcp_layer");
+    }
+    layer.build()
 }
 
 /// rmcp's service at `/mcp`, not yet behind the layer. `shutdown` ends its sessions.
@@ -152,6 +158,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let stateless = std::env::var("STATELESS").is_ok_and(|v| v == "1");
+    // Prometheus metrics on a listener of their own, for a scraper only (before the layer is
+    // built, which counts in them).
+    let _metrics = match std::env::var("METRICS_BIND").ok().filter(|v| !v.is_empty()) {
+        Some(bind) => {
+            let metrics = mcp_gatekeeper::metrics::PrometheusMetrics::install()?;
+            let scrape = metrics.bind(&bind).await?;
+            println!("metrics on http://{}/metrics", scrape.local_addr());
+            Some(scrape)
+        }
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let app = app(keys, stateless, &shutdown)?;
 

@@ -228,43 +228,56 @@ async fn the_failure_throttle_starting_to_refuse_is_a_lockout() {
 }
 
 #[tokio::test]
-async fn the_hello_example_serves_metrics_on_metrics_bind() {
-    let key = "metrics-hello-key-0123456789abcdef";
-    let mut example = CapturedProcess::spawn(
-        Command::new(example_binary("hello"))
-            .env("BIND", "127.0.0.1:0")
-            .env("METRICS_BIND", "127.0.0.1:0")
-            .env("MCP_API_KEYS", key)
-            .env("RUST_LOG", "warn"),
-        "the hello example",
-    );
-    let url = format!("http://{}/mcp", example.listening());
-    let mcp = Mcp::new(&url, Cred::ApiKey(key.into()), Version::V2026_07_28);
-    assert!(
-        mcp.call("hello", json!({ "name": "metrics" }))
+async fn the_examples_serve_metrics_on_metrics_bind() {
+    let key = "metrics-example-key-0123456789abcdef";
+    for name in ["hello", "rmcp_layer"] {
+        let mut example = CapturedProcess::spawn(
+            Command::new(example_binary(name))
+                .env("BIND", "127.0.0.1:0")
+                .env("METRICS_BIND", "127.0.0.1:0")
+                .env("MCP_API_KEYS", key)
+                .env("RUST_LOG", "warn"),
+            name,
+        );
+        let address = example.listening();
+        // One authenticated request: a tool call, or the layer example's axum route.
+        match name {
+            "hello" => {
+                let url = format!("http://{address}/mcp");
+                let mcp = Mcp::new(&url, Cred::ApiKey(key.into()), Version::V2026_07_28);
+                let reply = mcp.call("hello", json!({ "name": "metrics" })).await;
+                assert!(reply.error_code().is_none(), "{reply:#?}");
+            }
+            _ => {
+                let response = reqwest::Client::new()
+                    .get(format!("http://{address}/whoami"))
+                    .header("x-api-key", key)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }
+        let printed = example.printed();
+        let metrics_url = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics on "))
+            .unwrap_or_else(|| panic!("no metrics URL in\n{printed}"))
+            .trim()
+            .to_owned();
+        let text = reqwest::get(&metrics_url)
             .await
-            .error_code()
-            .is_none()
-    );
-    let printed = example.printed();
-    let metrics_url = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("metrics on "))
-        .unwrap_or_else(|| panic!("no metrics URL in\n{printed}"))
-        .trim()
-        .to_owned();
-    let text = reqwest::get(&metrics_url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("mcp_gatekeeper_authentications_total{")
-                && l.contains(r#"method="api_key",outcome="allowed"} 1"#)),
-        "{text}"
-    );
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("mcp_gatekeeper_authentications_total{")
+                    && l.contains(r#"method="api_key",outcome="allowed"} 1"#)),
+            "{name}: {text}"
+        );
+    }
 }
 
 #[tokio::test]
