@@ -451,6 +451,31 @@ mod tests {
         text.parse().unwrap()
     }
 
+    #[cfg(feature = "metrics")]
+    #[tokio::test]
+    async fn each_lock_is_counted_once() {
+        let metrics = crate::metrics::PrometheusMetrics::new();
+        let registrar = metrics.for_server("password-test");
+        let guard = PasswordGuard::new(policy(3));
+        guard.count_lockouts_on(crate::metrics::lockouts(&registrar, "password"));
+        let addr = Some(ip("10.0.0.9"));
+        let mut locked = 0;
+        for _ in 0..6 {
+            if let Ok(attempt) = guard.begin("bob", addr, None).await
+                && attempt.failed().await.is_some()
+            {
+                locked += 1;
+            }
+        }
+        assert_eq!(
+            locked, 1,
+            "the third failure locks; later attempts are refused"
+        );
+        let series = r#"mcp_gatekeeper_lockouts_total{server="password-test",kind="password"} 1"#;
+        let text = metrics.render();
+        assert!(text.lines().any(|l| l == series), "{text}");
+    }
+
     #[tokio::test]
     async fn disabled_never_throttles_or_locks() {
         let throttle = FailureThrottle::new(Lockout::disabled());
