@@ -19,6 +19,9 @@
 //!   as `mcp-gatekeeper keys new` prints them), read again when it changes and on `SIGHUP`:
 //!   keys are added and removed without a restart;
 //! - `MCP_CLIENTS`: `CLIENT_ID:SECRET:ROLE[:SCOPE ...],...` for `POST /auth/token`;
+//! - `MCP_CLIENTS_FILE`: instead, a file of those clients' secret digests (`CLIENT_ID ROLE
+//!   sha256:HEX [scopes=A,B]` per line, the key-file format), read again when it changes and
+//!   on `SIGHUP`;
 //! - `AUDIT_LOG`: a JSON-lines file for the audit trail;
 //! - `REDIS_URL`: keep the tools' rate limits, the failure lockout, the revoked tokens and
 //!   (stateful) the owners of MCP sessions in this Redis, shared by every replica started with
@@ -250,6 +253,8 @@ pub struct RbacConfig {
     pub api_keys: ApiKeySource,
     /// Clients of `POST /auth/token`.
     pub clients: Vec<TokenClient>,
+    /// Or a file of them, read again when it changes (then `clients` is empty).
+    pub clients_file: Option<std::path::PathBuf>,
     /// Serve without sessions.
     pub stateless: bool,
     /// Write the audit trail to this JSON-lines file.
@@ -293,8 +298,11 @@ impl SharedRedis {
 pub fn token_endpoint(config: &RbacConfig) -> Result<TokenEndpoint, ConfigError> {
     let mut endpoint = TokenEndpoint::hs256(&config.jwt_secret)?
         .issuer("mcp-auth-server")
-        .audience(config.resource.clone())
-        .clients(config.clients.iter().cloned());
+        .audience(config.resource.clone());
+    endpoint = match &config.clients_file {
+        Some(path) => endpoint.clients_file(path),
+        None => endpoint.clients(config.clients.iter().cloned()),
+    };
     if let Some(redis) = &config.redis {
         endpoint = endpoint.shared_revocations(
             mcp_gatekeeper::RedisRevocations::new(&redis.url).prefix(&redis.prefix),
@@ -628,7 +636,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         spec
     });
+    let clients_file = std::env::var_os("MCP_CLIENTS_FILE").filter(|v| !v.is_empty());
+    if clients_file.is_some() && std::env::var_os("MCP_CLIENTS").is_some() {
+        return Err("set MCP_CLIENTS or MCP_CLIENTS_FILE, not both".into());
+    }
     let clients_spec = std::env::var("MCP_CLIENTS").unwrap_or_else(|_| {
+        if clients_file.is_some() {
+            return String::new();
+        }
         generated.push("MCP_CLIENTS");
         for role in ["viewer", "editor", "admin"] {
             demo.clients
@@ -654,7 +669,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             None => ApiKeySource::Listed(ApiKeys::parse_env_value(&keys_spec)?),
         },
-        clients: TokenEndpoint::parse_clients(&clients_spec)?,
+        clients: match &clients_file {
+            Some(path) => {
+                println!(
+                    "token clients from {} (read again when it changes, and on SIGHUP)",
+                    std::path::Path::new(path).display()
+                );
+                Vec::new()
+            }
+            None => TokenEndpoint::parse_clients(&clients_spec)?,
+        },
+        clients_file: clients_file.map(Into::into),
         stateless: env.stateless,
         audit_log: std::env::var_os("AUDIT_LOG").map(Into::into),
         resource: env.resource.clone(),

@@ -250,12 +250,18 @@ async fn the_rbac_example_takes_its_keys_from_a_file_it_rereads() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("api-keys");
     std::fs::write(&path, line("ops", "admin", KEY_A)).unwrap();
+    // The token endpoint's clients from a file of the same format.
+    let clients = dir.join("clients");
+    const CLIENT_SECRET: &str = "rbac-client-secret-0123456789";
+    std::fs::write(&clients, line("svc", "viewer", CLIENT_SECRET)).unwrap();
     let mut example = CapturedProcess::spawn(
         std::process::Command::new(example_binary("rbac"))
             .env("BIND", "127.0.0.1:0")
             .env("STATELESS", "1")
             .env("MCP_API_KEYS_FILE", &path)
             .env_remove("MCP_API_KEYS")
+            .env("MCP_CLIENTS_FILE", &clients)
+            .env_remove("MCP_CLIENTS")
             .env("RUST_LOG", "warn"),
         "the rbac example",
     );
@@ -271,6 +277,13 @@ async fn the_rbac_example_takes_its_keys_from_a_file_it_rereads() {
     };
     assert_eq!(status(KEY_A).await, 200);
     assert_eq!(status(KEY_B).await, 403);
+    let token = reqwest::Client::new()
+        .post(url.replace("/mcp", "/auth/token"))
+        .json(&json!({ "client_id": "svc", "client_secret": CLIENT_SECRET }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200, "{}", example.printed());
     replace(&path, &line("reports", "viewer", KEY_B));
     let start = Instant::now();
     while status(KEY_A).await != 403 {

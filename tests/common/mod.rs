@@ -54,6 +54,7 @@ pub fn rbac_config(stateless: bool) -> RbacConfig {
             .unwrap(),
         ),
         clients: TokenEndpoint::parse_clients(CLIENTS).unwrap(),
+        clients_file: None,
         stateless,
         audit_log: None,
         resource: RESOURCE.into(),
