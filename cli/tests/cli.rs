@@ -2,20 +2,18 @@
 //! in-process servers (keys loaded from the file it wrote, tokens checked by the runtime's own
 //! verifier, probes of servers with API keys and with the OAuth authorization server).
 
-use std::{
-    path::PathBuf,
-    process::{Output, Stdio},
-    time::Duration,
-};
+use std::path::PathBuf;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use mcp_gatekeeper::{
     ApiKey, ApiKeys, Gatekeeper, Jwt, RunningServer, oauth::AuthorizationServer, prelude::*,
 };
 use serde_json::{Value, json};
-use tokio::{io::AsyncWriteExt as _, net::TcpListener, process::Command};
+use tokio::{net::TcpListener, process::Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-gatekeeper");
+mod common;
+
+use common::{BIN, Run, run_command};
 
 /// The HS256 secret of the token tests (at least 32 bytes).
 const SECRET: &str = "cli-test-secret-0123456789abcdef-0123";
@@ -54,61 +52,15 @@ impl Tools {
 // ---------------------------------------------------------------------------------------------
 // Running the binary
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// Runs the binary with `args`, the environment variables `env` (and no `JWT_SECRET` unless
 /// given), and `stdin` on its standard input.
 async fn run_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
     let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("JWT_SECRET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args).env_remove("JWT_SECRET");
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.spawn().expect("the binary starts");
-    let mut input = child.stdin.take().expect("stdin is piped");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the binary finishes within a minute")
-        .unwrap();
-    Run {
-        code: status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8(stderr).unwrap(),
-    }
+    run_command(command, stdin).await
 }
 
 async fn run(args: &[&str]) -> Run {
@@ -117,10 +69,7 @@ async fn run(args: &[&str]) -> Run {
 
 /// A fresh directory for one test's files.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcpgk-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("cli", name)
 }
 
 /// `keys new ARGS --json`: the key, its key-file line and its id.

@@ -7,7 +7,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Output, Stdio},
     sync::Arc,
     time::Duration,
 };
@@ -20,9 +19,11 @@ use mcp_gatekeeper::{
     store::{PostgresOptions, PostgresStore, SqliteStore, Store},
 };
 use serde_json::{Value, json};
-use tokio::{io::AsyncWriteExt as _, net::TcpListener, process::Command};
+use tokio::{net::TcpListener, process::Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-gatekeeper");
+mod common;
+
+use common::{BIN, Run, run_command};
 
 #[derive(Roles, Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -45,29 +46,6 @@ impl Tools {
 // ---------------------------------------------------------------------------------------------
 // Running the binary
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// How the binary is told where the store is.
 #[derive(Clone)]
 enum At {
@@ -84,10 +62,7 @@ impl At {
         command
             .args(args)
             .env_remove("OAUTH_STORE")
-            .env_remove("OAUTH_DATABASE_SCHEMA")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env_remove("OAUTH_DATABASE_SCHEMA");
         match self {
             At::Sqlite(path) => {
                 command
@@ -98,25 +73,7 @@ impl At {
                 command.env("OAUTH_STORE", url).args(["--schema", schema]);
             }
         }
-        let mut child = command.spawn().expect("the binary starts");
-        let mut input = child.stdin.take().expect("stdin is piped");
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).await.unwrap();
-        }
-        drop(input);
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("the binary finishes within a minute")
-            .unwrap();
-        Run {
-            code: status.code().expect("exited, not killed"),
-            stdout: String::from_utf8(stdout).unwrap(),
-            stderr: String::from_utf8(stderr).unwrap(),
-        }
+        run_command(command, stdin).await
     }
 
     async fn run(&self, args: &[&str]) -> Run {
@@ -133,10 +90,7 @@ impl At {
 
 /// A fresh directory for one test's files.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcpgk-cli-store-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("cli-store", name)
 }
 
 // ---------------------------------------------------------------------------------------------
