@@ -33,6 +33,7 @@ mod layer;
 mod metrics;
 mod oauth;
 mod oidc;
+mod otel;
 mod proxy_certificates;
 mod python_sdk;
 mod readme;

@@ -15,6 +15,9 @@ pub mod metrics;
 #[cfg(feature = "oauth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "oauth")))]
 pub mod oauth;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 mod principal;
 mod rate_limit;
 #[cfg(feature = "redis")]

@@ -227,6 +227,8 @@ where
     let query_credential = credential_in_query(parts.uri.query());
     #[cfg(feature = "metrics")]
     let started = std::time::Instant::now();
+    #[cfg(feature = "otel")]
+    let span = crate::otel::authentication(&parts.headers, remote_addr);
     let outcome = match query_credential {
         true => Err((
             AuthError::new(
@@ -242,7 +244,14 @@ where
                     credential,
                     parts: &parts,
                 };
-                let decision = state.chain.authenticate(&request).await;
+                let decision = state.chain.authenticate(&request);
+                #[cfg(feature = "otel")]
+                let decision = tracing::Instrument::instrument(decision, span.clone());
+                let decision = decision.await;
+                #[cfg(feature = "otel")]
+                if let Ok(principal) = &decision.result {
+                    crate::otel::authenticated(&span, decision.authenticator, principal);
+                }
                 #[cfg(feature = "metrics")]
                 if let Ok(principal) = &decision.result {
                     // Anonymous callers are let through by the chain itself, by no authenticator.
@@ -295,6 +304,17 @@ where
                     (None, _) => crate::metrics::AuthOutcome::Denied,
                 },
                 started.elapsed(),
+            );
+            #[cfg(feature = "otel")]
+            crate::otel::refused(
+                &span,
+                authenticator,
+                match (throttled_for, error.kind()) {
+                    (Some(_), _) => "throttled",
+                    (None, AuthErrorKind::Unavailable) => "unavailable",
+                    (None, _) => "denied",
+                },
+                error.kind().as_str(),
             );
             if let Some(wait) = throttled_for {
                 return Ok(throttled(&error, &state.challenge, wait));

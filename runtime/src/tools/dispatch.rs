@@ -67,6 +67,9 @@ struct ServedTool<T> {
     /// Its calls, counted per outcome (no-ops until [`Engine::count_in`]).
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::ToolMetrics,
+    /// The name of its calls' spans, `tools/call {name}`.
+    #[cfg(feature = "otel")]
+    span_name: Box<str>,
 }
 
 impl<T> ServedTool<T> {
@@ -402,6 +405,8 @@ fn serve_tool<T>(
                 .collect()
         })
         .collect();
+    #[cfg(feature = "otel")]
+    let span_name = format!("tools/call {}", def.name).into();
     Ok(ServedTool {
         def,
         listing,
@@ -411,6 +416,8 @@ fn serve_tool<T>(
         satisfied_by,
         #[cfg(feature = "metrics")]
         metrics: Default::default(),
+        #[cfg(feature = "otel")]
+        span_name,
     })
 }
 
@@ -605,8 +612,8 @@ fn remote_addr_of(context: &RequestContext<RoleServer>) -> Option<SocketAddr> {
 
 /// Whether a handler's answer is a success: neither a JSON-RPC error nor a tool result
 /// flagged `isError`.
-#[cfg(feature = "metrics")]
-fn succeeded(result: &Result<CallToolResponse, ErrorData>) -> bool {
+#[cfg(any(feature = "metrics", feature = "otel"))]
+pub(crate) fn succeeded(result: &Result<CallToolResponse, ErrorData>) -> bool {
     match result {
         Ok(CallToolResponse::Complete(result)) => result.is_error != Some(true),
         Ok(_) => true,
@@ -660,9 +667,18 @@ impl<T: McpTools> GatekeeperService<T> {
             ));
         };
         let Some(tool) = engine.lookup(&request.name) else {
+            #[cfg(feature = "otel")]
+            crate::otel::decided(
+                &tracing::Span::current(),
+                &principal,
+                remote_addr,
+                "tool_not_found",
+            );
             return Err(tool_not_found());
         };
         let name = tool.def.name;
+        #[cfg(feature = "otel")]
+        let span = tracing::Span::current();
         // The rate limit first, then a place in flight: a place is held by the work only, not
         // while the rate is checked (in Redis, a round trip), so that a burst the rate limit
         // refuses is told so rather than that too many calls are in flight.
@@ -707,6 +723,8 @@ impl<T: McpTools> GatekeeperService<T> {
             record.reason = Some(denial.reason());
             engine.audit.record(&record);
             mark_audited(&context);
+            #[cfg(feature = "otel")]
+            crate::otel::decided(&span, &principal, remote_addr, denial.reason());
             #[cfg(feature = "metrics")]
             tool.metrics.count(denial.counted_as());
             let hidden = engine.hide_forbidden
@@ -726,6 +744,8 @@ impl<T: McpTools> GatekeeperService<T> {
             engine.audit.record(&record);
         }
         mark_audited(&context);
+        #[cfg(feature = "otel")]
+        crate::otel::decided(&span, &principal, remote_addr, "allowed");
         let cancelled = context.ct.clone();
         let client = authenticated_arc(&context);
         let call = ToolCall {
@@ -763,6 +783,22 @@ impl<T: McpTools> ServerHandler for GatekeeperService<T> {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        #[cfg(feature = "otel")]
+        {
+            use tracing::Instrument as _;
+            let tool = self.engine.lookup(&request.name);
+            let span = crate::otel::tool_call(
+                &context,
+                tool.map(|tool| (tool.def.name, &*tool.span_name)),
+            );
+            let result = self
+                .guarded_call(request, context)
+                .instrument(span.clone())
+                .await;
+            crate::otel::ended(&span, &result);
+            result
+        }
+        #[cfg(not(feature = "otel"))]
         self.guarded_call(request, context).await
     }
 
