@@ -16,7 +16,10 @@ use mcp_gatekeeper::{
     Gatekeeper, RunningServer,
     oauth::AuthorizationServer,
     prelude::*,
-    store::{PostgresOptions, PostgresStore, SqliteStore, Store},
+    store::{
+        PostgresOptions, PostgresStore, RefreshTokenRecord, SessionRecord, SqliteStore, Store,
+        hash_secret,
+    },
 };
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, process::Command};
@@ -493,6 +496,130 @@ async fn users_lifecycle(at: &At, store: &dyn Store) {
     assert_eq!(again.code, 1, "{again:?}");
 }
 
+/// A sign-in session named `name` of `subject`, started at `now` for an hour, as the login
+/// page stores one.
+fn session(name: &str, subject: &str, now: i64) -> SessionRecord {
+    SessionRecord {
+        session_hash: hash_secret(name),
+        subject: subject.to_owned(),
+        scopes: None,
+        created_at: now,
+        expires_at: now + 3_600,
+    }
+}
+
+/// The first refresh token of `subject`'s grant `family_id` at client `app`, for a day.
+fn refresh_token(name: &str, subject: &str, family_id: &str, now: i64) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        token_hash: hash_secret(name),
+        family_id: family_id.to_owned(),
+        client_id: "app".to_owned(),
+        subject: subject.to_owned(),
+        scope: "data:read".to_owned(),
+        resource: None,
+        certificate_thumbprint: None,
+        expires_at: now + 86_400,
+    }
+}
+
+/// Whether the session named `name` is live in the store.
+async fn signed_in(store: &dyn Store, name: &str, now: i64) -> bool {
+    store
+        .get_session(hash_secret(name), now)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// `users passwd` signs the user out on every server of the store and leaves their tokens;
+/// `users remove` ends their sessions and tokens and revokes their grants. Another user keeps
+/// everything.
+async fn users_end_what_they_hold(at: &At, store: &dyn Store) {
+    for name in ["dave", "erin"] {
+        let added = at
+            .run_with(&["users", "add", name], Some("a long password\n"))
+            .await;
+        assert_eq!(added.code, 0, "{added:?}");
+    }
+    at.ok(&[
+        "clients",
+        "add",
+        "app",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--scope",
+        "data:read",
+    ])
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (name, subject) in [("dave-1", "dave"), ("dave-2", "dave"), ("erin-1", "erin")] {
+        let stored = store.put_session(session(name, subject, now), 16, 10_000, now);
+        assert!(stored.await.unwrap(), "{name}");
+    }
+    for (name, subject) in [("dave-r", "dave"), ("erin-r", "erin")] {
+        let token = refresh_token(name, subject, &format!("grant-{subject}"), now);
+        store.put_refresh(token).await.unwrap();
+    }
+
+    let changed = at
+        .run_with(
+            &["users", "passwd", "dave"],
+            Some("another long password\n"),
+        )
+        .await;
+    assert_eq!(changed.code, 0, "{changed:?}");
+    assert!(
+        changed
+            .stdout
+            .contains("2 sign-in sessions of `dave` ended"),
+        "{changed:?}"
+    );
+    assert!(!signed_in(store, "dave-1", now).await);
+    assert!(!signed_in(store, "dave-2", now).await);
+    assert!(signed_in(store, "erin-1", now).await);
+    assert!(
+        store
+            .get_refresh(hash_secret("dave-r"))
+            .await
+            .unwrap()
+            .is_some(),
+        "a password change leaves the tokens"
+    );
+    assert!(!store.is_family_revoked("grant-dave").await.unwrap());
+
+    // Signed in again with the new password, then removed.
+    let stored = store.put_session(session("dave-3", "dave", now), 16, 10_000, now);
+    assert!(stored.await.unwrap());
+    let removed = at.ok(&["users", "remove", "dave"]).await;
+    assert!(
+        removed.stdout.contains("user `dave` removed"),
+        "{removed:?}"
+    );
+    assert!(!signed_in(store, "dave-3", now).await);
+    assert_eq!(
+        store.get_refresh(hash_secret("dave-r")).await.unwrap(),
+        None
+    );
+    assert!(store.is_family_revoked("grant-dave").await.unwrap());
+    assert!(signed_in(store, "erin-1", now).await);
+    assert!(
+        store
+            .get_refresh(hash_secret("erin-r"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(!store.is_family_revoked("grant-erin").await.unwrap());
+
+    let nobody = at
+        .run_with(&["users", "passwd", "dave"], Some("whatever-password"))
+        .await;
+    assert_eq!(nobody.code, 1, "{nobody:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
@@ -544,6 +671,14 @@ async fn users_from_the_command_line_have_the_password_given_on_stdin() {
     users_lifecycle(&at, store.as_ref()).await;
     let clash = at.run(&["clients", "add", "alice", "--confidential"]).await;
     assert_eq!(clash.code, 2, "{clash:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_passwd_and_remove_on_sqlite_end_what_the_user_holds() {
+    let dir = temp_dir("sessions");
+    let (store, at) = sqlite(&dir);
+    users_end_what_they_hold(&at, store.as_ref()).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -653,6 +788,7 @@ async fn clients_and_users_on_postgres() {
     let server = Server::start(store.clone()).await;
     clients_lifecycle(&at, &server).await;
     users_lifecycle(&at, store.as_ref()).await;
+    users_end_what_they_hold(&at, store.as_ref()).await;
     server.running.shutdown().await.unwrap();
 }
 

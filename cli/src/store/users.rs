@@ -33,12 +33,15 @@ Examples:
     Add(AddArgs),
     /// Set a user's password (read as for `users add`); role and scopes stay.
     ///
-    /// Sign-in sessions and tokens already issued stay valid. Exit 1 when there is no such
-    /// user.
+    /// Ends the user's sign-in sessions on every server of the store, so that whoever signed
+    /// in with the old password must sign in again. Tokens already issued stay valid until
+    /// they expire. Exit 1 when there is no such user.
     Passwd(PasswdArgs),
     /// Remove a user: the user can no longer sign in.
     ///
-    /// Sign-in sessions and tokens already issued stay valid until they expire. A user
+    /// Ends everything the user holds: their sign-in sessions, authorization codes and refresh
+    /// tokens, and their grants, which are revoked, so that their access tokens are refused
+    /// wherever revocations are checked (a server's own MCP endpoint checks them). A user
     /// configured in a server's code is stored again when that server starts. Exit 1 when
     /// there is no such user.
     Remove(NameArgs),
@@ -187,8 +190,26 @@ async fn passwd(args: &PasswdArgs) -> Result<Outcome, Failure> {
         "password of user `{}` in {} changed",
         args.username, opened.name
     ))?;
-    note("note: sign-in sessions and tokens already issued stay valid until they expire");
+    // Ended after the new password is stored, so that a sign-in with the old one cannot
+    // start a session afterwards (unless its password check is under way at this moment).
+    let ended = store
+        .end_sessions_of(&args.username, super::unix_now())
+        .await
+        .map_err(|error| {
+            Failure::Unable(format!(
+                "the password was changed, but the user's sign-in sessions could not be \
+                 ended: {error}"
+            ))
+        })?;
+    print(&format!("{} of `{}` ended", sessions(ended), args.username))?;
+    note("note: tokens already issued stay valid until they expire");
     Ok(Outcome::Success)
+}
+
+/// "1 sign-in session", "2 sign-in sessions".
+fn sessions(count: u64) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} sign-in session{plural}")
 }
 
 /// The stored record of `user`, its password hashed by the runtime (argon2id).
@@ -210,10 +231,9 @@ async fn remove(args: &NameArgs) -> Result<Outcome, Failure> {
         return Ok(Outcome::ProblemFound);
     }
     print(&format!(
-        "user `{}` removed from {}",
+        "user `{}` removed from {}; their sign-in sessions and grants are ended",
         args.username, opened.name
     ))?;
-    note("note: sign-in sessions and tokens already issued stay valid until they expire");
     Ok(Outcome::Success)
 }
 
@@ -380,5 +400,12 @@ mod tests {
         assert_eq!(first_line("secret\r\n").unwrap(), "secret");
         assert_eq!(first_line("secret").unwrap(), "secret");
         assert!(first_line("one\ntwo\n").is_err());
+    }
+
+    #[test]
+    fn session_counts_read_as_english() {
+        assert_eq!(sessions(0), "0 sign-in sessions");
+        assert_eq!(sessions(1), "1 sign-in session");
+        assert_eq!(sessions(2), "2 sign-in sessions");
     }
 }

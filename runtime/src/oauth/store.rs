@@ -19,6 +19,10 @@
 //!   [`Store::put_refresh`] fail with [`StoreError::UnknownClient`] otherwise (store a Client
 //!   ID Metadata Document client with [`Store::put_client`] first, with its `metadata_url`), and
 //!   [`Store::delete_client`] deletes the client's codes and refresh tokens with it.
+//! - **Records name their user by username.** Codes, refresh tokens and sessions carry the
+//!   user's `username` as their `subject`; [`Store::delete_user`] ends all of them with the
+//!   user (revoking the families of the codes and tokens), in one step, and
+//!   [`Store::end_sessions_of`] signs a user out everywhere and keeps the rest.
 //! - **Grants form families.** The authorization request picks a random `family_id` and stores
 //!   it in the code; every refresh token issued from that code, directly or by rotation,
 //!   carries the same `family_id`. Revoking the family ([`Store::revoke_family`]) makes every
@@ -113,8 +117,9 @@ pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
-/// How long a family revocation is remembered after it was made, in seconds, once no code or
-/// refresh token of the family is left (one day). Access tokens must not live longer (the
+/// How long a family revocation is remembered after it was made (for a family ended with its
+/// user, after the date [`Store::delete_user`] gives it), in seconds, once no code or refresh
+/// token of the family is left (one day). Access tokens must not live longer (the
 /// authorization server refuses to build with a longer `access_token_lifetime`): a resource
 /// server checking [`Store::is_family_revoked`] must never see a revoked family come back while
 /// one of its access tokens is still unexpired.
@@ -187,9 +192,50 @@ pub trait Store: Send + Sync + 'static {
         username: &'a str,
     ) -> BoxFuture<'a, Result<Option<UserRecord>, StoreError>>;
 
-    /// Deletes a user; `false` if there was no such user. Tokens already issued to the user stay
-    /// valid: revoke their families to end them.
+    /// Deletes a user and ends everything the user holds, atomically: their sign-in sessions,
+    /// their authorization codes and refresh tokens (every record whose `subject` is
+    /// `username`), and the families of those codes and tokens, which are revoked, so that the
+    /// access tokens already issued from them are refused by resource servers that check
+    /// [`Store::is_family_revoked`]. `false` if there was no such user; whatever was left under
+    /// the name is ended all the same.
+    ///
+    /// A refresh token of the user is then unknown ([`Rotation::Unknown`]); one stored into
+    /// such a family afterwards (by a code exchange or rotation that was under way) is refused
+    /// as [`Rotation::Revoked`]. Access tokens whose family holds no code or refresh token any
+    /// more (a grant without a refresh token, once its code was purged) cannot be found: they
+    /// end at their expiry.
+    ///
+    /// Other revocations are dated by the caller's `now`; this operation has none (and the
+    /// store never reads the clock), so a family it revokes is dated by the latest expiry of
+    /// the codes and tokens deleted with it, or by an earlier revocation of the family if that
+    /// is later. [`Store::purge_expired`] keeps the revocation
+    /// [`FAMILY_REVOCATION_RETENTION_SECS`] past that date: longer than any access token
+    /// issued with those codes and tokens can live.
     fn delete_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Ends every sign-in session of `subject` (a username) at once, on every server of the
+    /// store, without touching the user: after a password change, say, so that whoever signed
+    /// in with the old password is signed out. Returns how many live sessions (`now <
+    /// expires_at`) were ended; expired ones of the subject are deleted too, uncounted. Tokens
+    /// already issued stay valid.
+    ///
+    /// The default answers with a [`StoreError::Backend`] saying the store cannot end a user's
+    /// sessions, so that a backend written before this method existed still compiles; every
+    /// backend of this crate implements it, and the conformance suite checks it. An error,
+    /// not `Ok(0)`: an administrator who asked to sign someone out must not be told it was
+    /// done.
+    fn end_sessions_of<'a>(
+        &'a self,
+        subject: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let _ = (subject, now);
+        Box::pin(async {
+            Err(StoreError::backend(
+                "this store cannot end a user's sessions",
+            ))
+        })
+    }
 
     /// Every stored client, ordered by `client_id` (byte order), for administration (the
     /// `mcp-gatekeeper clients list` command); the endpoints never list clients.

@@ -239,6 +239,11 @@ mod tests {
     #[tokio::test]
     async fn the_session_is_read_from_any_cookie_header() {
         let state = test_state("http://127.0.0.1:1").await;
+        state
+            .store
+            .put_user(crate::store::conformance::fixtures::user("alice"))
+            .await
+            .unwrap();
         let user = SignedIn {
             subject: "alice".into(),
             role: None,

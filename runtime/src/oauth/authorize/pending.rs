@@ -289,7 +289,12 @@ impl PendingRequests {
         Ok(stored.then_some((secret, key)))
     }
 
-    /// The live session whose cookie value is `secret`.
+    /// The live session whose cookie value is `secret`, if its user still exists.
+    ///
+    /// A session whose user is gone (deleted while a sign-in was in flight, by a backend that
+    /// does not end sessions with the user, or by an older version) is ended here: it would
+    /// otherwise be shown the consent page and given a code nobody can exchange. The user is
+    /// read only once a live session was found, so only signed-in browsers pay the read.
     pub(super) async fn session(
         &self,
         secret: &str,
@@ -299,15 +304,20 @@ impl PendingRequests {
             return Ok(None);
         }
         let key = hash_secret(secret);
-        Ok(self.store.get_session(key, now).await?.map(|record| {
-            (
-                key,
-                Session {
-                    subject: record.subject,
-                    scopes: record.scopes,
-                },
-            )
-        }))
+        let Some(record) = self.store.get_session(key, now).await? else {
+            return Ok(None);
+        };
+        if self.store.get_user(&record.subject).await?.is_none() {
+            self.store.delete_session(key).await?;
+            return Ok(None);
+        }
+        Ok(Some((
+            key,
+            Session {
+                subject: record.subject,
+                scopes: record.scopes,
+            },
+        )))
     }
 
     /// Ends the session whose cookie value is `secret`, on every server of the store.
@@ -374,14 +384,28 @@ mod tests {
         }
     }
 
+    /// A store holding users `alice` and `bob`, as a session's user must exist.
+    fn store_with_users() -> Arc<dyn Store> {
+        use futures::FutureExt as _;
+        let store = MemoryStore::new();
+        for name in ["alice", "bob"] {
+            store
+                .put_user(crate::store::conformance::fixtures::user(name))
+                .now_or_never()
+                .expect("a memory store answers at once")
+                .unwrap();
+        }
+        Arc::new(store)
+    }
+
     /// The pages of a server with a store and keys of its own.
     fn server() -> PendingRequests {
-        PendingRequests::new(Secrets::random(), Arc::new(MemoryStore::new()))
+        PendingRequests::new(Secrets::random(), store_with_users())
     }
 
     /// Two replicas: one store, one secret, one issuer.
     fn replicas() -> (PendingRequests, PendingRequests, Arc<dyn Store>) {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store = store_with_users();
         let secret = [5u8; 32];
         let issuer = "https://mcp.example.com";
         (
@@ -553,6 +577,34 @@ mod tests {
         pending.end_session(&secret).await.unwrap();
         assert!(pending.session(&secret, 2).await.unwrap().is_none());
         pending.end_session("not a session").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_user_is_gone_is_ended() {
+        let pending = server();
+        let (secret, key) = pending
+            .start_session(user("carol"), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(pending.session(&secret, 2).await.unwrap().is_none());
+        assert_eq!(
+            pending.store.get_session(key, 2).await.unwrap(),
+            None,
+            "deleted, not only ignored"
+        );
+        // The same sign-in holds once the user exists.
+        pending
+            .store
+            .put_user(crate::store::conformance::fixtures::user("carol"))
+            .await
+            .unwrap();
+        let (secret, _) = pending
+            .start_session(user("carol"), 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(pending.session(&secret, 4).await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -45,6 +45,8 @@ macro_rules! for_each_check {
             purge_expired,
             purge_removes_unused_clients_nobody_vouched_for,
             delete_client_cascades,
+            deleting_a_user_ends_what_they_hold,
+            ending_a_users_sessions_keeps_the_rest,
             shared_secret_is_stored_once,
             session_round_trip,
             sessions_are_bounded_per_subject_and_in_all,
@@ -1568,6 +1570,188 @@ pub(crate) async fn delete_client_cascades(store: &dyn Store) {
         .put_refresh(refresh("r1", "c1", "fam-1", 600))
         .await
         .unwrap();
+}
+
+pub(crate) async fn deleting_a_user_ends_what_they_hold(store: &dyn Store) {
+    let now = 100;
+    let retention = FAMILY_REVOCATION_RETENTION_SECS;
+    store.put_client(client("c1")).await.unwrap();
+    store.put_user(user("alice")).await.unwrap();
+    store.put_user(user("bob")).await.unwrap();
+    // Alice: a code not yet exchanged; a grant whose code was exchanged and whose first token
+    // was rotated; a long-lived grant revoked long ago.
+    store
+        .put_code(code("a-code", "c1", "fa-code", 600))
+        .await
+        .unwrap();
+    store
+        .put_code(code("a-used", "c1", "fa", 600))
+        .await
+        .unwrap();
+    store.redeem_code(h("a-used"), now).await.unwrap();
+    let r1 = refresh("r1", "c1", "fa", 5_000);
+    store.put_refresh(r1.clone()).await.unwrap();
+    let r2 = r1.successor(h("r2"), 9_000);
+    store
+        .rotate_refresh(h("r1"), r2.clone(), now, NO_GRACE)
+        .await
+        .unwrap();
+    store
+        .put_refresh(refresh("a-long", "c1", "fa-long", 200_000))
+        .await
+        .unwrap();
+    store.revoke_family("fa-long", 5).await.unwrap();
+    // Bob: a code and a token of his own.
+    store
+        .put_code(AuthCodeRecord {
+            subject: "bob".into(),
+            ..code("b-code", "c1", "fb-code", 600)
+        })
+        .await
+        .unwrap();
+    let b1 = RefreshTokenRecord {
+        subject: "bob".into(),
+        ..refresh("b1", "c1", "fb", 9_000)
+    };
+    store.put_refresh(b1.clone()).await.unwrap();
+    for s in [
+        session("s-a1", "alice", now),
+        session("s-a2", "alice", now + 1),
+        session("s-b1", "bob", now),
+        session("s-carol", "carol", now),
+    ] {
+        assert!(store.put_session(s, 16, 100, now).await.unwrap());
+    }
+
+    assert!(store.delete_user("alice").await.unwrap());
+    assert_eq!(store.get_user("alice").await.unwrap(), None);
+    for name in ["s-a1", "s-a2"] {
+        assert_eq!(
+            store.get_session(h(name), now).await.unwrap(),
+            None,
+            "{name}"
+        );
+    }
+    for name in ["a-code", "a-used"] {
+        assert_eq!(
+            store.redeem_code(h(name), now).await.unwrap(),
+            CodeRedemption::Unknown,
+            "{name}"
+        );
+    }
+    for name in ["r1", "r2", "a-long"] {
+        assert_eq!(store.get_refresh(h(name)).await.unwrap(), None, "{name}");
+    }
+    assert_eq!(
+        store
+            .rotate_refresh(h("r2"), r2.successor(h("r3"), 9_000), now, NO_GRACE)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+    for family in ["fa-code", "fa", "fa-long"] {
+        assert!(store.is_family_revoked(family).await.unwrap(), "{family}");
+    }
+    // A token a code exchange under way stores afterwards is refused: its family is revoked.
+    let late = refresh("late", "c1", "fa", 9_000);
+    store.put_refresh(late.clone()).await.unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh(h("late"), late.successor(h("late-2"), 9_000), now, NO_GRACE)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+
+    // Bob keeps everything.
+    assert!(store.get_user("bob").await.unwrap().is_some());
+    assert!(store.get_session(h("s-b1"), now).await.unwrap().is_some());
+    for family in ["fb-code", "fb"] {
+        assert!(!store.is_family_revoked(family).await.unwrap(), "{family}");
+    }
+    assert!(matches!(
+        store.redeem_code(h("b-code"), now).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    assert!(matches!(
+        store
+            .rotate_refresh(h("b1"), b1.successor(h("b2"), 9_000), now, NO_GRACE)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+
+    // With the rows gone, a revocation is remembered for the retention period past the
+    // latest expiry of what was deleted (the code's, 600)...
+    store.purge_expired(600 + retention - 1).await.unwrap();
+    assert!(store.is_family_revoked("fa-code").await.unwrap());
+    store.purge_expired(600 + retention).await.unwrap();
+    assert!(!store.is_family_revoked("fa-code").await.unwrap());
+    // ...and an earlier revocation (at 5) is kept as long: its token lived until 200 000.
+    assert!(store.is_family_revoked("fa-long").await.unwrap());
+    store.purge_expired(200_000 + retention - 1).await.unwrap();
+    assert!(store.is_family_revoked("fa-long").await.unwrap());
+    store.purge_expired(200_000 + retention).await.unwrap();
+    assert!(!store.is_family_revoked("fa-long").await.unwrap());
+
+    assert!(!store.delete_user("alice").await.unwrap());
+    // No user, but sessions left under the name (a user deleted before sessions were
+    // ended with it): ended all the same.
+    assert!(!store.delete_user("carol").await.unwrap());
+    assert_eq!(store.get_session(h("s-carol"), now).await.unwrap(), None);
+}
+
+pub(crate) async fn ending_a_users_sessions_keeps_the_rest(store: &dyn Store) {
+    let now = 5_000;
+    store.put_client(client("c1")).await.unwrap();
+    store.put_user(user("alice")).await.unwrap();
+    store.put_user(user("bob")).await.unwrap();
+    let r1 = first_token(store, "r1", "fam").await;
+    // Stored while all of them were live; at `now` the oldest has expired.
+    for s in [
+        session("a-old", "alice", now - 3_600),
+        session("a1", "alice", now - 10),
+        session("a2", "alice", now),
+        session("b1", "bob", now),
+    ] {
+        assert!(store.put_session(s, 16, 100, now - 3_600).await.unwrap());
+    }
+
+    assert_eq!(
+        store.end_sessions_of("alice", now).await.unwrap(),
+        2,
+        "the live ones"
+    );
+    for name in ["a-old", "a1", "a2"] {
+        assert_eq!(
+            store.get_session(h(name), now - 3_600).await.unwrap(),
+            None,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        store.purge_expired(now).await.unwrap(),
+        0,
+        "the expired one went too"
+    );
+    assert!(store.get_session(h("b1"), now).await.unwrap().is_some());
+    assert_eq!(store.get_user("alice").await.unwrap(), Some(user("alice")));
+    assert!(!store.is_family_revoked("fam").await.unwrap());
+    assert!(matches!(
+        rotate(store, &r1, "r2", now).await,
+        Rotation::Rotated(_)
+    ));
+
+    assert_eq!(store.end_sessions_of("alice", now).await.unwrap(), 0);
+    assert_eq!(store.end_sessions_of("nobody", now).await.unwrap(), 0);
+    assert!(
+        store
+            .put_session(session("a3", "alice", now), 16, 100, now)
+            .await
+            .unwrap(),
+        "signing in again works"
+    );
+    assert!(store.get_session(h("a3"), now).await.unwrap().is_some());
 }
 
 pub(crate) async fn shared_secret_is_stored_once(store: &dyn Store) {

@@ -115,6 +115,18 @@ impl State {
             .or_insert(now);
     }
 
+    /// Revokes a family whose codes and tokens [`Store::delete_user`] deletes, which has no
+    /// `now` to date it by: as of `retained_from`, the latest expiry among them, unless an
+    /// earlier revocation is dated later. Once the rows are gone only this date keeps the
+    /// revocation, so it must outlast every access token issued with them.
+    fn remember_ended_family(&mut self, family_id: String, retained_from: i64) {
+        let revoked_at = self
+            .revoked_families
+            .entry(family_id)
+            .or_insert(retained_from);
+        *revoked_at = (*revoked_at).max(retained_from);
+    }
+
     fn remove_refresh(&mut self, hash: &[u8; 32]) {
         if let Some(token) = self.refresh.remove(hash)
             && self.current.get(&token.record.family_id) == Some(hash)
@@ -230,7 +242,55 @@ impl Store for MemoryStore {
     }
 
     fn delete_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.with(|s| Ok(s.users.remove(username).is_some()))
+        self.with(|s| {
+            let mut families: HashMap<String, i64> = HashMap::new();
+            let held = s
+                .codes
+                .values()
+                .filter(|code| code.record.subject == username)
+                .map(|code| (&code.record.family_id, code.record.expires_at))
+                .chain(
+                    s.refresh
+                        .values()
+                        .filter(|token| token.record.subject == username)
+                        .map(|token| (&token.record.family_id, token.record.expires_at)),
+                );
+            for (family_id, expires_at) in held {
+                let latest = families.entry(family_id.clone()).or_insert(expires_at);
+                *latest = (*latest).max(expires_at);
+            }
+            for (family_id, retained_from) in families {
+                s.remember_ended_family(family_id, retained_from);
+            }
+            s.codes.retain(|_, code| code.record.subject != username);
+            let tokens: Vec<[u8; 32]> = s
+                .refresh
+                .iter()
+                .filter(|(_, token)| token.record.subject == username)
+                .map(|(hash, _)| *hash)
+                .collect();
+            for hash in &tokens {
+                s.remove_refresh(hash);
+            }
+            s.sessions.retain(|_, session| session.subject != username);
+            Ok(s.users.remove(username).is_some())
+        })
+    }
+
+    fn end_sessions_of<'a>(
+        &'a self,
+        subject: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.with(move |s| {
+            let mut ended = 0;
+            s.sessions.retain(|_, session| {
+                let theirs = session.subject == subject;
+                ended += u64::from(theirs && now < session.expires_at);
+                !theirs
+            });
+            Ok(ended)
+        })
     }
 
     fn list_clients(&self) -> BoxFuture<'_, Result<Vec<ClientRecord>, StoreError>> {

@@ -1018,14 +1018,60 @@ impl Store for PostgresStore {
             if !storable(username) {
                 return Ok(false);
             }
-            let deleted = self
-                .execute(
-                    "delete a user",
-                    "DELETE FROM users WHERE username = $1",
+            in_transaction!(self, |tx| async {
+                // The families of the rows actually deleted (a token a concurrent rotation
+                // inserted after this statement's snapshot stays, in a family revoked here),
+                // dated by their latest expiry (see `Store::delete_user`).
+                tx_execute(
+                    tx,
+                    "WITH codes AS (DELETE FROM auth_codes WHERE subject = $1 \
+                                    RETURNING family_id, expires_at), \
+                          tokens AS (DELETE FROM refresh_tokens WHERE subject = $1 \
+                                     RETURNING family_id, expires_at) \
+                     INSERT INTO revoked_families (family_id, revoked_at) \
+                     SELECT family_id, max(expires_at) \
+                     FROM (SELECT * FROM codes UNION ALL SELECT * FROM tokens) AS held \
+                     GROUP BY family_id \
+                     ON CONFLICT (family_id) DO UPDATE \
+                     SET revoked_at = GREATEST(revoked_families.revoked_at, excluded.revoked_at)",
                     &[&username],
                 )
+                .await
+                .map_err(db("end a user's grants"))?;
+                tx_execute(tx, "DELETE FROM sessions WHERE subject = $1", &[&username])
+                    .await
+                    .map_err(db("end a user's sessions"))?;
+                let deleted = tx_execute(tx, "DELETE FROM users WHERE username = $1", &[&username])
+                    .await
+                    .map_err(db("delete a user"))?;
+                Ok(deleted > 0)
+            })
+        })
+    }
+
+    fn end_sessions_of<'a>(
+        &'a self,
+        subject: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            if !storable(subject) {
+                return Ok(0);
+            }
+            let rows = self
+                .rows(
+                    "end a user's sessions",
+                    "WITH ended AS (DELETE FROM sessions WHERE subject = $1 RETURNING expires_at) \
+                     SELECT count(*) FROM ended WHERE expires_at > $2",
+                    &[&subject, &now],
+                )
                 .await?;
-            Ok(deleted > 0)
+            let live: i64 = rows
+                .first()
+                .map(|row| get(row, 0))
+                .transpose()?
+                .unwrap_or_default();
+            Ok(u64::try_from(live).unwrap_or_default())
         })
     }
 

@@ -174,7 +174,7 @@ const MIGRATIONS: &[&str] = &[
 /// | `users` | `username` | `password_hash` (argon2 PHC), `role`?, `scopes` (JSON array), `created_at` |
 /// | `auth_codes` | `code_hash` BLOB(32) | `client_id` → `clients` (cascade), `subject`, `redirect_uri`, `code_challenge`, `scope`, `resource`?, `family_id`, `expires_at`, `used_at`? |
 /// | `refresh_tokens` | `token_hash` BLOB(32) | `family_id`, `client_id` → `clients` (cascade), `subject`, `scope`, `resource`?, `expires_at`, `rotated_at`? (NULL = the family's current token; at most one per family, by a partial unique index; the first rotation, kept on retries), `replaced_by`? BLOB(32) (the successor's hash, the latest after retries; no foreign key: either may be purged first; version 2), `certificate_thumbprint`? BLOB(32) (the client certificate the token is bound to; version 3) |
-/// | `revoked_families` | `family_id` | `revoked_at` |
+/// | `revoked_families` | `family_id` | `revoked_at` (what the retention counts from: when the family was revoked, or, for a family ended with its user, the latest expiry of the codes and tokens deleted with it) |
 /// | `revoked_access_tokens` | `jti` | `expires_at` |
 /// | `signing_keys` | `kid` | `algorithm`, `private_key_der` BLOB, `public_key_der` BLOB, `created_at`, `retired_at`? |
 /// | `shared_secrets` | `name` | `secret` BLOB(32) (version 4) |
@@ -782,11 +782,53 @@ impl Store for SqliteStore {
 
     fn delete_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         let username = username.to_owned();
-        self.run(move |conn| {
-            let deleted = conn
-                .execute("DELETE FROM users WHERE username = ?1", [username])
+        self.transaction(move |tx| {
+            // Dated by the latest expiry of what is deleted (see `Store::delete_user`): the
+            // rows that would have kept the revocation alive go. `WHERE true` keeps SQLite
+            // from reading the upsert's `ON` as a join constraint.
+            tx.execute(
+                "INSERT INTO revoked_families (family_id, revoked_at) \
+                 SELECT family_id, max(expires_at) FROM ( \
+                     SELECT family_id, expires_at FROM auth_codes WHERE subject = ?1 \
+                     UNION ALL \
+                     SELECT family_id, expires_at FROM refresh_tokens WHERE subject = ?1) \
+                 WHERE true GROUP BY family_id \
+                 ON CONFLICT (family_id) DO UPDATE \
+                 SET revoked_at = max(revoked_at, excluded.revoked_at)",
+                [&username],
+            )
+            .db()?;
+            for sql in [
+                "DELETE FROM auth_codes WHERE subject = ?1",
+                "DELETE FROM refresh_tokens WHERE subject = ?1",
+                "DELETE FROM sessions WHERE subject = ?1",
+            ] {
+                tx.execute(sql, [&username]).db()?;
+            }
+            let deleted = tx
+                .execute("DELETE FROM users WHERE username = ?1", [&username])
                 .db()?;
             Ok(deleted > 0)
+        })
+    }
+
+    fn end_sessions_of<'a>(
+        &'a self,
+        subject: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let subject = subject.to_owned();
+        self.transaction(move |tx| {
+            let live: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM sessions WHERE subject = ?1 AND expires_at > ?2",
+                    params![subject, now],
+                    |row| row.get(0),
+                )
+                .db()?;
+            tx.execute("DELETE FROM sessions WHERE subject = ?1", [&subject])
+                .db()?;
+            Ok(u64::try_from(live).unwrap_or_default())
         })
     }
 
