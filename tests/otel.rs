@@ -155,6 +155,15 @@ async fn a_tool_call_joins_the_trace_the_rmcp_client_names_in_meta() {
         .expect("the client connects");
     spans.clear();
 
+    // The list: what it shows depends on who asks, so the span names them.
+    let listed = client.list_all_tools().await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:#?}");
+    let lists = spans.named("tools/list");
+    assert_eq!(lists.len(), 1, "{:#?}", spans.spans());
+    assert_eq!(attribute(&lists[0], "user.id").as_deref(), Some("user-1"));
+    assert_eq!(lists[0].span_kind, SpanKind::Server);
+    spans.clear();
+
     let done = client.call_tool(call_in_trace("work")).await.unwrap();
     assert_eq!(done.is_error, Some(false));
 

@@ -138,15 +138,40 @@ pub(crate) fn tool_call(
         rpc.response.status_code = Empty,
         otel.status_code = Empty,
     );
+    join_request(&span, context);
+    span
+}
+
+/// The span of one `tools/list`, in the trace its client names.
+pub(crate) fn tools_list(context: &RequestContext<RoleServer>) -> Span {
+    let span = tracing::info_span!(
+        target: TARGET,
+        "tools/list",
+        otel.kind = "server",
+        mcp.method.name = "tools/list",
+        jsonrpc.request.id = Empty,
+        mcp.session.id = Empty,
+        mcp.protocol.version = Empty,
+        network.transport = "tcp",
+        client.address = Empty,
+        user.id = Empty,
+    );
+    join_request(&span, context);
+    span
+}
+
+/// Puts a request's span in the trace its client names and records what the request says of
+/// itself.
+fn join_request(span: &Span, context: &RequestContext<RoleServer>) {
     if span.is_disabled() {
-        return span;
+        return;
     }
     let request = context.extensions.get::<http::request::Parts>();
     let meta: &MetaObject = &context.meta;
     if meta.get_traceparent().is_some() {
-        join_trace(&span, &Meta(meta));
+        join_trace(span, &Meta(meta));
     } else if let Some(request) = request {
-        join_trace(&span, &Headers(&request.headers));
+        join_trace(span, &Headers(&request.headers));
     }
     span.record("jsonrpc.request.id", tracing::field::display(&context.id));
     if let Some(version) = context.protocol_version() {
@@ -158,7 +183,6 @@ pub(crate) fn tool_call(
     {
         span.record("mcp.session.id", session);
     }
-    span
 }
 
 /// Records the caller of a tool call and whether the gatekeeper let it through (`decision`:
@@ -174,6 +198,17 @@ pub(crate) fn decided(
     }
     span.record("user.id", principal.subject());
     span.record("mcp_gatekeeper.decision", decision);
+    if let Some(addr) = remote_addr {
+        span.record("client.address", tracing::field::display(addr.ip()));
+    }
+}
+
+/// Records who asked for a tool list.
+pub(crate) fn listed_for(span: &Span, principal: &Principal, remote_addr: Option<SocketAddr>) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("user.id", principal.subject());
     if let Some(addr) = remote_addr {
         span.record("client.address", tracing::field::display(addr.ip()));
     }

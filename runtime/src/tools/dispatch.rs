@@ -646,10 +646,14 @@ impl<T: McpTools> GatekeeperService<T> {
         Self { tools, engine }
     }
 
+    /// A call of `tool` (the tool `request` names, looked up by the caller: `None` if there is
+    /// none), in `span` with the `otel` feature.
     async fn guarded_call(
         &self,
+        tool: Option<&ServedTool<T>>,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
+        #[cfg(feature = "otel")] span: &tracing::Span,
     ) -> Result<CallToolResponse, ErrorData> {
         self.engine.start_housekeeping();
         let engine = &*self.engine;
@@ -666,19 +670,12 @@ impl<T: McpTools> GatekeeperService<T> {
                 None,
             ));
         };
-        let Some(tool) = engine.lookup(&request.name) else {
+        let Some(tool) = tool else {
             #[cfg(feature = "otel")]
-            crate::otel::decided(
-                &tracing::Span::current(),
-                &principal,
-                remote_addr,
-                "tool_not_found",
-            );
+            crate::otel::decided(span, &principal, remote_addr, "tool_not_found");
             return Err(tool_not_found());
         };
         let name = tool.def.name;
-        #[cfg(feature = "otel")]
-        let span = tracing::Span::current();
         // The rate limit first, then a place in flight: a place is held by the work only, not
         // while the rate is checked (in Redis, a round trip), so that a burst the rate limit
         // refuses is told so rather than that too many calls are in flight.
@@ -724,7 +721,7 @@ impl<T: McpTools> GatekeeperService<T> {
             engine.audit.record(&record);
             mark_audited(&context);
             #[cfg(feature = "otel")]
-            crate::otel::decided(&span, &principal, remote_addr, denial.reason());
+            crate::otel::decided(span, &principal, remote_addr, denial.reason());
             #[cfg(feature = "metrics")]
             tool.metrics.count(denial.counted_as());
             let hidden = engine.hide_forbidden
@@ -745,7 +742,7 @@ impl<T: McpTools> GatekeeperService<T> {
         }
         mark_audited(&context);
         #[cfg(feature = "otel")]
-        crate::otel::decided(&span, &principal, remote_addr, "allowed");
+        crate::otel::decided(span, &principal, remote_addr, "allowed");
         let cancelled = context.ct.clone();
         let client = authenticated_arc(&context);
         let call = ToolCall {
@@ -783,23 +780,23 @@ impl<T: McpTools> ServerHandler for GatekeeperService<T> {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let tool = self.engine.lookup(&request.name);
         #[cfg(feature = "otel")]
         {
             use tracing::Instrument as _;
-            let tool = self.engine.lookup(&request.name);
             let span = crate::otel::tool_call(
                 &context,
                 tool.map(|tool| (tool.def.name, &*tool.span_name)),
             );
             let result = self
-                .guarded_call(request, context)
+                .guarded_call(tool, request, context, &span)
                 .instrument(span.clone())
                 .await;
             crate::otel::ended(&span, &result);
             result
         }
         #[cfg(not(feature = "otel"))]
-        self.guarded_call(request, context).await
+        self.guarded_call(tool, request, context).await
     }
 
     async fn list_tools(
@@ -807,8 +804,16 @@ impl<T: McpTools> ServerHandler for GatekeeperService<T> {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        #[cfg(feature = "otel")]
+        let span = crate::otel::tools_list(&context);
+        #[cfg(feature = "otel")]
+        let _entered = span.enter();
         let tools = match principal_of(&context) {
-            Some(principal) => self.engine.list_for(principal),
+            Some(principal) => {
+                #[cfg(feature = "otel")]
+                crate::otel::listed_for(&span, principal, remote_addr_of(&context));
+                self.engine.list_for(principal)
+            }
             None => Vec::new(),
         };
         let mut result = ListToolsResult::with_all_items(tools);
