@@ -2,7 +2,8 @@
 //! authorization server on the same store: a SQLite file in a temporary directory, and the
 //! PostgreSQL server of `DATABASE_URL` (else the local one; a test fails, loudly, when it
 //! cannot be reached, and never skips). What the binary writes is then used the way clients
-//! use it: a client-credentials grant at the server's token endpoint, its token at the MCP
+//! use it: a client-credentials grant at the server's token endpoint (by secret, or by a TLS
+//! client certificate forwarded as a TLS-terminating proxy forwards it), its token at the MCP
 //! endpoint, the server's JWKS.
 
 use std::{
@@ -11,16 +12,20 @@ use std::{
     time::Duration,
 };
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use base64::{
+    Engine as _,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use mcp_gatekeeper::{
-    Gatekeeper, RunningServer,
+    ForwardedCertificate, Gatekeeper, RunningServer,
     oauth::AuthorizationServer,
     prelude::*,
     store::{
         PostgresOptions, PostgresStore, RefreshTokenRecord, SessionRecord, SqliteStore, Store,
-        hash_secret,
+        TlsClientAuth, hash_secret,
     },
 };
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, process::Command};
 
@@ -106,9 +111,23 @@ struct Server {
     http: reqwest::Client,
 }
 
+/// The header client certificates arrive in at the servers of the mutual-TLS tests, as a
+/// TLS-terminating proxy (on 127.0.0.1, where the tests connect from) forwards them.
+const CERTIFICATE_HEADER: &str = "x-ssl-client-cert";
+
 impl Server {
     /// The authorization server and an MCP endpoint on `store`, serving scope `data:read`.
     async fn start(store: Arc<dyn Store>) -> Self {
+        Self::start_with(store, false).await
+    }
+
+    /// The same, behind a TLS-terminating proxy on 127.0.0.1 that forwards the client's
+    /// certificate in `CERTIFICATE_HEADER`: the mutual-TLS clients' grants, without a TLS stack.
+    async fn start_behind_proxy(store: Arc<dyn Store>) -> Self {
+        Self::start_with(store, true).await
+    }
+
+    async fn start_with(store: Arc<dyn Store>, behind_proxy: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let url = format!("{base}/mcp");
@@ -119,10 +138,13 @@ impl Server {
             .build()
             .await
             .unwrap();
-        let running = Gatekeeper::new(Tools)
-            .oauth(&oauth, &url)
-            .serve_on(listener)
-            .unwrap();
+        let mut gatekeeper = Gatekeeper::new(Tools).oauth(&oauth, &url);
+        if behind_proxy {
+            gatekeeper = gatekeeper
+                .trusted_proxies(["127.0.0.1"])
+                .client_certificate_header(ForwardedCertificate::pem_header(CERTIFICATE_HEADER));
+        }
+        let running = gatekeeper.serve_on(listener).unwrap();
         Self {
             running,
             base,
@@ -138,6 +160,34 @@ impl Server {
             .post(format!("{}/oauth/token", self.base))
             .basic_auth(client_id, Some(secret))
             .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if status != 200 {
+            return Err((status, body));
+        }
+        let json: Value = serde_json::from_str(&body).unwrap();
+        Ok(json["access_token"].as_str().unwrap().to_owned())
+    }
+
+    /// A client-credentials grant of a mutual-TLS client presenting `certificate` (through the
+    /// proxy's header): the access token, or the status and error body.
+    async fn grant_with_certificate(
+        &self,
+        client_id: &str,
+        certificate: &rcgen::Certificate,
+    ) -> Result<String, (u16, String)> {
+        let response = self
+            .http
+            .post(format!("{}/oauth/token", self.base))
+            // base64 DER without the PEM armour, as Traefik forwards it
+            .header(CERTIFICATE_HEADER, STANDARD.encode(certificate.der()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+            ])
             .send()
             .await
             .unwrap();
@@ -413,6 +463,214 @@ async fn signing_key_rotation(at: &At, server: &Server) {
     );
 }
 
+/// A self-signed certificate with the subject `O=<organization>,CN=<common_name>` (RFC 4514,
+/// last RDN first).
+fn certificate(common_name: &str, organization: &str) -> rcgen::Certificate {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, organization);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.self_signed(&KeyPair::generate().unwrap()).unwrap()
+}
+
+/// `clients add` of mutual-TLS clients: `self_signed_tls_client_auth` with a certificate file
+/// and `tls_client_auth` with a subject DN, checked in the store and by grants with the
+/// certificate; unusable PEM files and conflicting options are refused (exit 2) and store
+/// nothing. `server` is behind the proxy that forwards certificates.
+async fn mutual_tls_clients(at: &At, server: &Server, store: &dyn Store, dir: &Path) {
+    let batch = certificate("batch", "Example");
+    let pem_file = dir.join("batch-cert.pem");
+    std::fs::write(&pem_file, batch.pem()).unwrap();
+    let pem_path = pem_file.to_str().unwrap();
+    let added = at
+        .ok(&[
+            "clients",
+            "add",
+            "batch",
+            "--self-signed-certificate",
+            pem_path,
+            "--role",
+            "viewer",
+            "--scope",
+            "data:read",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(
+        added["token_endpoint_auth_method"], "self_signed_tls_client_auth",
+        "{added}"
+    );
+    assert_eq!(added["client_secret"], Value::Null, "{added}");
+    assert_eq!(added["confidential"], true);
+    assert_eq!(added["grant_types"], json!(["client_credentials"]));
+    let thumbprint = added["tls_client_auth"]["x5t#S256"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("the thumbprint is shown: {added}"))
+        .to_owned();
+
+    let stored = store.get_client("batch").await.unwrap().unwrap();
+    assert_eq!(
+        stored.token_endpoint_auth_method,
+        "self_signed_tls_client_auth"
+    );
+    assert_eq!(stored.secret_hash, None);
+    assert_eq!(
+        stored.tls_client_auth,
+        Some(TlsClientAuth::self_signed_pem(batch.pem()).unwrap())
+    );
+
+    // The server, computing the thumbprint of the certificate it is shown, finds the client
+    // and binds the token to it.
+    let token = server
+        .grant_with_certificate("batch", &batch)
+        .await
+        .expect("the registered certificate's grant");
+    let (_, claims) = jwt_parts(&token);
+    assert_eq!(claims["sub"], "batch");
+    assert_eq!(claims["role"], "viewer", "{claims}");
+    assert_eq!(claims["cnf"]["x5t#S256"], thumbprint.as_str(), "{claims}");
+    let impostor = certificate("batch", "Example");
+    let (status, body) = server
+        .grant_with_certificate("batch", &impostor)
+        .await
+        .unwrap_err();
+    assert_eq!(status, 401, "{body}");
+
+    // A subject DN, stored in RFC 4514's form (short type names, no spaces) and matched
+    // against the forwarded certificate's.
+    let reporting = at
+        .ok(&[
+            "clients",
+            "add",
+            "reporting",
+            "--tls-subject-dn",
+            "cn=reporting, o=Example",
+            "--scope",
+            "data:read",
+        ])
+        .await;
+    assert!(
+        reporting.stdout.contains("client `reporting` added")
+            && reporting
+                .stdout
+                .contains("tls_client_auth_subject_dn CN=reporting,O=Example"),
+        "{reporting:?}"
+    );
+    assert!(!reporting.stdout.contains("secret"), "{reporting:?}");
+    let stored = store.get_client("reporting").await.unwrap().unwrap();
+    assert_eq!(stored.token_endpoint_auth_method, "tls_client_auth");
+    assert_eq!(stored.secret_hash, None);
+    assert_eq!(
+        stored.tls_client_auth,
+        Some(TlsClientAuth::SubjectDn("CN=reporting,O=Example".into()))
+    );
+    let token = server
+        .grant_with_certificate("reporting", &certificate("reporting", "Example"))
+        .await
+        .expect("a certificate with the registered subject");
+    assert_eq!(jwt_parts(&token).1["sub"], "reporting");
+    let (status, body) = server
+        .grant_with_certificate("reporting", &certificate("reporting", "Elsewhere"))
+        .await
+        .unwrap_err();
+    assert_eq!(status, 401, "{body}");
+
+    let list = at.ok(&["clients", "list"]).await;
+    assert_eq!(
+        &row(&list.stdout, "batch")[1..3],
+        ["self_signed_tls_client_auth", "client_credentials"]
+    );
+    assert_eq!(
+        &row(&list.stdout, "reporting")[1..3],
+        ["tls_client_auth", "client_credentials"]
+    );
+    let listed = at.ok(&["clients", "list", "--json"]).await.json();
+    let listed = |id: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["client_id"] == id)
+            .unwrap_or_else(|| panic!("`{id}` is listed: {listed}"))
+            .clone()
+    };
+    assert_eq!(
+        listed("batch")["tls_client_auth"],
+        json!({ "x5t#S256": [thumbprint] })
+    );
+    assert_eq!(
+        listed("reporting")["tls_client_auth"],
+        json!({ "tls_client_auth_subject_dn": "CN=reporting,O=Example" })
+    );
+    let rotate = at.run(&["clients", "rotate-secret", "batch"]).await;
+    assert_eq!(rotate.code, 2, "{rotate:?}");
+
+    // Files that are no certificate: missing, a private key, not PEM at all.
+    let key_file = dir.join("batch-key.pem");
+    std::fs::write(&key_file, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let text_file = dir.join("notes.txt");
+    std::fs::write(&text_file, "not a certificate\n").unwrap();
+    let missing_file = dir.join("missing.pem");
+    for file in [&missing_file, &key_file, &text_file] {
+        let path = file.to_str().unwrap();
+        let refused = at
+            .run(&["clients", "add", "bad", "--self-signed-certificate", path])
+            .await;
+        assert_eq!(refused.code, 2, "{path}: {refused:?}");
+        assert!(
+            refused.stderr.contains(&format!("`{path}`")),
+            "the file is named: {refused:?}"
+        );
+        assert!(!refused.stderr.contains("panicked"), "{refused:?}");
+    }
+
+    // One way to authenticate: a secret, a certificate name or registered certificates.
+    for conflicting in [
+        &["--confidential", "--tls-subject-dn", "CN=bad"][..],
+        &["--confidential", "--self-signed-certificate", pem_path],
+        &[
+            "--tls-san-dns",
+            "bad.example",
+            "--self-signed-certificate",
+            pem_path,
+        ],
+        &[
+            "--tls-subject-dn",
+            "CN=bad",
+            "--tls-san-uri",
+            "spiffe://example.org/bad",
+        ],
+        &[
+            "--tls-san-email",
+            "bad@example.org",
+            "--tls-san-dns",
+            "bad.example",
+        ],
+    ] {
+        let args: Vec<&str> = ["clients", "add", "bad"]
+            .iter()
+            .chain(conflicting)
+            .copied()
+            .collect();
+        let refused = at.run(&args).await;
+        assert_eq!(refused.code, 2, "{args:?}: {refused:?}");
+        assert!(
+            refused.stderr.contains("cannot be used with"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        store.get_client("bad").await.unwrap(),
+        None,
+        "nothing stored"
+    );
+}
+
 /// `users add`, `list`, `passwd` and `remove`, checked against the stored records with the
 /// runtime's own password check.
 async fn users_lifecycle(at: &At, store: &dyn Store) {
@@ -641,6 +899,16 @@ async fn clients_from_the_command_line_get_tokens_from_a_server_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_clients_from_the_command_line_get_tokens_with_their_certificates_on_sqlite() {
+    let dir = temp_dir("mtls");
+    let (store, at) = sqlite(&dir);
+    let server = Server::start_behind_proxy(store.clone()).await;
+    mutual_tls_clients(&at, &server, store.as_ref(), &dir).await;
+    server.running.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_key_rotation_on_sqlite_reaches_the_jwks_and_new_tokens() {
     let dir = temp_dir("keys");
     let (store, at) = sqlite(&dir);
@@ -799,4 +1067,15 @@ async fn signing_key_rotation_on_postgres() {
     let server = Server::start(store).await;
     signing_key_rotation(&at, &server).await;
     server.running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_clients_on_postgres() {
+    let schema = Schema::fresh("mtls");
+    let (store, at) = schema.store().await;
+    let server = Server::start_behind_proxy(store.clone()).await;
+    let dir = temp_dir("mtls-postgres");
+    mutual_tls_clients(&at, &server, store.as_ref(), &dir).await;
+    server.running.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,14 @@
 //! `clients add|list|remove|rotate-secret`: the OAuth clients in a store.
 
+use std::{
+    io::ErrorKind,
+    path::{Path, PathBuf},
+};
+
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use mcp_gatekeeper::{
-    oauth::OAuthClient,
+    oauth::{OAuthClient, TlsClientAuth},
     store::{ClientRecord, hash_secret},
 };
 use serde_json::json;
@@ -24,7 +29,11 @@ pub(crate) enum ClientsCommand {
     /// A public client (the default) signs users in with the authorization code grant and
     /// PKCE; give it --redirect-uri. A --confidential client gets a fresh secret, printed once
     /// (only its SHA-256 is stored), and may use the client-credentials grant, acting as itself
-    /// with --role. Without --grant the grants follow from the client's kind, as in code.
+    /// with --role. A mutual-TLS client (RFC 8705) is confidential without a secret: it
+    /// authenticates with its TLS client certificate, named with --tls-subject-dn or a
+    /// --tls-san-* option (a certificate from a CA the server trusts) or registered with
+    /// --self-signed-certificate; its tokens are bound to that certificate. Without --grant the
+    /// grants follow from the client's kind, as in code.
     /// Running servers on the store see the client at once. The tool does not know the
     /// server's scopes: give every scope the client may be granted with --scope.
     #[command(after_help = "\
@@ -32,8 +41,13 @@ Examples:
   mcp-gatekeeper clients add my-app --name 'My App' --redirect-uri https://my.app/cb \\
       --scope data:read --store sqlite:oauth-data/oauth.db
   OAUTH_STORE=postgres://gk@db/app mcp-gatekeeper clients add reporting --confidential \\
-      --role viewer --scope data:read --json | jq -r .client_secret")]
-    Add(AddArgs),
+      --role viewer --scope data:read --json | jq -r .client_secret
+  mcp-gatekeeper clients add reporting --tls-subject-dn 'CN=reporting,O=Example' \\
+      --role viewer --scope data:read --store sqlite:oauth-data/oauth.db
+  mcp-gatekeeper clients add batch --self-signed-certificate batch-cert.pem \\
+      --scope data:read --store sqlite:oauth-data/oauth.db")]
+    // Boxed: its many options would make every command as large (clippy's large_enum_variant).
+    Add(Box<AddArgs>),
     /// List the clients: id, authentication, grants, role, scopes, origin, creation.
     ///
     /// Origin is `configured` (in code or by `clients add`), `registered` (Dynamic Client
@@ -52,7 +66,11 @@ Examples:
     RotateSecret(RotateArgs),
 }
 
+/// How an added client authenticates: at most one of a secret or a certificate (none: public).
+const AUTHENTICATION: &str = "authentication";
+
 #[derive(Args)]
+#[command(group(ArgGroup::new(AUTHENTICATION).multiple(false)))]
 pub(crate) struct AddArgs {
     /// The client id (printable, without `:`).
     #[arg(value_name = "CLIENT_ID")]
@@ -64,8 +82,30 @@ pub(crate) struct AddArgs {
     #[arg(long = "redirect-uri", value_name = "URI")]
     redirect_uris: Vec<String>,
     /// A confidential client: generate a secret (printed once).
-    #[arg(long)]
+    #[arg(long, group = AUTHENTICATION)]
     confidential: bool,
+    /// A mutual-TLS client (tls_client_auth) presenting a certificate from a CA the server
+    /// trusts with this subject distinguished name (RFC 4514, e.g. `CN=reporting,O=Example`).
+    #[arg(long, value_name = "DN", group = AUTHENTICATION)]
+    tls_subject_dn: Option<String>,
+    /// A mutual-TLS client (tls_client_auth) presenting a certificate from a CA the server
+    /// trusts with this DNS name among its subject alternative names.
+    #[arg(long, value_name = "NAME", group = AUTHENTICATION)]
+    tls_san_dns: Option<String>,
+    /// A mutual-TLS client (tls_client_auth) presenting a certificate from a CA the server
+    /// trusts with this URI (a SPIFFE ID) among its subject alternative names.
+    #[arg(long, value_name = "URI", group = AUTHENTICATION)]
+    tls_san_uri: Option<String>,
+    /// A mutual-TLS client (tls_client_auth) presenting a certificate from a CA the server
+    /// trusts with this e-mail address among its subject alternative names.
+    #[arg(long, value_name = "ADDRESS", group = AUTHENTICATION)]
+    tls_san_email: Option<String>,
+    /// A mutual-TLS client (self_signed_tls_client_auth) presenting one of the certificates in
+    /// this PEM file, whoever issued them; only their SHA-256 thumbprints are stored. Repeat
+    /// (or put several certificates in the file) to register the next certificate before the
+    /// current one expires.
+    #[arg(long, value_name = "FILE.pem", group = AUTHENTICATION)]
+    self_signed_certificate: Vec<PathBuf>,
     /// The role of the client's own (client-credentials) tokens.
     #[arg(long, value_name = "ROLE", value_parser = parse_role)]
     role: Option<String>,
@@ -89,7 +129,8 @@ pub(crate) struct AddArgs {
 
 #[derive(Args)]
 pub(crate) struct ListArgs {
-    /// Print a JSON array instead of a table.
+    /// Print a JSON array instead of a table (with a mutual-TLS client's certificate name or
+    /// thumbprints in `tls_client_auth`).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -133,15 +174,64 @@ fn new_secret() -> Result<String, Failure> {
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<SECRET_BYTES>()?))
 }
 
+/// The certificate a mutual-TLS client is to present, from the options; `None` for a client
+/// with a secret or a public one.
+fn tls_client_auth(args: &AddArgs) -> Result<Option<TlsClientAuth>, Failure> {
+    // clap lets through at most one of these options (the `authentication` group).
+    let named = args
+        .tls_subject_dn
+        .clone()
+        .map(TlsClientAuth::SubjectDn)
+        .or_else(|| args.tls_san_dns.clone().map(TlsClientAuth::SanDns))
+        .or_else(|| args.tls_san_uri.clone().map(TlsClientAuth::SanUri))
+        .or_else(|| args.tls_san_email.clone().map(TlsClientAuth::SanEmail));
+    if named.is_some() || args.self_signed_certificate.is_empty() {
+        return Ok(named);
+    }
+    let mut thumbprints = Vec::new();
+    for path in &args.self_signed_certificate {
+        if let TlsClientAuth::SelfSigned(more) = read_certificates(path)? {
+            thumbprints.extend(more);
+        }
+    }
+    // Duplicates and the limit on their number are the runtime's checks (`to_record`).
+    Ok(Some(TlsClientAuth::SelfSigned(thumbprints)))
+}
+
+/// The certificates of the PEM file at `path`, as `self_signed_tls_client_auth` registers them.
+/// A path that names no file, or a file without a certificate, is a usage error (exit 2), like
+/// any other argument that cannot be used; a file that cannot be read (permissions, I/O) is
+/// something outside the tool failing (exit 3).
+fn read_certificates(path: &Path) -> Result<TlsClientAuth, Failure> {
+    let pem = std::fs::read(path).map_err(|error| {
+        let message = format!(
+            "cannot read --self-signed-certificate `{}`: {error}",
+            path.display()
+        );
+        match error.kind() {
+            ErrorKind::NotFound | ErrorKind::IsADirectory => Failure::Usage(message),
+            _ => Failure::Unable(message),
+        }
+    })?;
+    TlsClientAuth::self_signed_pem(&pem).map_err(|error| {
+        Failure::Usage(format!(
+            "--self-signed-certificate `{}` holds no usable certificate ({error})",
+            path.display()
+        ))
+    })
+}
+
 async fn add(args: &AddArgs) -> Result<Outcome, Failure> {
     let secret = if args.confidential {
         Some(new_secret()?)
     } else {
         None
     };
-    let mut client = match &secret {
-        Some(secret) => OAuthClient::confidential(&args.client_id, secret),
-        None => OAuthClient::public(&args.client_id),
+    let certificate = tls_client_auth(args)?;
+    let mut client = match (&secret, certificate) {
+        (Some(secret), _) => OAuthClient::confidential(&args.client_id, secret),
+        (None, Some(certificate)) => OAuthClient::mutual_tls(&args.client_id, certificate),
+        (None, None) => OAuthClient::public(&args.client_id),
     }
     .redirect_uris(&args.redirect_uris);
     if let Some(name) = &args.name {
@@ -219,17 +309,18 @@ async fn add(args: &AddArgs) -> Result<Outcome, Failure> {
     Ok(Outcome::Success)
 }
 
-/// One line about a client: its kind, grants, role and scopes.
+/// One line about a client: its kind (and certificate), grants, role and scopes.
 fn describe(record: &ClientRecord) -> String {
-    let mut text = format!(
-        "{}, grants {}",
-        if record.is_confidential() {
-            "confidential"
-        } else {
-            "public"
-        },
-        or_none(&record.grant_types.join(" "))
-    );
+    let kind = match &record.tls_client_auth {
+        Some(auth) => format!(
+            "confidential by mutual TLS ({}: {})",
+            auth.auth_method(),
+            describe_certificate(auth)
+        ),
+        None if record.is_confidential() => "confidential".to_owned(),
+        None => "public".to_owned(),
+    };
+    let mut text = format!("{kind}, grants {}", or_none(&record.grant_types.join(" ")));
     if let Some(role) = &record.role {
         text.push_str(&format!(", role {role}"));
     }
@@ -238,6 +329,46 @@ fn describe(record: &ClientRecord) -> String {
         or_none(&record.allowed_scopes.join(" "))
     ));
     text
+}
+
+/// The certificate a mutual-TLS client must present, in words.
+fn describe_certificate(auth: &TlsClientAuth) -> String {
+    match auth {
+        TlsClientAuth::SelfSigned(thumbprints) => format!(
+            "certificate x5t#S256 {}",
+            x5t_s256(thumbprints).join(" or ")
+        ),
+        other => match other.metadata_member() {
+            Some((member, value)) => format!("{member} {value}"),
+            None => format!("{other:?}"),
+        },
+    }
+}
+
+/// The certificate a mutual-TLS client must present, as JSON: the RFC 8705 metadata member of
+/// its name (`{"tls_client_auth_subject_dn": "CN=..."}`), or the base64url SHA-256 thumbprints
+/// of its registered certificates, as a bound token's `cnf` holds one (`{"x5t#S256": [...]}`).
+fn certificate_json(auth: &TlsClientAuth) -> serde_json::Value {
+    let mut member = serde_json::Map::new();
+    match auth {
+        TlsClientAuth::SelfSigned(thumbprints) => {
+            member.insert("x5t#S256".to_owned(), json!(x5t_s256(thumbprints)));
+        }
+        other => {
+            if let Some((name, value)) = other.metadata_member() {
+                member.insert(name.to_owned(), json!(value));
+            }
+        }
+    }
+    serde_json::Value::Object(member)
+}
+
+/// Certificate thumbprints as RFC 8705 writes them (`x5t#S256`: base64url without padding).
+fn x5t_s256(thumbprints: &[[u8; 32]]) -> Vec<String> {
+    thumbprints
+        .iter()
+        .map(|t| URL_SAFE_NO_PAD.encode(t))
+        .collect()
 }
 
 fn or_none(text: &str) -> &str {
@@ -255,13 +386,16 @@ fn origin(record: &ClientRecord) -> &'static str {
     }
 }
 
-/// A client as JSON for scripts: everything but its secret's hash and certificate thumbprints.
+/// A client as JSON for scripts: everything but its secret's hash. A mutual-TLS client's
+/// certificate is shown (`tls_client_auth`, null for others): its name or thumbprints are
+/// public, and they are what an operator checks the registration against.
 fn client_json(record: &ClientRecord) -> serde_json::Value {
     json!({
         "client_id": record.client_id,
         "name": record.name,
         "confidential": record.is_confidential(),
         "token_endpoint_auth_method": record.token_endpoint_auth_method,
+        "tls_client_auth": record.tls_client_auth.as_ref().map(certificate_json),
         "redirect_uris": record.redirect_uris,
         "grant_types": record.grant_types,
         "scopes": record.allowed_scopes,
