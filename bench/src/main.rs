@@ -228,6 +228,9 @@ fn write_credential(options: &Options, header: &str) -> Result<(), String> {
 async fn main() -> ExitCode {
     // A production-like subscriber: warnings and errors only, so audit INFO events cost what a
     // disabled callsite costs.
+    #[cfg(feature = "otel")]
+    let _provider = tracing_with_spans();
+    #[cfg(not(feature = "otel"))]
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -254,4 +257,46 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The same subscriber, and with `BENCH_OTEL=1` the gatekeeper's spans (target
+/// `mcp_gatekeeper::otel`) made into OpenTelemetry spans as a traced server makes them: sampled,
+/// ended into a batch processor, exported by an exporter that drops them (the cost of a real
+/// exporter's network is not the gatekeeper's).
+#[cfg(feature = "otel")]
+fn tracing_with_spans() -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+
+    #[derive(Debug)]
+    struct Dropped;
+    impl opentelemetry_sdk::trace::SpanExporter for Dropped {
+        async fn export(
+            &self,
+            _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        );
+    let provider = (std::env::var_os("BENCH_OTEL").is_some_and(|v| v == "1")).then(|| {
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(Dropped)
+            .build()
+    });
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("bench-server"))
+            .with_filter(tracing_subscriber::filter::Targets::new().with_target(
+                mcp_gatekeeper::otel::TARGET,
+                tracing_subscriber::filter::LevelFilter::INFO,
+            ))
+    });
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    provider
 }

@@ -68,15 +68,11 @@ pub(crate) fn authentication(headers: &HeaderMap, remote_addr: Option<SocketAddr
         mcp_gatekeeper.auth.outcome = Empty,
         mcp_gatekeeper.auth.reason = Empty,
         user.id = Empty,
-        client.address = Empty,
+        client.address = remote_addr.map(|a| tracing::field::display(a.ip())),
         otel.status_code = Empty,
     );
-    if span.is_disabled() {
-        return span;
-    }
-    join_trace(&span, &Headers(headers));
-    if let Some(addr) = remote_addr {
-        span.record("client.address", tracing::field::display(addr.ip()));
+    if !span.is_disabled() {
+        join_trace(&span, &Headers(headers));
     }
     span
 }
@@ -114,7 +110,9 @@ pub(crate) fn refused(
 
 /// The span of one `tools/call`, in the trace its client names. `tool` is the tool the call
 /// names when it exists, and the name of its spans (`tools/call {tool}`, made once when the
-/// server is built).
+/// server is built). What the request says of itself is given when the span is made (each
+/// later `record` is one more visit of every OpenTelemetry layer), and evaluated only if the
+/// span is enabled.
 pub(crate) fn tool_call(
     context: &RequestContext<RoleServer>,
     tool: Option<(&'static str, &str)>,
@@ -127,12 +125,12 @@ pub(crate) fn tool_call(
         mcp.method.name = TOOL_CALL,
         gen_ai.operation.name = "execute_tool",
         gen_ai.tool.name = tool.map(|(name, _)| name),
-        jsonrpc.request.id = Empty,
-        mcp.session.id = Empty,
-        mcp.protocol.version = Empty,
+        jsonrpc.request.id = %context.id,
+        mcp.session.id = session_of(context),
+        mcp.protocol.version = context.protocol_version().map(tracing::field::display),
         network.transport = "tcp",
-        client.address = Empty,
-        user.id = Empty,
+        client.address = client_address(context),
+        user.id = caller(context),
         mcp_gatekeeper.decision = Empty,
         error.type = Empty,
         rpc.response.status_code = Empty,
@@ -149,69 +147,55 @@ pub(crate) fn tools_list(context: &RequestContext<RoleServer>) -> Span {
         "tools/list",
         otel.kind = "server",
         mcp.method.name = "tools/list",
-        jsonrpc.request.id = Empty,
-        mcp.session.id = Empty,
-        mcp.protocol.version = Empty,
+        jsonrpc.request.id = %context.id,
+        mcp.session.id = session_of(context),
+        mcp.protocol.version = context.protocol_version().map(tracing::field::display),
         network.transport = "tcp",
-        client.address = Empty,
-        user.id = Empty,
+        client.address = client_address(context),
+        user.id = caller(context),
     );
     join_request(&span, context);
     span
 }
 
-/// Puts a request's span in the trace its client names and records what the request says of
-/// itself.
+/// Puts a request's span in the trace its client names.
 fn join_request(span: &Span, context: &RequestContext<RoleServer>) {
     if span.is_disabled() {
         return;
     }
-    let request = context.extensions.get::<http::request::Parts>();
     let meta: &MetaObject = &context.meta;
     if meta.get_traceparent().is_some() {
         join_trace(span, &Meta(meta));
-    } else if let Some(request) = request {
+    } else if let Some(request) = context.extensions.get::<http::request::Parts>() {
         join_trace(span, &Headers(&request.headers));
     }
-    span.record("jsonrpc.request.id", tracing::field::display(&context.id));
-    if let Some(version) = context.protocol_version() {
-        span.record("mcp.protocol.version", tracing::field::display(version));
-    }
-    if let Some(session) = request
-        .and_then(|r| r.headers.get("mcp-session-id"))
-        .and_then(|v| v.to_str().ok())
-    {
-        span.record("mcp.session.id", session);
-    }
 }
 
-/// Records the caller of a tool call and whether the gatekeeper let it through (`decision`:
-/// `allowed`, or the reason of its refusal).
-pub(crate) fn decided(
-    span: &Span,
-    principal: &Principal,
-    remote_addr: Option<SocketAddr>,
-    decision: &'static str,
-) {
-    if span.is_disabled() {
-        return;
-    }
-    span.record("user.id", principal.subject());
+fn session_of(context: &RequestContext<RoleServer>) -> Option<&str> {
+    context
+        .extensions
+        .get::<http::request::Parts>()?
+        .headers
+        .get("mcp-session-id")?
+        .to_str()
+        .ok()
+}
+
+/// The subject of the caller the authentication layer let through.
+fn caller(context: &RequestContext<RoleServer>) -> Option<&str> {
+    crate::tools::principal_of(context).map(|p| p.subject())
+}
+
+fn client_address(
+    context: &RequestContext<RoleServer>,
+) -> Option<tracing::field::DisplayValue<std::net::IpAddr>> {
+    crate::tools::remote_addr_of(context).map(|a| tracing::field::display(a.ip()))
+}
+
+/// Records whether the gatekeeper let a tool call through (`allowed`, or the reason of its
+/// refusal).
+pub(crate) fn decided(span: &Span, decision: &'static str) {
     span.record("mcp_gatekeeper.decision", decision);
-    if let Some(addr) = remote_addr {
-        span.record("client.address", tracing::field::display(addr.ip()));
-    }
-}
-
-/// Records who asked for a tool list.
-pub(crate) fn listed_for(span: &Span, principal: &Principal, remote_addr: Option<SocketAddr>) {
-    if span.is_disabled() {
-        return;
-    }
-    span.record("user.id", principal.subject());
-    if let Some(addr) = remote_addr {
-        span.record("client.address", tracing::field::display(addr.ip()));
-    }
 }
 
 /// Records how a tool call ended.

@@ -551,7 +551,7 @@ impl Denial {
     }
 }
 
-fn principal_of(context: &RequestContext<RoleServer>) -> Option<&Arc<Principal>> {
+pub(crate) fn principal_of(context: &RequestContext<RoleServer>) -> Option<&Arc<Principal>> {
     authenticated(context).map(|a| &a.principal)
 }
 
@@ -601,7 +601,7 @@ fn stopped(tool: &str, why: &'static str) -> ErrorData {
     )
 }
 
-fn remote_addr_of(context: &RequestContext<RoleServer>) -> Option<SocketAddr> {
+pub(crate) fn remote_addr_of(context: &RequestContext<RoleServer>) -> Option<SocketAddr> {
     context
         .extensions
         .get::<Parts>()?
@@ -672,7 +672,7 @@ impl<T: McpTools> GatekeeperService<T> {
         };
         let Some(tool) = tool else {
             #[cfg(feature = "otel")]
-            crate::otel::decided(span, &principal, remote_addr, "tool_not_found");
+            crate::otel::decided(span, "tool_not_found");
             return Err(tool_not_found());
         };
         let name = tool.def.name;
@@ -721,7 +721,7 @@ impl<T: McpTools> GatekeeperService<T> {
             engine.audit.record(&record);
             mark_audited(&context);
             #[cfg(feature = "otel")]
-            crate::otel::decided(span, &principal, remote_addr, denial.reason());
+            crate::otel::decided(span, denial.reason());
             #[cfg(feature = "metrics")]
             tool.metrics.count(denial.counted_as());
             let hidden = engine.hide_forbidden
@@ -742,7 +742,7 @@ impl<T: McpTools> GatekeeperService<T> {
         }
         mark_audited(&context);
         #[cfg(feature = "otel")]
-        crate::otel::decided(span, &principal, remote_addr, "allowed");
+        crate::otel::decided(span, "allowed");
         let cancelled = context.ct.clone();
         let client = authenticated_arc(&context);
         let call = ToolCall {
@@ -809,11 +809,7 @@ impl<T: McpTools> ServerHandler for GatekeeperService<T> {
         #[cfg(feature = "otel")]
         let _entered = span.enter();
         let tools = match principal_of(&context) {
-            Some(principal) => {
-                #[cfg(feature = "otel")]
-                crate::otel::listed_for(&span, principal, remote_addr_of(&context));
-                self.engine.list_for(principal)
-            }
+            Some(principal) => self.engine.list_for(principal),
             None => Vec::new(),
         };
         let mut result = ListToolsResult::with_all_items(tools);
