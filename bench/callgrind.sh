@@ -17,7 +17,8 @@
 # `wrk -t1 -c4` drives `tools/call echo` for DURATION (default 10 s); instructions are divided
 # by the requests wrk completed. Without SERVERS, this tree's bench-server is built (release).
 # Prints one line per server and row: `NAME ROW instructions/request requests`. KEEP=DIR keeps
-# the callgrind outputs (`DIR/callgrind.NAME.ROW.1` is the measured part).
+# the callgrind outputs (`DIR/callgrind.NAME.ROW.1` is the measured part). A bench-server built
+# with `--features otel` records the gatekeeper's OpenTelemetry spans when BENCH_OTEL=1 is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=$PWD/bench
