@@ -25,7 +25,9 @@
 //! - `DATABASE_URL`: keep the OAuth state in this PostgreSQL database instead of `oauth.db`
 //!   (`postgres://user:password@host/database`; replicas sharing it honour each other's codes,
 //!   refresh tokens, revocations and sign-in sessions, and each serves any step of a sign-in),
-//!   in the schema `OAUTH_DATABASE_SCHEMA` (default `mcp_gatekeeper`, created at start).
+//!   in the schema `OAUTH_DATABASE_SCHEMA` (default `mcp_gatekeeper`, created at start), over
+//!   TLS verified against the CA certificates of `OAUTH_DATABASE_CA_FILE` when set (or with
+//!   `?sslmode=require` in the URL, against the system's roots).
 //!   Behind a load balancer, give every replica its origin as `OAUTH_ISSUER` and, unless it
 //!   routes by MCP session, `STATELESS=1`;
 //! - `REDIS_URL`: keep the tools' rate limits, the failure lockouts (the MCP endpoint's, and
@@ -157,6 +159,9 @@ pub struct Database {
     pub url: String,
     /// The schema of the store's tables.
     pub schema: String,
+    /// The CA certificates (PEM) the database's TLS certificate is verified against; `None`:
+    /// TLS only when the URL asks for it (`sslmode=require`), verified against the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Database {
@@ -354,7 +359,12 @@ async fn open_store(config: &OAuthConfig) -> Result<Arc<dyn Store>, Box<dyn std:
         Some(database) => Arc::new(
             PostgresStore::connect_with(
                 &database.url,
-                PostgresOptions::new().schema(&database.schema),
+                match &database.ca_file {
+                    Some(ca_file) => PostgresOptions::new()
+                        .schema(&database.schema)
+                        .tls_ca_file(ca_file),
+                    None => PostgresOptions::new().schema(&database.schema),
+                },
             )
             .await?,
         ),
@@ -383,6 +393,7 @@ fn config_without_user(origin: &str) -> Result<OAuthConfig, Box<dyn std::error::
         database: var("DATABASE_URL").map(|url| Database {
             url,
             schema: var("OAUTH_DATABASE_SCHEMA").unwrap_or_else(|| "mcp_gatekeeper".into()),
+            ca_file: var("OAUTH_DATABASE_CA_FILE").map(PathBuf::from),
         }),
         user: String::new(),
         password: String::new(),

@@ -45,6 +45,11 @@ pub(crate) struct StoreArgs {
         default_value = DEFAULT_SCHEMA
     )]
     schema: String,
+    /// Connect to PostgreSQL over TLS, verifying the server's certificate against the CA
+    /// certificates of this PEM file (as the server's `PostgresOptions::tls_ca_file`). Without
+    /// it, a URL with `?sslmode=require` is verified against the system's roots.
+    #[arg(long, value_name = "FILE", env = "OAUTH_DATABASE_CA_FILE")]
+    store_ca_file: Option<PathBuf>,
 }
 
 /// An open store and how to name it in messages (never with a database password).
@@ -95,7 +100,9 @@ impl StoreArgs {
     pub(crate) async fn open(&self, create: Create) -> Result<Opened, Failure> {
         match self.location()? {
             Location::Sqlite(path) => open_sqlite(&path, create),
-            Location::Postgres(url) => open_postgres(&url, &self.schema).await,
+            Location::Postgres(url) => {
+                open_postgres(&url, &self.schema, self.store_ca_file.as_deref()).await
+            }
         }
     }
 }
@@ -123,9 +130,13 @@ fn open_sqlite(_: &Path, _: Create) -> Result<Opened, Failure> {
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: &str, schema: &str) -> Result<Opened, Failure> {
+async fn open_postgres(url: &str, schema: &str, ca_file: Option<&Path>) -> Result<Opened, Failure> {
     use mcp_gatekeeper::store::{PostgresOptions, PostgresStore};
-    let store = PostgresStore::connect_with(url, PostgresOptions::new().schema(schema))
+    let mut options = PostgresOptions::new().schema(schema);
+    if let Some(ca_file) = ca_file {
+        options = options.tls_ca_file(ca_file);
+    }
+    let store = PostgresStore::connect_with(url, options)
         .await
         .map_err(store_failure)?;
     Ok(Opened {
@@ -135,7 +146,7 @@ async fn open_postgres(url: &str, schema: &str) -> Result<Opened, Failure> {
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(_: &str, _: &str) -> Result<Opened, Failure> {
+async fn open_postgres(_: &str, _: &str, _: Option<&Path>) -> Result<Opened, Failure> {
     Err(Failure::Usage(
         "this mcp-gatekeeper was built without PostgreSQL support (feature `postgres`)".to_owned(),
     ))
@@ -202,6 +213,7 @@ mod tests {
         StoreArgs {
             store: store.to_owned(),
             schema: DEFAULT_SCHEMA.to_owned(),
+            store_ca_file: None,
         }
         .location()
     }

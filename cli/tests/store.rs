@@ -1079,3 +1079,39 @@ async fn mutual_tls_clients_on_postgres() {
     server.running.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The local PostgreSQL's own certificate (Debian's `ssl-cert-snakeoil`, `CN=localhost`).
+const POSTGRES_CERTIFICATE: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_reached_over_verified_tls_with_store_ca_file() {
+    assert!(
+        Path::new(POSTGRES_CERTIFICATE).exists(),
+        "{POSTGRES_CERTIFICATE} is missing: this test needs the local PostgreSQL's own \
+         certificate (Debian's ssl-cert package, `ssl = on`)"
+    );
+    let schema = Schema::fresh("tls");
+    // Made (and migrated) in the clear first, as the server would.
+    let _ = schema.store().await;
+    let url = database_url();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or("test");
+    let password = config
+        .get_password()
+        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+        .unwrap_or_default();
+    let with_host = |host: &str| At::Postgres {
+        url: format!("postgres://{user}{password}@{host}:{port}/{dbname}"),
+        schema: schema.0.clone(),
+    };
+    let list = ["clients", "list", "--store-ca-file", POSTGRES_CERTIFICATE];
+    // The certificate names localhost: verified, the command works.
+    with_host("localhost").ok(&list).await;
+    // Not 127.0.0.1: refused before any credential is sent, exit 3 (the store is out of
+    // reach), saying why.
+    let refused = with_host("127.0.0.1").run(&list).await;
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(refused.stderr.contains("certificate"), "{refused:?}");
+}

@@ -10,10 +10,10 @@ mod table;
 
 // Named by the generated code, through `crate::__private`.
 pub use arguments::{Arguments, ObjectSchema};
-#[cfg(feature = "otel")]
-pub(crate) use dispatch::{principal_of, remote_addr_of, succeeded};
 pub(crate) use dispatch::{AuditPolicy, Engine, ScopeOracle};
 pub use dispatch::{GatekeeperService, codes};
+#[cfg(feature = "otel")]
+pub(crate) use dispatch::{principal_of, remote_addr_of, succeeded};
 pub use rbac::{Caller, Granted, Guard, Includes, NoRoleGuard, NoRoles, RoleMarker, Roles};
 pub(crate) use rbac::{includes, role_index};
 pub use scopes::ScopeHierarchy;

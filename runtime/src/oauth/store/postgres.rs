@@ -2,14 +2,14 @@
 //!
 //! See [`PostgresStore`] for the schema and how concurrent replicas stay consistent.
 
-use std::{fmt, time::Duration};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use deadpool_postgres::{
     Client, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use futures::future::BoxFuture;
-use tokio_postgres::{NoTls, Row, error::SqlState, types::ToSql};
+use tokio_postgres::{NoTls, Row, config::SslMode, error::SqlState, types::ToSql};
 
 use super::{
     AuthCodeRecord, ClientRecord, CodeRedemption, FAMILY_REVOCATION_RETENTION_SECS,
@@ -163,6 +163,16 @@ pub struct PostgresOptions {
     max_connections: usize,
     connect_timeout: Duration,
     statement_timeout: Duration,
+    tls: Option<TrustedRoots>,
+}
+
+/// The certificates a TLS connection to PostgreSQL trusts for the server's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TrustedRoots {
+    /// The CA certificates of a PEM file (a managed database's bundle, a private CA).
+    CaFile(PathBuf),
+    /// The operating system's trusted roots.
+    System,
 }
 
 impl Default for PostgresOptions {
@@ -172,6 +182,7 @@ impl Default for PostgresOptions {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -210,6 +221,70 @@ impl PostgresOptions {
         self.statement_timeout = timeout;
         self
     }
+
+    /// Connects over TLS, trusting the CA certificates of the PEM file at `path` for the
+    /// server's certificate (a managed database's CA bundle, or the private CA that signed the
+    /// server's certificate). The certificate must also name the host of the URL, as libpq's
+    /// `sslmode=verify-full` requires; a connection is never made without TLS, whatever the
+    /// URL's `sslmode` says (`disable` is then an error). The file is read at
+    /// [`PostgresStore::connect_with`].
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TrustedRoots::CaFile(path.into()));
+        self
+    }
+
+    /// Connects over TLS, trusting the operating system's roots for the server's certificate
+    /// (databases whose certificate a public CA signed), as [`tls_ca_file`](Self::tls_ca_file)
+    /// otherwise. A URL with `sslmode=require` and no TLS option gets this: the certificate is
+    /// verified, where libpq's `require` would take any.
+    pub fn tls_system_roots(mut self) -> Self {
+        self.tls = Some(TrustedRoots::System);
+        self
+    }
+}
+
+/// The TLS client configuration that trusts `roots`.
+fn tls_config(roots: &TrustedRoots) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+
+    let mut store = rustls::RootCertStore::empty();
+    match roots {
+        TrustedRoots::CaFile(path) => {
+            let read = |e: &dyn fmt::Display| {
+                StoreError::backend(format!(
+                    "cannot read the PostgreSQL CA file {}: {e}",
+                    path.display()
+                ))
+            };
+            let certificates = CertificateDer::pem_file_iter(path)
+                .map_err(|e| read(&e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| read(&e))?;
+            if certificates.is_empty() {
+                return Err(read(&"it holds no certificate"));
+            }
+            for certificate in certificates {
+                store.add(certificate).map_err(|e| read(&e))?;
+            }
+        }
+        TrustedRoots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            // Some unreadable entries are normal on many systems; none readable is not.
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(StoreError::backend(
+                    "no trusted root certificate found on this system for PostgreSQL's TLS; \
+                     name a CA file (PostgresOptions::tls_ca_file)",
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::backend(format!("PostgreSQL TLS: {e}")))?
+        .with_root_certificates(store)
+        .with_no_client_auth())
 }
 
 /// A [`Store`] on PostgreSQL: one database shared by every replica of a server, so codes,
@@ -337,15 +412,34 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("mcp-gatekeeper");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // One empty query per checkout: a connection the server closed while it sat
-                // in the pool is replaced before an operation runs on it.
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
+        // One empty query per checkout: a connection the server closed while it sat in the
+        // pool is replaced before an operation runs on it.
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        };
+        // libpq's `require` encrypts without checking the certificate; here a URL that asks
+        // for TLS gets it verified (the system's roots unless a CA file is named).
+        let asks_for_tls = matches!(config.get_ssl_mode(), SslMode::Require);
+        let roots = match (options.tls, asks_for_tls) {
+            (Some(roots), _) => Some(roots),
+            (None, true) => Some(TrustedRoots::System),
+            (None, false) => None,
+        };
+        let manager = match roots {
+            Some(roots) => {
+                if matches!(config.get_ssl_mode(), SslMode::Disable) {
+                    return Err(StoreError::Invalid(
+                        "the PostgreSQL URL says sslmode=disable, but TLS is configured",
+                    ));
+                }
+                // Never `prefer`: a server (or someone in the path) refusing TLS must not get
+                // the connection in the clear.
+                config.ssl_mode(SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(&roots)?);
+                Manager::from_config(config, tls, recycling())
+            }
+            None => Manager::from_config(config, NoTls, recycling()),
+        };
         let pool = Pool::builder(manager)
             .max_size(options.max_connections)
             .runtime(Runtime::Tokio1)
@@ -488,10 +582,20 @@ fn db_error(context: &str, error: tokio_postgres::Error) -> StoreError {
             ),
             None,
         ),
-        None => (
-            format!("PostgreSQL: {context}: {error}"),
-            Some(Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
-        ),
+        None => {
+            // The causes too: "error performing TLS handshake" alone does not say that the
+            // certificate names another host.
+            let mut message = format!("PostgreSQL: {context}: {error}");
+            let mut cause = std::error::Error::source(&error);
+            while let Some(next) = cause {
+                message.push_str(&format!(": {next}"));
+                cause = next.source();
+            }
+            (
+                message,
+                Some(Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
+            )
+        }
     };
     if unavailable {
         StoreError::Unavailable { message, source }

@@ -498,3 +498,146 @@ async fn keys_with_nul_are_never_found_nor_stored() {
     ));
     assert!(store.is_access_token_revoked("j\u{0}ti").await.is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS: the local server's own certificate (Debian's `ssl-cert-snakeoil`, `CN=localhost`,
+// which its PostgreSQL serves by default), trusted by file; every other way must fail.
+
+/// The certificate the local server presents, as a CA file.
+const SERVER_CERTIFICATE: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+/// The test server's URL with `host` instead of its host, and `extra` parameters.
+fn url_with_host(host: &str, extra: &str) -> String {
+    let config: tokio_postgres::Config = database_url().parse().expect("DATABASE_URL parses");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or("test");
+    let mut url = format!("host={host} port={port} user={user} dbname={dbname} {extra}");
+    if let Some(password) = config.get_password() {
+        url.push_str(&format!(" password={}", String::from_utf8_lossy(password)));
+    }
+    url
+}
+
+fn server_certificate() -> &'static str {
+    assert!(
+        std::path::Path::new(SERVER_CERTIFICATE).exists(),
+        "{SERVER_CERTIFICATE} is missing: the TLS tests need the local PostgreSQL's own \
+         certificate (Debian's ssl-cert package; `ssl = on` in postgresql.conf)"
+    );
+    SERVER_CERTIFICATE
+}
+
+#[tokio::test]
+async fn tls_with_the_servers_ca_is_verified_and_encrypted() {
+    let schema = fresh_schema_name();
+    let _guard = DropSchema(schema.clone());
+    let store = PostgresStore::connect_with(
+        &url_with_host("localhost", ""),
+        PostgresOptions::new()
+            .schema(&schema)
+            .tls_ca_file(server_certificate()),
+    )
+    .await
+    .expect("TLS to the local server, its certificate trusted by file");
+    let encrypted: bool = store
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the server sees the connection encrypted");
+    // The store works over it.
+    store
+        .put_client(fixtures::public_client("over-tls"))
+        .await
+        .unwrap();
+    assert!(store.get_client("over-tls").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn tls_refuses_what_it_cannot_verify() {
+    let schema = fresh_schema_name();
+    let _guard = DropSchema(schema.clone());
+    let options = || {
+        PostgresOptions::new()
+            .schema(&schema)
+            .connect_timeout(std::time::Duration::from_secs(3))
+    };
+    // The right CA, but the certificate does not name the address connected to.
+    let by_address = PostgresStore::connect_with(
+        &url_with_host("127.0.0.1", ""),
+        options().tls_ca_file(server_certificate()),
+    )
+    .await;
+    assert_refused_certificate(by_address, "a certificate for localhost is not 127.0.0.1's");
+    // Another CA.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("gk-pg-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other_ca = dir.join("other-ca.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    let stranger = PostgresStore::connect_with(
+        &url_with_host("localhost", ""),
+        options().tls_ca_file(&other_ca),
+    )
+    .await;
+    assert_refused_certificate(stranger, "a certificate another CA signed is refused");
+    // `sslmode=require` alone: the system's roots, and the certificate is verified (libpq
+    // would take it unverified; whether this system trusts the local certificate is its own
+    // business, but it never names 127.0.0.1).
+    let required =
+        PostgresStore::connect_with(&url_with_host("127.0.0.1", "sslmode=require"), options())
+            .await;
+    assert_refused_certificate(required, "sslmode=require verifies the certificate");
+    // TLS configured and refused by the URL: a configuration error, before any connection.
+    match PostgresStore::connect_with(
+        &url_with_host("localhost", "sslmode=disable"),
+        options().tls_ca_file(server_certificate()),
+    )
+    .await
+    {
+        Err(StoreError::Invalid(message)) => assert!(message.contains("sslmode"), "{message}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // A CA file that is missing, or holds no certificate: named in the error.
+    let missing = dir.join("missing.pem");
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for file in [&missing, &empty] {
+        match PostgresStore::connect_with(
+            &url_with_host("localhost", ""),
+            options().tls_ca_file(file),
+        )
+        .await
+        {
+            Err(StoreError::Backend { message, .. }) => {
+                assert!(message.contains(&*file.to_string_lossy()), "{message}")
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `connected` failed because the server's certificate was not trusted (not for any other
+/// reason: a server that is down would pass a bare `is_err`).
+fn assert_refused_certificate(connected: Result<PostgresStore, StoreError>, why: &str) {
+    match connected {
+        Ok(_) => panic!("{why}: connected"),
+        Err(error) => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            assert!(text.contains("certificate"), "{why}: {text}");
+        }
+    }
+}
