@@ -376,7 +376,14 @@ async fn open_store(config: &OAuthConfig) -> Result<Arc<dyn Store>, Box<dyn std:
 /// may hold a password).
 pub fn describe_store(config: &OAuthConfig) -> String {
     match &config.database {
-        Some(database) => format!("PostgreSQL (DATABASE_URL, schema {})", database.schema),
+        Some(database) => format!(
+            "PostgreSQL (DATABASE_URL, schema {}{})",
+            database.schema,
+            match database.ca_file {
+                Some(_) => ", TLS verified with OAUTH_DATABASE_CA_FILE",
+                None => "",
+            }
+        ),
         None => format!("SQLite ({})", config.data_dir.join("oauth.db").display()),
     }
 }
