@@ -10,12 +10,16 @@
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
 //! - `STATELESS=1`: plain JSON replies, no sessions;
 //! - `METRICS_BIND`: serve Prometheus metrics on this address (e.g. `127.0.0.1:9100`), at
-//!   `/metrics`.
+//!   `/metrics`;
+//! - `OTEL_TRACES_EXPORTER=console`: print the gatekeeper's OpenTelemetry spans on stdout.
 //!
 //! (`MCP_RESOURCE`, the third variable every example shares, is about token audiences; this
 //! server takes API keys only.)
 
 use mcp_gatekeeper::prelude::*;
+
+#[path = "telemetry.rs"]
+mod telemetry;
 
 /// Greets people.
 pub struct Hello;
@@ -34,12 +38,8 @@ impl Hello {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
-        )
-        .init();
+    // Logs on stderr; OTEL_TRACES_EXPORTER=console prints the gatekeeper's spans too.
+    let _telemetry = telemetry::init()?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     // Bound before anything is printed: port 0 then prints the port chosen, and a port in use
     // fails before a key scrolls by.

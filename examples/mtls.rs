@@ -26,7 +26,8 @@
 //! And, as in every example: `BIND` (default `127.0.0.1:3443`; port 0 picks a free port),
 //! `STATELESS=1` (plain JSON replies, no sessions), `MCP_RESOURCE` (the endpoint's URL as
 //! clients reach it; its host is answered to besides the loopback names), `METRICS_BIND`
-//! (Prometheus metrics at `/metrics` on that address).
+//! (Prometheus metrics at `/metrics` on that address), `OTEL_TRACES_EXPORTER=console` (the
+//! gatekeeper's OpenTelemetry spans printed on stdout).
 
 use std::{
     path::{Path, PathBuf},
@@ -323,6 +324,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> ExitCode {
-    rbac::init_logging();
+    let _telemetry = match rbac::init_logging() {
+        Ok(telemetry) => telemetry,
+        Err(error) => return rbac::exit_code("mtls", Err(error.into())),
+    };
     rbac::exit_code("mtls", run().await)
 }

@@ -454,12 +454,7 @@ pub fn issuer_and_resource(
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
-        )
-        .init();
+    let _telemetry = rbac::init_logging()?;
     // The bind address used to have its own name here; a deployment still setting it would
     // otherwise be served on the default address without a word.
     if std::env::var_os("OAUTH_BIND").is_some() {

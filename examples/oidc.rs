@@ -255,6 +255,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> ExitCode {
-    rbac::init_logging();
+    let _telemetry = match rbac::init_logging() {
+        Ok(telemetry) => telemetry,
+        Err(error) => return rbac::exit_code("oidc", Err(error.into())),
+    };
     rbac::exit_code("oidc", run().await)
 }

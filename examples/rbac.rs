@@ -33,6 +33,7 @@
 //! - `STATELESS=1`: plain JSON replies, no sessions;
 //! - `METRICS_BIND`: serve Prometheus metrics at `/metrics` on this address (e.g.
 //!   `127.0.0.1:9100`);
+//! - `OTEL_TRACES_EXPORTER=console`: print the gatekeeper's OpenTelemetry spans on stdout;
 //! - `MCP_RESOURCE`: the endpoint's URL as clients reach it, the audience (`aud`) every JWT
 //!   must carry and `/auth/token` writes into its tokens (default `http://<BIND>/mcp`, an
 //!   unspecified address such as `0.0.0.0` written as `127.0.0.1`); its host is answered to
@@ -44,6 +45,9 @@ use std::{
 };
 
 use mcp_gatekeeper::{ConfigError, TokenClient, prelude::*};
+
+#[path = "telemetry.rs"]
+mod telemetry;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -476,14 +480,11 @@ pub async fn serve_until_signal<T: mcp_gatekeeper::McpTools>(
     wait_until_signal(server.serve_on(listener)?).await
 }
 
-/// Logs to stderr as every example does: `RUST_LOG`, or `info` with the audit trail.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
-        )
-        .init();
+/// Logs to stderr as every example does (`RUST_LOG`, or `info` with the audit trail), and
+/// with `OTEL_TRACES_EXPORTER=console` prints the gatekeeper's spans; keep the value until the
+/// example ends (it flushes them).
+pub(crate) fn init_logging() -> Result<telemetry::Telemetry, String> {
+    telemetry::init()
 }
 
 /// The exit code of an example whose `run` ended with `result`; an error is printed as
@@ -606,7 +607,7 @@ impl Demo {
 #[allow(dead_code)]
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    init_logging();
+    let _telemetry = init_logging()?;
     let env = SharedEnv::from_env().await?;
     let mut generated = Vec::new();
     let mut demo = Demo::default();

@@ -12,9 +12,13 @@
 //!   generated for this run and printed with command lines that use it;
 //! - `BIND`: the address to listen on (default `127.0.0.1:3000`; port 0 picks a free port);
 //! - `STATELESS=1`: plain JSON replies, no sessions;
-//! - `METRICS_BIND`: serve Prometheus metrics at `/metrics` on this address (e.g. `127.0.0.1:9100`).
+//! - `METRICS_BIND`: serve Prometheus metrics at `/metrics` on this address (e.g. `127.0.0.1:9100`);
+//! - `OTEL_TRACES_EXPORTER=console`: print the authentication spans of its layer on stdout.
 
 use std::{net::SocketAddr, sync::Arc};
+
+#[path = "telemetry.rs"]
+mod telemetry;
 
 use axum::{Router, routing::get};
 use mcp_gatekeeper::{ApiKeys, CancellationToken, ConfigError, GatekeeperLayer, Principal};
@@ -130,12 +134,7 @@ pub fn app(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,mcp_gatekeeper::audit=info".into()),
-        )
-        .init();
+    let _telemetry = telemetry::init()?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     // Bound before anything is printed: port 0 then prints the port chosen.
     let listener = tokio::net::TcpListener::bind(&bind).await?;

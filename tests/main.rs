@@ -1,6 +1,9 @@
 //! Integration tests: the example servers on ephemeral loopback ports, real HTTP, real clients.
 
 #![allow(unreachable_pub, missing_docs)]
+// Each example is a file of its own that includes `examples/telemetry.rs`; three of them are
+// compiled here, so that file is three modules.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/oidc.rs"]
 #[allow(dead_code, unreachable_pub)]

@@ -350,3 +350,75 @@ async fn without_meta_the_http_traceparent_is_joined_and_a_bad_one_is_ignored() 
 
     server.shutdown().await.unwrap();
 }
+
+/// The examples' `OTEL_TRACES_EXPORTER=console`: the hello example, run as a user runs it,
+/// prints the span of a tool call in the trace its client named; an exporter the examples do
+/// not know stops it at start, saying so.
+#[tokio::test]
+async fn the_hello_example_prints_its_spans_with_the_console_exporter() {
+    use crate::common::{example_binary, process::CapturedProcess};
+
+    let key = "otel-hello-key-0123456789abcdef0123";
+    let mut hello = CapturedProcess::spawn(
+        std::process::Command::new(example_binary("hello"))
+            .env("BIND", "127.0.0.1:0")
+            .env("MCP_API_KEYS", key)
+            .env("RUST_LOG", "warn")
+            .env("OTEL_TRACES_EXPORTER", "console"),
+        "the hello example",
+    );
+    let url = format!("http://{}/mcp", hello.listening());
+    let mcp = Mcp::connect(&url, Cred::ApiKey(key.into()), Version::V2025_06_18).await;
+    let mut headers = mcp.base_headers(None);
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    headers.insert(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b8-01").parse().unwrap(),
+    );
+    let body = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "hello", "arguments": { "name": "spans" } },
+    });
+    let response = mcp
+        .http
+        .post(&url)
+        .headers(headers)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let reply = read_reply(response, Some(json!(7))).await;
+    assert!(reply.text().contains("Hello, spans!"), "{reply:#?}");
+    let mut printed = String::new();
+    for _ in 0..100 {
+        printed = hello.printed();
+        if printed.contains("tools/call hello") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let span = printed
+        .split("Span #")
+        .find(|s| s.contains("Name         : tools/call hello"))
+        .unwrap_or_else(|| panic!("no tools/call span printed:\n{printed}"));
+    assert!(span.contains(&format!("TraceId      : {trace}")), "{span}");
+    assert!(span.contains("ParentSpanId : 00f067aa0ba902b8"), "{span}");
+    assert!(
+        span.contains("mcp_gatekeeper.decision: String(Owned(\"allowed\"))")
+            || span.contains("mcp_gatekeeper.decision: String(Static(\"allowed\"))"),
+        "{span}"
+    );
+    assert!(!printed.contains(key), "the key never appears");
+    drop(hello);
+
+    let mut unknown = CapturedProcess::spawn(
+        std::process::Command::new(example_binary("hello"))
+            .env("BIND", "127.0.0.1:0")
+            .env("MCP_API_KEYS", key)
+            .env("OTEL_TRACES_EXPORTER", "zipkin"),
+        "the hello example",
+    );
+    let (status, printed) = unknown.exit();
+    assert!(!status.success(), "{printed}");
+    assert!(printed.contains("OTEL_TRACES_EXPORTER=zipkin"), "{printed}");
+}
