@@ -32,6 +32,9 @@ pub(crate) struct RedisSettings {
     pub(crate) prefix: String,
     pub(crate) timeout: Duration,
     hash_key: Vec<u8>,
+    /// The CA certificates (PEM) a `rediss://` server's certificate is verified against,
+    /// instead of the system's roots.
+    pub(crate) tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -51,6 +54,7 @@ impl RedisSettings {
             prefix: "mcp:".into(),
             timeout: DEFAULT_TIMEOUT,
             hash_key: Vec::new(),
+            tls_ca_file: None,
         }
     }
 
@@ -61,7 +65,44 @@ impl RedisSettings {
     /// The link, or what is wrong with the settings. `what` names the shared state in messages
     /// ("rate limits", "lockout", "session owners").
     pub(crate) fn build(self, what: &'static str) -> Result<RedisLink, ConfigError> {
-        let client = self.client.map_err(ConfigError::Invalid)?;
+        let mut client = self.client.map_err(ConfigError::Invalid)?;
+        let tls = matches!(
+            client.get_connection_info().addr(),
+            ::redis::ConnectionAddr::TcpTls { .. }
+        );
+        if let Some(path) = &self.tls_ca_file {
+            if !tls {
+                return Err(ConfigError::Invalid(format!(
+                    "shared {what}: a Redis CA file ({}) needs a `rediss://` URL",
+                    path.display()
+                )));
+            }
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "shared {what}: cannot read the Redis CA file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certificates = ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            client = Client::build_with_tls(client.get_connection_info().clone(), certificates)
+                .map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "shared {what}: the Redis CA file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+        }
+        if tls {
+            // The redis crate builds its TLS configuration with rustls' process-wide provider,
+            // which rustls cannot choose when an application compiled in two: this crate's
+            // (aws-lc-rs) is installed when none is.
+            if rustls::crypto::CryptoProvider::get_default().is_none() {
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            }
+        }
         if self.timeout.is_zero() {
             return Err(ConfigError::Invalid(format!(
                 "shared {what}: the Redis timeout must not be zero"
@@ -318,5 +359,133 @@ mod tests {
         let mut settings = RedisSettings::new("redis://127.0.0.1:6379");
         settings.timeout = Duration::ZERO;
         assert!(settings.build("test").is_err());
+    }
+
+    /// A Redis of the test's own that speaks only TLS, with a certificate for `localhost`
+    /// from a CA made here; stopped when dropped.
+    struct TlsRedis {
+        server: std::process::Child,
+        port: u16,
+        dir: std::path::PathBuf,
+    }
+
+    impl TlsRedis {
+        fn start() -> Self {
+            use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+            let dir = std::env::temp_dir().join(format!(
+                "gk-redis-tls-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let ca_key = KeyPair::generate().unwrap();
+            let mut ca = CertificateParams::new(Vec::new()).unwrap();
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+            let issuer = Issuer::new(ca, ca_key);
+            let key = KeyPair::generate().unwrap();
+            let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            std::fs::write(dir.join("server.pem"), leaf.pem()).unwrap();
+            std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let server = std::process::Command::new("redis-server")
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(dir.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.pem"))
+                .args([
+                    "--tls-auth-clients",
+                    "no",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--bind", "127.0.0.1"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("these tests run redis-server (with TLS) themselves: install Redis");
+            let redis = Self { server, port, dir };
+            let started = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "redis-server did not listen on its TLS port"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            redis
+        }
+
+        fn ca(&self) -> std::path::PathBuf {
+            self.dir.join("ca.pem")
+        }
+
+        fn settings(&self, host: &str, ca: Option<&std::path::Path>) -> RedisSettings {
+            let mut settings = RedisSettings::new(&format!("rediss://{host}:{}", self.port));
+            settings.timeout = Duration::from_secs(2);
+            settings.tls_ca_file = ca.map(std::path::Path::to_path_buf);
+            settings
+        }
+    }
+
+    impl Drop for TlsRedis {
+        fn drop(&mut self) {
+            let _ = self.server.kill();
+            let _ = self.server.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[tokio::test]
+    async fn rediss_with_its_ca_is_verified_and_anything_else_is_refused() {
+        let redis = TlsRedis::start();
+        let trusted = redis
+            .settings("localhost", Some(&redis.ca()))
+            .build("test")
+            .unwrap();
+        trusted
+            .ping()
+            .await
+            .expect("TLS to localhost, its CA trusted by file");
+        // The system's roots do not hold this CA; the certificate does not name 127.0.0.1.
+        let system = redis.settings("localhost", None).build("test").unwrap();
+        assert!(system.ping().await.is_err(), "an unknown CA is refused");
+        let by_address = redis
+            .settings("127.0.0.1", Some(&redis.ca()))
+            .build("test")
+            .unwrap();
+        assert!(
+            by_address.ping().await.is_err(),
+            "a certificate for localhost only"
+        );
+        // A plain connection to the TLS port gets nowhere either.
+        let mut plain = RedisSettings::new(&format!("redis://127.0.0.1:{}", redis.port));
+        plain.timeout = Duration::from_millis(500);
+        assert!(plain.build("test").unwrap().ping().await.is_err());
+    }
+
+    #[test]
+    fn a_ca_file_needs_rediss_and_must_be_readable() {
+        let mut plain = RedisSettings::new("redis://127.0.0.1:6379");
+        plain.tls_ca_file = Some("/etc/ssl/certs/ca-certificates.crt".into());
+        let error = plain.build("rate limits").unwrap_err().to_string();
+        assert!(error.contains("rediss://"), "{error}");
+        let mut missing = RedisSettings::new("rediss://localhost:6380");
+        missing.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        let error = missing.build("rate limits").unwrap_err().to_string();
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
     }
 }

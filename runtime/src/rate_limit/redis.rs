@@ -89,7 +89,8 @@ pub struct RedisRateLimiter {
 
 impl RedisRateLimiter {
     /// Limits kept in the Redis at `url` (`redis://[user:password@]host:port[/db]`,
-    /// `rediss://` needs a TLS feature of the `redis` crate), under the prefix `mcp:`.
+    /// `rediss://` over TLS, verified against the system's roots or
+    /// [`tls_ca_file`](Self::tls_ca_file)), under the prefix `mcp:`.
     pub fn new(url: &str) -> Self {
         Self {
             settings: RedisSettings::new(url),
@@ -101,6 +102,15 @@ impl RedisRateLimiter {
     /// one Redis need different prefixes; replicas of one server need the same.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.settings.prefix = prefix.into();
+        self
+    }
+
+    /// Verifies a `rediss://` server's certificate against the CA certificates of the PEM file
+    /// at `path` (a managed Redis's CA bundle, a private CA) instead of the system's roots. The
+    /// file is read when the server is built; a missing one, or a `redis://` URL, fails the
+    /// build.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.tls_ca_file = Some(path.into());
         self
     }
 

@@ -96,6 +96,15 @@ impl RedisLockout {
         self
     }
 
+    /// Verifies a `rediss://` server's certificate against the CA certificates of the PEM file
+    /// at `path` (a managed Redis's CA bundle, a private CA) instead of the system's roots. The
+    /// file is read when the server is built; a missing one, or a `redis://` URL, fails the
+    /// build.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.tls_ca_file = Some(path.into());
+        self
+    }
+
     /// How long a failure waits for Redis before this replica's own count decides (default
     /// 1 s). It bounds what an unreachable Redis adds to a refused request.
     pub fn timeout(mut self, timeout: Duration) -> Self {

@@ -80,6 +80,15 @@ impl RedisRevocations {
         self
     }
 
+    /// Verifies a `rediss://` server's certificate against the CA certificates of the PEM file
+    /// at `path` (a managed Redis's CA bundle, a private CA) instead of the system's roots. The
+    /// file is read when the server is built; a missing one, or a `redis://` URL, fails the
+    /// build.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.tls_ca_file = Some(path.into());
+        self
+    }
+
     /// What a token does when the list cannot be read (default [`FailurePolicy::Closed`]).
     pub fn on_unavailable(mut self, policy: FailurePolicy) -> Self {
         self.policy = policy;
@@ -357,6 +366,12 @@ mod tests {
     #[test]
     fn bad_settings_fail_the_build() {
         assert!(RedisRevocations::new("nonsense").build().is_err());
+        assert!(
+            RedisRevocations::new("redis://127.0.0.1:6379")
+                .tls_ca_file("/etc/ssl/certs/ca-certificates.crt")
+                .build()
+                .is_err()
+        );
         assert!(
             RedisRevocations::new("redis://127.0.0.1:6379")
                 .timeout(Duration::ZERO)

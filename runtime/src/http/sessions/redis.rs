@@ -68,6 +68,15 @@ impl RedisSessions {
         self
     }
 
+    /// Verifies a `rediss://` server's certificate against the CA certificates of the PEM file
+    /// at `path` (a managed Redis's CA bundle, a private CA) instead of the system's roots. The
+    /// file is read when the server is built; a missing one, or a `redis://` URL, fails the
+    /// build.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.tls_ca_file = Some(path.into());
+        self
+    }
+
     /// How long a look-up waits for Redis before the request goes on without it (default 1 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
@@ -310,6 +319,12 @@ mod tests {
     #[test]
     fn bad_settings_fail_the_build() {
         assert!(RedisSessions::new("nonsense").build().is_err());
+        assert!(
+            RedisSessions::new("redis://127.0.0.1:6379")
+                .tls_ca_file("/etc/ssl/certs/ca-certificates.crt")
+                .build()
+                .is_err()
+        );
         assert!(
             RedisSessions::new("redis://127.0.0.1:6379")
                 .timeout(Duration::ZERO)

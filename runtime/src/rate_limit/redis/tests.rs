@@ -161,6 +161,13 @@ fn hash_keys_change_the_names_and_settings_are_checked() {
     assert_ne!(plain.key("t", "api_key:a"), plain.key("u", "api_key:a"));
     assert!(plain.key("t", "api_key:a").starts_with("mcp:rl:"));
     assert!(RedisRateLimiter::new("not a url").build().is_err());
+    // A CA file belongs to a `rediss://` URL.
+    assert!(
+        RedisRateLimiter::new("redis://127.0.0.1:6379")
+            .tls_ca_file("/etc/ssl/certs/ca-certificates.crt")
+            .build()
+            .is_err()
+    );
     assert!(
         RedisRateLimiter::new("redis://127.0.0.1")
             .timeout(Duration::ZERO)

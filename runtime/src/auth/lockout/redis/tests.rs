@@ -137,6 +137,13 @@ async fn an_unreachable_redis_falls_back_to_the_local_count() {
 #[test]
 fn settings_are_checked_when_built() {
     assert!(RedisLockout::new("not a url").build().is_err());
+    // A CA file belongs to a `rediss://` URL.
+    assert!(
+        RedisLockout::new("redis://127.0.0.1:6379")
+            .tls_ca_file("/etc/ssl/certs/ca-certificates.crt")
+            .build()
+            .is_err()
+    );
     assert!(
         RedisLockout::new("redis://127.0.0.1:6379")
             .timeout(Duration::ZERO)
