@@ -89,6 +89,9 @@ impl Collected {
                     .with_target(TOOL_TARGET, tracing::Level::INFO),
             );
         let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        // Tests run in parallel: a callsite another test reaches first, while this dispatcher
+        // is being registered, can keep the interest it computed without it.
+        tracing::callsite::rebuild_interest_cache();
         Self {
             exporter,
             _provider: provider,
@@ -110,6 +113,7 @@ impl Collected {
 
     fn clear(&self) {
         self.exporter.reset();
+        tracing::callsite::rebuild_interest_cache();
     }
 }
 

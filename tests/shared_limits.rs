@@ -140,7 +140,26 @@ struct OwnRedis {
 }
 
 impl OwnRedis {
+    /// On a free port: another process may take the port between its choice and the server's
+    /// bind (tests run in parallel), so a server that exits at once is tried on another.
+    async fn start_anywhere() -> Self {
+        for _ in 0..5 {
+            if let Some(redis) = Self::try_start(free_port()).await {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start on any of five free ports");
+    }
+
+    /// On `port` (again, after `stop`).
     async fn start(port: u16) -> Self {
+        Self::try_start(port)
+            .await
+            .unwrap_or_else(|| panic!("redis-server exited at once on port {port}"))
+    }
+
+    /// `None` if the server exited before answering (its port was taken).
+    async fn try_start(port: u16) -> Option<Self> {
         let process = Command::new("redis-server")
             .args([
                 "--port",
@@ -153,19 +172,25 @@ impl OwnRedis {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server starts (install Redis to run this test)");
-        let redis = Self {
+        let mut redis = Self {
             port,
             process: Some(process),
         };
         let started = Instant::now();
         while !pings(&redis.address()).await {
+            if let Some(process) = redis.process.as_mut()
+                && let Ok(Some(_)) = process.try_wait()
+            {
+                redis.process = None;
+                return None;
+            }
             assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server does not answer"
+                started.elapsed() < Duration::from_secs(30),
+                "redis-server does not answer on port {port}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        redis
+        Some(redis)
     }
 
     fn address(&self) -> String {
@@ -196,8 +221,8 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn a_redis_outage_fails_closed_and_service_resumes() {
-    let port = free_port();
-    let mut redis = OwnRedis::start(port).await;
+    let mut redis = OwnRedis::start_anywhere().await;
+    let port = redis.port;
     let url = format!("redis://{}", redis.address());
     let (first, first_url) = replica(&url, "mcp:rbac:");
     let (second, second_url) = replica(&url, "mcp:rbac:");
@@ -331,8 +356,8 @@ async fn a_lockout_started_on_one_replica_holds_on_the_other() {
 
 #[tokio::test]
 async fn a_redis_outage_leaves_each_replica_its_own_lockout() {
-    let port = free_port();
-    let mut redis = OwnRedis::start(port).await;
+    let mut redis = OwnRedis::start_anywhere().await;
+    let port = redis.port;
     let url = format!("redis://{}", redis.address());
     let (first, first_url) = replica(&url, "mcp:rbac:");
     let (second, second_url) = replica(&url, "mcp:rbac:");
@@ -480,8 +505,8 @@ async fn a_foreign_session_is_refused_by_both_replicas() {
 
 #[tokio::test]
 async fn a_redis_outage_leaves_sessions_to_their_replica() {
-    let port = free_port();
-    let mut redis = OwnRedis::start(port).await;
+    let mut redis = OwnRedis::start_anywhere().await;
+    let port = redis.port;
     let url = format!("redis://{}", redis.address());
     let (first, first_url) = replica_with(&url, "mcp:rbac:", false);
     let (second, second_url) = replica_with(&url, "mcp:rbac:", false);
@@ -629,8 +654,8 @@ async fn a_token_revoked_through_one_replica_is_refused_by_the_other_within_a_se
 
 #[tokio::test]
 async fn a_redis_outage_refuses_tokens_until_revocations_can_be_read_again() {
-    let port = free_port();
-    let mut redis = OwnRedis::start(port).await;
+    let mut redis = OwnRedis::start_anywhere().await;
+    let port = redis.port;
     let url = format!("redis://{}", redis.address());
     let (first, first_url) = replica(&url, "mcp:rbac:");
     let (second, second_url) = replica(&url, "mcp:rbac:");
