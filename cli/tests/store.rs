@@ -163,13 +163,7 @@ impl Server {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
-        if status != 200 {
-            return Err((status, body));
-        }
-        let json: Value = serde_json::from_str(&body).unwrap();
-        Ok(json["access_token"].as_str().unwrap().to_owned())
+        access_token(response).await
     }
 
     /// A client-credentials grant of a mutual-TLS client presenting `certificate` (through the
@@ -191,13 +185,7 @@ impl Server {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
-        if status != 200 {
-            return Err((status, body));
-        }
-        let json: Value = serde_json::from_str(&body).unwrap();
-        Ok(json["access_token"].as_str().unwrap().to_owned())
+        access_token(response).await
     }
 
     /// The status of an MCP `initialize` with `token` as its bearer token.
@@ -241,6 +229,17 @@ impl Server {
 }
 
 /// The (unverified) header and claims of a JWT.
+/// The access token of a token endpoint's answer, or its status and error body.
+async fn access_token(response: reqwest::Response) -> Result<String, (u16, String)> {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    if status != 200 {
+        return Err((status, body));
+    }
+    let json: Value = serde_json::from_str(&body).unwrap();
+    Ok(json["access_token"].as_str().unwrap().to_owned())
+}
+
 fn jwt_parts(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
     let mut decode = || {
